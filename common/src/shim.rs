@@ -1,0 +1,175 @@
+//! The berthd <-> berth-shim protocol (version 1).
+//!
+//! berthd starts one shim per container:
+//!
+//! ```text
+//! berth-shim --id ID --bundle DIR --state-dir DIR --runtime PATH --runtime-root DIR
+//!            [--log-path FILE] [--log-driver json-file|none]
+//!            [--log-max-size BYTES] [--log-max-files N]
+//!            [--tty] [--stdin] [--stdin-once]
+//! ```
+//!
+//! The process berthd spawns forks: the grandchild detaches (setsid, becomes
+//! child subreaper, stdio to /dev/null, its own log in `STATE_DIR/shim.log`),
+//! runs `runtime create`, listens on `STATE_DIR/shim.sock`, and only then tells
+//! the intermediate process, which exits 0. A non-zero exit means the container
+//! could not be created; the reason is on the intermediate's stderr. So when the
+//! spawned command returns success, the container is `created` and the socket
+//! accepts connections.
+//!
+//! On the socket every connection starts with one request line (JSON, `\n`
+//! terminated) and gets one response line. Streaming operations (`attach`,
+//! `exec`) then carry stdio on the same connection:
+//! shim -> client: frames of an 8-byte header (stream byte 1 stdout / 2 stderr,
+//! three zero bytes, big-endian u32 length) then the payload; with a TTY all
+//! output is stream 1. client -> shim: raw stdin bytes; the client shutting
+//! down its write side closes the process's stdin when it was started with
+//! `stdin_once` (attach) or always (exec). When the process has exited and all
+//! its output was sent, the shim closes the connection.
+//!
+//! After the container's init exits the shim writes `STATE_DIR/exit.json`
+//! (atomically), answers pending `wait`s, runs `runtime delete`, drains
+//! attached streams and exits. A daemon restarting later finds either a live
+//! socket or `exit.json`.
+
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const SOCKET_NAME: &str = "shim.sock";
+pub const EXIT_FILE: &str = "exit.json";
+pub const PID_FILE: &str = "shim.pid";
+pub const LOG_FILE: &str = "shim.log";
+
+pub const STREAM_STDIN: u8 = 0;
+pub const STREAM_STDOUT: u8 = 1;
+pub const STREAM_STDERR: u8 = 2;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Protocol version and container state.
+    State,
+    /// `runtime start`.
+    Start,
+    Kill {
+        signal: i32,
+        #[serde(default)]
+        all: bool,
+    },
+    Pause,
+    Resume,
+    /// Answered when the container's init has exited.
+    Wait,
+    /// Then the connection carries the container's stdio (see module docs).
+    Attach {
+        #[serde(default)]
+        stdin: bool,
+        #[serde(default)]
+        stdout: bool,
+        #[serde(default)]
+        stderr: bool,
+    },
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    /// `runtime exec` of an OCI `process` object. The response carries the
+    /// pid; unless `detach`, the connection then carries the exec's stdio.
+    Exec {
+        exec_id: String,
+        process: serde_json::Value,
+        #[serde(default)]
+        detach: bool,
+    },
+    ExecState {
+        exec_id: String,
+    },
+    /// Answered when the exec process has exited.
+    ExecWait {
+        exec_id: String,
+    },
+    ExecResize {
+        exec_id: String,
+        width: u16,
+        height: u16,
+    },
+    /// Stop serving and exit; only valid once the container has stopped.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+/// How a process ended, as recorded in `exit.json` and sent to `wait`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExitStatus {
+    pub exit_code: i32,
+    /// RFC 3339 with nanoseconds, UTC.
+    pub exited_at: String,
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+/// One response line. `ok: false` carries `error`; the other fields are set
+/// as the operation needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitStatus>,
+}
+
+impl Response {
+    pub fn ok() -> Self {
+        Response {
+            ok: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn error(msg: impl Into<String>) -> Self {
+        Response {
+            ok: false,
+            error: Some(msg.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// The 8-byte header of an output frame.
+pub fn frame_header(stream: u8, len: usize) -> [u8; 8] {
+    let n = (len as u32).to_be_bytes();
+    [stream, 0, 0, 0, n[0], n[1], n[2], n[3]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format() {
+        let r: Request = serde_json::from_str(r#"{"op":"kill","signal":9}"#).unwrap();
+        assert_eq!(r, Request::Kill { signal: 9, all: false });
+        let s = serde_json::to_string(&Request::Attach { stdin: true, stdout: true, stderr: false }).unwrap();
+        assert_eq!(s, r#"{"op":"attach","stdin":true,"stdout":true,"stderr":false}"#);
+    }
+
+    #[test]
+    fn header_is_big_endian() {
+        assert_eq!(frame_header(2, 258), [2, 0, 0, 0, 0, 0, 1, 2]);
+    }
+}
