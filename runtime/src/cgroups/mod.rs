@@ -1,0 +1,1 @@
+//! Control groups (v1, v2 and hybrid).
