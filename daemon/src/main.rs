@@ -1,1 +1,9 @@
+//! berthd: the Docker Engine API daemon.
+
+mod api;
+mod containers;
+mod daemon;
+mod events;
+mod volumes;
+
 fn main() {}

@@ -1,0 +1,1 @@
+//! Containers: records, lifecycle through berth-shim, logs.

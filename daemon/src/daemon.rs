@@ -1,0 +1,1 @@
+//! The backend every API router works on.

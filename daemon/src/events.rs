@@ -1,0 +1,1 @@
+//! Event bus: publish, history for `since`, filtered subscriptions.
