@@ -1,0 +1,196 @@
+//! Removes everything a test daemon may have left: processes (shims and
+//! containers), mounts, cgroups, then the files. Order matters: files are
+//! only deleted once nothing is mounted below them, so a bind mount of a host
+//! directory can never be emptied by the clean-up.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Kills, unmounts and removes everything under `dir` and the cgroups named
+/// `cgroup_parent` in every hierarchy.
+pub fn remove_everything_under(dir: &Path, cgroup_parent: &str) {
+    kill_processes_under(dir, cgroup_parent);
+    unmount_under(dir);
+    remove_cgroups(cgroup_parent);
+    if mounts_under(dir).is_empty() {
+        let _ = fs::remove_dir_all(dir);
+    } else {
+        eprintln!(
+            "cleanup: mounts remain under {}, leaving its files in place",
+            dir.display()
+        );
+    }
+}
+
+/// Processes that belong to a test daemon: their command line names `dir`
+/// (shims, runtimes), their root is inside `dir` (containers), or they sit in
+/// a cgroup below `cgroup_parent`.
+pub fn processes_under(dir: &Path, cgroup_parent: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let dir_s = dir.display().to_string();
+    let mut pids = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let proc_dir = e.path();
+        let cmdline = fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let root = fs::read_link(proc_dir.join("root")).unwrap_or_default();
+        let cgroup = fs::read_to_string(proc_dir.join("cgroup")).unwrap_or_default();
+        let in_cgroup = cgroup
+            .lines()
+            .any(|l| l.contains(&format!("/{cgroup_parent}/")) || l.ends_with(&format!("/{cgroup_parent}")));
+        if cmdline.contains(&dir_s) || root.starts_with(dir) || in_cgroup {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn kill_processes_under(dir: &Path, cgroup_parent: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = processes_under(dir, cgroup_parent);
+        if pids.is_empty() || Instant::now() > deadline {
+            if !pids.is_empty() {
+                eprintln!("cleanup: processes survive SIGKILL: {pids:?}");
+            }
+            return;
+        }
+        for pid in pids {
+            // Thaw first: a frozen (paused) process does not die.
+            // SAFETY: kill(2) on pids read from /proc.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        thaw_cgroups(cgroup_parent);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Mount points at or below `dir`, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    points.dedup();
+    points
+}
+
+fn unescape_mount_path(s: &str) -> PathBuf {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    PathBuf::from(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn unmount_under(dir: &Path) {
+    for _ in 0..5 {
+        let points = mounts_under(dir);
+        if points.is_empty() {
+            return;
+        }
+        for p in points {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
+            // SAFETY: umount2 with a NUL-terminated path.
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
+}
+
+/// Every cgroup hierarchy root mounted on this host.
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup ") || t.starts_with("cgroup2 "))
+        })
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The directories named `cgroup_parent` directly below any hierarchy root.
+pub fn cgroup_dirs(cgroup_parent: &str) -> Vec<PathBuf> {
+    cgroup_roots()
+        .into_iter()
+        .map(|r| r.join(cgroup_parent))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+fn thaw_cgroups(cgroup_parent: &str) {
+    for d in cgroup_dirs(cgroup_parent) {
+        for sub in walk_dirs(&d) {
+            let _ = fs::write(sub.join("freezer.state"), "THAWED");
+            let _ = fs::write(sub.join("cgroup.freeze"), "0");
+        }
+    }
+}
+
+fn remove_cgroups(cgroup_parent: &str) {
+    for d in cgroup_dirs(cgroup_parent) {
+        let mut dirs = walk_dirs(&d);
+        dirs.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+        for sub in dirs {
+            let _ = fs::remove_dir(&sub);
+        }
+    }
+}
+
+fn walk_dirs(d: &Path) -> Vec<PathBuf> {
+    let mut out = vec![d.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(entries) = fs::read_dir(&out[i]) {
+            for e in entries.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    out.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/a\\040b"), PathBuf::from("/a b"));
+        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
+    }
+}
