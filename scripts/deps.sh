@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing berth needs on Debian (as root):
+# apt packages and a Python venv with docker-py at .venv (or $BERTH_VENV).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+    build-essential pkg-config ca-certificates   # building
+    python3 python3-venv                          # fixtures, docker-py
+    busybox-static                                # test images
+    curl jq socat tmux procps iproute2 iptables   # test drivers and checks
+    runc docker.io                                # the runc-compatibility test and benchmarks
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # docker.io must not start a system dockerd: tests start their own.
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    rm -f /usr/sbin/policy-rc.d
+fi
+
+venv=${BERTH_VENV:-$PWD/.venv}
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import docker, websocket' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r tests/py/requirements.txt
+fi
+echo "deps: ok (venv $venv)"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds berth, installs it to /usr/local/bin and starts berthd on
+# /var/run/berth.sock with default settings, then loads the busybox image.
+# On a systemd host berthd runs as the berthd.service unit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
+
+scripts/deps.sh
+cargo build --release --workspace --bins
+install -m 0755 target/release/berthd target/release/berth-shim target/release/berth-runtime /usr/local/bin/
+mkdir -p /etc/berth /var/lib/berth
+[ -f /etc/berth/daemon.json ] || echo '{}' >/etc/berth/daemon.json
+
+socket=/var/run/berth.sock
+if [ -d /run/systemd/system ]; then
+    install -m 0644 contrib/berthd.service /etc/systemd/system/berthd.service
+    systemctl daemon-reload
+    systemctl enable berthd.service
+    systemctl restart berthd.service
+else
+    if [ -f /run/berth/berthd.pid ] && kill -0 "$(cat /run/berth/berthd.pid)" 2>/dev/null; then
+        kill "$(cat /run/berth/berthd.pid)"
+        for _ in $(seq 100); do [ -S "$socket" ] || break; sleep 0.1; done
+    fi
+    setsid /usr/local/bin/berthd --pidfile /run/berth/berthd.pid </dev/null >>/var/log/berthd.log 2>&1 &
+fi
+for _ in $(seq 100); do
+    curl -sf --unix-socket "$socket" http://localhost/_ping >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -sf --unix-socket "$socket" http://localhost/_ping >/dev/null || {
+    echo "install.sh: berthd did not come up; see /var/log/berthd.log or journalctl -u berthd" >&2
+    exit 1
+}
+mkdir -p target/fixtures
+[ -f target/fixtures/busybox.tar ] || rootfs-fixtures/build.sh target/fixtures
+docker -H "unix://$socket" load -i target/fixtures/busybox.tar
+echo "berthd is running: export DOCKER_HOST=unix://$socket"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs berth's whole test suite (as root): unit tests and the integration
+# tests, each of which starts its own berthd on temp dirs and drives it with
+# the docker CLI, docker-py and curl. Needs scripts/deps.sh to have run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "test.sh: the tests need root" >&2; exit 1; }
+
+cargo build --workspace --bins
+mkdir -p target/fixtures
+[ -f target/fixtures/busybox.tar ] || rootfs-fixtures/build.sh target/fixtures
+export BERTH_FIXTURES=$PWD/target/fixtures
+cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-4}"
