@@ -539,3 +539,40 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The Engine API spec: `$BERTH_API_SPEC`, or `shared/reference/` beside the
+/// checkout (where CI and developers have it).
+pub fn api_spec() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_API_SPEC") {
+        return PathBuf::from(p);
+    }
+    let p = workspace_root()
+        .parent()
+        .map(|d| d.join("shared/reference/engine-api-v1.50.yaml"))
+        .unwrap_or_default();
+    assert!(
+        p.is_file(),
+        "the API spec is not at {} (set BERTH_API_SPEC)",
+        p.display()
+    );
+    p
+}
+
+/// Fails unless `json` conforms to the spec's response schema for
+/// `method spec_path` (e.g. "GET", "/containers/{id}/json") and its 2xx status.
+#[track_caller]
+pub fn assert_matches_spec(method: &str, spec_path: &str, json: &str) {
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(workspace_root().join("tests/py/schema_check.py"))
+        .arg(api_spec())
+        .arg(method)
+        .arg(spec_path);
+    let out = run_with_timeout(&mut cmd, Some(json.as_bytes()), DEFAULT_TIMEOUT);
+    assert!(
+        out.success(),
+        "{method} {spec_path} does not match the spec:\n{}{}\ndocument: {}",
+        out.stdout,
+        out.stderr,
+        &json[..json.len().min(2000)]
+    );
+}

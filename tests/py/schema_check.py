@@ -1,0 +1,77 @@
+"""Validates live berthd responses against the Engine API spec.
+
+    python schema_check.py SPEC METHOD PATH [STATUS] < response.json
+
+checks the JSON on stdin against the response schema the spec gives for
+METHOD PATH (a spec path such as /containers/{id}/json) and STATUS (default:
+the 2xx the spec lists). Exit 0 and "valid" when it conforms, exit 1 and one
+line per violation otherwise.
+
+The spec is Swagger 2.0: `x-nullable: true` marks the fields that may be
+null, every other field of a listed type must have that type (arrays are
+`[]`, never null). Unknown extra fields are allowed, as they are for
+dockerd's clients.
+"""
+import json
+import sys
+
+import jsonschema
+import yaml
+
+
+def nullable(schema):
+    """Rewrites x-nullable fields so JSON Schema accepts null for them."""
+    if isinstance(schema, dict):
+        out = {k: nullable(v) for k, v in schema.items()}
+        if out.get("x-nullable") and "type" in out:
+            t = out["type"]
+            out["type"] = (t if isinstance(t, list) else [t]) + ["null"]
+            if "enum" in out:
+                out["enum"] = list(out["enum"]) + [None]
+        return out
+    if isinstance(schema, list):
+        return [nullable(v) for v in schema]
+    return schema
+
+
+def response_schema(spec, method, path, status=None):
+    op = spec["paths"][path][method.lower()]
+    responses = op["responses"]
+    if status is None:
+        status = next(s for s in map(str, responses) if s.startswith("2"))
+    resp = responses.get(status) or responses.get(int(status))
+    if resp is None:
+        raise SystemExit(f"the spec has no {status} response for {method} {path}")
+    if "schema" not in resp:
+        raise SystemExit(f"the spec gives no schema for {method} {path} {status}")
+    return resp["schema"]
+
+
+def validate(spec, method, path, document, status=None):
+    """Returns the list of violations (empty when valid)."""
+    schema = dict(response_schema(spec, method, path, status))
+    schema["definitions"] = spec["definitions"]
+    schema = nullable(schema)
+    validator = jsonschema.Draft4Validator(schema)
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
+
+
+def main():
+    spec_path, method, path = sys.argv[1:4]
+    status = sys.argv[4] if len(sys.argv) > 4 else None
+    with open(spec_path) as f:
+        spec = yaml.safe_load(f)
+    document = json.load(sys.stdin)
+    errors = validate(spec, method, path, document, status)
+    if errors:
+        for e in errors[:50]:
+            print(e)
+        sys.exit(1)
+    print("valid")
+
+
+if __name__ == "__main__":
+    main()
