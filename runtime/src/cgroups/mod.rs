@@ -1,1 +1,443 @@
-//! Control groups (v1, v2 and hybrid).
+//! Control groups on cgroup v1, pure v2 and hybrid hosts, written directly
+//! against cgroupfs.
+//!
+//! A container's cgroup is one path (e.g. "/berth/<id>") that exists in
+//! every mounted hierarchy. Each resource is written where its controller
+//! lives: a v1 mount if there is one, else the unified hierarchy (on a hybrid
+//! host some controllers, like hugetlb here, may be v2-only).
+
+mod devices_bpf;
+mod fsutil;
+pub mod hierarchy;
+mod path;
+mod stats;
+mod v1;
+mod v2;
+mod validate;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::LinuxResources;
+
+pub use hierarchy::{Hierarchy, Placement};
+pub use stats::{
+    Blkio, BlkioEntry, Cpu, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, Stats, Throttling,
+};
+pub use validate::MIN_MEMORY_LIMIT;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("systemd cgroup path {0:?} is not supported: berth manages cgroupfs directly (no --systemd-cgroup)")]
+    SystemdUnsupported(String),
+    #[error("invalid cgroups path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("no cgroup filesystem is mounted (see /proc/self/mountinfo)")]
+    NoCgroupMount,
+    #[error("invalid resource limit: {0}")]
+    InvalidLimit(String),
+    #[error("{0} is not supported on this host: {1}")]
+    Unsupported(String, String),
+    #[error("cgroup controller {0:?} is not available on this host")]
+    MissingController(String),
+    #[error("creating cgroup {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("removing cgroup {path}: {source}")]
+    Remove { path: PathBuf, source: io::Error },
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("writing {value:?} to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        source: io::Error,
+    },
+    #[error("parsing {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("cgroup {path} did not become {wanted} within {waited:?}")]
+    FreezeTimeout {
+        path: PathBuf,
+        wanted: &'static str,
+        waited: Duration,
+    },
+    #[error("device cgroup eBPF program: {0}")]
+    DeviceProgram(String),
+}
+
+/// A container's cgroup. Cheap to build; touches cgroupfs only in methods.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    path: String,
+    hierarchy: Hierarchy,
+}
+
+impl Cgroup {
+    /// `cgroups_path` is `linux.cgroupsPath` from config.json; None means
+    /// "/berth/<id>". The systemd `slice:prefix:name` form is refused.
+    pub fn new(cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, CgroupError> {
+        let path = path::resolve(cgroups_path, id)?;
+        Ok(Cgroup {
+            path,
+            hierarchy: Hierarchy::detect()?,
+        })
+    }
+
+    /// Rebuilds the handle from `path()` as saved in state.json.
+    pub fn from_state(path: &str) -> Result<Cgroup, CgroupError> {
+        Ok(Cgroup {
+            path: path::normalise(path)?,
+            hierarchy: Hierarchy::detect()?,
+        })
+    }
+
+    /// For tests and callers that already know the layout.
+    pub fn with_hierarchy(path: &str, hierarchy: Hierarchy) -> Result<Cgroup, CgroupError> {
+        Ok(Cgroup {
+            path: path::normalise(path)?,
+            hierarchy,
+        })
+    }
+
+    /// The normalised cgroup path ("/berth/<id>"), to store in state.json.
+    pub fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    pub fn hierarchy(&self) -> &Hierarchy {
+        &self.hierarchy
+    }
+
+    /// The directory of `controller` for this cgroup, if the host has it.
+    pub fn controller_dir(&self, controller: &str) -> Option<PathBuf> {
+        match self.hierarchy.placement(controller, &self.path)? {
+            Placement::V1(d) | Placement::V2(d) => Some(d),
+        }
+    }
+
+    /// Creates the cgroup in every hierarchy, applies `resources`, then moves
+    /// `pid` in. On any failure everything this call created is removed.
+    pub fn apply(&self, pid: i32, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        if let Some(r) = resources {
+            validate::validate(r)?;
+        }
+        let mut created: Vec<PathBuf> = Vec::new();
+        let result = self
+            .create_all(&mut created)
+            .and_then(|()| match resources {
+                Some(r) => self.set(r),
+                None => Ok(()),
+            })
+            .and_then(|()| self.add_process(pid));
+        if let Err(e) = result {
+            for dir in created.iter().rev() {
+                let _ = fsutil::remove_dir(dir);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn create_all(&self, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+        for dir in self.hierarchy.all_dirs(&self.path) {
+            let root = self
+                .hierarchy
+                .root_of(&dir)
+                .ok_or(CgroupError::NoCgroupMount)?;
+            let made = fsutil::create_dirs(&dir, &root)?;
+            let is_cpuset = self
+                .hierarchy
+                .v1
+                .get("cpuset")
+                .is_some_and(|m| dir.starts_with(m));
+            created.extend(made.iter().cloned());
+            if is_cpuset {
+                v1::init_cpuset(&made)?;
+            }
+        }
+        if let Some(unified) = &self.hierarchy.unified {
+            let leaf = hierarchy::join_rel(&unified.mountpoint, &self.path);
+            v2::enable_controllers(&unified.mountpoint, &leaf, &unified.controllers);
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` (all its threads) into the cgroup in every hierarchy.
+    /// Used for init by `apply` and for processes joining via exec.
+    pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
+        for dir in self.hierarchy.all_dirs(&self.path) {
+            fsutil::write(&dir, "cgroup.procs", &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Changes limits of an existing cgroup (`berth-runtime update`).
+    pub fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        validate::validate(resources)?;
+        self.set(resources)
+    }
+
+    fn placement(&self, controller: &str, asked_for: &str) -> Result<Placement, CgroupError> {
+        self.hierarchy
+            .placement(controller, &self.path)
+            .ok_or_else(|| {
+                CgroupError::Unsupported(
+                    asked_for.to_owned(),
+                    format!("the {controller} controller is not mounted"),
+                )
+            })
+    }
+
+    fn set(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        if let Some(m) = r.memory() {
+            match self.placement("memory", "memory limits")? {
+                Placement::V1(d) => v1::set_memory(&d, m)?,
+                Placement::V2(d) => v2::set_memory(&d, m)?,
+            }
+        }
+        if let Some(c) = r.cpu() {
+            let wants_cpu = c.shares().is_some_and(|v| v != 0)
+                || c.quota().is_some_and(|v| v != 0)
+                || c.period().is_some_and(|v| v != 0)
+                || c.burst().is_some()
+                || c.idle().is_some()
+                || c.realtime_runtime().is_some_and(|v| v != 0)
+                || c.realtime_period().is_some_and(|v| v != 0);
+            if wants_cpu {
+                match self.placement("cpu", "cpu limits")? {
+                    Placement::V1(d) => v1::set_cpu(&d, c)?,
+                    Placement::V2(d) => v2::set_cpu(&d, c)?,
+                }
+            }
+            let wants_cpuset = c.cpus().as_deref().is_some_and(|s| !s.is_empty())
+                || c.mems().as_deref().is_some_and(|s| !s.is_empty());
+            if wants_cpuset {
+                match self.placement("cpuset", "cpuset")? {
+                    Placement::V1(d) | Placement::V2(d) => v1::set_cpuset(&d, c)?,
+                }
+            }
+        }
+        if let Some(p) = r.pids() {
+            match self.placement("pids", "pids limit")? {
+                Placement::V1(d) | Placement::V2(d) => v1::set_pids(&d, p.limit())?,
+            }
+        }
+        if let Some(rules) = r.devices() {
+            match self.placement("devices", "device rules")? {
+                Placement::V1(d) => v1::set_devices(&d, rules)?,
+                Placement::V2(d) => devices_bpf::apply(&d, rules)?,
+            }
+        }
+        if let Some(b) = r.block_io() {
+            if self.hierarchy.v1.contains_key("blkio") {
+                if let Placement::V1(d) = self.placement("blkio", "blockIO")? {
+                    v1::set_blkio(&d, b)?;
+                }
+            } else {
+                let (Placement::V1(d) | Placement::V2(d)) = self.placement("io", "blockIO")?;
+                v2::set_io(&d, b)?;
+            }
+        }
+        if let Some(limits) = r.hugepage_limits().as_deref().filter(|l| !l.is_empty()) {
+            match self.placement("hugetlb", "hugepageLimits")? {
+                Placement::V1(d) => v1::set_hugepages(&d, limits)?,
+                Placement::V2(d) => v2::set_hugepages(&d, limits)?,
+            }
+        }
+        if let Some(n) = r.network() {
+            if n.class_id().is_some() {
+                if let Placement::V1(d) = self.placement("net_cls", "network.classID")? {
+                    v1::set_net_cls(&d, n)?;
+                }
+            }
+            if n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
+                if let Placement::V1(d) = self.placement("net_prio", "network.priorities")? {
+                    v1::set_net_prio(&d, n)?;
+                }
+            }
+        }
+        if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err(CgroupError::Unsupported(
+                "rdma limits".into(),
+                "berth does not implement the rdma controller".into(),
+            ));
+        }
+        if let Some(entries) = r.unified().as_ref().filter(|m| !m.is_empty()) {
+            let unified = self.hierarchy.unified.as_ref().ok_or_else(|| {
+                CgroupError::Unsupported("unified".into(), "no cgroup2 hierarchy is mounted".into())
+            })?;
+            v2::set_unified(
+                &hierarchy::join_rel(&unified.mountpoint, &self.path),
+                entries,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Freezes every process of the cgroup and waits until the kernel says
+    /// they are frozen.
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        self.set_frozen(true)
+    }
+
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        self.set_frozen(false)
+    }
+
+    /// Whether the cgroup is frozen (state "paused").
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        match self.placement("freezer", "pause")? {
+            Placement::V1(d) => Ok(fsutil::read(&d, "freezer.state")?.trim() == "FROZEN"),
+            Placement::V2(d) => {
+                Ok(fsutil::read_keyed(&d, "cgroup.events")?.get("frozen") == Some(&1))
+            }
+        }
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
+        let placement = self.placement("freezer", "pause/resume")?;
+        let wanted = if frozen { "frozen" } else { "thawed" };
+        let deadline = Duration::from_secs(10);
+        let start = Instant::now();
+        let mut delay = Duration::from_micros(200);
+        loop {
+            let done = match &placement {
+                Placement::V1(d) => {
+                    let value = if frozen { "FROZEN" } else { "THAWED" };
+                    // Rewriting retries a freeze that a forking task interrupted.
+                    fsutil::write(d, "freezer.state", value)?;
+                    fsutil::read(d, "freezer.state")?.trim() == value
+                }
+                Placement::V2(d) => {
+                    fsutil::write(d, "cgroup.freeze", if frozen { "1" } else { "0" })?;
+                    let events = fsutil::read_keyed(d, "cgroup.events")?;
+                    events.get("frozen") == Some(&u64::from(frozen))
+                }
+            };
+            if done {
+                return Ok(());
+            }
+            if start.elapsed() > deadline {
+                let (Placement::V1(path) | Placement::V2(path)) = placement;
+                return Err(CgroupError::FreezeTimeout {
+                    path,
+                    wanted,
+                    waited: start.elapsed(),
+                });
+            }
+            thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// PIDs in the cgroup (all hierarchies hold the same set). A cgroup
+    /// that does not exist (already destroyed) has none.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let dir = self
+            .hierarchy
+            .procs_dir(&self.path)
+            .ok_or(CgroupError::NoCgroupMount)?;
+        match fsutil::read(&dir, "cgroup.procs") {
+            Ok(text) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How many processes the kernel's OOM killer killed in this cgroup.
+    pub fn oom_kill_count(&self) -> Result<u64, CgroupError> {
+        match self.hierarchy.placement("memory", &self.path) {
+            Some(Placement::V1(d)) => v1::oom_kill_count(&d),
+            Some(Placement::V2(d)) => v2::oom_kill_count(&d),
+            None => Ok(0),
+        }
+    }
+
+    /// True once any process of the container was OOM-killed.
+    pub fn oom_killed(&self) -> Result<bool, CgroupError> {
+        Ok(self.oom_kill_count()? > 0)
+    }
+
+    /// Resource usage, in runc's `events --stats` shape. Controllers the
+    /// host lacks are left at zero.
+    pub fn stats(&self) -> Result<Stats, CgroupError> {
+        let mut st = Stats::default();
+        let h = &self.hierarchy;
+        let p = &self.path;
+        match (h.placement("cpu", p), h.placement("cpuacct", p)) {
+            (Some(Placement::V2(d)), _) => v2::cpu_stats(&d, &mut st)?,
+            (cpu, acct) => {
+                let v1_dir = |pl: Option<Placement>| match pl {
+                    Some(Placement::V1(d)) => Some(d),
+                    _ => None,
+                };
+                let (cpu, acct) = (v1_dir(cpu), v1_dir(acct));
+                v1::cpu_stats(acct.as_deref(), cpu.as_deref(), &mut st)?;
+            }
+        }
+        match h.placement("memory", p) {
+            Some(Placement::V1(d)) => v1::memory_stats(&d, &mut st)?,
+            Some(Placement::V2(d)) => v2::memory_stats(&d, &mut st)?,
+            None => {}
+        }
+        if let Some(Placement::V1(d) | Placement::V2(d)) = h.placement("pids", p) {
+            v1::pids_stats(&d, &mut st)?;
+        }
+        match (h.placement("blkio", p), h.placement("io", p)) {
+            (Some(Placement::V1(d)), _) => v1::blkio_stats(&d, &mut st)?,
+            (_, Some(Placement::V2(d))) => v2::io_stats(&d, &mut st)?,
+            _ => {}
+        }
+        match h.placement("hugetlb", p) {
+            Some(Placement::V1(d)) => v1::hugetlb_stats(&d, &mut st)?,
+            Some(Placement::V2(d)) => v2::hugetlb_stats(&d, &mut st)?,
+            None => {}
+        }
+        Ok(st)
+    }
+
+    /// Removes the cgroup from every hierarchy, then each parent that is
+    /// left empty, up to (not including) the hierarchy root. Parents that
+    /// look systemd-managed (`*.slice`, `*.scope`) are never touched.
+    /// Processes must be gone already; exiting ones are waited for briefly.
+    pub fn destroy(&self) -> Result<(), CgroupError> {
+        let mut first_err = None;
+        for dir in self.hierarchy.all_dirs(&self.path) {
+            if let Err(e) = devices_bpf::detach_all(&dir) {
+                first_err.get_or_insert(e);
+            }
+            match fsutil::remove_dir(&dir) {
+                Ok(()) => self.remove_empty_parents(&dir),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn remove_empty_parents(&self, dir: &Path) {
+        let Some(root) = self.hierarchy.root_of(dir) else {
+            return;
+        };
+        for parent in dir.ancestors().skip(1) {
+            if parent == root || !parent.starts_with(&root) {
+                break;
+            }
+            let name = parent.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".slice") || name.ends_with(".scope") {
+                break;
+            }
+            // rmdir fails (EBUSY) while the parent has children or tasks.
+            if std::fs::remove_dir(parent).is_err() {
+                break;
+            }
+        }
+    }
+}
