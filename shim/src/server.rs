@@ -1,0 +1,740 @@
+//! The shim's event loop: one poll(2) over the control socket, the SIGCHLD
+//! signalfd, the processes' stdio and the client connections.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use berth_common::shim::{ExitStatus, Request, Response, Status, PROTOCOL_VERSION, STREAM_STDOUT};
+
+use crate::args::Config;
+use crate::conn::{Conn, ReadResult, Role, MAX_REQUEST, OUTPUT_HIGH_WATER};
+use crate::exec::Exec;
+use crate::io;
+use crate::jsonlog::JsonLog;
+use crate::procio::ProcIo;
+use crate::reaper::{OomWatch, Reaper};
+use crate::runtime::Runtime;
+use crate::{slog, timefmt};
+
+/// After a process exits, how long its output may still arrive (a child that
+/// escaped the container could hold the pipe open forever).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// After the container is finished, how long clients get to take their data.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Shim {
+    pub cfg: Config,
+    pub rt: Runtime,
+    pub listener: UnixListener,
+    pub reaper: Reaper,
+    pub init_pid: i32,
+    pub init_io: ProcIo,
+    pub log: Option<JsonLog>,
+    pub oom: OomWatch,
+    pub status: Status,
+    pub init_exit: Option<(ExitStatus, Instant)>,
+    pub finalized_at: Option<Instant>,
+    pub shutdown: bool,
+    pub execs: BTreeMap<String, Exec>,
+    pub exec_seq: u64,
+    pub conns: BTreeMap<u64, Conn>,
+    pub next_conn: u64,
+}
+
+#[derive(Clone)]
+enum Tag {
+    Listener,
+    Signal,
+    InitOut(usize),
+    InitIn,
+    ExecOut(String, usize),
+    ExecIn(String),
+    Conn(u64),
+}
+
+impl Shim {
+    pub fn run(mut self) {
+        slog!(
+            "serving container {} (init pid {})",
+            self.cfg.id,
+            self.init_pid
+        );
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if self.should_exit() {
+                break;
+            }
+            let (mut pfds, tags) = self.poll_set();
+            let timeout = if self.init_exit.is_some()
+                || self.execs.values().any(|e| e.exit.is_some() && !e.done)
+            {
+                100
+            } else {
+                -1
+            };
+            // SAFETY: pfds is a valid array of pollfd of the given length.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    slog!("poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for (pfd, tag) in pfds.iter().zip(tags) {
+                if pfd.revents != 0 {
+                    self.handle(tag, pfd.revents, &mut buf);
+                }
+            }
+            self.progress();
+        }
+        self.cleanup_files();
+        slog!("exiting");
+    }
+
+    fn should_exit(&self) -> bool {
+        let Some(at) = self.finalized_at else {
+            return false;
+        };
+        self.shutdown
+            || at.elapsed() > FLUSH_TIMEOUT
+            || self
+                .conns
+                .values()
+                .all(|c| c.pending_out() == 0 && c.role != Role::Wait)
+    }
+
+    fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Tag>) {
+        let mut pfds = Vec::new();
+        let mut tags = Vec::new();
+        let mut add = |fd: RawFd, events: i16, tag: Tag| {
+            pfds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+            tags.push(tag);
+        };
+        if self.finalized_at.is_none() {
+            add(self.listener.as_raw_fd(), libc::POLLIN, Tag::Listener);
+        }
+        add(self.reaper.fd().as_raw_fd(), libc::POLLIN, Tag::Signal);
+
+        let init_blocked = self
+            .conns
+            .values()
+            .any(|c| matches!(c.role, Role::Attach { .. }) && c.pending_out() > OUTPUT_HIGH_WATER);
+        if !init_blocked {
+            for (i, o) in self.init_io.outputs.iter().enumerate() {
+                if let Some(fd) = &o.fd {
+                    add(fd.as_raw_fd(), libc::POLLIN, Tag::InitOut(i));
+                }
+            }
+        }
+        if let Some(fd) = &self.init_io.stdin {
+            if !self.init_io.stdin_buf.is_empty() {
+                add(fd.as_raw_fd(), libc::POLLOUT, Tag::InitIn);
+            }
+        }
+        for (id, e) in &self.execs {
+            let blocked = e
+                .conn
+                .and_then(|c| self.conns.get(&c))
+                .is_some_and(|c| c.pending_out() > OUTPUT_HIGH_WATER);
+            if !blocked {
+                for (i, o) in e.io.outputs.iter().enumerate() {
+                    if let Some(fd) = &o.fd {
+                        add(fd.as_raw_fd(), libc::POLLIN, Tag::ExecOut(id.clone(), i));
+                    }
+                }
+            }
+            if let Some(fd) = &e.io.stdin {
+                if !e.io.stdin_buf.is_empty() {
+                    add(fd.as_raw_fd(), libc::POLLOUT, Tag::ExecIn(id.clone()));
+                }
+            }
+        }
+        for (id, c) in &self.conns {
+            let mut events = 0;
+            if !c.read_closed && self.conn_wants_input(c) {
+                events |= libc::POLLIN;
+            }
+            if c.pending_out() > 0 {
+                events |= libc::POLLOUT;
+            }
+            // Even with no events, POLLHUP/POLLERR tell us the client left.
+            add(c.stream.as_raw_fd(), events, Tag::Conn(*id));
+        }
+        (pfds, tags)
+    }
+
+    fn conn_wants_input(&self, c: &Conn) -> bool {
+        match &c.role {
+            Role::Attach { stdin: true, .. } => {
+                self.init_io.stdin.is_none() || self.init_io.wants_input()
+            }
+            Role::ExecIo(id) => self
+                .execs
+                .get(id)
+                .is_none_or(|e| e.io.stdin.is_none() || e.io.wants_input()),
+            _ => true,
+        }
+    }
+
+    fn handle(&mut self, tag: Tag, revents: i16, buf: &mut [u8]) {
+        match tag {
+            Tag::Listener => self.accept(),
+            Tag::Signal => {
+                for (pid, code) in self.reaper.reap() {
+                    self.on_child_exit(pid, code);
+                }
+            }
+            Tag::InitOut(i) => {
+                if let Some((stream, n)) = read_output(&mut self.init_io, i, buf) {
+                    self.deliver_init(stream, &buf[..n]);
+                }
+            }
+            Tag::InitIn => self.init_io.flush_stdin(),
+            Tag::ExecOut(id, i) => {
+                let Some(e) = self.execs.get_mut(&id) else {
+                    return;
+                };
+                if let Some((stream, n)) = read_output(&mut e.io, i, buf) {
+                    if let Some(c) = e.conn.and_then(|c| self.conns.get_mut(&c)) {
+                        c.frame(stream, &buf[..n]);
+                        c.flush();
+                    }
+                }
+            }
+            Tag::ExecIn(id) => {
+                if let Some(e) = self.execs.get_mut(&id) {
+                    e.io.flush_stdin();
+                }
+            }
+            Tag::Conn(id) => {
+                if revents & libc::POLLOUT != 0 {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.flush();
+                    }
+                }
+                if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                    self.on_conn_readable(id, revents);
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if let Err(e) = stream.set_nonblocking(true) {
+                        slog!("client socket: {e}");
+                        continue;
+                    }
+                    let id = self.next_conn;
+                    self.next_conn += 1;
+                    self.conns.insert(id, Conn::new(stream));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    slog!("accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_child_exit(&mut self, pid: i32, code: i32) {
+        if pid == self.init_pid && self.init_exit.is_none() {
+            let exit = ExitStatus {
+                exit_code: code,
+                exited_at: timefmt::now(),
+                oom_killed: self.oom.oom_killed(),
+            };
+            slog!(
+                "init {pid} exited with {code} (oom_killed {})",
+                exit.oom_killed
+            );
+            self.status = Status::Stopped;
+            self.init_exit = Some((exit, Instant::now()));
+            return;
+        }
+        if let Some(e) = self
+            .execs
+            .values_mut()
+            .find(|e| e.pid == pid && e.exit.is_none())
+        {
+            slog!("exec {} (pid {pid}) exited with {code}", e.id);
+            e.exit = Some((
+                ExitStatus {
+                    exit_code: code,
+                    exited_at: timefmt::now(),
+                    oom_killed: false,
+                },
+                Instant::now(),
+            ));
+        }
+    }
+
+    fn deliver_init(&mut self, stream: u8, data: &[u8]) {
+        if let Some(log) = &mut self.log {
+            if let Err(e) = log.write(stream, data, &timefmt::now()) {
+                slog!("writing the container log: {e}");
+            }
+        }
+        let tty = self.cfg.tty;
+        for c in self.conns.values_mut() {
+            if let Role::Attach { stdout, stderr, .. } = c.role {
+                let wanted = if tty {
+                    stdout || stderr
+                } else if stream == STREAM_STDOUT {
+                    stdout
+                } else {
+                    stderr
+                };
+                if wanted {
+                    c.frame(stream, data);
+                    c.flush();
+                }
+            }
+        }
+    }
+
+    fn on_conn_readable(&mut self, id: u64, revents: i16) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.read_closed {
+            // Only POLLHUP/POLLERR can get here: the client is gone.
+            if revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                c.dead = true;
+            }
+            return;
+        }
+        let result = c.read_some();
+        match c.role.clone() {
+            Role::Request => match result {
+                ReadResult::Eof => c.dead = true,
+                ReadResult::WouldBlock => {}
+                ReadResult::Data => {
+                    if let Some(pos) = c.inbuf.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
+                        let parsed = serde_json::from_slice::<Request>(&line);
+                        match parsed {
+                            Ok(req) => self.dispatch(id, req),
+                            Err(e) => {
+                                c.role = Role::Reply;
+                                c.respond(&Response::error(format!("bad request: {e}")));
+                                c.close_when_flushed = true;
+                                c.flush();
+                            }
+                        }
+                    } else if c.inbuf.len() > MAX_REQUEST {
+                        c.role = Role::Reply;
+                        c.respond(&Response::error("request line too long"));
+                        c.close_when_flushed = true;
+                        c.flush();
+                    }
+                }
+            },
+            Role::Attach { stdin, .. } => {
+                let data = std::mem::take(&mut c.inbuf);
+                if let ReadResult::Eof = result {
+                    c.read_closed = true;
+                    if stdin && self.cfg.stdin_once {
+                        self.init_io.close_stdin = true;
+                    }
+                }
+                if stdin {
+                    self.init_io.push_stdin(&data);
+                    self.init_io.flush_stdin();
+                }
+            }
+            Role::ExecIo(exec_id) => {
+                let data = std::mem::take(&mut c.inbuf);
+                let eof = matches!(result, ReadResult::Eof);
+                if eof {
+                    c.read_closed = true;
+                }
+                if let Some(e) = self.execs.get_mut(&exec_id) {
+                    e.io.push_stdin(&data);
+                    if eof {
+                        e.io.close_stdin = true;
+                    }
+                    e.io.flush_stdin();
+                }
+            }
+            Role::Wait | Role::ExecWait(_) => {
+                c.inbuf.clear();
+                if let ReadResult::Eof = result {
+                    c.dead = true;
+                }
+            }
+            Role::Reply => {
+                c.inbuf.clear();
+                if let ReadResult::Eof = result {
+                    c.read_closed = true;
+                }
+            }
+        }
+    }
+
+    /// Handles one request; the connection's role and response are set here.
+    fn dispatch(&mut self, id: u64, req: Request) {
+        let (role, resp, keep_open) = self.answer(id, req);
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.role = role;
+            if let Some(r) = resp {
+                c.respond(&r);
+            }
+            c.close_when_flushed = !keep_open;
+            // Bytes that followed the request line are early stdin.
+            let early = std::mem::take(&mut c.inbuf);
+            c.flush();
+            if !early.is_empty() {
+                match c.role.clone() {
+                    Role::Attach { stdin: true, .. } => self.init_io.push_stdin(&early),
+                    Role::ExecIo(exec_id) => {
+                        if let Some(e) = self.execs.get_mut(&exec_id) {
+                            e.io.push_stdin(&early);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// (role, response now or `None` when answered later, keep open).
+    fn answer(&mut self, conn: u64, req: Request) -> (Role, Option<Response>, bool) {
+        let reply = |r: Response| (Role::Reply, Some(r), false);
+        let result = |r: anyhow::Result<()>| match r {
+            Ok(()) => reply(Response::ok()),
+            Err(e) => reply(Response::error(format!("{e:#}"))),
+        };
+        match req {
+            Request::State => reply(Response {
+                ok: true,
+                version: Some(PROTOCOL_VERSION),
+                status: Some(self.status),
+                pid: Some(self.init_pid),
+                exit: self.init_exit.as_ref().map(|(e, _)| e.clone()),
+                ..Default::default()
+            }),
+            Request::Start => result(self.start()),
+            Request::Kill { signal, all } => result(self.kill(signal, all)),
+            Request::Pause => result(self.pause()),
+            Request::Resume => result(self.resume()),
+            Request::Wait => match (&self.init_exit, self.finalized_at) {
+                (Some((e, _)), Some(_)) => reply(Response {
+                    ok: true,
+                    exit: Some(e.clone()),
+                    ..Default::default()
+                }),
+                _ => (Role::Wait, None, true),
+            },
+            Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                if self.finalized_at.is_some() {
+                    reply(Response::ok())
+                } else {
+                    (
+                        Role::Attach {
+                            stdin,
+                            stdout,
+                            stderr,
+                        },
+                        Some(Response::ok()),
+                        true,
+                    )
+                }
+            }
+            Request::Resize { width, height } => result(match &self.init_io.pty {
+                Some(pty) => io::set_window_size(pty, width, height)
+                    .map_err(|e| anyhow::anyhow!("resizing the terminal: {e}")),
+                None if self.finalized_at.is_some() => {
+                    Err(anyhow::anyhow!("container has stopped"))
+                }
+                None => Err(anyhow::anyhow!("container has no terminal")),
+            }),
+            Request::Exec {
+                exec_id,
+                process,
+                detach,
+            } => match self.start_exec(&exec_id, &process, detach, conn) {
+                Ok(pid) => {
+                    let resp = Response {
+                        ok: true,
+                        pid: Some(pid),
+                        ..Default::default()
+                    };
+                    if detach {
+                        reply(resp)
+                    } else {
+                        (Role::ExecIo(exec_id), Some(resp), true)
+                    }
+                }
+                Err(e) => reply(Response::error(format!("{e:#}"))),
+            },
+            Request::ExecState { exec_id } => match self.execs.get(&exec_id) {
+                Some(e) => reply(Response {
+                    ok: true,
+                    status: Some(if e.done {
+                        Status::Stopped
+                    } else {
+                        Status::Running
+                    }),
+                    pid: Some(e.pid),
+                    exit: if e.done {
+                        e.exit.as_ref().map(|(x, _)| x.clone())
+                    } else {
+                        None
+                    },
+                    ..Default::default()
+                }),
+                None => reply(Response::error(format!("no such exec: {exec_id}"))),
+            },
+            Request::ExecWait { exec_id } => match self.execs.get(&exec_id) {
+                Some(e) if e.done => reply(Response {
+                    ok: true,
+                    exit: e.exit.as_ref().map(|(x, _)| x.clone()),
+                    ..Default::default()
+                }),
+                Some(_) => (Role::ExecWait(exec_id), None, true),
+                None => reply(Response::error(format!("no such exec: {exec_id}"))),
+            },
+            Request::ExecResize {
+                exec_id,
+                width,
+                height,
+            } => result(match self.execs.get(&exec_id) {
+                Some(Exec {
+                    io: ProcIo { pty: Some(pty), .. },
+                    ..
+                }) => io::set_window_size(pty, width, height)
+                    .map_err(|e| anyhow::anyhow!("resizing the exec terminal: {e}")),
+                Some(e) if e.done => Err(anyhow::anyhow!("exec {exec_id} has exited")),
+                Some(_) => Err(anyhow::anyhow!("exec {exec_id} has no terminal")),
+                None => Err(anyhow::anyhow!("no such exec: {exec_id}")),
+            }),
+            Request::Shutdown => {
+                if self.init_exit.is_none() {
+                    return reply(Response::error(format!(
+                        "container is {}: stop it before shutting the shim down",
+                        status_name(self.status)
+                    )));
+                }
+                if self.finalized_at.is_none() {
+                    self.finalize();
+                }
+                self.shutdown = true;
+                reply(Response::ok())
+            }
+        }
+    }
+
+    fn start(&mut self) -> anyhow::Result<()> {
+        if self.status != Status::Created {
+            anyhow::bail!("container is {}, not created", status_name(self.status));
+        }
+        self.rt.run(&["start"], &[])?;
+        if self.status == Status::Created {
+            self.status = Status::Running;
+        }
+        Ok(())
+    }
+
+    fn kill(&mut self, signal: i32, all: bool) -> anyhow::Result<()> {
+        if self.init_exit.is_some() {
+            anyhow::bail!("container has stopped");
+        }
+        if !(1..=64).contains(&signal) {
+            anyhow::bail!("invalid signal {signal}");
+        }
+        let sig = signal.to_string();
+        let args: &[&str] = if all { &["kill", "--all"] } else { &["kill"] };
+        self.rt.run(args, &[&sig])
+    }
+
+    fn pause(&mut self) -> anyhow::Result<()> {
+        if self.status != Status::Running {
+            anyhow::bail!("container is {}, not running", status_name(self.status));
+        }
+        self.rt.run(&["pause"], &[])?;
+        self.status = Status::Paused;
+        Ok(())
+    }
+
+    fn resume(&mut self) -> anyhow::Result<()> {
+        if self.status != Status::Paused {
+            anyhow::bail!("container is {}, not paused", status_name(self.status));
+        }
+        self.rt.run(&["resume"], &[])?;
+        self.status = Status::Running;
+        Ok(())
+    }
+
+    /// Moves finished things along: end of output after an exit, the
+    /// container's final bookkeeping, finished connections.
+    fn progress(&mut self) {
+        self.init_io.drop_finished_outputs();
+        if let Some((_, at)) = &self.init_exit {
+            if self.finalized_at.is_none()
+                && (self.init_io.outputs_done() || at.elapsed() > DRAIN_TIMEOUT)
+            {
+                self.finalize();
+            }
+        }
+        let finished: Vec<String> = self
+            .execs
+            .values_mut()
+            .filter_map(|e| {
+                e.io.drop_finished_outputs();
+                let (_, at) = e.exit.as_ref()?;
+                (!e.done && (e.io.outputs_done() || at.elapsed() > DRAIN_TIMEOUT))
+                    .then(|| e.id.clone())
+            })
+            .collect();
+        for id in finished {
+            self.complete_exec(&id);
+        }
+        self.conns.retain(|_, c| !c.finished());
+    }
+
+    fn complete_exec(&mut self, id: &str) {
+        let Some(e) = self.execs.get_mut(id) else {
+            return;
+        };
+        e.done = true;
+        e.io.close();
+        let exit = e.exit.as_ref().map(|(x, _)| x.clone());
+        if let Some(c) = e.conn.take().and_then(|c| self.conns.get_mut(&c)) {
+            c.close_when_flushed = true;
+        }
+        for c in self.conns.values_mut() {
+            if c.role == Role::ExecWait(id.to_string()) {
+                c.respond(&Response {
+                    ok: true,
+                    exit: exit.clone(),
+                    ..Default::default()
+                });
+                c.close_when_flushed = true;
+                c.flush();
+            }
+        }
+    }
+
+    /// The container has exited and its output is drained: flush the log,
+    /// record the exit, answer waiters, delete the runtime state.
+    fn finalize(&mut self) {
+        let Some((exit, _)) = self.init_exit.clone() else {
+            return;
+        };
+        if let Some(mut log) = self.log.take() {
+            if let Err(e) = log.flush_partial(&timefmt::now()) {
+                slog!("flushing the container log: {e}");
+            }
+        }
+        self.init_io.close();
+        let exit_file = self.cfg.state_dir.join(berth_common::shim::EXIT_FILE);
+        if let Err(e) = berth_common::atomic::write_json(&exit_file, &exit) {
+            slog!("writing {}: {e}", exit_file.display());
+        }
+        let ids: Vec<String> = self.execs.keys().cloned().collect();
+        for id in ids {
+            if let Some(e) = self.execs.get_mut(&id) {
+                if e.exit.is_none() {
+                    // The exec died with the container but was not reaped as
+                    // ours (for example a shared pid namespace); report it as
+                    // killed.
+                    e.exit = Some((
+                        ExitStatus {
+                            exit_code: 137,
+                            exited_at: exit.exited_at.clone(),
+                            oom_killed: false,
+                        },
+                        Instant::now(),
+                    ));
+                }
+            }
+            if !self.execs.get(&id).is_some_and(|e| e.done) {
+                self.complete_exec(&id);
+            }
+        }
+        for c in self.conns.values_mut() {
+            match c.role {
+                Role::Wait => {
+                    c.respond(&Response {
+                        ok: true,
+                        exit: Some(exit.clone()),
+                        ..Default::default()
+                    });
+                    c.role = Role::Reply;
+                    c.close_when_flushed = true;
+                    c.flush();
+                }
+                Role::Attach { .. } => c.close_when_flushed = true,
+                _ => {}
+            }
+        }
+        if let Err(e) = self.rt.run(&["delete", "--force"], &[]) {
+            slog!("{e:#}");
+        }
+        self.finalized_at = Some(Instant::now());
+        slog!("container finished: exit code {}", exit.exit_code);
+    }
+
+    fn cleanup_files(&self) {
+        let dir = &self.cfg.state_dir;
+        for name in [
+            berth_common::shim::SOCKET_NAME,
+            berth_common::shim::PID_FILE,
+        ] {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
+
+    pub fn state_file(&self, name: &str) -> PathBuf {
+        self.cfg.state_dir.join(name)
+    }
+}
+
+/// Reads from output `i` of `io`: the stream and byte count of what was read,
+/// or `None` (nothing now, or end of file, which retires the output).
+fn read_output(io: &mut ProcIo, i: usize, buf: &mut [u8]) -> Option<(u8, usize)> {
+    let o = io.outputs.get_mut(i)?;
+    let fd = o.fd.as_ref()?;
+    loop {
+        match io::read_fd(fd.as_raw_fd(), buf) {
+            Ok(0) => {
+                o.fd = None;
+                return None;
+            }
+            Ok(n) => return Some((o.stream, n)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+            Err(_) => {
+                o.fd = None;
+                return None;
+            }
+        }
+    }
+}
+
+pub fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Created => "created",
+        Status::Running => "running",
+        Status::Paused => "paused",
+        Status::Stopped => "stopped",
+    }
+}
