@@ -1,1 +1,104 @@
 //! The backend every API router works on.
+//!
+//! Routers get `State<AppState>`. Each subsystem is a field here; add yours
+//! as one field plus its construction in [`Daemon::new`].
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::events::Events;
+
+pub type AppState = Arc<Daemon>;
+
+pub struct Daemon {
+    pub config: Config,
+    pub events: Events,
+    /// Stable engine ID (persisted in DATA_ROOT/engine-id), shown by /info.
+    pub id: String,
+    pub started: Instant,
+    /// Figures other subsystems report for /info and /system/df.
+    pub reports: Reports,
+    // TODO(D2): pub images: Arc<berth_images::ImageStore>, once that type lands.
+}
+
+impl Daemon {
+    pub fn new(config: Config) -> Result<Daemon> {
+        let id = engine_id(&config)?;
+        Ok(Daemon {
+            config,
+            events: Events::new(),
+            id,
+            started: Instant::now(),
+            reports: Reports::default(),
+        })
+    }
+}
+
+/// Reads or creates the engine ID, a random UUID kept across restarts.
+fn engine_id(config: &Config) -> Result<String> {
+    let path = config.data_root.join("engine-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let b: [u8; 16] = rand::random();
+    let id = format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        hex::encode(&b[0..4]),
+        hex::encode(&b[4..6]),
+        &hex::encode(&b[6..8])[1..],
+        8 | (b[8] & 0x3),
+        &hex::encode(&b[8..10])[2..],
+        hex::encode(&b[10..16])
+    );
+    berth_common::atomic::write_file_mode(&path, id.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+/// Counts of containers by state, for /info.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerCounts {
+    pub running: u64,
+    pub paused: u64,
+    pub stopped: u64,
+}
+
+/// What the container store tells the system endpoints.
+pub trait ContainerReport: Send + Sync {
+    fn counts(&self) -> ContainerCounts;
+    /// `/system/df` `Containers` entries: ContainerSummary objects with
+    /// `SizeRw` and `SizeRootFs` filled in.
+    fn disk_usage(&self) -> Vec<Value>;
+}
+
+/// What the volume store tells the system endpoints.
+pub trait VolumeReport: Send + Sync {
+    /// `/system/df` `Volumes` entries: Volume objects with `UsageData`
+    /// (`Size`, `RefCount`) filled in.
+    fn disk_usage(&self) -> Vec<Value>;
+}
+
+/// Registration points for subsystems that the system endpoints report on
+/// but that berthd's core does not depend on. Register once at startup:
+/// `daemon.reports.containers.set(store.clone())`. Until registered the
+/// corresponding figures are zero / empty lists.
+#[derive(Default)]
+pub struct Reports {
+    pub containers: OnceLock<Arc<dyn ContainerReport>>,
+    pub volumes: OnceLock<Arc<dyn VolumeReport>>,
+}
+
+impl Reports {
+    pub fn container_counts(&self) -> ContainerCounts {
+        self.containers
+            .get()
+            .map(|c| c.counts())
+            .unwrap_or_default()
+    }
+}

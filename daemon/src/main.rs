@@ -1,9 +1,109 @@
 //! berthd: the Docker Engine API daemon.
 
 mod api;
+#[allow(dead_code)] // read by /info and the subsystems
+mod config;
 mod containers;
+#[allow(dead_code)] // registration points used as subsystems land
 mod daemon;
+#[allow(dead_code)]
 mod events;
+#[allow(dead_code)]
+mod host;
+mod instance;
+mod server;
 mod volumes;
 
-fn main() {}
+use anyhow::{Context, Result};
+use clap::{parser::ValueSource, CommandFactory, FromArgMatches};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use config::{Config, Flags};
+
+fn main() -> ExitCode {
+    let matches = Flags::command().get_matches();
+    let explicit_config = matches.value_source("config_file") == Some(ValueSource::CommandLine);
+    let config = Flags::from_arg_matches(&matches)
+        .map_err(anyhow::Error::from)
+        .and_then(|flags| Config::load(flags, explicit_config));
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berthd: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("berthd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let level = match config.log_level.as_str() {
+        "fatal" => "error",
+        other => other,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn run(config: Config) -> Result<()> {
+    for dir in [&config.data_root, &config.exec_root] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let _instance = instance::Instance::acquire(&config.data_root, &config.pidfile)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("berthd")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listeners = server::bind_all(&config)?;
+        let daemon = Arc::new(daemon::Daemon::new(config)?);
+        tracing::info!(
+            version = api::system::SERVER_VERSION,
+            data_root = %daemon.config.data_root.display(),
+            "berthd started"
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        server::serve(listeners, api::service(daemon), stop_rx).await;
+        tracing::info!("berthd stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // Streams still open (events, hijacked attach) must not delay exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(())
+}
+
+/// SIGTERM or SIGINT. Containers are left running: their shims keep them.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop berthd with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutting down");
+}

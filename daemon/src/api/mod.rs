@@ -1,1 +1,112 @@
 //! HTTP API: one router per resource over the daemon backend.
+//!
+//! Each resource module exposes `fn routes() -> Router<AppState>` with
+//! plain paths (no `/vX.Y` prefix; [`service`] strips it before routing).
+//! Add yours as one `.merge(x::routes())` line in [`router`]. Two routers
+//! may register the same path for different methods; the same method and
+//! path twice panics at startup.
+
+// Shared helpers for every resource router; some are used only by routers
+// that are still being written.
+#[allow(dead_code)]
+pub mod error;
+pub mod events;
+#[allow(dead_code)]
+pub mod extract;
+mod spec_paths;
+#[allow(dead_code)]
+pub mod stream;
+pub mod system;
+#[allow(dead_code)]
+pub mod version;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use std::time::Instant;
+use tower::Layer;
+
+use crate::daemon::AppState;
+use error::ApiError;
+use version::Prefix;
+
+pub use error::ApiResult;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(system::routes())
+        .merge(events::routes())
+        .fallback(fallback)
+        .method_not_allowed_fallback(fallback)
+        .with_state(state)
+}
+
+/// The full HTTP service: version prefix handling and request logging in
+/// front of [`router`].
+pub fn service(
+    state: AppState,
+) -> impl tower::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    let app = axum::middleware::from_fn(prepare).layer(router(state));
+    tower::ServiceExt::map_request(app, |req: hyper::Request<hyper::body::Incoming>| {
+        req.map(Body::new)
+    })
+}
+
+/// Strips and checks the version prefix, then logs the request.
+async fn prepare(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = match version::split_prefix(&path) {
+        Err(e) => e.into_response(),
+        Ok(Prefix::None) => next.run(req).await,
+        Ok(Prefix::Version(v, rest)) => match strip_path(req.uri(), rest) {
+            Ok(uri) => {
+                *req.uri_mut() = uri;
+                req.extensions_mut().insert(v);
+                next.run(req).await
+            }
+            Err(e) => e.into_response(),
+        },
+    };
+    resp.headers_mut()
+        .insert("Server", HeaderValue::from_static(system::SERVER_HEADER));
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 400 {
+        tracing::info!(%method, %path, status, ms, "request");
+    } else {
+        tracing::debug!(%method, %path, status, ms, "request");
+    }
+    resp
+}
+
+fn strip_path(uri: &Uri, path: &str) -> ApiResult<Uri> {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    pq.parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid request path: {e}")))
+}
+
+/// No route matched: 501 for endpoints of the API spec nobody implements
+/// yet, 404 for anything else (dockerd's "page not found").
+async fn fallback(method: Method, uri: Uri) -> ApiError {
+    match spec_paths::find(method.as_str(), uri.path()) {
+        Some(template) => {
+            ApiError::not_implemented(format!("not implemented: {method} {template}"))
+        }
+        None => ApiError::not_found("page not found"),
+    }
+}

@@ -1,0 +1,225 @@
+//! Streaming responses: connection hijacking for attach/exec, bodies that
+//! flush every chunk (events, logs follow, stats), and the 8-byte
+//! multiplexed frame format.
+
+use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
+use axum::http::header::{CONNECTION, CONTENT_TYPE, UPGRADE};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::future::Future;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+#[allow(unused_imports)]
+pub use berth_common::shim::{STREAM_STDERR, STREAM_STDIN, STREAM_STDOUT};
+
+/// Content types of hijacked streams.
+pub const RAW_STREAM: &str = "application/vnd.docker.raw-stream";
+pub const MULTIPLEXED_STREAM: &str = "application/vnd.docker.multiplexed-stream";
+
+/// A bidirectional byte stream to the client.
+pub trait ClientIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ClientIo for T {}
+
+/// The connection of a hijacked request: reads give what the client sends
+/// (EOF once it half-closes), writes go straight to it.
+pub type HijackedIo = Box<dyn ClientIo>;
+
+/// Extractor for endpoints that take over the connection (attach, exec
+/// start). Call [`Hijack::respond`] to answer and get the raw stream.
+pub struct Hijack {
+    on_upgrade: Option<OnUpgrade>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Hijack {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let wants_upgrade =
+            header_has_token(parts, CONNECTION, "upgrade") && parts.headers.contains_key(UPGRADE);
+        let on_upgrade = if wants_upgrade {
+            parts.extensions.remove::<OnUpgrade>()
+        } else {
+            None
+        };
+        Ok(Hijack { on_upgrade })
+    }
+}
+
+fn header_has_token(parts: &Parts, name: axum::http::HeaderName, token: &str) -> bool {
+    parts.headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+impl Hijack {
+    /// True when the client asked for `Upgrade: tcp` (docker CLI, docker-py
+    /// sockets); otherwise the stream is served as a plain response body
+    /// and reads see EOF at once.
+    pub fn is_upgrade(&self) -> bool {
+        self.on_upgrade.is_some()
+    }
+
+    /// Answer the request and run `task` on the client stream.
+    ///
+    /// With an upgrade request: `101 UPGRADED` with `Content-Type`,
+    /// `Connection: Upgrade`, `Upgrade: tcp`, then `task` gets the raw
+    /// connection. Without: `200` with the content type and a body that
+    /// carries whatever `task` writes, flushed as written.
+    pub fn respond<F, Fut>(self, content_type: &'static str, task: F) -> Response
+    where
+        F: FnOnce(HijackedIo) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        match self.on_upgrade {
+            Some(on_upgrade) => {
+                tokio::spawn(async move {
+                    match on_upgrade.await {
+                        Ok(upgraded) => task(Box::new(TokioIo::new(upgraded))).await,
+                        Err(e) => tracing::warn!(error = %e, "connection upgrade failed"),
+                    }
+                });
+                let mut resp = Response::new(Body::empty());
+                *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                let h = resp.headers_mut();
+                h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+                h.insert(UPGRADE, HeaderValue::from_static("tcp"));
+                resp
+            }
+            None => {
+                let (ours, theirs) = tokio::io::duplex(64 * 1024);
+                let (theirs_read, theirs_write) = tokio::io::split(theirs);
+                // Dropping our write side gives the task EOF on reads, like a
+                // client that sends no stdin.
+                drop(theirs_write);
+                tokio::spawn(task(Box::new(ours)));
+                let body = Body::from_stream(tokio_util::io::ReaderStream::new(theirs_read));
+                let mut resp = Response::new(body);
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                resp
+            }
+        }
+    }
+}
+
+/// Sending half of a streaming response body. Each chunk is flushed to the
+/// client as soon as it is sent.
+#[derive(Clone)]
+pub struct ChunkSender {
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// The client went away; stop producing.
+#[derive(Debug, thiserror::Error)]
+#[error("client disconnected")]
+pub struct Disconnected;
+
+impl ChunkSender {
+    pub async fn send(&self, chunk: impl Into<Bytes>) -> Result<(), Disconnected> {
+        self.tx.send(chunk.into()).await.map_err(|_| Disconnected)
+    }
+
+    /// One JSON value followed by a newline (events, progress, stats).
+    pub async fn send_json<T: serde::Serialize>(&self, value: &T) -> Result<(), Disconnected> {
+        let mut line = match serde_json::to_vec(value) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!(error = %e, "serializing a stream message");
+                return Ok(());
+            }
+        };
+        line.push(b'\n');
+        self.send(line).await
+    }
+
+    /// One multiplexed frame (see [`frame`]).
+    pub async fn send_frame(&self, stream: u8, data: &[u8]) -> Result<(), Disconnected> {
+        self.send(frame(stream, data)).await
+    }
+
+    /// Resolves when the client has gone away.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// A `200` response with `content_type` whose body is whatever is sent on
+/// the returned [`ChunkSender`]; the body ends when every sender is dropped.
+/// Headers go out at once, before the first chunk.
+pub fn streaming_response(content_type: &'static str) -> (ChunkSender, Response) {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    (ChunkSender { tx }, resp)
+}
+
+/// One frame of a multiplexed stream: stream byte (0 stdin, 1 stdout,
+/// 2 stderr), three zero bytes, big-endian u32 length, then the payload.
+pub fn frame(stream: u8, data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(8 + data.len());
+    out.extend_from_slice(&berth_common::shim::frame_header(stream, data.len()));
+    out.extend_from_slice(data);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn frame_layout() {
+        let f = frame(STREAM_STDERR, b"hi");
+        assert_eq!(&f[..], &[2, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']);
+    }
+
+    #[tokio::test]
+    async fn streaming_body_carries_chunks_in_order() {
+        let (tx, resp) = streaming_response("application/json");
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        tokio::spawn(async move {
+            tx.send_json(&serde_json::json!({"a": 1})).await.unwrap();
+            tx.send("x").await.unwrap();
+        });
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"{\"a\":1}\nx");
+    }
+
+    #[tokio::test]
+    async fn hijack_without_upgrade_streams_body() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let hijack = Hijack { on_upgrade: None };
+        assert!(!hijack.is_upgrade());
+        let resp = hijack.respond(RAW_STREAM, |mut io| async move {
+            let mut buf = Vec::new();
+            // No stdin without an upgrade: EOF straight away.
+            io.read_to_end(&mut buf).await.unwrap();
+            assert!(buf.is_empty());
+            io.write_all(b"out").await.unwrap();
+            io.shutdown().await.unwrap();
+        });
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[CONTENT_TYPE], RAW_STREAM);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"out");
+    }
+}

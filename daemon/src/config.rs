@@ -1,0 +1,673 @@
+//! Daemon configuration: command-line flags merged with daemon.json, with
+//! dockerd's rules (unknown keys and flag/file conflicts are startup errors).
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_SOCKET: &str = "/var/run/berth.sock";
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
+pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
+pub const DEFAULT_GROUP: &str = "berth";
+pub const DEFAULT_CGROUP_PARENT: &str = "berth";
+/// The runtime shipped with berth, registered under this name.
+pub const BERTH_RUNTIME: &str = "berth";
+pub const SHIM_BINARY: &str = "berth-shim";
+pub const RUNTIME_BINARY: &str = "berth-runtime";
+const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error", "fatal"];
+
+/// Command-line flags. Every value flag is an Option so that "given on the
+/// command line" can be told apart from "defaulted" (for conflicts).
+#[derive(Debug, Parser, Default)]
+#[command(name = "berthd", version, about = "berth: a Docker Engine API daemon")]
+pub struct Flags {
+    /// Daemon socket(s) to listen on: unix://PATH, tcp://HOST:PORT, fd://[N]
+    #[arg(short = 'H', long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Root directory of persistent state
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Root directory of execution state (sockets, bundles)
+    #[arg(long)]
+    pub exec_root: Option<PathBuf>,
+    /// Daemon configuration file
+    #[arg(long, default_value = DEFAULT_CONFIG_FILE)]
+    pub config_file: PathBuf,
+    /// Group owning the unix socket(s) (mode 0660); default "berth" if it exists, else root
+    #[arg(short = 'G', long)]
+    pub group: Option<String>,
+    /// Logging level: debug, info, warn, error, fatal
+    #[arg(short = 'l', long)]
+    pub log_level: Option<String>,
+    /// Enable debug logging
+    #[arg(short = 'D', long)]
+    pub debug: bool,
+    /// Path of the pid file (default EXEC_ROOT/berthd.pid)
+    #[arg(short = 'p', long)]
+    pub pidfile: Option<PathBuf>,
+    /// Parent cgroup for all containers
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
+    /// Default OCI runtime for containers
+    #[arg(long)]
+    pub default_runtime: Option<String>,
+    /// Register an additional OCI runtime: NAME=PATH
+    #[arg(long = "add-runtime", value_name = "NAME=PATH")]
+    pub add_runtimes: Vec<String>,
+    /// Default log driver for containers (json-file, none)
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Default log driver options: KEY=VALUE
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
+    /// Bridge IP (CIDR) for the default network
+    #[arg(long)]
+    pub bip: Option<String>,
+    /// Labels of the daemon: KEY=VALUE
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+}
+
+/// daemon.json keys berthd implements.
+const SUPPORTED_KEYS: &[&str] = &[
+    "hosts",
+    "data-root",
+    "exec-root",
+    "group",
+    "log-level",
+    "debug",
+    "pidfile",
+    "cgroup-parent",
+    "default-runtime",
+    "runtimes",
+    "log-driver",
+    "log-opts",
+    "bip",
+    "labels",
+    "dns",
+    "dns-opts",
+    "dns-search",
+    "insecure-registries",
+    "registry-mirrors",
+    "live-restore",
+    "storage-driver",
+];
+
+/// Keys dockerd knows that berthd does not implement (yet): rejected with
+/// an honest message instead of being silently ignored.
+const DOCKERD_ONLY_KEYS: &[&str] = &[
+    "allow-nondistributable-artifacts",
+    "api-cors-header",
+    "authorization-plugins",
+    "bridge",
+    "builder",
+    "cdi-spec-dirs",
+    "containerd",
+    "containerd-namespace",
+    "containerd-plugin-namespace",
+    "cpu-rt-period",
+    "cpu-rt-runtime",
+    "default-address-pools",
+    "default-cgroupns-mode",
+    "default-gateway",
+    "default-gateway-v6",
+    "default-ipc-mode",
+    "default-network-opts",
+    "default-shm-size",
+    "default-ulimits",
+    "exec-opts",
+    "experimental",
+    "features",
+    "fixed-cidr",
+    "fixed-cidr-v6",
+    "host-gateway-ip",
+    "icc",
+    "init",
+    "init-path",
+    "ip",
+    "ip-forward",
+    "ip-masq",
+    "ip6tables",
+    "iptables",
+    "ipv6",
+    "log-format",
+    "max-concurrent-downloads",
+    "max-concurrent-uploads",
+    "max-download-attempts",
+    "metrics-addr",
+    "mtu",
+    "no-new-privileges",
+    "node-generic-resources",
+    "oom-score-adjust",
+    "proxies",
+    "raw-logs",
+    "seccomp-profile",
+    "selinux-enabled",
+    "shutdown-timeout",
+    "storage-opts",
+    "swarm-default-advertise-addr",
+    "tls",
+    "tlscacert",
+    "tlscert",
+    "tlskey",
+    "tlsverify",
+    "userland-proxy",
+    "userland-proxy-path",
+    "userns-remap",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct FileConfig {
+    hosts: Option<Vec<String>>,
+    data_root: Option<PathBuf>,
+    exec_root: Option<PathBuf>,
+    group: Option<String>,
+    log_level: Option<String>,
+    debug: Option<bool>,
+    pidfile: Option<PathBuf>,
+    cgroup_parent: Option<String>,
+    default_runtime: Option<String>,
+    runtimes: Option<BTreeMap<String, RuntimeConfig>>,
+    log_driver: Option<String>,
+    log_opts: Option<BTreeMap<String, String>>,
+    bip: Option<String>,
+    labels: Option<Vec<String>>,
+    dns: Option<Vec<String>>,
+    dns_opts: Option<Vec<String>>,
+    dns_search: Option<Vec<String>>,
+    insecure_registries: Option<Vec<String>>,
+    registry_mirrors: Option<Vec<String>>,
+    live_restore: Option<bool>,
+    storage_driver: Option<String>,
+}
+
+/// An OCI runtime berth-shim can drive (runc-compatible command line).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RuntimeConfig {
+    pub path: PathBuf,
+    #[serde(default, rename = "runtimeArgs")]
+    pub runtime_args: Vec<String>,
+}
+
+/// Where the API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Unix(PathBuf),
+    Tcp(String),
+    /// Socket activation: all passed sockets, or the one with this fd number.
+    Fd(Option<i32>),
+}
+
+impl Host {
+    pub fn parse(raw: &str) -> Result<Host> {
+        let raw = raw.trim();
+        if let Some(path) = raw.strip_prefix("unix://") {
+            let path = if path.is_empty() {
+                DEFAULT_SOCKET
+            } else {
+                path
+            };
+            if !path.starts_with('/') {
+                bail!("invalid host {raw:?}: unix socket path must be absolute");
+            }
+            return Ok(Host::Unix(PathBuf::from(path)));
+        }
+        if let Some(addr) = raw.strip_prefix("tcp://") {
+            let addr = addr.trim_end_matches('/');
+            if addr.is_empty() {
+                bail!("invalid host {raw:?}: missing address");
+            }
+            let with_port = if addr.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+                addr.to_string()
+            } else {
+                format!("{addr}:2375")
+            };
+            let with_port = match with_port.strip_prefix(':') {
+                Some(port) => format!("127.0.0.1:{port}"),
+                None => with_port,
+            };
+            return Ok(Host::Tcp(with_port));
+        }
+        if let Some(fd) = raw.strip_prefix("fd://") {
+            if fd.is_empty() || fd == "*" {
+                return Ok(Host::Fd(None));
+            }
+            let n = fd
+                .parse::<i32>()
+                .map_err(|_| anyhow!("invalid host {raw:?}: fd must be a number"))?;
+            return Ok(Host::Fd(Some(n)));
+        }
+        bail!("invalid host {raw:?}: expected unix://PATH, tcp://HOST:PORT or fd://")
+    }
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Unix(p) => write!(f, "unix://{}", p.display()),
+            Host::Tcp(a) => write!(f, "tcp://{a}"),
+            Host::Fd(None) => write!(f, "fd://"),
+            Host::Fd(Some(n)) => write!(f, "fd://{n}"),
+        }
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hosts: Vec<Host>,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub pidfile: PathBuf,
+    /// The file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    /// Group name given (flag or file); resolved when the socket is made.
+    pub group: Option<String>,
+    pub log_level: String,
+    pub debug: bool,
+    pub cgroup_parent: String,
+    pub default_runtime: String,
+    pub runtimes: BTreeMap<String, RuntimeConfig>,
+    pub shim_path: PathBuf,
+    pub log_driver: String,
+    pub log_opts: BTreeMap<String, String>,
+    pub bip: Option<String>,
+    pub labels: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_opts: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub insecure_registries: Vec<String>,
+    pub registry_mirrors: Vec<String>,
+    pub live_restore: bool,
+}
+
+impl Config {
+    /// The runtime named `name`, or the default one.
+    pub fn runtime(&self, name: Option<&str>) -> Option<(&str, &RuntimeConfig)> {
+        let name = name
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.default_runtime);
+        self.runtimes
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Build from flags, reading `flags.config_file` (a missing default
+    /// file is fine; a missing explicitly given one is not).
+    pub fn load(flags: Flags, config_file_explicit: bool) -> Result<Config> {
+        let path = flags.config_file.clone();
+        let raw = match std::fs::read(&path) {
+            Ok(raw) => Some(raw),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !config_file_explicit => None,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "unable to configure the daemon with file {}",
+                        path.display()
+                    )
+                })
+            }
+        };
+        let file = match &raw {
+            Some(raw) => parse_file(raw, &flags).with_context(|| {
+                format!(
+                    "unable to configure the daemon with file {}",
+                    path.display()
+                )
+            })?,
+            None => FileConfig::default(),
+        };
+        let exe_dir = std::env::current_exe()
+            .context("locating berthd's own executable")?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/usr/local/bin"));
+        merge(flags, file, raw.is_some().then_some(path), &exe_dir)
+    }
+}
+
+fn parse_file(raw: &[u8], flags: &Flags) -> Result<FileConfig> {
+    let value: serde_json::Value = serde_json::from_slice(raw).context("invalid JSON")?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| anyhow!("the configuration must be a JSON object"))?;
+
+    let unknown: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !SUPPORTED_KEYS.contains(k) && !DOCKERD_ONLY_KEYS.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "the following directives don't match any configuration option: {}",
+            unknown.join(", ")
+        );
+    }
+    let unsupported: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| DOCKERD_ONLY_KEYS.contains(k))
+        .collect();
+    if !unsupported.is_empty() {
+        bail!(
+            "the following directives are not supported by berthd: {}",
+            unsupported.join(", ")
+        );
+    }
+
+    let conflicts = conflicts(flags, obj);
+    if !conflicts.is_empty() {
+        bail!(
+            "the following directives are specified both as a flag and in the configuration file: {}",
+            conflicts.join(", ")
+        );
+    }
+    serde_json::from_value(value).context("invalid configuration")
+}
+
+/// `name: (from flag: X, from file: Y)` for every key given both ways.
+fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    let list = |v: &[String]| format!("[{}]", v.join(" "));
+    let given: Vec<(&str, Option<String>)> = vec![
+        (
+            "hosts",
+            (!flags.hosts.is_empty()).then(|| list(&flags.hosts)),
+        ),
+        (
+            "data-root",
+            flags.data_root.as_ref().map(|p| p.display().to_string()),
+        ),
+        (
+            "exec-root",
+            flags.exec_root.as_ref().map(|p| p.display().to_string()),
+        ),
+        ("group", flags.group.clone()),
+        ("log-level", flags.log_level.clone()),
+        ("debug", flags.debug.then(|| "true".to_string())),
+        (
+            "pidfile",
+            flags.pidfile.as_ref().map(|p| p.display().to_string()),
+        ),
+        ("cgroup-parent", flags.cgroup_parent.clone()),
+        ("default-runtime", flags.default_runtime.clone()),
+        ("log-driver", flags.log_driver.clone()),
+        (
+            "log-opts",
+            (!flags.log_opts.is_empty()).then(|| list(&flags.log_opts)),
+        ),
+        ("bip", flags.bip.clone()),
+        (
+            "labels",
+            (!flags.labels.is_empty()).then(|| list(&flags.labels)),
+        ),
+    ];
+    given
+        .into_iter()
+        .filter_map(|(key, flag)| {
+            let flag = flag?;
+            let file_value = file.get(key)?;
+            let shown = match file_value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Some(format!("{key}: (from flag: {flag}, from file: {shown})"))
+        })
+        .collect()
+}
+
+fn merge(
+    flags: Flags,
+    file: FileConfig,
+    config_file: Option<PathBuf>,
+    exe_dir: &Path,
+) -> Result<Config> {
+    let host_strings = if !flags.hosts.is_empty() {
+        flags.hosts
+    } else {
+        file.hosts
+            .unwrap_or_else(|| vec![format!("unix://{DEFAULT_SOCKET}")])
+    };
+    let hosts = host_strings
+        .iter()
+        .map(|h| Host::parse(h))
+        .collect::<Result<Vec<_>>>()?;
+    if hosts.is_empty() {
+        bail!("no hosts to listen on");
+    }
+
+    let data_root = flags
+        .data_root
+        .or(file.data_root)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT));
+    let exec_root = flags
+        .exec_root
+        .or(file.exec_root)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_EXEC_ROOT));
+    for (name, p) in [("data-root", &data_root), ("exec-root", &exec_root)] {
+        if !p.is_absolute() {
+            bail!("{name} must be an absolute path, got {}", p.display());
+        }
+    }
+    let pidfile = flags
+        .pidfile
+        .or(file.pidfile)
+        .unwrap_or_else(|| exec_root.join("berthd.pid"));
+
+    let debug = flags.debug || file.debug.unwrap_or(false);
+    let log_level = flags
+        .log_level
+        .or(file.log_level)
+        .unwrap_or_else(|| if debug { "debug" } else { "info" }.to_string())
+        .to_ascii_lowercase();
+    if !LOG_LEVELS.contains(&log_level.as_str()) {
+        bail!(
+            "unable to parse logging level: {log_level} (expected one of {})",
+            LOG_LEVELS.join(", ")
+        );
+    }
+
+    if let Some(driver) = &file.storage_driver {
+        if driver != "overlay2" {
+            bail!("storage driver {driver:?} is not supported; berthd uses overlay2");
+        }
+    }
+
+    let mut runtimes = BTreeMap::new();
+    runtimes.insert(
+        BERTH_RUNTIME.to_string(),
+        RuntimeConfig {
+            path: exe_dir.join(RUNTIME_BINARY),
+            runtime_args: Vec::new(),
+        },
+    );
+    for (name, rt) in file.runtimes.unwrap_or_default() {
+        add_runtime(&mut runtimes, name, rt)?;
+    }
+    for spec in &flags.add_runtimes {
+        let (name, path) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid --add-runtime {spec:?}: expected NAME=PATH"))?;
+        add_runtime(
+            &mut runtimes,
+            name.to_string(),
+            RuntimeConfig {
+                path: PathBuf::from(path),
+                runtime_args: Vec::new(),
+            },
+        )?;
+    }
+    let default_runtime = flags
+        .default_runtime
+        .or(file.default_runtime)
+        .unwrap_or_else(|| BERTH_RUNTIME.to_string());
+    if !runtimes.contains_key(&default_runtime) {
+        bail!("default runtime {default_runtime:?} is not a configured runtime");
+    }
+
+    let log_driver = flags
+        .log_driver
+        .or(file.log_driver)
+        .unwrap_or_else(|| "json-file".to_string());
+    let mut log_opts = file.log_opts.unwrap_or_default();
+    for opt in &flags.log_opts {
+        let (k, v) = opt
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid --log-opt {opt:?}: expected KEY=VALUE"))?;
+        log_opts.insert(k.to_string(), v.to_string());
+    }
+
+    let labels = if flags.labels.is_empty() {
+        file.labels.unwrap_or_default()
+    } else {
+        flags.labels
+    };
+
+    Ok(Config {
+        hosts,
+        data_root,
+        exec_root,
+        pidfile,
+        config_file,
+        group: flags.group.or(file.group),
+        log_level,
+        debug,
+        cgroup_parent: flags
+            .cgroup_parent
+            .or(file.cgroup_parent)
+            .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string()),
+        default_runtime,
+        runtimes,
+        shim_path: exe_dir.join(SHIM_BINARY),
+        log_driver,
+        log_opts,
+        bip: flags.bip.or(file.bip),
+        labels,
+        dns: file.dns.unwrap_or_default(),
+        dns_opts: file.dns_opts.unwrap_or_default(),
+        dns_search: file.dns_search.unwrap_or_default(),
+        insecure_registries: file.insecure_registries.unwrap_or_default(),
+        registry_mirrors: file.registry_mirrors.unwrap_or_default(),
+        live_restore: file.live_restore.unwrap_or(false),
+    })
+}
+
+fn add_runtime(
+    runtimes: &mut BTreeMap<String, RuntimeConfig>,
+    name: String,
+    rt: RuntimeConfig,
+) -> Result<()> {
+    if name.is_empty() || rt.path.as_os_str().is_empty() {
+        bail!("invalid runtime {name:?}: name and path are required");
+    }
+    if runtimes.contains_key(&name) {
+        bail!("runtime name '{name}' is reserved or already registered");
+    }
+    runtimes.insert(name, rt);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut all = vec!["berthd"];
+        all.extend_from_slice(args);
+        Flags::parse_from(all)
+    }
+
+    fn load(args: &[&str], json: &str) -> Result<Config> {
+        let f = flags(args);
+        let file = parse_file(json.as_bytes(), &f)?;
+        merge(f, file, None, Path::new("/opt/berth/bin"))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[], "{}").unwrap();
+        assert_eq!(c.hosts, vec![Host::Unix(PathBuf::from(DEFAULT_SOCKET))]);
+        assert_eq!(c.data_root, PathBuf::from(DEFAULT_DATA_ROOT));
+        assert_eq!(c.pidfile, PathBuf::from("/run/berth/berthd.pid"));
+        assert_eq!(c.default_runtime, "berth");
+        assert_eq!(
+            c.runtime(None).unwrap().1.path,
+            PathBuf::from("/opt/berth/bin/berth-runtime")
+        );
+        assert_eq!(c.shim_path, PathBuf::from("/opt/berth/bin/berth-shim"));
+        assert_eq!(c.log_driver, "json-file");
+    }
+
+    #[test]
+    fn file_values_apply() {
+        let c = load(
+            &["--add-runtime", "runc=/usr/sbin/runc"],
+            r#"{"data-root":"/d","hosts":["tcp://127.0.0.1:2399","unix:///tmp/x.sock"],
+                "runtimes":{"crun":{"path":"/usr/bin/crun","runtimeArgs":["--debug"]}},
+                "default-runtime":"runc","log-opts":{"max-size":"1m"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.data_root, PathBuf::from("/d"));
+        assert_eq!(c.hosts[0], Host::Tcp("127.0.0.1:2399".into()));
+        assert_eq!(c.runtimes["crun"].runtime_args, vec!["--debug"]);
+        assert_eq!(c.runtime(None).unwrap().0, "runc");
+        assert_eq!(c.log_opts["max-size"], "1m");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = load(&[], r#"{"data-root":"/d","bogus":1,"other":2}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the following directives don't match any configuration option: bogus, other"
+        );
+        let e = load(&[], r#"{"userns-remap":"default"}"#).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("not supported by berthd: userns-remap"));
+    }
+
+    #[test]
+    fn flag_and_file_conflict() {
+        let e = load(&["--data-root", "/a"], r#"{"data-root":"/b"}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the following directives are specified both as a flag and in the configuration file: data-root: (from flag: /a, from file: /b)"
+        );
+        assert!(load(&["-H", "unix:///x"], r#"{"hosts":["unix:///y"]}"#).is_err());
+    }
+
+    #[test]
+    fn bad_values() {
+        assert!(load(&["--log-level", "chatty"], "{}").is_err());
+        assert!(load(&["--default-runtime", "nope"], "{}").is_err());
+        assert!(load(&["--add-runtime", "berth=/x"], "{}").is_err());
+        assert!(load(&["--data-root", "rel"], "{}").is_err());
+        assert!(load(&[], r#"{"storage-driver":"vfs"}"#).is_err());
+        assert!(load(&[], r#"{"debug":"yes"}"#).is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            Host::parse("unix://").unwrap(),
+            Host::Unix(DEFAULT_SOCKET.into())
+        );
+        assert_eq!(
+            Host::parse("tcp://0.0.0.0").unwrap(),
+            Host::Tcp("0.0.0.0:2375".into())
+        );
+        assert_eq!(
+            Host::parse("tcp://:2376").unwrap(),
+            Host::Tcp("127.0.0.1:2376".into())
+        );
+        assert_eq!(Host::parse("fd://").unwrap(), Host::Fd(None));
+        assert_eq!(Host::parse("fd://3").unwrap(), Host::Fd(Some(3)));
+        assert!(Host::parse("/var/run/x.sock").is_err());
+        assert!(Host::parse("unix://relative").is_err());
+        assert!(Host::parse("fd://x").is_err());
+    }
+}

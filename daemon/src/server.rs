@@ -1,0 +1,285 @@
+//! Listeners (unix sockets, TCP, systemd-style fd://) and the HTTP/1.1
+//! connection loop with upgrade support (attach/exec hijack connections).
+
+use anyhow::{anyhow, bail, Context, Result};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{Config, Host, DEFAULT_GROUP};
+
+/// How long in-flight requests may finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+pub enum Listener {
+    Unix {
+        listener: UnixListener,
+        /// Removed at shutdown (None for inherited sockets).
+        path: Option<PathBuf>,
+    },
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Unix { path: Some(p), .. } => format!("unix://{}", p.display()),
+            Listener::Unix { path: None, .. } => "unix (inherited fd)".into(),
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => format!("tcp://{a}"),
+                Err(_) => "tcp".into(),
+            },
+        }
+    }
+}
+
+/// Opens every configured host. Unix sockets get mode 0660 and the
+/// configured group.
+pub fn bind_all(config: &Config) -> Result<Vec<Listener>> {
+    let gid = socket_gid(config.group.as_deref())?;
+    let mut out = Vec::new();
+    for host in &config.hosts {
+        match host {
+            Host::Unix(path) => out.push(bind_unix(path, gid)?),
+            Host::Tcp(addr) => {
+                let std_listener = std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("listening on tcp://{addr}"))?;
+                std_listener.set_nonblocking(true)?;
+                let listener = TcpListener::from_std(std_listener)?;
+                let loopback = listener
+                    .local_addr()
+                    .map(|a| a.ip().is_loopback())
+                    .unwrap_or(false);
+                if !loopback {
+                    tracing::warn!(%addr, "API listening on a non-loopback TCP address without TLS: anyone who can reach it is root on this host");
+                }
+                out.push(Listener::Tcp(listener));
+            }
+            Host::Fd(which) => out.extend(inherited(*which)?),
+        }
+    }
+    Ok(out)
+}
+
+fn socket_gid(group: Option<&str>) -> Result<u32> {
+    let explicit = group.is_some();
+    let name = group.unwrap_or(DEFAULT_GROUP);
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) if !explicit => Ok(0),
+        Ok(None) => bail!("group {name:?} not found for the API socket"),
+        Err(e) => Err(e).with_context(|| format!("looking up group {name:?}")),
+    }
+}
+
+fn bind_unix(path: &Path, gid: u32) -> Result<Listener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(socket = %path.display(), "removed stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("listening on unix://{}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    std::os::unix::fs::chown(path, Some(0), Some(gid))
+        .with_context(|| format!("chown {} to group {gid}", path.display()))?;
+    Ok(Listener::Unix {
+        listener,
+        path: Some(path.to_path_buf()),
+    })
+}
+
+/// Sockets passed by a service manager (LISTEN_PID, LISTEN_FDS, from fd 3).
+fn inherited(which: Option<i32>) -> Result<Vec<Listener>> {
+    const FIRST: RawFd = 3;
+    let pid: u32 = std::env::var("LISTEN_PID")
+        .map_err(|_| anyhow!("fd:// requested but LISTEN_PID is not set (not socket-activated)"))?
+        .parse()
+        .context("parsing LISTEN_PID")?;
+    if pid != std::process::id() {
+        bail!("fd://: LISTEN_PID {pid} is not this process");
+    }
+    let count: i32 = std::env::var("LISTEN_FDS")
+        .map_err(|_| anyhow!("fd:// requested but LISTEN_FDS is not set"))?
+        .parse()
+        .context("parsing LISTEN_FDS")?;
+    let fds: Vec<RawFd> = match which {
+        None => (FIRST..FIRST + count).collect(),
+        Some(fd) if fd >= FIRST && fd < FIRST + count => vec![fd],
+        Some(fd) => bail!("fd://{fd} was not passed (LISTEN_FDS={count})"),
+    };
+    if fds.is_empty() {
+        bail!("fd://: no sockets were passed (LISTEN_FDS={count})");
+    }
+    fds.into_iter().map(adopt_fd).collect()
+}
+
+fn adopt_fd(fd: RawFd) -> Result<Listener> {
+    use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+    let addr: SockaddrStorage =
+        getsockname(fd).with_context(|| format!("fd {fd} is not a socket"))?;
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .with_context(|| format!("fd {fd}: setting close-on-exec"))?;
+    // SAFETY: the service manager handed this fd to us for exclusive use;
+    // it is only wrapped once.
+    match addr.family() {
+        Some(AddressFamily::Unix) => {
+            let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+            l.set_nonblocking(true)?;
+            Ok(Listener::Unix {
+                listener: UnixListener::from_std(l)?,
+                path: None,
+            })
+        }
+        Some(AddressFamily::Inet) | Some(AddressFamily::Inet6) => {
+            let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+            l.set_nonblocking(true)?;
+            Ok(Listener::Tcp(TcpListener::from_std(l)?))
+        }
+        other => bail!("fd {fd}: unsupported socket family {other:?}"),
+    }
+}
+
+/// Serves `service` on every listener until `shutdown` fires, then stops
+/// accepting, removes unix socket files and gives open requests a short
+/// grace period. Hijacked (attach/exec) connections are not waited for.
+pub async fn serve<S>(listeners: Vec<Listener>, service: S, mut shutdown: watch::Receiver<bool>)
+where
+    S: tower::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut accept_loops = JoinSet::new();
+    let mut socket_paths = Vec::new();
+    for listener in listeners {
+        tracing::info!(listener = %listener.describe(), "API listening");
+        if let Listener::Unix { path: Some(p), .. } = &listener {
+            socket_paths.push(p.clone());
+        }
+        accept_loops.spawn(accept_loop(listener, service.clone(), shutdown.clone()));
+    }
+    stopped(&mut shutdown).await;
+    for path in &socket_paths {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(socket = %path.display(), error = %e, "removing socket");
+        }
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(500), async {
+        while accept_loops.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Box<dyn Io>> {
+        match self {
+            Listener::Unix { listener, .. } => {
+                let (s, _) = listener.accept().await?;
+                Ok(Box::new(s))
+            }
+            Listener::Tcp(listener) => {
+                let (s, _) = listener.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok(Box::new(s))
+            }
+        }
+    }
+}
+
+async fn accept_loop<S>(listener: Listener, service: S, mut shutdown: watch::Receiver<bool>)
+where
+    S: tower::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(io) => {
+                    connections.spawn(serve_connection(io, service.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn serve_connection<IO, S>(io: IO, service: S, mut shutdown: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        if !e.is_incomplete_message() {
+            tracing::debug!(error = %e, "connection error");
+        }
+    }
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
