@@ -180,6 +180,7 @@ fn setup(cfg: &Config) -> Result<Shim> {
         init_exit: None,
         finalized_at: None,
         shutdown: false,
+        socket_unlinked: false,
         execs: BTreeMap::new(),
         exec_seq: 0,
         conns: BTreeMap::new(),

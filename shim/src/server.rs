@@ -38,6 +38,7 @@ pub struct Shim {
     pub init_exit: Option<(ExitStatus, Instant)>,
     pub finalized_at: Option<Instant>,
     pub shutdown: bool,
+    pub socket_unlinked: bool,
     pub execs: BTreeMap<String, Exec>,
     pub exec_seq: u64,
     pub conns: BTreeMap<u64, Conn>,
@@ -96,16 +97,25 @@ impl Shim {
         slog!("exiting");
     }
 
-    fn should_exit(&self) -> bool {
+    /// After the container finished: once every client was served, unlink
+    /// the socket (new clients get ENOENT and read exit.json), serve whoever
+    /// was already queued, then exit.
+    fn should_exit(&mut self) -> bool {
         let Some(at) = self.finalized_at else {
             return false;
         };
-        self.shutdown
-            || at.elapsed() > FLUSH_TIMEOUT
-            || self
-                .conns
-                .values()
-                .all(|c| c.pending_out() == 0 && c.role != Role::Wait)
+        if self.shutdown || at.elapsed() > FLUSH_TIMEOUT {
+            return true;
+        }
+        if !self.conns.is_empty() {
+            return false;
+        }
+        if !self.socket_unlinked {
+            let _ = std::fs::remove_file(self.cfg.state_dir.join(berth_common::shim::SOCKET_NAME));
+            self.socket_unlinked = true;
+        }
+        self.accept();
+        self.conns.is_empty()
     }
 
     fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Tag>) {
@@ -119,9 +129,7 @@ impl Shim {
             });
             tags.push(tag);
         };
-        if self.finalized_at.is_none() {
-            add(self.listener.as_raw_fd(), libc::POLLIN, Tag::Listener);
-        }
+        add(self.listener.as_raw_fd(), libc::POLLIN, Tag::Listener);
         add(self.reaper.fd().as_raw_fd(), libc::POLLIN, Tag::Signal);
 
         let init_blocked = self
