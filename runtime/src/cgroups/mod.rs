@@ -9,6 +9,8 @@
 mod devices_bpf;
 mod fsutil;
 pub mod hierarchy;
+#[cfg(test)]
+mod live_tests;
 mod path;
 mod stats;
 mod v1;
