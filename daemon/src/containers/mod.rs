@@ -1,1 +1,2 @@
 //! Containers: records, lifecycle through berth-shim, logs.
+pub mod archive;
