@@ -1,2 +1,3 @@
 //! Containers: records, lifecycle through berth-shim, logs.
 pub mod archive;
+pub mod stats;
