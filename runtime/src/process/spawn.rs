@@ -1,0 +1,40 @@
+//! fork(2) for the runtime's helper stages. The runtime is single-threaded,
+//! so the child may keep using the allocator and std.
+
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::error::{Context, Result};
+use crate::sync::{Channel, Msg};
+
+/// Run `f` in a child. If it fails, the error text goes to the parent over
+/// `chan`; the child never returns into the caller's code.
+pub fn fork_child(chan: &Channel, f: impl FnOnce() -> Result<()>) -> Result<Pid> {
+    // SAFETY: single-threaded process; the child only runs `f` and exits.
+    match unsafe { fork() }.ctx(|| "fork")? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            let code = match f() {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = chan.send(&Msg::Failed(e.to_string()));
+                    1
+                }
+            };
+            // SAFETY: leave without running the parent's destructors/atexit.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// Make the runtime a subreaper, so a container process double-forked by
+/// the stages becomes our child and can be waited for.
+pub fn become_subreaper() -> Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(crate::error::Error::invalid(format!(
+            "set child subreaper: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Building the container's filesystem view inside its mount namespace:
+//! `prepare` (mounts and devices under the rootfs), then `enter`
+//! (pivot_root), then `finish` (masked/read-only paths, read-only root).
+
+pub mod cgroupfs;
+pub mod devices;
+pub mod mounts;
+pub mod options;
+pub mod paths;
+pub mod pivot;
+pub mod resolve;
+
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Spec;
+
+use crate::error::{Context, Error, Result};
+pub use mounts::MountContext;
+
+pub fn prepare(rootfs: &Path, spec: &Spec, ctx: &MountContext, in_userns: bool) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => options::propagation(p)
+            .ok_or_else(|| Error::invalid(format!("unknown rootfsPropagation {p:?}")))?,
+    };
+    // Nothing we mount may leak to the host: the whole tree becomes a slave
+    // (or what rootfsPropagation asks) before the first mount.
+    let first = if propagation.contains(MsFlags::MS_SHARED) {
+        MsFlags::MS_SLAVE | MsFlags::MS_REC
+    } else {
+        propagation
+    };
+    mount(None::<&str>, "/", None::<&str>, first, None::<&str>).ctx(|| "set propagation of /")?;
+    // pivot_root needs the new root to be a mount point.
+    mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind rootfs {} on itself", rootfs.display()))?;
+    if propagation.contains(MsFlags::MS_SHARED) {
+        mount(
+            None::<&str>,
+            rootfs,
+            None::<&str>,
+            propagation,
+            None::<&str>,
+        )
+        .ctx(|| "make rootfs shared")?;
+    }
+    let mount_list = spec.mounts().as_deref().unwrap_or_default();
+    for m in mount_list {
+        mounts::mount_entry(rootfs, m, ctx)?;
+    }
+    let dev_is_tmpfs = mount_list.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && m.typ().as_deref() != Some("bind")
+            && !options::parse(m.options().as_deref().unwrap_or_default()).is_bind()
+    });
+    let has_devpts = mount_list
+        .iter()
+        .any(|m| m.destination() == Path::new("/dev/pts"));
+    let configured = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+    if dev_is_tmpfs || !configured.is_empty() {
+        devices::create_devices(rootfs, &configured, dev_is_tmpfs, in_userns)?;
+    }
+    if dev_is_tmpfs {
+        devices::create_symlinks(rootfs, has_devpts)?;
+    }
+    Ok(())
+}
+
+pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    if no_pivot {
+        pivot::move_root(rootfs)
+    } else {
+        pivot::pivot(rootfs)
+    }
+}
+
+pub fn finish(spec: &Spec) -> Result<()> {
+    if let Some(linux) = spec.linux() {
+        for p in linux.masked_paths().as_deref().unwrap_or_default() {
+            paths::mask(p)?;
+        }
+        for p in linux.readonly_paths().as_deref().unwrap_or_default() {
+            paths::make_readonly(p)?;
+        }
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        paths::readonly_root()?;
+    }
+    Ok(())
+}
+
+/// linux.sysctl, written once /proc is the container's.
+pub fn write_sysctls(spec: &Spec) -> Result<()> {
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    for (key, value) in sysctl {
+        if key.contains("..") || key.contains('/') && key.contains('.') {
+            return Err(Error::invalid(format!("invalid sysctl {key:?}")));
+        }
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value).ctx(|| format!("sysctl {key}={value}"))?;
+    }
+    Ok(())
+}
