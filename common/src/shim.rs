@@ -31,6 +31,51 @@
 //! (atomically), answers pending `wait`s, runs `runtime delete`, drains
 //! attached streams and exits. A daemon restarting later finds either a live
 //! socket or `exit.json`.
+//!
+//! Details (as implemented by berth-shim; all of them keep the wire format
+//! above):
+//!
+//! - Command line: `--log-driver` defaults to `json-file` when `--log-path` is
+//!   given and to `none` otherwise. `--log-max-size 0` (the default) means
+//!   no rotation; `--log-max-files` defaults to 1, which truncates the file
+//!   when it reaches the size (dockerd's behaviour). Paths may be relative
+//!   (resolved before the shim changes to `/`). Bad arguments: exit status 2.
+//! - Files in STATE_DIR (created if missing): `shim.sock`, `shim.pid` (both
+//!   removed when the shim exits), `shim.log`, `exit.json`, and transient
+//!   `console.sock`, `init.pid`, `exec-N.{json,pid,sock}`. Keep STATE_DIR
+//!   short: socket paths are limited to 108 bytes.
+//! - End of a container: after init exits the shim reads its output until
+//!   end of file (at most 2 s, in case an escaped process holds the pipe),
+//!   writes the last partial log line, writes `exit.json`, answers `wait`s,
+//!   runs `runtime delete --force`, and closes attach streams once flushed.
+//!   It keeps serving requests (`state` then says `stopped` with `exit`;
+//!   `wait` answers at once; `attach` answers ok and closes) until no client
+//!   is connected, then unlinks `shim.sock`, serves connections already
+//!   queued, and exits (clients get at most 5 s). So a client either gets an
+//!   answer, or cannot connect (ENOENT / ECONNREFUSED) or sees the
+//!   connection close without a response line — then `exit.json` is the
+//!   truth. `shutdown` after the exit skips the waiting.
+//! - `exit_code` is the exit status, or 128 + signal number. `oom_killed` is
+//!   true when the container's memory cgroup counted an OOM kill (v1
+//!   `memory.oom_control`, v2 `memory.events`), cgroup-wide as in dockerd.
+//! - `state` answers `version`, `status`, `pid` (the init's host pid) and,
+//!   once stopped, `exit`. `start` needs `created`; `pause` needs `running`;
+//!   `resume` needs `paused`; `kill` (signal 1..=64, `all` → `kill --all`)
+//!   fails once the container has stopped; `shutdown` fails before.
+//! - Attach: with a TTY, output is always stream 1 and a client's
+//!   half-close only stops its input (the terminal stays open; `stdin_once`
+//!   applies to pipes). Input is dropped when the container has no stdin.
+//!   A client with more than 1 MiB of unsent output pauses reading of the
+//!   container's output (the log waits too), as dockerd's attach does, so
+//!   clients must keep reading.
+//! - Exec: `process` is an OCI process object; its `terminal` selects a pty.
+//!   Not detached, the exec always has a stdin; a daemon whose client did not
+//!   attach stdin half-closes at once so the process sees EOF. Detached, the
+//!   output is read and discarded. A failed `runtime exec` (for example a
+//!   missing executable) answers `ok: false` with the runtime's message.
+//!   `exec_state` answers `status` (`running`/`stopped`), `pid` and, once
+//!   stopped, `exit`; `exec_wait` and the end of the exec's stream come only
+//!   after its output was drained. Exec output is not logged.
 
 use serde::{Deserialize, Serialize};
 

@@ -78,27 +78,72 @@ pub fn set_window_size(pty: &OwnedFd, width: u16, height: u16) -> io::Result<()>
     Ok(())
 }
 
+/// Longest socket path used as is; `sun_path` holds 108 bytes.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// A name for `path` that fits in `sun_path`: the path itself, or
+/// `/proc/<our pid>/fd/<dir fd>/<name>` through an open handle on its
+/// directory (usable by other root processes too, as long as the handle is
+/// kept open).
+pub struct SocketPath {
+    pub path: PathBuf,
+    pub short: PathBuf,
+    _dir: Option<std::fs::File>,
+}
+
+impl SocketPath {
+    pub fn new(path: &Path) -> Result<SocketPath> {
+        if path.as_os_str().len() <= MAX_SOCKET_PATH {
+            return Ok(SocketPath {
+                path: path.to_path_buf(),
+                short: path.to_path_buf(),
+                _dir: None,
+            });
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            bail!("socket path {} has no directory", path.display());
+        };
+        let dir_file =
+            std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+        let short = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            dir_file.as_raw_fd()
+        ))
+        .join(name);
+        Ok(SocketPath {
+            path: path.to_path_buf(),
+            short,
+            _dir: Some(dir_file),
+        })
+    }
+
+    pub fn bind(&self) -> Result<UnixListener> {
+        let _ = std::fs::remove_file(&self.path);
+        let l = UnixListener::bind(&self.short)
+            .with_context(|| format!("binding {}", self.path.display()))?;
+        l.set_nonblocking(true)?;
+        Ok(l)
+    }
+}
+
 /// The socket passed as `--console-socket`: the runtime connects and sends
 /// the pty master with SCM_RIGHTS. The file is removed on drop.
 pub struct ConsoleSocket {
     listener: UnixListener,
-    path: PathBuf,
+    path: SocketPath,
 }
 
 impl ConsoleSocket {
     pub fn bind(path: &Path) -> Result<ConsoleSocket> {
-        let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)
-            .with_context(|| format!("binding console socket {}", path.display()))?;
-        listener.set_nonblocking(true)?;
-        Ok(ConsoleSocket {
-            listener,
-            path: path.to_path_buf(),
-        })
+        let path = SocketPath::new(path)?;
+        let listener = path.bind().context("console socket")?;
+        Ok(ConsoleSocket { listener, path })
     }
 
+    /// The name to give the runtime.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.path.short
     }
 
     /// Takes the pty master from the connection the runtime made. Called
@@ -142,6 +187,6 @@ impl ConsoleSocket {
 
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(&self.path.path);
     }
 }

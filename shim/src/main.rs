@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use berth_common::shim::{Status, PID_FILE, SOCKET_NAME};
@@ -132,11 +132,13 @@ fn setup(cfg: &Config) -> Result<Shim> {
     )
     .context("writing shim.pid")?;
 
-    let socket_path = cfg.state_dir.join(SOCKET_NAME);
-    if UnixStream::connect(&socket_path).is_ok() {
-        bail!("another shim is already serving {}", socket_path.display());
+    let socket_path = io::SocketPath::new(&cfg.state_dir.join(SOCKET_NAME))?;
+    if UnixStream::connect(&socket_path.short).is_ok() {
+        bail!(
+            "another shim is already serving {}",
+            socket_path.path.display()
+        );
     }
-    let _ = std::fs::remove_file(&socket_path);
 
     let reaper = Reaper::new()?;
     let rt = Runtime {
@@ -158,7 +160,7 @@ fn setup(cfg: &Config) -> Result<Shim> {
         oom.describe()
     );
 
-    let listener = match bind_socket(&socket_path) {
+    let listener = match socket_path.bind() {
         Ok(l) => l,
         Err(e) => {
             if let Err(de) = rt.run(&["delete", "--force"], &[]) {
@@ -256,10 +258,4 @@ fn create(cfg: &Config, rt: &Runtime) -> Result<(i32, ProcIo)> {
         }
     }
     result
-}
-
-fn bind_socket(path: &PathBuf) -> Result<UnixListener> {
-    let l = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    l.set_nonblocking(true)?;
-    Ok(l)
 }

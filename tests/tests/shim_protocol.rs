@@ -38,6 +38,7 @@ struct Container {
     dir: tempfile::TempDir,
     id: String,
     cgroup: String,
+    state: PathBuf,
     shim_pid: Option<i32>,
 }
 
@@ -119,16 +120,26 @@ impl Container {
             serde_json::to_vec_pretty(&config).expect("encode config"),
         )
         .expect("write config.json");
+        let state = dir.path().join("state");
         Container {
             dir,
             id,
             cgroup,
+            state,
             shim_pid: None,
         }
     }
 
     fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.state.clone()
+    }
+
+    /// Connects to the shim's socket, through /proc/self/fd when its path is
+    /// too long for `sun_path` (as berthd does).
+    fn socket(&self) -> std::io::Result<UnixStream> {
+        let dir = fs::File::open(self.state_dir())?;
+        use std::os::fd::AsRawFd;
+        UnixStream::connect(format!("/proc/self/fd/{}/shim.sock", dir.as_raw_fd()))
     }
 
     fn runtime_root(&self) -> PathBuf {
@@ -170,8 +181,7 @@ impl Container {
     }
 
     fn send(&self, req: Value) -> UnixStream {
-        let mut s =
-            UnixStream::connect(self.state_dir().join("shim.sock")).expect("connect to shim");
+        let mut s = self.socket().expect("connect to shim");
         s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
         let mut line = serde_json::to_vec(&req).expect("encode");
         line.push(b'\n');
@@ -201,8 +211,7 @@ impl Container {
     /// How the container ended, as a daemon learns it: `wait` on the socket,
     /// or `exit.json` when the shim has already finished and gone.
     fn exit_status(&self) -> Value {
-        let sock = self.state_dir().join("shim.sock");
-        if let Ok(mut s) = UnixStream::connect(&sock) {
+        if let Ok(mut s) = self.socket() {
             s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
             if s.write_all(b"{\"op\":\"wait\"}\n").is_ok() {
                 let mut resp = Vec::new();
@@ -722,4 +731,49 @@ fn shim_rejects_bad_command_lines() {
     );
     assert_eq!(out.code(), Some(2));
     assert!(out.stderr.contains("unknown argument"), "{}", out.stderr);
+}
+
+#[test]
+fn shim_reports_oom_kill() {
+    let mut c = Container::new(
+        &[
+            "sh",
+            "-c",
+            "echo start; dd if=/dev/zero of=/dev/null bs=64M count=1; echo survived",
+        ],
+        false,
+    );
+    let config_path = c.dir.path().join("bundle/config.json");
+    let mut config: Value =
+        serde_json::from_slice(&fs::read(&config_path).expect("config")).expect("json");
+    config["linux"]["resources"] = json!({"memory": {"limit": 16_777_216, "swap": 16_777_216}});
+    fs::write(&config_path, serde_json::to_vec(&config).expect("encode")).expect("write config");
+    c.spawn(&[]);
+    c.ok(json!({"op": "start"}));
+    let exit = c.exit_status();
+    assert_eq!(exit["oom_killed"], true, "{exit}");
+    c.assert_nothing_left();
+    assert_eq!(c.exit_file()["oom_killed"], true);
+}
+
+#[test]
+fn shim_handles_state_dirs_longer_than_sun_path() {
+    let mut c = Container::new(&["sh", "-c", "read x; stty size"], true);
+    c.state = c.dir.path().join("s".repeat(60)).join("t".repeat(60));
+    fs::create_dir_all(&c.state).expect("long state dir");
+    assert!(c.state.join("shim.sock").as_os_str().len() > 108);
+    c.spawn(&["--tty", "--stdin"]);
+    let (mut a, r) = c.connect(json!({"op": "attach", "stdin": true, "stdout": true}));
+    assert_eq!(r["ok"], true);
+    c.ok(json!({"op": "resize", "width": 77, "height": 22}));
+    c.ok(json!({"op": "start"}));
+    // An exec with a terminal needs a second console socket there.
+    let p = process_spec(&["sh", "-c", "echo exec-ok"], true);
+    let (mut e, r) = c.connect(json!({"op": "exec", "exec_id": "x1", "process": p}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(stream_text(&read_frames(&mut e), 1).contains("exec-ok"));
+    a.write_all(b"\n").expect("tty input");
+    assert!(stream_text(&read_frames(&mut a), 1).contains("22 77"));
+    assert_eq!(c.exit_status()["exit_code"], 0);
+    c.assert_nothing_left();
 }

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Memory of one shim supervising `sleep`: berth-shim (release build) and,
+# when containerd is installed, containerd-shim-runc-v2 under a private
+# containerd. Both drive the same OCI runtime (runc by default, so the
+# figures compare the shims; BERTH_BENCH_RUNTIME overrides it for berth-shim).
+# Needs root. Leaves nothing behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "bench/shim.sh needs root" >&2; exit 1; }
+
+BIN=${BERTH_BIN_DIR:-$PWD/target/release}
+[ -x "$BIN/berth-shim" ] || cargo build --release -p berth-shim
+RUNTIME=${BERTH_BENCH_RUNTIME:-$(command -v runc || echo "$BIN/berth-runtime")}
+FIXTURES=${BERTH_FIXTURES:-$PWD/target/fixtures}
+if [ ! -d "$FIXTURES/busybox/rootfs" ]; then
+    mkdir -p "$FIXTURES"
+    rootfs-fixtures/build.sh "$FIXTURES" >/dev/null
+fi
+
+WORK=$(mktemp -d /tmp/bshim-bench.XXXXXX)
+ID=bench-shim-$$
+CD_PID=
+cleanup() {
+    set +e
+    if [ -f "$WORK/state/shim.pid" ]; then kill -9 "$(cat "$WORK/state/shim.pid")" 2>/dev/null; fi
+    "$RUNTIME" --root "$WORK/rt" delete --force "$ID" >/dev/null 2>&1
+    if [ -n "$CD_PID" ]; then
+        ctr -a "$WORK/cd/containerd.sock" -n bench task kill -s SIGKILL bench-sleep >/dev/null 2>&1
+        sleep 0.3
+        ctr -a "$WORK/cd/containerd.sock" -n bench task delete -f bench-sleep >/dev/null 2>&1
+        ctr -a "$WORK/cd/containerd.sock" -n bench container delete bench-sleep >/dev/null 2>&1
+        kill "$CD_PID" 2>/dev/null; wait "$CD_PID" 2>/dev/null
+    fi
+    findmnt -rn -o TARGET | grep "^$WORK" | sort -r | xargs -r -n1 umount -l
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mem_of() { # pid -> "RSS N kB, PSS N kB"
+    local rss pss
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status")
+    pss=$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup")
+    echo "RSS ${rss} kB, PSS ${pss} kB"
+}
+
+# --- berth-shim ---------------------------------------------------------
+mkdir -p "$WORK/bundle/rootfs" "$WORK/state"
+cp -a "$FIXTURES/busybox/rootfs/." "$WORK/bundle/rootfs/"
+(cd "$WORK/bundle" && "$RUNTIME" spec >/dev/null 2>&1 || runc spec)
+jq --arg cg "/$ID" '.process.terminal=false | .process.args=["sleep","1000"] | .linux.cgroupsPath=$cg' \
+    "$WORK/bundle/config.json" >"$WORK/config.tmp" && mv "$WORK/config.tmp" "$WORK/bundle/config.json"
+"$BIN/berth-shim" --id "$ID" --bundle "$WORK/bundle" --state-dir "$WORK/state" \
+    --runtime "$RUNTIME" --runtime-root "$WORK/rt" --log-path "$WORK/container.log"
+printf '{"op":"start"}\n' | socat - "UNIX-CONNECT:$WORK/state/shim.sock" >/dev/null
+SHIM=$(cat "$WORK/state/shim.pid")
+sleep 0.5
+echo "berth-shim supervising sleep (runtime $RUNTIME): $(mem_of "$SHIM")"
+printf '{"op":"kill","signal":9}\n' | socat - "UNIX-CONNECT:$WORK/state/shim.sock" >/dev/null
+for _ in $(seq 100); do kill -0 "$SHIM" 2>/dev/null || break; sleep 0.05; done
+
+# --- containerd-shim-runc-v2 ---------------------------------------------
+if command -v containerd >/dev/null && command -v ctr >/dev/null &&
+    command -v containerd-shim-runc-v2 >/dev/null; then
+    mkdir -p "$WORK/cd"
+    cat >"$WORK/cd/config.toml" <<EOF
+version = 2
+root = "$WORK/cd/root"
+state = "$WORK/cd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$WORK/cd/containerd.sock"
+[ttrpc]
+  address = "$WORK/cd/containerd.sock.ttrpc"
+[debug]
+  address = "$WORK/cd/debug.sock"
+EOF
+    containerd --config "$WORK/cd/config.toml" >"$WORK/cd/log" 2>&1 &
+    CD_PID=$!
+    for _ in $(seq 100); do [ -S "$WORK/cd/containerd.sock" ] && break; sleep 0.1; done
+    CTR=(ctr -a "$WORK/cd/containerd.sock" -n bench)
+    "${CTR[@]}" images import "$FIXTURES/busybox.tar" >/dev/null
+    IMG=$("${CTR[@]}" images ls -q | head -n1)
+    "${CTR[@]}" run -d "$IMG" bench-sleep sleep 1000 >/dev/null
+    sleep 0.5
+    CPID=$(pgrep -f "containerd-shim-runc-v2.*-namespace bench" | head -n1 || true)
+    if [ -n "$CPID" ]; then
+        echo "containerd-shim-runc-v2 supervising sleep (runtime runc): $(mem_of "$CPID")"
+    else
+        echo "containerd-shim-runc-v2: no shim process found (see $WORK/cd/log)"
+    fi
+else
+    echo "containerd-shim-runc-v2: not installed, skipped"
+fi
