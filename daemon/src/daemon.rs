@@ -21,15 +21,23 @@ pub struct Daemon {
     pub started: Instant,
     /// Figures other subsystems report for /info and /system/df.
     pub reports: Reports,
-    // TODO(D2): pub images: Arc<berth_images::ImageStore>, once that type lands.
+    /// Image store (blobs, references, unpacked layers) under DATA_ROOT.
+    pub images: Arc<berth_images::ImageStore>,
 }
 
 impl Daemon {
     pub fn new(config: Config) -> Result<Daemon> {
         let id = engine_id(&config)?;
+        let events = Events::new();
+        let images = Arc::new(
+            berth_images::ImageStore::open(&config.data_root)
+                .with_context(|| format!("opening the image store in {}", config.data_root.display()))?,
+        );
+        images.set_events(Arc::new(crate::api::images::ImageEventSink(events.clone())));
         Ok(Daemon {
             config,
-            events: Events::new(),
+            events,
+            images,
             id,
             started: Instant::now(),
             reports: Reports::default(),

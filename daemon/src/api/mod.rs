@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 #[allow(dead_code)]
 pub mod extract;
+pub mod images;
 mod spec_paths;
 #[allow(dead_code)]
 pub mod stream;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(events::routes())
+        .merge(images::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .with_state(state)
