@@ -268,6 +268,12 @@ fn send_json_blocking(handle: &Handle, tx: &ChunkSender, v: &Value) {
     let _ = handle.block_on(tx.send_json(v));
 }
 
+/// Read the rest of a request body the store gave up on, so the client
+/// can finish sending and read the error instead of a broken pipe.
+fn drain(reader: &mut BodyReader) {
+    let _ = io::copy(reader, &mut io::sink());
+}
+
 fn stream_error(message: &str) -> Value {
     json!({"errorDetail": {"message": message}, "error": message})
 }
@@ -293,8 +299,10 @@ async fn load(State(state): State<AppState>, q: QueryParams, body: Body) -> Resp
             ),
             LoadProgress::Layer { .. } => {}
         };
-        if let Err(e) = st.load(reader, &mut progress) {
+        let mut reader = reader;
+        if let Err(e) = st.load(&mut reader, &mut progress) {
             tracing::info!(error = %e, "image load failed");
+            drain(&mut reader);
             send_json_blocking(&handle, &tx, &stream_error(&e.to_string()));
         }
     });
@@ -404,9 +412,15 @@ async fn create(State(state): State<AppState>, q: QueryParams, body: Body) -> Ap
     let (tx, resp) = streaming_response("application/json");
     let st = store(&state);
     let handle = Handle::current();
-    tokio::task::spawn_blocking(move || match st.import(reader, &opts) {
-        Ok(img) => send_json_blocking(&handle, &tx, &json!({"status": img.id.to_string()})),
-        Err(e) => send_json_blocking(&handle, &tx, &stream_error(&e.to_string())),
+    tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        match st.import(&mut reader, &opts) {
+            Ok(img) => send_json_blocking(&handle, &tx, &json!({"status": img.id.to_string()})),
+            Err(e) => {
+                drain(&mut reader);
+                send_json_blocking(&handle, &tx, &stream_error(&e.to_string()))
+            }
+        }
     });
     Ok(resp)
 }
