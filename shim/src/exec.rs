@@ -117,7 +117,7 @@ impl Shim {
         ];
         if let Some(c) = &console {
             extra.push(std::path::Path::new("--console-socket"));
-            extra.push(c.path());
+            extra.push(c.connect_path());
         }
         let Plumbing {
             child,

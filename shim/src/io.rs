@@ -142,7 +142,7 @@ impl ConsoleSocket {
     }
 
     /// The name to give the runtime.
-    pub fn path(&self) -> &Path {
+    pub fn connect_path(&self) -> &Path {
         &self.path.short
     }
 

@@ -238,7 +238,7 @@ fn create(cfg: &Config, rt: &Runtime) -> Result<(i32, ProcIo)> {
     ];
     if let Some(c) = &console {
         extra.push(Path::new("--console-socket"));
-        extra.push(c.path());
+        extra.push(c.connect_path());
     }
     let created = rt.run_with_stdio(&["create"], &extra, child, Some(&errors));
     drop(errors);

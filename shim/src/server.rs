@@ -63,7 +63,12 @@ impl Shim {
             self.cfg.id,
             self.init_pid
         );
-        let mut buf = vec![0u8; 64 * 1024];
+        // Start-up (runtime create) left freed heap behind; a shim lives as
+        // long as its container, so hand it back.
+        // SAFETY: malloc_trim only releases free memory.
+        unsafe { libc::malloc_trim(0) };
+        // Allocated on the first output, so a silent container costs nothing.
+        let mut buf = Vec::new();
         loop {
             if self.should_exit() {
                 break;
@@ -193,7 +198,10 @@ impl Shim {
         }
     }
 
-    fn handle(&mut self, tag: Tag, revents: i16, buf: &mut [u8]) {
+    fn handle(&mut self, tag: Tag, revents: i16, buf: &mut Vec<u8>) {
+        if matches!(tag, Tag::InitOut(_) | Tag::ExecOut(..)) && buf.is_empty() {
+            buf.resize(64 * 1024, 0);
+        }
         match tag {
             Tag::Listener => self.accept(),
             Tag::Signal => {
