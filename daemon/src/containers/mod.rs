@@ -1,4 +1,36 @@
 //! Containers: records, lifecycle through berth-shim, logs.
+//!
+//! [`Containers`] is the store every container endpoint works on. Each
+//! container has its own locks (see [`core::Container`]); the index lock is
+//! only taken for lookups, so one stuck container never blocks `ps`,
+//! events or the others.
+
+mod attach;
+pub mod config;
+pub mod core;
+mod create;
+pub mod error;
+pub mod hooks;
+mod hostfiles;
+mod image_source;
+mod lifecycle;
+pub mod names;
+mod ops;
+mod query;
+pub mod record;
+mod restore;
+mod rootfs;
+mod shim;
+pub mod signals;
+pub mod spec;
+mod store;
+pub mod timefmt;
+
+pub use attach::AttachRequest;
+pub use core::{Container, Containers, Settings};
+pub use error::ContainerError;
+pub use image_source::ImageUsers;
+pub use query::LIST_FILTERS;
 pub mod archive;
 pub mod stats;
 pub mod exec;

@@ -1,0 +1,203 @@
+//! The container store: the index, per-container state and the settings
+//! every operation needs. Operations live in `lifecycle`, `attach`, `query`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use super::error::{ContainerError, Result};
+use super::hooks::{ImageSource, MountResolver};
+use super::record::{ContainerRecord, Status};
+use super::shim::Shim;
+use super::store::{RecordDir, SharedIndex};
+use crate::events::{Event, EventType, Events};
+
+/// What the container store needs from the daemon's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub shim_path: PathBuf,
+    /// Runtime name → binary.
+    pub runtimes: BTreeMap<String, PathBuf>,
+    pub default_runtime: String,
+    /// Default cgroup parent (`berth`).
+    pub cgroup_parent: String,
+    /// The `--init` binary.
+    pub init_binary: Option<PathBuf>,
+    pub log_driver: String,
+    pub log_opts: BTreeMap<String, String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+}
+
+impl Settings {
+    pub fn from_config(config: &crate::config::Config) -> Settings {
+        Settings {
+            data_root: config.data_root.clone(),
+            exec_root: config.exec_root.clone(),
+            shim_path: config.shim_path.clone(),
+            runtimes: config
+                .runtimes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.path.clone()))
+                .collect(),
+            default_runtime: config.default_runtime.clone(),
+            cgroup_parent: config.cgroup_parent.clone(),
+            init_binary: super::spec::default_init_binary(),
+            log_driver: config.log_driver.clone(),
+            log_opts: config.log_opts.clone(),
+            dns: config.dns.clone(),
+            dns_search: config.dns_search.clone(),
+            dns_options: config.dns_opts.clone(),
+        }
+    }
+
+    /// `<exec-root>/shims/<id>`: the bundle and the shim's state.
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.exec_root.join("shims").join(id)
+    }
+
+    pub fn runtime_root(&self) -> PathBuf {
+        self.exec_root.join("runtime")
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.data_root.join("containers").join(id).join(format!("{id}-json.log"))
+    }
+}
+
+/// Progress other tasks wait on: exits so far, and removal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub exits: u64,
+    pub removed: bool,
+    pub exit_code: i32,
+    pub error: String,
+}
+
+/// A client attached before the container started; connected to the shim
+/// by `start`.
+pub struct PendingAttach {
+    pub request: super::attach::AttachRequest,
+    pub io: crate::api::stream::HijackedIo,
+}
+
+/// One container: its record (short critical sections only) and a lock
+/// that serialises lifecycle operations on it alone.
+pub struct Container {
+    pub id: String,
+    record: Mutex<ContainerRecord>,
+    /// Held across slow operations (start, stop, remove) of this container.
+    pub op: tokio::sync::Mutex<()>,
+    pub progress: watch::Sender<Progress>,
+    pub pending_attach: Mutex<Vec<PendingAttach>>,
+    /// Set by `docker stop`: the restart policy must not bring it back.
+    pub manually_stopped: std::sync::atomic::AtomicBool,
+}
+
+impl Container {
+    pub fn new(rec: ContainerRecord) -> Arc<Container> {
+        let (progress, _) = watch::channel(Progress {
+            exit_code: rec.state.exit_code,
+            error: rec.state.error.clone(),
+            ..Default::default()
+        });
+        Arc::new(Container {
+            id: rec.id.clone(),
+            record: Mutex::new(rec),
+            op: tokio::sync::Mutex::new(()),
+            progress,
+            pending_attach: Mutex::new(Vec::new()),
+            manually_stopped: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Short, never across an await or I/O other than the record write.
+    pub fn lock(&self) -> MutexGuard<'_, ContainerRecord> {
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshot(&self) -> ContainerRecord {
+        self.lock().clone()
+    }
+
+    pub fn status(&self) -> Status {
+        self.lock().state.status
+    }
+}
+
+pub struct Containers {
+    pub settings: Settings,
+    pub records: RecordDir,
+    pub index: SharedIndex,
+    pub events: Events,
+    pub images: Arc<dyn ImageSource>,
+    pub mounts: Arc<dyn MountResolver>,
+}
+
+impl Containers {
+    pub fn new(
+        settings: Settings,
+        events: Events,
+        images: Arc<dyn ImageSource>,
+        mounts: Arc<dyn MountResolver>,
+    ) -> Arc<Containers> {
+        Arc::new(Containers {
+            records: RecordDir::new(settings.data_root.join("containers")),
+            settings,
+            index: SharedIndex::default(),
+            events,
+            images,
+            mounts,
+        })
+    }
+
+    pub fn get(&self, reference: &str) -> Result<Arc<Container>> {
+        self.index.read().resolve(reference)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Container>> {
+        self.index.read().all()
+    }
+
+    pub fn shim(&self, id: &str) -> Shim {
+        Shim::new(self.settings.bundle_dir(id))
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.records.dir(id)
+    }
+
+    /// Persist `rec` (call with the record lock held, so writes of one
+    /// container are ordered).
+    pub fn save(&self, rec: &ContainerRecord) -> Result<()> {
+        self.records
+            .save(rec)
+            .map_err(|e| ContainerError::internal(format!("saving container {}", rec.id), e))
+    }
+
+    /// A container event with dockerd's attributes (name, image, labels).
+    pub fn event(&self, rec: &ContainerRecord, action: &str) -> Event {
+        Event::new(EventType::Container, action, &rec.id)
+            .attrs(rec.labels().map(|(k, v)| (k.clone(), v.clone())))
+            .attr("image", rec.image_name())
+            .attr("name", rec.name.trim_start_matches('/'))
+    }
+
+    pub fn publish(&self, rec: &ContainerRecord, action: &str) {
+        self.events.publish(self.event(rec, action));
+    }
+
+    pub fn runtime_path(&self, name: &str) -> Result<&Path> {
+        let name = if name.is_empty() { &self.settings.default_runtime } else { name };
+        self.settings
+            .runtimes
+            .get(name)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| ContainerError::InvalidParameter(format!("Unknown runtime specified {name}")))
+    }
+}

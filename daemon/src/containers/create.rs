@@ -1,0 +1,357 @@
+//! `POST /containers/create`: merge the image config, validate, reserve the
+//! name, write the record and the per-container files.
+
+use std::sync::Arc;
+
+use super::config::{ContainerConfig, CreateBody, HostConfig};
+use super::core::{Container, Containers};
+use super::error::{ContainerError, Result};
+use super::hooks::{ImageLookupError, MountError, MountRequest};
+use super::record::{ContainerRecord, State};
+use super::{hostfiles, names, rootfs, spec, timefmt};
+
+/// Image defaults under the user's settings, as dockerd merges them.
+pub fn merge_image_config(user: &mut ContainerConfig, image: &ContainerConfig) {
+    if user.user.is_empty() {
+        user.user = image.user.clone();
+    }
+    // Image env first; user values replace same-named ones.
+    let mut env: Vec<String> = image.env.clone().unwrap_or_default();
+    for var in user.env.iter().flatten() {
+        let key = var.split('=').next().unwrap_or(var);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(var.clone());
+    }
+    user.env = Some(env);
+    // An explicit Entrypoint drops the image's Cmd; only fall back to the
+    // image's Cmd when neither was given.
+    if user.entrypoint.is_none() {
+        user.entrypoint = image.entrypoint.clone();
+        if user.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            user.cmd = image.cmd.clone();
+        }
+    }
+    if user.working_dir.is_empty() {
+        user.working_dir = image.working_dir.clone();
+    }
+    if let Some(ports) = &image.exposed_ports {
+        let merged = user.exposed_ports.get_or_insert_with(Default::default);
+        for (k, v) in ports {
+            merged.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    if let Some(vols) = &image.volumes {
+        let merged = user.volumes.get_or_insert_with(Default::default);
+        for (k, v) in vols {
+            merged.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    if let Some(labels) = &image.labels {
+        let merged = user.labels.get_or_insert_with(Default::default);
+        for (k, v) in labels {
+            merged.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    if user.stop_signal.is_none() {
+        user.stop_signal = image.stop_signal.clone();
+    }
+    if user.healthcheck.is_none() {
+        user.healthcheck = image.healthcheck.clone();
+    }
+    if user.shell.is_none() {
+        user.shell = image.shell.clone();
+    }
+    if user.on_build.is_none() {
+        user.on_build = image.on_build.clone();
+    }
+    if user.labels.is_none() {
+        user.labels = Some(Default::default());
+    }
+}
+
+/// The process to run: Entrypoint + Cmd.
+pub fn command(config: &ContainerConfig) -> Result<(String, Vec<String>)> {
+    let mut all: Vec<String> = match config.entrypoint.as_deref() {
+        // `--entrypoint ""` resets the image's entrypoint.
+        Some([only]) if only.is_empty() => Vec::new(),
+        Some(ep) => ep.to_vec(),
+        None => Vec::new(),
+    };
+    all.extend(config.cmd.clone().unwrap_or_default());
+    let mut it = all.into_iter();
+    match it.next() {
+        Some(path) if !path.is_empty() => Ok((path, it.collect())),
+        _ => Err(ContainerError::InvalidParameter(
+            "no command specified".into(),
+        )),
+    }
+}
+
+fn validate_host_config(hc: &HostConfig) -> Result<()> {
+    spec::resources::validate(hc)?;
+    let mode = hc.network_mode();
+    if !(matches!(mode, "bridge" | "host" | "none") || mode.starts_with("container:")) {
+        // User-defined networks arrive with the networking issue.
+        return Err(ContainerError::NotFoundOther(format!("network {mode} not found")));
+    }
+    for (what, value) in [("PID", &hc.pid_mode), ("IPC", &hc.ipc_mode), ("UTS", &hc.uts_mode)] {
+        let ok = match what {
+            "IPC" => matches!(value.as_str(), "" | "host" | "private" | "shareable" | "none")
+                || value.starts_with("container:"),
+            "UTS" => matches!(value.as_str(), "" | "host"),
+            _ => matches!(value.as_str(), "" | "host") || value.starts_with("container:"),
+        };
+        if !ok {
+            return Err(ContainerError::InvalidParameter(format!(
+                "invalid {what} mode: {value}"
+            )));
+        }
+    }
+    if hc.auto_remove && !matches!(hc.restart_policy.name.as_str(), "" | "no") {
+        return Err(ContainerError::InvalidParameter(
+            "can't create 'AutoRemove' container with restart policy".into(),
+        ));
+    }
+    match hc.restart_policy.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
+        other => {
+            return Err(ContainerError::InvalidParameter(format!(
+                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            )))
+        }
+    }
+    if hc.restart_policy.maximum_retry_count < 0 {
+        return Err(ContainerError::InvalidParameter(
+            "invalid restart policy: maximum retry count can't be negative".into(),
+        ));
+    }
+    if hc.restart_policy.maximum_retry_count > 0 && hc.restart_policy.name != "on-failure" {
+        return Err(ContainerError::InvalidParameter(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+        )));
+    }
+    if !matches!(hc.log_config.kind.as_str(), "" | "json-file" | "none" | "local") {
+        return Err(ContainerError::InvalidParameter(format!(
+            "logging driver {:?} is not supported by berth",
+            hc.log_config.kind
+        )));
+    }
+    super::spec::caps::effective(
+        hc.privileged,
+        hc.cap_add.as_deref().unwrap_or_default(),
+        hc.cap_drop.as_deref().unwrap_or_default(),
+    )?;
+    Ok(())
+}
+
+fn random_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+impl Containers {
+    /// Create a container; returns its ID and warnings.
+    pub fn create(&self, name: Option<&str>, body: CreateBody) -> Result<(String, Vec<String>)> {
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                if !names::is_valid(n) {
+                    return Err(ContainerError::InvalidParameter(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                Some(names::canonical(n))
+            }
+            None => None,
+        };
+        let mut config = body.config;
+        if config.image.is_empty() {
+            return Err(ContainerError::InvalidParameter("config cannot be empty in order to create a container".into()));
+        }
+        let mut host_config = body.host_config.unwrap_or_default();
+        validate_host_config(&host_config)?;
+        let image = self.images.lookup(&config.image).map_err(|e| match e {
+            ImageLookupError::NotFound(r) => ContainerError::NotFoundOther(format!("No such image: {r}")),
+            ImageLookupError::Invalid(m) => ContainerError::InvalidParameter(m),
+            ImageLookupError::Internal(m) => ContainerError::Internal(m),
+        })?;
+        merge_image_config(&mut config, &image.config);
+        let (path, args) = command(&config)?;
+        if host_config.network_mode.is_empty() {
+            host_config.network_mode = "bridge".into();
+        }
+        if host_config.network_mode == "host" && config.hostname.is_empty() {
+            config.hostname = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
+        }
+        if host_config.log_config.kind.is_empty() {
+            host_config.log_config.kind = self.settings.log_driver.clone();
+            if host_config.log_config.config.is_empty() {
+                host_config.log_config.config = self.settings.log_opts.clone();
+            }
+        }
+        if host_config.shm_size == 0 && host_config.ipc_mode != "host" {
+            host_config.shm_size = spec::DEFAULT_SHM_SIZE;
+        }
+        let runtime = if host_config.runtime.is_empty() {
+            self.settings.default_runtime.clone()
+        } else {
+            host_config.runtime.clone()
+        };
+        self.runtime_path(&runtime)?;
+        host_config.runtime = runtime.clone();
+
+        let id = random_id();
+        let name = self.reserve_name(name, &id)?;
+        let created = (|| {
+            let mut rec = ContainerRecord {
+                id: id.clone(),
+                name: name.clone(),
+                created: timefmt::now(),
+                path,
+                args,
+                config,
+                host_config,
+                networking_config: body.networking_config.unwrap_or(serde_json::json!({})),
+                image_id: image.id.clone(),
+                layers: image.layers.clone(),
+                state: State::default(),
+                restart_count: 0,
+                has_been_started: false,
+                mounts: Vec::new(),
+                platform: if image.os.is_empty() { "linux".into() } else { image.os.clone() },
+                runtime,
+            };
+            let volumes_from = self.volumes_from(&rec.host_config)?;
+            rec.mounts = self
+                .mounts
+                .resolve(&MountRequest {
+                    container_id: &id,
+                    config: &rec.config,
+                    host_config: &rec.host_config,
+                    layers: &rec.layers,
+                    volumes_from,
+                })
+                .map_err(|e| match e {
+                    MountError::Invalid(m) => ContainerError::InvalidParameter(m),
+                    MountError::NotFound(m) => ContainerError::NotFoundOther(m),
+                    MountError::Internal(m) => ContainerError::Internal(m),
+                })?;
+            let dir = self.container_dir(&id);
+            let dns = hostfiles::DnsSettings {
+                servers: rec.host_config.dns.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns),
+                search: rec.host_config.dns_search.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns_search),
+                options: rec.host_config.dns_options.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns_options),
+            };
+            hostfiles::write_all(
+                &dir,
+                &spec::hostname(&rec),
+                &rec.config.domainname,
+                rec.host_config.extra_hosts.as_deref().unwrap_or_default(),
+                &dns,
+                rec.host_config.network_mode() == "host",
+            )
+            .map_err(|e| ContainerError::internal("writing hostname, hosts and resolv.conf", e))?;
+            rootfs::create_layer(&self.settings.data_root, &id)
+                .map_err(|e| ContainerError::internal("creating the container layer", e))?;
+            self.images
+                .hold(&id, &image)
+                .map_err(|e| ContainerError::internal("holding the image layers", e))?;
+            self.save(&rec)?;
+            Ok(rec)
+        })();
+        let rec = match created {
+            Ok(rec) => rec,
+            Err(e) => {
+                self.index.write().release_name(&name, &id);
+                let _ = self.records.remove(&id);
+                let _ = rootfs::remove_layer(&self.settings.data_root, &id);
+                let _ = self.images.release(&id);
+                return Err(e);
+            }
+        };
+        let mut warnings = Vec::new();
+        if rec.host_config.memory > 0 && !std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+            && !std::path::Path::new("/sys/fs/cgroup/memory.max").exists()
+        {
+            warnings.push("Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded.".to_string());
+        }
+        self.publish(&rec, "create");
+        let c = Container::new(rec);
+        self.index.write().insert(Arc::clone(&c), &name);
+        Ok((id, warnings))
+    }
+
+    fn reserve_name(&self, name: Option<String>, id: &str) -> Result<String> {
+        let mut index = self.index.write();
+        if let Some(n) = name {
+            index.reserve_name(&n, id)?;
+            return Ok(n);
+        }
+        for attempt in 0..64 {
+            let mut n = format!("/{}", names::generate());
+            if attempt >= 8 {
+                n.push_str(&rand::random::<u8>().to_string());
+            }
+            if !index.name_taken(&n) {
+                index.reserve_name(&n, id)?;
+                return Ok(n);
+            }
+        }
+        Err(ContainerError::Internal("could not generate a free container name".into()))
+    }
+
+    /// Mount points of the containers named by `--volumes-from`.
+    fn volumes_from(&self, hc: &HostConfig) -> Result<Vec<(String, Vec<super::record::MountPoint>)>> {
+        let mut out = Vec::new();
+        for spec in hc.volumes_from.iter().flatten() {
+            let (reference, mode) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+            let c = self.get(reference)?;
+            let rec = c.snapshot();
+            out.push((format!("{}:{mode}", rec.id), rec.mounts.clone()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(json: &str) -> ContainerConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_merging() {
+        let image = cfg(r#"{"Cmd":["sh"],"Env":["PATH=/bin","A=1"],"WorkingDir":"/srv","Labels":{"x":"1"}}"#);
+        let mut c = cfg(r#"{"Image":"busybox","Env":["A=2","B=3"]}"#);
+        merge_image_config(&mut c, &image);
+        assert_eq!(command(&c).unwrap(), ("sh".to_string(), vec![]));
+        assert_eq!(c.env.as_deref().unwrap(), &["PATH=/bin", "A=2", "B=3"]);
+        assert_eq!(c.working_dir, "/srv");
+        assert_eq!(c.labels.as_ref().unwrap()["x"], "1");
+
+        let mut c = cfg(r#"{"Entrypoint":["echo"]}"#);
+        merge_image_config(&mut c, &image);
+        assert_eq!(command(&c).unwrap(), ("echo".to_string(), vec![]));
+
+        let mut c = cfg(r#"{"Cmd":["ls","-l"]}"#);
+        let image = cfg(r#"{"Entrypoint":["/bin/busybox"],"Cmd":["sh"]}"#);
+        merge_image_config(&mut c, &image);
+        assert_eq!(command(&c).unwrap(), ("/bin/busybox".to_string(), vec!["ls".to_string(), "-l".to_string()]));
+
+        let mut c = cfg(r#"{}"#);
+        merge_image_config(&mut c, &cfg("{}"));
+        assert_eq!(command(&c).unwrap_err().to_string(), "no command specified");
+    }
+
+    #[test]
+    fn host_config_checks() {
+        let hc = HostConfig { auto_remove: true, restart_policy: super::super::config::RestartPolicy { name: "always".into(), maximum_retry_count: 0 }, ..Default::default() };
+        assert!(validate_host_config(&hc).is_err());
+        let hc = HostConfig { network_mode: "mynet".into(), ..Default::default() };
+        assert_eq!(validate_host_config(&hc).unwrap_err().to_string(), "network mynet not found");
+        assert!(validate_host_config(&HostConfig::default()).is_ok());
+    }
+}

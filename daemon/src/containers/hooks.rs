@@ -1,0 +1,144 @@
+//! What the container store needs from other subsystems, as narrow traits
+//! so each side can be built and tested alone: the image store (D2) and the
+//! volume/mount resolver (C2). berthd wires the real implementations in.
+
+use std::path::PathBuf;
+
+use super::config::{ContainerConfig, HostConfig};
+use super::record::MountPoint;
+
+/// An image as containers need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInfo {
+    /// `sha256:<hex>`.
+    pub id: String,
+    /// The image config's `config` object (Env, Cmd, Entrypoint, ...).
+    pub config: ContainerConfig,
+    /// Unpacked layer directories, lowest first.
+    pub layers: Vec<PathBuf>,
+    /// `os`, e.g. "linux".
+    pub os: String,
+    /// Chain ID of the top layer (what the store holds for a container).
+    pub top_layer: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageLookupError {
+    /// Not in the store: the API answers 404 `No such image: <ref>`.
+    #[error("No such image: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub trait ImageSource: Send + Sync {
+    /// Resolve a reference (name[:tag], name@digest, ID or ID prefix) and
+    /// make sure its layers are unpacked.
+    fn lookup(&self, reference: &str) -> Result<ImageInfo, ImageLookupError>;
+
+    /// Keep the image's layers while container `owner` exists, even if the
+    /// image is deleted (`docker rmi -f`).
+    fn hold(&self, owner: &str, image: &ImageInfo) -> Result<(), ImageLookupError>;
+
+    /// The container is gone.
+    fn release(&self, owner: &str) -> Result<(), ImageLookupError>;
+}
+
+/// The container side of volumes and mounts.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// Bad mount spec etc.: 400 with this message.
+    #[error("{0}")]
+    Invalid(String),
+    /// Volume in use / missing: 404 or 409 as the message says.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What the resolver gets to decide a container's mounts.
+pub struct MountRequest<'a> {
+    pub container_id: &'a str,
+    pub config: &'a ContainerConfig,
+    pub host_config: &'a HostConfig,
+    /// Image layer directories, lowest first (to fill anonymous volumes).
+    pub layers: &'a [PathBuf],
+    /// Mount points of other containers, for `--volumes-from`.
+    pub volumes_from: Vec<(String, Vec<MountPoint>)>,
+}
+
+pub trait MountResolver: Send + Sync {
+    /// At create: resolve Binds, Mounts, VolumesFrom and image Volumes into
+    /// mount points (creating named/anonymous volumes as needed).
+    fn resolve(&self, request: &MountRequest<'_>) -> Result<Vec<MountPoint>, MountError>;
+
+    /// At removal: release the container's volumes; with `remove_anonymous`
+    /// (`docker rm -v`) delete its anonymous volumes.
+    fn release(
+        &self,
+        container_id: &str,
+        mounts: &[MountPoint],
+        remove_anonymous: bool,
+    ) -> Result<(), MountError>;
+}
+
+/// Used until a volume subsystem is wired in: bind mounts of existing host
+/// paths work; volumes are an honest error.
+pub struct BindOnlyMounts;
+
+impl MountResolver for BindOnlyMounts {
+    fn resolve(&self, request: &MountRequest<'_>) -> Result<Vec<MountPoint>, MountError> {
+        let hc = request.host_config;
+        if hc.mounts.as_ref().is_some_and(|m| !m.is_empty())
+            || hc.volumes_from.as_ref().is_some_and(|v| !v.is_empty())
+            || request.config.volumes.as_ref().is_some_and(|v| !v.is_empty())
+        {
+            return Err(MountError::Invalid(
+                "volumes are not supported by this daemon build".into(),
+            ));
+        }
+        let mut out = Vec::new();
+        for bind in hc.binds.iter().flatten() {
+            out.push(parse_host_bind(bind)?);
+        }
+        Ok(out)
+    }
+
+    fn release(&self, _: &str, _: &[MountPoint], _: bool) -> Result<(), MountError> {
+        Ok(())
+    }
+}
+
+/// `/host:/ctr[:ro|rw]` with an absolute, existing host path.
+fn parse_host_bind(spec: &str) -> Result<MountPoint, MountError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (source, dest, mode) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, m] => (*s, *d, *m),
+        _ => return Err(MountError::Invalid(format!("invalid volume specification: '{spec}'"))),
+    };
+    if !source.starts_with('/') {
+        return Err(MountError::Invalid(
+            "named volumes are not supported by this daemon build".into(),
+        ));
+    }
+    if !dest.starts_with('/') {
+        return Err(MountError::Invalid(format!(
+            "invalid volume specification: '{spec}': invalid mount config for type \"bind\": invalid mount path: '{dest}' mount path must be absolute"
+        )));
+    }
+    let rw = !mode.split(',').any(|m| m == "ro");
+    Ok(MountPoint {
+        kind: "bind".into(),
+        source: source.into(),
+        destination: dest.into(),
+        mode: mode.into(),
+        rw,
+        propagation: "rprivate".into(),
+        options: vec!["rbind".into(), if rw { "rw" } else { "ro" }.into()],
+        ..Default::default()
+    })
+}

@@ -1,0 +1,123 @@
+//! The per-container /etc/hostname, /etc/hosts and /etc/resolv.conf,
+//! written under the container's record directory and bind-mounted in.
+
+use std::io;
+use std::path::Path;
+
+use berth_common::atomic::write_file_mode;
+
+pub struct DnsSettings<'a> {
+    pub servers: &'a [String],
+    pub search: &'a [String],
+    pub options: &'a [String],
+}
+
+fn hosts_content(hostname: &str, domainname: &str, extra_hosts: &[String]) -> String {
+    let mut s = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for h in extra_hosts {
+        // `name:ip` (ip may contain colons for IPv6).
+        if let Some((name, ip)) = h.split_once(':') {
+            s.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    // Without a bridge address the container's own name resolves to
+    // loopback, so programs looking up their hostname still work.
+    let fqdn = if domainname.is_empty() {
+        hostname.to_string()
+    } else {
+        format!("{hostname}.{domainname} {hostname}")
+    };
+    s.push_str(&format!("127.0.1.1\t{fqdn}\n"));
+    s
+}
+
+/// The host's resolv.conf with container-level overrides; loopback
+/// nameservers (useless in a private network namespace) are dropped and
+/// public ones used when none are left, as dockerd does.
+fn resolv_content(host: &str, dns: &DnsSettings<'_>, host_network: bool) -> String {
+    let mut servers: Vec<String> = dns.servers.to_vec();
+    let mut search: Vec<String> = dns.search.to_vec();
+    let mut options: Vec<String> = dns.options.to_vec();
+    for line in host.lines() {
+        let mut f = line.split_whitespace();
+        match (f.next(), dns.servers.is_empty()) {
+            (Some("nameserver"), true) => {
+                if let Some(ns) = f.next() {
+                    let loopback = ns.starts_with("127.") || ns == "::1";
+                    if host_network || !loopback {
+                        servers.push(ns.to_string());
+                    }
+                }
+            }
+            (Some("search"), _) if dns.search.is_empty() => search.extend(f.map(str::to_string)),
+            (Some("options"), _) if dns.options.is_empty() => options.extend(f.map(str::to_string)),
+            _ => {}
+        }
+    }
+    if servers.is_empty() {
+        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    let mut s = String::new();
+    for ns in servers {
+        s.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !search.is_empty() {
+        s.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        s.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    s
+}
+
+pub fn write_all(
+    dir: &Path,
+    hostname: &str,
+    domainname: &str,
+    extra_hosts: &[String],
+    dns: &DnsSettings<'_>,
+    host_network: bool,
+) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    write_file_mode(&dir.join("hostname"), format!("{hostname}\n").as_bytes(), 0o644)?;
+    let hosts = if host_network {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_content(hostname, domainname, extra_hosts))
+    } else {
+        hosts_content(hostname, domainname, extra_hosts)
+    };
+    write_file_mode(&dir.join("hosts"), hosts.as_bytes(), 0o644)?;
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    write_file_mode(
+        &dir.join("resolv.conf"),
+        resolv_content(&host_resolv, dns, host_network).as_bytes(),
+        0o644,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_drops_loopback_servers() {
+        let none: Vec<String> = Vec::new();
+        let dns = DnsSettings { servers: &none, search: &none, options: &none };
+        let r = resolv_content("nameserver 127.0.0.53\nsearch lan\n", &dns, false);
+        assert_eq!(r, "nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch lan\n");
+        let r = resolv_content("nameserver 127.0.0.53\n", &dns, true);
+        assert_eq!(r, "nameserver 127.0.0.53\n");
+        let mine = vec!["1.1.1.1".to_string()];
+        let dns = DnsSettings { servers: &mine, search: &none, options: &none };
+        assert_eq!(resolv_content("nameserver 9.9.9.9\n", &dns, false), "nameserver 1.1.1.1\n");
+    }
+
+    #[test]
+    fn hosts_has_localhost_and_own_name() {
+        let h = hosts_content("abc", "", &["db:10.0.0.2".to_string()]);
+        assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
+        assert!(h.contains("10.0.0.2\tdb\n"));
+        assert!(h.ends_with("127.0.1.1\tabc\n"));
+    }
+}

@@ -1,0 +1,820 @@
+//! start, stop, kill, restart, pause, remove, and what happens when a
+//! container's process exits (driven by the shim's answer to `wait`).
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_common::shim::{ExitStatus, Request};
+
+use super::core::{Container, Containers};
+use super::error::{ContainerError, Result};
+use super::record::{ContainerRecord, Status};
+use super::shim::{self as shimc, Connection, ShimError, SpawnArgs};
+use super::spec::{self, JoinTargets, SpecInput};
+use super::{rootfs, signals, timefmt};
+
+/// How long `stop` waits after SIGKILL before giving up.
+const KILL_GRACE: Duration = Duration::from_secs(30);
+/// How long exit handling waits for the shim to finish and go.
+const SHIM_EXIT_GRACE: Duration = Duration::from_secs(10);
+
+fn shim_err(context: &str, e: ShimError) -> ContainerError {
+    ContainerError::internal(context, e)
+}
+
+fn not_running(id: &str) -> ContainerError {
+    ContainerError::Conflict(format!("Container {id} is not running"))
+}
+
+/// The cgroup of a container, relative to each hierarchy's root.
+pub fn cgroup_path(settings_parent: &str, rec: &ContainerRecord) -> String {
+    let parent = if rec.host_config.cgroup_parent.is_empty() {
+        settings_parent
+    } else {
+        rec.host_config.cgroup_parent.as_str()
+    };
+    format!("/{}/{}", parent.trim_matches('/'), rec.id)
+}
+
+impl Containers {
+    // ---- start -------------------------------------------------------
+
+    pub async fn start(self: &Arc<Self>, reference: &str) -> Result<()> {
+        let c = self.get(reference)?;
+        let _op = c.op.lock().await;
+        match c.status() {
+            Status::Running | Status::Paused | Status::Restarting => {
+                return Err(ContainerError::NotModified)
+            }
+            Status::Removing | Status::Dead => {
+                return Err(ContainerError::Conflict(format!(
+                    "cannot start container {}: container is marked for removal",
+                    c.id
+                )))
+            }
+            Status::Created | Status::Exited => {}
+        }
+        c.manually_stopped.store(false, Ordering::SeqCst);
+        self.start_locked(&c).await?;
+        self.publish(&c.snapshot(), "start");
+        Ok(())
+    }
+
+    /// Start with `c.op` held by the caller.
+    pub(super) async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
+        let rec = c.snapshot();
+        let bundle = self.settings.bundle_dir(&rec.id);
+        let rootfs_dir = bundle.join("rootfs");
+        // Leftovers of an earlier run that could not be cleaned.
+        remove_bundle(&bundle);
+        std::fs::create_dir_all(&bundle)
+            .map_err(|e| ContainerError::internal(format!("creating {}", bundle.display()), e))?;
+        if let Err(e) = rootfs::mount_rootfs(&self.settings.data_root, &rec.id, &rec.layers, &rootfs_dir) {
+            remove_bundle(&bundle);
+            return Err(ContainerError::internal("mounting the container's root filesystem", e));
+        }
+        let mut wait_conn = None;
+        let result = self.launch(c, &rec, &bundle, &rootfs_dir, &mut wait_conn).await;
+        match result {
+            Ok(pid) => {
+                let rec = {
+                    let mut r = c.lock();
+                    r.state.status = Status::Running;
+                    r.state.pid = pid;
+                    r.state.started_at = timefmt::now();
+                    r.state.exit_code = 0;
+                    r.state.error.clear();
+                    r.state.oom_killed = false;
+                    r.has_been_started = true;
+                    self.save(&r)?;
+                    r.clone()
+                };
+                let _ = rec;
+                if let Some(conn) = wait_conn {
+                    self.spawn_monitor(Arc::clone(c), conn);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The shim may be up with a created container: make it go.
+                let shim = self.shim(&rec.id);
+                if shim.is_alive() {
+                    let _ = shim.call(&Request::Kill { signal: libc::SIGKILL, all: true }).await;
+                    if let Some(mut conn) = wait_conn {
+                        let _ = tokio::time::timeout(SHIM_EXIT_GRACE, conn.response()).await;
+                    }
+                    shim.wait_gone(SHIM_EXIT_GRACE).await;
+                }
+                self.cleanup_runtime(&rec.id).await;
+                let (code, message) = classify_start_error(&e);
+                {
+                    let mut r = c.lock();
+                    r.state.error = message.clone();
+                    r.state.exit_code = code;
+                    if r.state.status != Status::Created {
+                        r.state.status = Status::Exited;
+                        r.state.finished_at = timefmt::now();
+                    }
+                    let _ = self.save(&r);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Spec, shim, attach pending clients, start; returns the init's pid.
+    async fn launch(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        rec: &ContainerRecord,
+        bundle: &Path,
+        rootfs_dir: &Path,
+        wait_conn: &mut Option<Connection>,
+    ) -> Result<i32> {
+        let join = self.join_targets(rec)?;
+        let init = if rec.host_config.init == Some(true) {
+            Some(self.settings.init_binary.clone().ok_or_else(|| {
+                ContainerError::InvalidParameter(
+                    "--init: the berth-init binary is not installed next to berthd".into(),
+                )
+            })?)
+        } else {
+            None
+        };
+        let container_dir = self.container_dir(&rec.id);
+        let spec = spec::build(&SpecInput {
+            rec,
+            rootfs: rootfs_dir,
+            container_dir: &container_dir,
+            cgroups_path: cgroup_path(&self.settings.cgroup_parent, rec),
+            join,
+            init_binary: init.as_deref(),
+        })?;
+        let data = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| ContainerError::internal("encoding config.json", e))?;
+        berth_common::atomic::write_file(&bundle.join("config.json"), &data)
+            .map_err(|e| ContainerError::internal("writing config.json", e))?;
+
+        let runtime = self.runtime_path(&rec.host_config.runtime)?.to_path_buf();
+        let runtime_root = self.settings.runtime_root();
+        std::fs::create_dir_all(&runtime_root)
+            .map_err(|e| ContainerError::internal("creating the runtime root", e))?;
+        let log_driver = match rec.host_config.log_config.kind.as_str() {
+            "none" => "none",
+            _ => "json-file",
+        };
+        let log_path = self.settings.log_path(&rec.id);
+        let opts = &rec.host_config.log_config.config;
+        let log_max_size = match opts.get("max-size") {
+            Some(s) => Some(parse_size(s).ok_or_else(|| {
+                ContainerError::InvalidParameter(format!("invalid max-size {s:?}"))
+            })?),
+            None => None,
+        };
+        let log_max_files = match opts.get("max-file") {
+            Some(s) => Some(s.parse::<u32>().map_err(|_| {
+                ContainerError::InvalidParameter(format!("invalid max-file {s:?}"))
+            })?),
+            None => None,
+        };
+        shimc::spawn(&SpawnArgs {
+            shim: &self.settings.shim_path,
+            id: &rec.id,
+            bundle,
+            state_dir: bundle,
+            runtime: &runtime,
+            runtime_root: &runtime_root,
+            log_path: (log_driver != "none").then_some(log_path.as_path()),
+            log_driver,
+            log_max_size,
+            log_max_files,
+            tty: rec.config.tty,
+            stdin: rec.config.open_stdin,
+            stdin_once: rec.config.stdin_once,
+        })
+        .await
+        .map_err(|e| match e {
+            ShimError::Spawn(msg) => start_error(msg),
+            other => shim_err("starting the shim", other),
+        })?;
+
+        let shim = self.shim(&rec.id);
+        let pending: Vec<_> = std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
+        for p in pending {
+            self.connect_attach(rec, p.request, p.io).await;
+        }
+        *wait_conn = Some(
+            shim.send(&Request::Wait)
+                .await
+                .map_err(|e| shim_err("waiting on the container", e))?,
+        );
+        let resp = shim
+            .call(&Request::Start)
+            .await
+            .map_err(|e| match e {
+                ShimError::Refused(msg) => start_error(msg),
+                other => shim_err("starting the container", other),
+            })?;
+        Ok(resp.pid.unwrap_or(0))
+    }
+
+    /// Pids whose namespaces `container:<x>` modes join.
+    fn join_targets(&self, rec: &ContainerRecord) -> Result<JoinTargets> {
+        let hc = &rec.host_config;
+        let pid_of = |mode: &str| -> Result<Option<i32>> {
+            let Some(other) = mode.strip_prefix("container:") else {
+                return Ok(None);
+            };
+            let c = self.get(other)?;
+            let r = c.snapshot();
+            if r.id == rec.id {
+                return Err(ContainerError::InvalidParameter(
+                    "cannot join own namespaces".into(),
+                ));
+            }
+            if !r.state.status.is_live() || r.state.pid <= 0 {
+                return Err(ContainerError::Conflict(format!(
+                    "cannot join namespace of a non running container: container {} is {}",
+                    r.id,
+                    r.state.status.as_str()
+                )));
+            }
+            Ok(Some(r.state.pid))
+        };
+        Ok(JoinTargets {
+            pid: pid_of(&hc.pid_mode)?,
+            ipc: pid_of(&hc.ipc_mode)?,
+            uts: None,
+            net: pid_of(hc.network_mode())?,
+        })
+    }
+
+    // ---- exit ------------------------------------------------------
+
+    /// Wait on the shim's answer to `wait` and act on the exit.
+    pub(super) fn spawn_monitor(self: &Arc<Self>, c: Arc<Container>, mut conn: Connection) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let answer = conn.response().await;
+            drop(conn);
+            let shim = this.shim(&c.id);
+            let (status, error) = match answer {
+                Ok(resp) if resp.ok && resp.exit.is_some() => (resp.exit, String::new()),
+                Ok(resp) => {
+                    tracing::warn!(id = %c.id, error = ?resp.error, "shim answered wait without an exit status");
+                    (None, resp.error.unwrap_or_default())
+                }
+                Err(e) => {
+                    tracing::warn!(id = %c.id, error = %e, "lost the wait connection to the shim");
+                    (None, e.to_string())
+                }
+            };
+            let status = match status {
+                Some(s) => Some(s),
+                None => {
+                    shim.wait_gone(SHIM_EXIT_GRACE).await;
+                    shim.exit_file()
+                }
+            };
+            let (status, error) = match status {
+                Some(s) => (s, String::new()),
+                None => (
+                    ExitStatus {
+                        exit_code: 255,
+                        exited_at: timefmt::now(),
+                        oom_killed: false,
+                    },
+                    format!("berth-shim went away without recording an exit status ({error})"),
+                ),
+            };
+            this.handle_exit(&c, status, error).await;
+        });
+    }
+
+    pub(super) async fn handle_exit(self: &Arc<Self>, c: &Arc<Container>, exit: ExitStatus, error: String) {
+        let rec = {
+            let mut r = c.lock();
+            r.state.status = Status::Exited;
+            r.state.pid = 0;
+            r.state.exit_code = exit.exit_code;
+            r.state.oom_killed = exit.oom_killed;
+            r.state.error = error;
+            r.state.finished_at = if exit.exited_at.is_empty() {
+                timefmt::now()
+            } else {
+                exit.exited_at.clone()
+            };
+            if let Err(e) = self.save(&r) {
+                tracing::error!(id = %r.id, error = %e, "recording the exit");
+            }
+            r.clone()
+        };
+        if rec.state.oom_killed {
+            self.publish(&rec, "oom");
+        }
+        let ran = timefmt::unix(&rec.state.finished_at) - timefmt::unix(&rec.state.started_at);
+        self.events.publish(
+            self.event(&rec, "die")
+                .attr("exitCode", rec.state.exit_code.to_string())
+                .attr("execDuration", ran.max(0).to_string()),
+        );
+        self.cleanup_runtime(&rec.id).await;
+        c.progress.send_modify(|p| {
+            p.exits += 1;
+            p.exit_code = rec.state.exit_code;
+            p.error = rec.state.error.clone();
+        });
+        if rec.host_config.auto_remove {
+            let this = Arc::clone(self);
+            let id = rec.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.remove(&id, true, true).await {
+                    tracing::warn!(%id, error = %e, "auto-removing the container");
+                }
+            });
+        } else if self.should_restart(c, &rec, ran) {
+            let this = Arc::clone(self);
+            let c = Arc::clone(c);
+            let delay = restart_delay(rec.restart_count, ran);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _op = c.op.lock().await;
+                if c.status() != Status::Exited || c.manually_stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                {
+                    let mut r = c.lock();
+                    r.restart_count += 1;
+                    let _ = this.save(&r);
+                }
+                match this.start_locked(&c).await {
+                    Ok(()) => this.publish(&c.snapshot(), "start"),
+                    Err(e) => tracing::warn!(id = %c.id, error = %e, "restart policy: start failed"),
+                }
+            });
+        }
+    }
+
+    fn should_restart(&self, c: &Container, rec: &ContainerRecord, _ran: i64) -> bool {
+        if c.manually_stopped.load(Ordering::SeqCst) {
+            return false;
+        }
+        let p = &rec.host_config.restart_policy;
+        match p.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => {
+                rec.state.exit_code != 0
+                    && (p.maximum_retry_count == 0 || (rec.restart_count as i64) < p.maximum_retry_count)
+            }
+            _ => false,
+        }
+    }
+
+    /// After the container's process is gone: unmount its rootfs and drop
+    /// the bundle (once the shim has finished with it).
+    pub(super) async fn cleanup_runtime(&self, id: &str) {
+        let shim = self.shim(id);
+        if !shim.wait_gone(SHIM_EXIT_GRACE).await {
+            tracing::warn!(%id, "shim still running after the container exited");
+        }
+        let bundle = self.settings.bundle_dir(id);
+        if let Err(e) = rootfs::unmount_rootfs(&bundle.join("rootfs")) {
+            tracing::error!(%id, error = %e, "unmounting the container's rootfs");
+            return;
+        }
+        remove_bundle(&bundle);
+    }
+
+    // ---- signals ---------------------------------------------------
+
+    async fn signal(&self, rec: &ContainerRecord, signal: i32, all: bool) -> Result<()> {
+        self.shim(&rec.id)
+            .call(&Request::Kill { signal, all })
+            .await
+            .map_err(|e| shim_err(&format!("sending signal {signal} to {}", rec.id), e))?;
+        self.events
+            .publish(self.event(rec, "kill").attr("signal", signal.to_string()));
+        Ok(())
+    }
+
+    /// `docker kill`: not serialised with other operations, so it works
+    /// while a `stop` is waiting.
+    pub async fn kill(&self, reference: &str, signal: Option<&str>) -> Result<()> {
+        let c = self.get(reference)?;
+        let sig = match signal.filter(|s| !s.is_empty()) {
+            Some(s) => signals::parse(s).map_err(ContainerError::InvalidParameter)?,
+            None => libc::SIGKILL,
+        };
+        let rec = c.snapshot();
+        if !rec.state.status.is_live() {
+            return Err(ContainerError::Conflict(format!(
+                "Cannot kill container: {reference}: Container {} is not running",
+                rec.id
+            )));
+        }
+        self.signal(&rec, sig, sig == libc::SIGKILL).await?;
+        if rec.state.status == Status::Paused && sig == libc::SIGKILL {
+            let _ = self.shim(&rec.id).call(&Request::Resume).await;
+        }
+        Ok(())
+    }
+
+    pub async fn stop(self: &Arc<Self>, reference: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let c = self.get(reference)?;
+        let _op = c.op.lock().await;
+        if !c.status().is_live() {
+            return Err(ContainerError::NotModified);
+        }
+        c.manually_stopped.store(true, Ordering::SeqCst);
+        self.stop_locked(&c, timeout, signal).await?;
+        self.publish(&c.snapshot(), "stop");
+        Ok(())
+    }
+
+    /// Stop signal, then SIGKILL after `timeout` seconds (-1: wait forever).
+    async fn stop_locked(&self, c: &Arc<Container>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let rec = c.snapshot();
+        let sig_name = signal
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or_else(|| rec.config.stop_signal.clone())
+            .unwrap_or_else(|| "SIGTERM".into());
+        let sig = signals::parse(&sig_name).map_err(ContainerError::InvalidParameter)?;
+        let timeout = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        let mut rx = c.progress.subscribe();
+        let before = rx.borrow().exits;
+        if !c.status().is_live() {
+            return Ok(());
+        }
+        if let Err(e) = self.signal(&rec, sig, false).await {
+            tracing::warn!(id = %rec.id, error = %e, "stop signal failed; killing");
+        }
+        if rec.state.status == Status::Paused {
+            let _ = self.shim(&rec.id).call(&Request::Resume).await;
+        }
+        let exited = |p: &super::core::Progress| p.exits > before;
+        let graceful = if timeout < 0 {
+            rx.wait_for(exited).await.is_ok()
+        } else {
+            tokio::time::timeout(Duration::from_secs(timeout as u64), rx.wait_for(exited))
+                .await
+                .map(|r| r.is_ok())
+                .unwrap_or(false)
+        };
+        if graceful {
+            return Ok(());
+        }
+        if c.status().is_live() {
+            self.signal(&rec, libc::SIGKILL, true).await?;
+        }
+        let killed = tokio::time::timeout(KILL_GRACE, rx.wait_for(exited))
+            .await
+            .is_ok();
+        if killed {
+            Ok(())
+        } else {
+            Err(ContainerError::Internal(format!(
+                "container {} did not exit within {}s of SIGKILL",
+                rec.id,
+                KILL_GRACE.as_secs()
+            )))
+        }
+    }
+
+    pub async fn restart(self: &Arc<Self>, reference: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let c = self.get(reference)?;
+        let _op = c.op.lock().await;
+        if c.status().is_live() {
+            c.manually_stopped.store(true, Ordering::SeqCst);
+            self.stop_locked(&c, timeout, signal).await?;
+            self.publish(&c.snapshot(), "stop");
+        }
+        c.manually_stopped.store(false, Ordering::SeqCst);
+        self.start_locked(&c).await?;
+        let rec = c.snapshot();
+        self.publish(&rec, "start");
+        self.publish(&rec, "restart");
+        Ok(())
+    }
+
+    // ---- pause -----------------------------------------------------
+
+    pub async fn pause(&self, reference: &str) -> Result<()> {
+        let c = self.get(reference)?;
+        let _op = c.op.lock().await;
+        match c.status() {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(ContainerError::Conflict(format!("Container {} is already paused", c.id)))
+            }
+            _ => return Err(not_running(&c.id)),
+        }
+        self.shim(&c.id)
+            .call(&Request::Pause)
+            .await
+            .map_err(|e| shim_err("pausing the container", e))?;
+        let rec = {
+            let mut r = c.lock();
+            r.state.status = Status::Paused;
+            self.save(&r)?;
+            r.clone()
+        };
+        self.publish(&rec, "pause");
+        Ok(())
+    }
+
+    pub async fn unpause(&self, reference: &str) -> Result<()> {
+        let c = self.get(reference)?;
+        let _op = c.op.lock().await;
+        if c.status() != Status::Paused {
+            return Err(ContainerError::Conflict(format!("Container {} is not paused", c.id)));
+        }
+        self.shim(&c.id)
+            .call(&Request::Resume)
+            .await
+            .map_err(|e| shim_err("resuming the container", e))?;
+        let rec = {
+            let mut r = c.lock();
+            if r.state.status == Status::Paused {
+                r.state.status = Status::Running;
+            }
+            self.save(&r)?;
+            r.clone()
+        };
+        self.publish(&rec, "unpause");
+        Ok(())
+    }
+
+    // ---- remove & rename -----------------------------------------
+
+    pub async fn remove(self: &Arc<Self>, reference: &str, force: bool, volumes: bool) -> Result<()> {
+        let c = self.get(reference)?;
+        let _op = c.op.lock().await;
+        let rec = c.snapshot();
+        if rec.state.status == Status::Removing {
+            return Err(ContainerError::Conflict(format!(
+                "removal of container {} is already in progress",
+                rec.id
+            )));
+        }
+        if rec.state.status.is_live() {
+            if !force {
+                let why = if rec.state.status == Status::Paused {
+                    "container is paused and must be unpaused first"
+                } else {
+                    "container is running: stop the container before removing or force remove"
+                };
+                return Err(ContainerError::Conflict(format!(
+                    "cannot remove container \"{}\": {why}",
+                    rec.name
+                )));
+            }
+            c.manually_stopped.store(true, Ordering::SeqCst);
+            let mut rx = c.progress.subscribe();
+            let before = rx.borrow().exits;
+            self.signal(&rec, libc::SIGKILL, true).await?;
+            if rec.state.status == Status::Paused {
+                let _ = self.shim(&rec.id).call(&Request::Resume).await;
+            }
+            tokio::time::timeout(KILL_GRACE, rx.wait_for(|p| p.exits > before))
+                .await
+                .map_err(|_| ContainerError::Internal(format!("container {} did not exit after SIGKILL", rec.id)))?
+                .map_err(|e| ContainerError::internal("waiting for the exit", e))?;
+        }
+        {
+            let mut r = c.lock();
+            r.state.status = Status::Removing;
+            let _ = self.save(&r);
+        }
+        let result = self.destroy(&c, volumes).await;
+        if let Err(e) = &result {
+            let mut r = c.lock();
+            r.state.status = Status::Dead;
+            r.state.error = e.to_string();
+            let _ = self.save(&r);
+            return result;
+        }
+        let parked: Vec<_> = std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
+        for mut p in parked {
+            use tokio::io::AsyncWriteExt;
+            let _ = p.io.shutdown().await;
+        }
+        self.index.write().remove(&rec.id);
+        self.publish(&rec, "destroy");
+        c.progress.send_modify(|p| p.removed = true);
+        Ok(())
+    }
+
+    async fn destroy(&self, c: &Container, volumes: bool) -> Result<()> {
+        let rec = c.snapshot();
+        self.cleanup_runtime(&rec.id).await;
+        let bundle = self.settings.bundle_dir(&rec.id);
+        if rootfs::is_mounted(&bundle.join("rootfs")) {
+            return Err(ContainerError::Internal(format!(
+                "the root filesystem of {} is still mounted",
+                rec.id
+            )));
+        }
+        self.force_delete_runtime_state(&rec).await;
+        self.mounts
+            .release(&rec.id, &rec.mounts, volumes)
+            .map_err(|e| ContainerError::internal("releasing volumes", e))?;
+        rootfs::remove_layer(&self.settings.data_root, &rec.id)
+            .map_err(|e| ContainerError::internal("removing the container layer", e))?;
+        self.images
+            .release(&rec.id)
+            .map_err(|e| ContainerError::internal("releasing the image layers", e))?;
+        self.records
+            .remove(&rec.id)
+            .map_err(|e| ContainerError::internal("removing the container record", e))?;
+        Ok(())
+    }
+
+    /// A shim that died without `runtime delete` leaves runtime state; clear it.
+    async fn force_delete_runtime_state(&self, rec: &ContainerRecord) {
+        let root = self.settings.runtime_root();
+        if !root.join(&rec.id).exists() {
+            return;
+        }
+        let Ok(runtime) = self.runtime_path(&rec.host_config.runtime) else {
+            return;
+        };
+        let out = tokio::process::Command::new(runtime)
+            .arg("--root")
+            .arg(&root)
+            .args(["delete", "--force", &rec.id])
+            .output()
+            .await;
+        if let Ok(o) = out {
+            if !o.status.success() {
+                tracing::warn!(id = %rec.id, stderr = %String::from_utf8_lossy(&o.stderr), "runtime delete --force failed");
+            }
+        }
+    }
+
+    pub fn rename(&self, reference: &str, new_name: &str) -> Result<()> {
+        if new_name.is_empty() {
+            return Err(ContainerError::InvalidParameter(
+                "Neither old nor new names may be empty".into(),
+            ));
+        }
+        if !super::names::is_valid(new_name) {
+            return Err(ContainerError::InvalidParameter(format!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let c = self.get(reference)?;
+        let new = super::names::canonical(new_name);
+        let mut r = c.lock();
+        let old = r.name.clone();
+        if old == new {
+            return Err(ContainerError::InvalidParameter(
+                "Renaming a container with the same name as its current name".into(),
+            ));
+        }
+        {
+            let mut index = self.index.write();
+            index.reserve_name(&new, &c.id)?;
+            index.release_name(&old, &c.id);
+        }
+        r.name = new.clone();
+        if let Err(e) = self.save(&r) {
+            let mut index = self.index.write();
+            index.release_name(&new, &c.id);
+            let _ = index.reserve_name(&old, &c.id);
+            r.name = old;
+            return Err(e);
+        }
+        let rec = r.clone();
+        drop(r);
+        self.events.publish(
+            self.event(&rec, "rename")
+                .attr("oldName", old),
+        );
+        Ok(())
+    }
+}
+
+/// `10m`, `1g`, `512k`, `1024` → bytes.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        't' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    (n >= 0.0).then_some((n * mult as f64) as u64)
+}
+
+/// What a failed start records: dockerd's 127/126 for a missing or
+/// non-executable command, else 128.
+fn classify_start_error(e: &ContainerError) -> (i32, String) {
+    let msg = e.to_string();
+    let code = if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        128
+    };
+    (code, msg)
+}
+
+/// A runtime/shim failure to create or start the container. Command
+/// problems are the client's (400), the rest ours (500).
+fn start_error(msg: String) -> ContainerError {
+    let msg = format!("failed to create task for container: {msg}");
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("executable file not found")
+        || lower.contains("no such file or directory")
+        || lower.contains("permission denied")
+        || lower.contains("not a directory")
+    {
+        ContainerError::InvalidParameter(msg)
+    } else {
+        ContainerError::Internal(msg)
+    }
+}
+
+/// Backoff for restart policies: 100 ms doubling per restart, reset when
+/// the container ran for 10 s or more, at most a minute.
+fn restart_delay(restart_count: u64, ran_secs: i64) -> Duration {
+    if ran_secs >= 10 {
+        return Duration::from_millis(100);
+    }
+    let ms = 100u64.saturating_mul(1 << restart_count.min(10));
+    Duration::from_millis(ms.min(60_000))
+}
+
+/// Remove a bundle directory without ever descending into a mount: the
+/// rootfs mount point is only `rmdir`ed (fails harmlessly if still
+/// mounted or not empty).
+pub(super) fn remove_bundle(bundle: &Path) {
+    let Ok(entries) = std::fs::read_dir(bundle) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let res = if is_dir {
+            if rootfs::is_mounted(&path) {
+                tracing::warn!(path = %path.display(), "leaving a mounted directory in place");
+                continue;
+            }
+            if entry.file_name() == "rootfs" {
+                std::fs::remove_dir(&path)
+            } else {
+                std::fs::remove_dir_all(&path)
+            }
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(e) = res {
+            tracing::warn!(path = %path.display(), error = %e, "cleaning the bundle");
+        }
+    }
+    let _ = std::fs::remove_dir(bundle);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn start_errors() {
+        let e = start_error("exec: \"nope\": executable file not found in $PATH".into());
+        assert!(matches!(e, ContainerError::InvalidParameter(_)));
+        assert_eq!(classify_start_error(&e).0, 127);
+        assert!(matches!(start_error("cgroup trouble".into()), ContainerError::Internal(_)));
+    }
+
+    #[test]
+    fn bundle_removal_keeps_non_empty_rootfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = dir.path().join("b");
+        std::fs::create_dir_all(b.join("rootfs/etc")).unwrap();
+        std::fs::write(b.join("config.json"), "{}").unwrap();
+        remove_bundle(&b);
+        // The rootfs had content (as a mounted one would): nothing under it went.
+        assert!(b.join("rootfs/etc").is_dir());
+        assert!(!b.join("config.json").exists());
+        std::fs::remove_dir(b.join("rootfs/etc")).unwrap();
+        remove_bundle(&b);
+        assert!(!b.exists());
+    }
+}

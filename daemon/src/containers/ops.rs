@@ -1,0 +1,293 @@
+//! `update` (resources of a live container through its cgroup files) and
+//! `top` (host `ps` filtered to the container's processes).
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use super::config::UpdateBody;
+use super::core::Containers;
+use super::error::{ContainerError, Result};
+use super::lifecycle::cgroup_path;
+use super::record::ContainerRecord;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+fn unified_only() -> bool {
+    std::path::Path::new(CGROUP_ROOT).join("cgroup.controllers").exists()
+}
+
+/// The directory of `controller` for the container (v1), or its unified
+/// cgroup (v2).
+fn cgroup_dir(controller: &str, rel: &str) -> PathBuf {
+    let rel = rel.trim_start_matches('/');
+    if unified_only() {
+        PathBuf::from(CGROUP_ROOT).join(rel)
+    } else {
+        PathBuf::from(CGROUP_ROOT).join(controller).join(rel)
+    }
+}
+
+fn write(controller: &str, rel: &str, file: &str, value: impl ToString) -> Result<()> {
+    let path = cgroup_dir(controller, rel).join(file);
+    std::fs::write(&path, value.to_string())
+        .map_err(|e| ContainerError::internal(format!("writing {}", path.display()), e))
+}
+
+/// Apply the record's resources to the running container's cgroups.
+fn apply(rel: &str, rec: &ContainerRecord, body: &UpdateBody) -> Result<()> {
+    let hc = &rec.host_config;
+    if unified_only() {
+        if body.memory.is_some() || body.memory_swap.is_some() {
+            let mem = if hc.memory > 0 { hc.memory.to_string() } else { "max".into() };
+            write("memory", rel, "memory.max", mem)?;
+            if hc.memory_swap != 0 {
+                let swap = if hc.memory_swap > 0 { (hc.memory_swap - hc.memory).max(0).to_string() } else { "max".into() };
+                write("memory", rel, "memory.swap.max", swap)?;
+            }
+        }
+        if body.memory_reservation.is_some() {
+            write("memory", rel, "memory.low", hc.memory_reservation)?;
+        }
+        if body.nano_cpus.is_some() || body.cpu_quota.is_some() || body.cpu_period.is_some() {
+            let (quota, period) = cpu_quota_period(rec);
+            let q = if quota > 0 { quota.to_string() } else { "max".into() };
+            write("cpu", rel, "cpu.max", format!("{q} {period}"))?;
+        }
+        if let Some(shares) = body.cpu_shares.filter(|s| *s > 0) {
+            // The kernel's conversion from v1 shares to v2 weight.
+            write("cpu", rel, "cpu.weight", 1 + ((shares - 2) * 9999) / 262142)?;
+        }
+        if let Some(limit) = body.pids_limit {
+            write("pids", rel, "pids.max", if limit > 0 { limit.to_string() } else { "max".into() })?;
+        }
+        if let Some(c) = &body.cpuset_cpus {
+            write("cpuset", rel, "cpuset.cpus", c)?;
+        }
+        if let Some(m) = &body.cpuset_mems {
+            write("cpuset", rel, "cpuset.mems", m)?;
+        }
+        return Ok(());
+    }
+    if body.memory.is_some() || body.memory_swap.is_some() {
+        let mem = if hc.memory > 0 { hc.memory } else { -1 };
+        let swap = match hc.memory_swap {
+            0 if hc.memory > 0 => hc.memory * 2,
+            0 => -1,
+            s => s,
+        };
+        let memsw = cgroup_dir("memory", rel).join("memory.memsw.limit_in_bytes").exists();
+        // memsw must stay >= memory: order the writes by direction.
+        if memsw && (swap == -1 || swap >= current_memory(rel).unwrap_or(i64::MAX)) {
+            write("memory", rel, "memory.memsw.limit_in_bytes", swap)?;
+            write("memory", rel, "memory.limit_in_bytes", mem)?;
+        } else {
+            write("memory", rel, "memory.limit_in_bytes", mem)?;
+            if memsw {
+                write("memory", rel, "memory.memsw.limit_in_bytes", swap)?;
+            }
+        }
+    }
+    if body.memory_reservation.is_some() {
+        let r = if hc.memory_reservation > 0 { hc.memory_reservation } else { -1 };
+        write("memory", rel, "memory.soft_limit_in_bytes", r)?;
+    }
+    if body.nano_cpus.is_some() || body.cpu_quota.is_some() || body.cpu_period.is_some() {
+        let (quota, period) = cpu_quota_period(rec);
+        write("cpu", rel, "cpu.cfs_period_us", period)?;
+        write("cpu", rel, "cpu.cfs_quota_us", if quota > 0 { quota } else { -1 })?;
+    }
+    if let Some(shares) = body.cpu_shares.filter(|s| *s > 0) {
+        write("cpu", rel, "cpu.shares", shares)?;
+    }
+    if let Some(limit) = body.pids_limit {
+        write("pids", rel, "pids.max", if limit > 0 { limit.to_string() } else { "max".into() })?;
+    }
+    if let Some(c) = &body.cpuset_cpus {
+        write("cpuset", rel, "cpuset.cpus", c)?;
+    }
+    if let Some(m) = &body.cpuset_mems {
+        write("cpuset", rel, "cpuset.mems", m)?;
+    }
+    if let Some(w) = body.blkio_weight.filter(|w| *w > 0) {
+        write("blkio", rel, "blkio.weight", w)?;
+    }
+    Ok(())
+}
+
+fn current_memory(rel: &str) -> Option<i64> {
+    std::fs::read_to_string(cgroup_dir("memory", rel).join("memory.limit_in_bytes"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn cpu_quota_period(rec: &ContainerRecord) -> (i64, i64) {
+    let hc = &rec.host_config;
+    if hc.nano_cpus > 0 {
+        let period = super::spec::resources::DEFAULT_CPU_PERIOD;
+        (hc.nano_cpus * period / 1_000_000_000, period)
+    } else {
+        let period = if hc.cpu_period > 0 { hc.cpu_period } else { super::spec::resources::DEFAULT_CPU_PERIOD };
+        (hc.cpu_quota, period)
+    }
+}
+
+/// Pids in the container's cgroup.
+fn cgroup_pids(rel: &str) -> Result<Vec<i32>> {
+    let mut last_err = None;
+    for controller in ["pids", "memory", "cpu", "freezer"] {
+        let path = cgroup_dir(controller, rel).join("cgroup.procs");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) => last_err = Some((path, e)),
+        }
+    }
+    let (path, e) = last_err.unwrap_or_else(|| (PathBuf::new(), std::io::Error::other("no cgroup")));
+    Err(ContainerError::internal(format!("reading {}", path.display()), e))
+}
+
+/// dockerd's parsing of `ps` output: the PID column of the header says
+/// which field to match; the last column takes the rest of the line.
+pub fn parse_ps(output: &str, pids: &[i32]) -> Result<Value> {
+    let mut lines = output.lines();
+    let header = lines.next().unwrap_or("");
+    let titles: Vec<&str> = header.split_whitespace().collect();
+    let pid_index = titles.iter().position(|t| *t == "PID").ok_or_else(|| {
+        ContainerError::InvalidParameter("Couldn't find PID field in ps output".into())
+    })?;
+    let mut processes = Vec::new();
+    for line in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(pid) = fields.get(pid_index).and_then(|p| p.parse::<i32>().ok()) else {
+            return Err(ContainerError::InvalidParameter(format!(
+                "Unexpected pid '{}': not a number",
+                fields.get(pid_index).unwrap_or(&"")
+            )));
+        };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        let n = titles.len();
+        let mut row: Vec<String> = fields.iter().take(n.saturating_sub(1)).map(|s| s.to_string()).collect();
+        if fields.len() >= n {
+            row.push(fields[n - 1..].join(" "));
+        }
+        processes.push(row);
+    }
+    Ok(json!({ "Titles": titles, "Processes": processes }))
+}
+
+impl Containers {
+    pub fn update(&self, reference: &str, body: UpdateBody) -> Result<Vec<String>> {
+        let c = self.get(reference)?;
+        let mut r = c.lock();
+        let mut hc = r.host_config.clone();
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(v) = body.$field.clone() {
+                    hc.$field = v;
+                }
+            };
+        }
+        set!(cpu_shares);
+        set!(memory);
+        set!(nano_cpus);
+        set!(blkio_weight);
+        set!(cpu_period);
+        set!(cpu_quota);
+        set!(cpuset_cpus);
+        set!(cpuset_mems);
+        set!(memory_reservation);
+        set!(memory_swap);
+        if let Some(l) = body.pids_limit {
+            hc.pids_limit = Some(l);
+        }
+        if let Some(p) = body.restart_policy.clone() {
+            if hc.auto_remove && !matches!(p.name.as_str(), "" | "no") {
+                return Err(ContainerError::InvalidParameter(
+                    "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
+                ));
+            }
+            hc.restart_policy = p;
+        }
+        if body.nano_cpus.is_some_and(|n| n > 0) {
+            if r.host_config.cpu_quota > 0 && body.cpu_quota.is_none() {
+                return Err(ContainerError::InvalidParameter(
+                    "Conflicting options: Nano CPUs cannot be updated as CPU Quota has already been set".into(),
+                ));
+            }
+            if r.host_config.cpu_period > 0 && body.cpu_period.is_none() {
+                return Err(ContainerError::InvalidParameter(
+                    "Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set".into(),
+                ));
+            }
+        }
+        if body.cpu_quota.is_some_and(|q| q > 0) && r.host_config.nano_cpus > 0 && body.nano_cpus.is_none() {
+            return Err(ContainerError::InvalidParameter(
+                "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set".into(),
+            ));
+        }
+        super::spec::resources::validate(&hc)?;
+        let mut updated = r.clone();
+        updated.host_config = hc;
+        if updated.state.status.is_live() {
+            let rel = cgroup_path(&self.settings.cgroup_parent, &updated);
+            apply(&rel, &updated, &body)?;
+        }
+        self.save(&updated)?;
+        *r = updated;
+        let rec = r.clone();
+        drop(r);
+        self.publish(&rec, "update");
+        Ok(Vec::new())
+    }
+
+    pub async fn top(&self, reference: &str, ps_args: &str) -> Result<Value> {
+        let rec = self.get(reference)?.snapshot();
+        if !rec.state.status.is_live() {
+            return Err(ContainerError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
+        }
+        let rel = cgroup_path(&self.settings.cgroup_parent, &rec);
+        let pids = cgroup_pids(&rel)?;
+        let args: Vec<&str> = if ps_args.trim().is_empty() {
+            vec!["-ef"]
+        } else {
+            ps_args.split_whitespace().collect()
+        };
+        let out = tokio::process::Command::new("ps")
+            .args(&args)
+            .output()
+            .await
+            .map_err(|e| ContainerError::internal("running ps", e))?;
+        if !out.status.success() {
+            return Err(ContainerError::Internal(format!(
+                "ps: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_output_is_filtered_by_pid() {
+        let out = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init splash\nroot 42 1 0 10:01 ? 00:00:00 sleep 100\n";
+        let v = parse_ps(out, &[42]).unwrap();
+        assert_eq!(v["Titles"][1], "PID");
+        assert_eq!(v["Processes"].as_array().unwrap().len(), 1);
+        assert_eq!(v["Processes"][0][7], "sleep 100");
+        assert!(parse_ps("A B\n1 2\n", &[1]).is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! The persisted container record (`<data-root>/containers/<id>/config.json`).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+use super::config::{ContainerConfig, HostConfig};
+
+/// dockerd's zero time, what it prints for "never".
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// Running or paused: a live process exists.
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Running | Status::Paused | Status::Restarting)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    pub status: Status,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    pub oom_killed: bool,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            status: Status::Created,
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            oom_killed: false,
+            started_at: ZERO_TIME.into(),
+            finished_at: ZERO_TIME.into(),
+        }
+    }
+}
+
+/// One entry of inspect's `Mounts`, also what C2's resolver hands back for
+/// the spec (`source` on the host, `destination` in the container).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct MountPoint {
+    /// bind, volume, tmpfs.
+    pub kind: String,
+    pub name: String,
+    pub source: String,
+    pub destination: String,
+    pub driver: String,
+    pub mode: String,
+    pub rw: bool,
+    pub propagation: String,
+    /// OCI mount options for the spec (e.g. rbind, ro, size=…).
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// An anonymous volume, removed by `docker rm -v`.
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerRecord {
+    pub id: String,
+    /// With the leading `/`.
+    pub name: String,
+    pub created: String,
+    pub path: String,
+    pub args: Vec<String>,
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+    pub networking_config: serde_json::Value,
+    /// `sha256:…` of the image.
+    pub image_id: String,
+    /// Image layer directories, lowest first, resolved at create time.
+    pub layers: Vec<PathBuf>,
+    pub state: State,
+    pub restart_count: u64,
+    pub has_been_started: bool,
+    #[serde(default)]
+    pub mounts: Vec<MountPoint>,
+    pub platform: String,
+    /// Which runtime binary runs it (name from the daemon's `runtimes`).
+    pub runtime: String,
+}
+
+impl ContainerRecord {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+
+    pub fn image_name(&self) -> &str {
+        &self.config.image
+    }
+
+    pub fn labels(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.config.labels.iter().flatten()
+    }
+}

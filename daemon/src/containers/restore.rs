@@ -1,0 +1,96 @@
+//! Daemon start: load every record and reconcile it with what is really
+//! running — adopt live shims, collect exits that happened while berthd
+//! was down, and mark containers whose shim vanished.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_common::shim::{ExitStatus, Request, Status as ShimStatus};
+
+use super::core::{Container, Containers};
+use super::record::Status;
+use super::timefmt;
+
+impl Containers {
+    /// Load and reconcile all containers. Errors on single containers are
+    /// logged; only an unreadable containers directory fails.
+    pub async fn restore(self: &Arc<Self>) -> std::io::Result<()> {
+        let records = self.records.load_all()?;
+        let mut live = Vec::new();
+        for rec in records {
+            let was_live = rec.state.status.is_live() || rec.state.status == Status::Removing;
+            let name = rec.name.clone();
+            let c = Container::new(rec);
+            {
+                let mut index = self.index.write();
+                if index.name_taken(&name) {
+                    tracing::error!(id = %c.id, %name, "duplicate container name in records; skipping");
+                    continue;
+                }
+                index.insert(Arc::clone(&c), &name);
+            }
+            if was_live {
+                live.push(c);
+            } else {
+                // A crash may have left its bundle behind.
+                let this = Arc::clone(self);
+                let c2 = Arc::clone(&c);
+                tokio::spawn(async move { this.cleanup_runtime(&c2.id).await });
+            }
+        }
+        for c in live {
+            self.reconcile(c).await;
+        }
+        Ok(())
+    }
+
+    async fn reconcile(self: &Arc<Self>, c: Arc<Container>) {
+        let shim = self.shim(&c.id);
+        let state = tokio::time::timeout(Duration::from_secs(5), shim.call(&Request::State)).await;
+        match state {
+            Ok(Ok(resp)) if matches!(resp.status, Some(ShimStatus::Running | ShimStatus::Paused)) => {
+                match shim.send(&Request::Wait).await {
+                    Ok(conn) => {
+                        {
+                            let mut r = c.lock();
+                            if r.state.status == Status::Removing {
+                                r.state.status = Status::Running;
+                            }
+                            if let Some(pid) = resp.pid {
+                                r.state.pid = pid;
+                            }
+                            r.state.status = if resp.status == Some(ShimStatus::Paused) {
+                                Status::Paused
+                            } else {
+                                Status::Running
+                            };
+                            let _ = self.save(&r);
+                        }
+                        tracing::info!(id = %c.id, "adopted running container");
+                        self.spawn_monitor(c, conn);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(id = %c.id, error = %e, "shim answered state but not wait"),
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::info!(id = %c.id, error = %e, "shim not reachable"),
+            Err(_) => tracing::warn!(id = %c.id, "shim did not answer state within 5s"),
+        }
+        // Not running any more: the shim's exit record says how it ended.
+        shim.wait_gone(Duration::from_secs(5)).await;
+        let (exit, error) = match shim.exit_file() {
+            Some(exit) => (exit, String::new()),
+            None => (
+                ExitStatus {
+                    exit_code: 255,
+                    exited_at: timefmt::now(),
+                    oom_killed: false,
+                },
+                "container's shim exited while berthd was down and left no exit status".to_string(),
+            ),
+        };
+        tracing::info!(id = %c.id, code = exit.exit_code, "container exited while berthd was down");
+        self.handle_exit(&c, exit, error).await;
+    }
+}

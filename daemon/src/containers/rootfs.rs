@@ -1,0 +1,110 @@
+//! The container's root filesystem: an overlay of the image layers with a
+//! per-container upper layer, mounted in the bundle while it runs.
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// `<data-root>/overlay/containers/<id>/{upper,work}`.
+pub fn layer_dir(data_root: &Path, id: &str) -> PathBuf {
+    data_root.join("overlay/containers").join(id)
+}
+
+pub fn create_layer(data_root: &Path, id: &str) -> io::Result<()> {
+    let dir = layer_dir(data_root, id);
+    fs::create_dir_all(dir.join("upper"))?;
+    fs::create_dir_all(dir.join("work"))
+}
+
+pub fn remove_layer(data_root: &Path, id: &str) -> io::Result<()> {
+    match fs::remove_dir_all(layer_dir(data_root, id)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The overlay mount options (top layer first in `lowerdir`).
+pub fn overlay_options(layers: &[PathBuf], upper: &Path, work: &Path) -> String {
+    let lower: Vec<String> = layers
+        .iter()
+        .rev()
+        .map(|l| escape(&l.to_string_lossy()))
+        .collect();
+    format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        escape(&upper.to_string_lossy()),
+        escape(&work.to_string_lossy())
+    )
+}
+
+/// overlayfs splits on `:` and `,`; escape them.
+fn escape(path: &str) -> String {
+    path.replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,")
+}
+
+pub fn is_mounted(target: &Path) -> bool {
+    let Ok(mounts) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let t = target.to_string_lossy();
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| m == t))
+}
+
+/// Mount the overlay at `target` (created if missing); a no-op when
+/// already mounted (e.g. after a daemon restart).
+pub fn mount_rootfs(data_root: &Path, id: &str, layers: &[PathBuf], target: &Path) -> io::Result<()> {
+    fs::create_dir_all(target)?;
+    if is_mounted(target) {
+        return Ok(());
+    }
+    let dir = layer_dir(data_root, id);
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    fs::create_dir_all(&upper)?;
+    fs::create_dir_all(&work)?;
+    // An image without layers (FROM scratch imports) gets an empty lower.
+    let empty = [dir.join("empty")];
+    let layers = if layers.is_empty() {
+        fs::create_dir_all(&empty[0])?;
+        &empty[..]
+    } else {
+        layers
+    };
+    let opts = overlay_options(layers, &upper, &work);
+    if opts.len() > 4000 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} layers make overlay options longer than a page", layers.len()),
+        ));
+    }
+    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+        .map_err(|e| io::Error::other(format!("mounting overlay at {}: {e}", target.display())))
+}
+
+/// Unmount whatever is at `target` (lazily, so a straggling process in
+/// another namespace cannot make it fail). Not mounted is fine.
+pub fn unmount_rootfs(target: &Path) -> io::Result<()> {
+    while is_mounted(target) {
+        umount2(target, MntFlags::MNT_DETACH)
+            .map_err(|e| io::Error::other(format!("unmounting {}: {e}", target.display())))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowerdir_is_top_first_and_escaped() {
+        let o = overlay_options(
+            &[PathBuf::from("/l/base"), PathBuf::from("/l/top:1")],
+            Path::new("/u"),
+            Path::new("/w"),
+        );
+        assert_eq!(o, "lowerdir=/l/top\\:1:/l/base,upperdir=/u,workdir=/w");
+    }
+}

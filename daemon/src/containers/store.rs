@@ -1,0 +1,156 @@
+//! The in-memory index of containers (by ID and name) and their records on
+//! disk. The index lock is only held for lookups and inserts; each
+//! container has its own locks (see [`super::Container`]).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::error::ContainerError;
+use super::record::ContainerRecord;
+use super::Container;
+
+pub const RECORD_FILE: &str = "config.json";
+
+/// Where records live: `<data-root>/containers`.
+#[derive(Debug, Clone)]
+pub struct RecordDir {
+    root: PathBuf,
+}
+
+impl RecordDir {
+    pub fn new(root: PathBuf) -> Self {
+        RecordDir { root }
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    pub fn save(&self, rec: &ContainerRecord) -> io::Result<()> {
+        let dir = self.dir(&rec.id);
+        fs::create_dir_all(&dir)?;
+        let data = serde_json::to_vec_pretty(rec).map_err(io::Error::other)?;
+        berth_common::atomic::write_file(&dir.join(RECORD_FILE), &data)
+    }
+
+    /// Every readable record; unreadable ones are logged and skipped (they
+    /// are never deleted automatically).
+    pub fn load_all(&self) -> io::Result<Vec<ContainerRecord>> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry?.path().join(RECORD_FILE);
+            match read_record(&path) {
+                Ok(rec) => out.push(rec),
+                Err(e) => tracing::error!(path = %path.display(), error = %e, "skipping unreadable container record"),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn remove(&self, id: &str) -> io::Result<()> {
+        match fs::remove_dir_all(self.dir(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn read_record(path: &Path) -> io::Result<ContainerRecord> {
+    let data = fs::read(path)?;
+    serde_json::from_slice(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[derive(Default)]
+pub struct Index {
+    by_id: HashMap<String, Arc<Container>>,
+    /// `/name` → ID.
+    names: HashMap<String, String>,
+}
+
+impl Index {
+    pub fn insert(&mut self, c: Arc<Container>, name: &str) {
+        self.names.insert(name.to_string(), c.id.clone());
+        self.by_id.insert(c.id.clone(), c);
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        self.by_id.remove(id);
+        self.names.retain(|_, v| v != id);
+    }
+
+    /// Reserve `name` for `id`; the dockerd conflict error when taken.
+    pub fn reserve_name(&mut self, name: &str, id: &str) -> Result<(), ContainerError> {
+        match self.names.get(name) {
+            Some(owner) if owner != id => Err(ContainerError::Conflict(format!(
+                "Conflict. The container name \"{name}\" is already in use by container \"{owner}\". You have to remove (or rename) that container to be able to reuse that name."
+            ))),
+            _ => {
+                self.names.insert(name.to_string(), id.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    pub fn release_name(&mut self, name: &str, id: &str) {
+        if self.names.get(name).is_some_and(|owner| owner == id) {
+            self.names.remove(name);
+        }
+    }
+
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Container>> {
+        self.by_id.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Full ID, then exact name, then unique ID prefix, as dockerd resolves.
+    pub fn resolve(&self, reference: &str) -> Result<Arc<Container>, ContainerError> {
+        if reference.is_empty() {
+            return Err(ContainerError::NotFound(reference.to_string()));
+        }
+        if let Some(c) = self.by_id.get(reference) {
+            return Ok(c.clone());
+        }
+        let name = super::names::canonical(reference);
+        if let Some(c) = self.names.get(&name).and_then(|id| self.by_id.get(id)) {
+            return Ok(c.clone());
+        }
+        let mut found = self.by_id.iter().filter(|(id, _)| id.starts_with(reference));
+        match (found.next(), found.next()) {
+            (Some((_, c)), None) => Ok(c.clone()),
+            (Some(_), Some(_)) => Err(ContainerError::InvalidParameter(format!(
+                "multiple IDs found with provided prefix: {reference}"
+            ))),
+            _ => Err(ContainerError::NotFound(reference.to_string())),
+        }
+    }
+}
+
+/// The shared index. Poisoning cannot leave the maps inconsistent (every
+/// update is a single insert/remove), so a poisoned lock is used as is.
+#[derive(Default)]
+pub struct SharedIndex(RwLock<Index>);
+
+impl SharedIndex {
+    pub fn read(&self) -> RwLockReadGuard<'_, Index> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
