@@ -4,6 +4,7 @@
 
 pub mod detach;
 pub mod process;
+pub mod relay;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
