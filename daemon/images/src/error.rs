@@ -75,6 +75,18 @@ impl Error {
     }
 }
 
+/// Describe a tar reading error without echoing binary garbage from a
+/// corrupt header back to the client.
+pub(crate) fn tar_error(what: &str, e: &io::Error) -> Error {
+    let msg = e.to_string();
+    let printable = msg.chars().all(|c| !c.is_control() && c != '\u{fffd}');
+    if printable {
+        Error::invalid(format!("{what}: {msg}"))
+    } else {
+        Error::invalid(format!("{what}: invalid tar header"))
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Attach a human context to io errors: `fs::read(p).ctx(|| format!("read {p:?}"))`.

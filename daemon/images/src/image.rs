@@ -121,7 +121,32 @@ fn parse_diff_ids(config: &Value) -> Result<Vec<Digest>, String> {
         .collect()
 }
 
-/// RFC 3339 with nanoseconds, as dockerd prints times.
+/// RFC 3339 with up to nanosecond precision and trailing zeros dropped,
+/// as Go's `time.RFC3339Nano` (and so dockerd) prints times.
 pub fn format_time(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    let full = t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    match full.split_once('.') {
+        Some((secs, frac)) => {
+            let digits = frac.trim_end_matches('Z').trim_end_matches('0');
+            if digits.is_empty() {
+                format!("{secs}Z")
+            } else {
+                format!("{secs}.{digits}Z")
+            }
+        }
+        None => full,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_like_go() {
+        let t = DateTime::from_timestamp(0, 0).unwrap();
+        assert_eq!(format_time(&t), "1970-01-01T00:00:00Z");
+        let t = DateTime::from_timestamp(1_700_000_000, 120_000_000).unwrap();
+        assert_eq!(format_time(&t), "2023-11-14T22:13:20.12Z");
+    }
 }

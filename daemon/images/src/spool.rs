@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, HashingWriter};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{tar_error, Error, IoContext, Result};
 
 pub(crate) struct SpooledFile {
     pub path: PathBuf,
@@ -52,7 +52,7 @@ impl Spool {
     pub fn read<R: Read>(archive: R, dir: &Path) -> Result<Spool> {
         let mut entries = HashMap::new();
         let mut ar = tar::Archive::new(archive);
-        let bad = |e: io::Error| Error::invalid(format!("invalid image archive: {e}"));
+        let bad = |e: io::Error| tar_error("invalid image archive", &e);
         let mut buf = vec![0u8; 1 << 20];
         for (n, entry) in ar.entries().map_err(bad)?.enumerate() {
             let mut entry = entry.map_err(bad)?;

@@ -263,11 +263,6 @@ impl Write for ChunkWriter {
     }
 }
 
-fn send_json_blocking(handle: &Handle, tx: &ChunkSender, v: &Value) {
-    // A client that went away just stops receiving progress.
-    let _ = handle.block_on(tx.send_json(v));
-}
-
 /// Read the rest of a request body the store gave up on, so the client
 /// can finish sending and read the error instead of a broken pipe.
 fn drain(reader: &mut BodyReader) {
@@ -278,35 +273,68 @@ fn stream_error(message: &str) -> Value {
     json!({"errorDetail": {"message": message}, "error": message})
 }
 
-async fn load(State(state): State<AppState>, q: QueryParams, body: Body) -> Response {
-    let quiet = q.bool("quiet");
-    let reader = BodyReader::spawn(body);
+/// What a blocking load/import reports back to its handler.
+enum Msg {
+    Json(Value),
+    Fail(berth_images::Error),
+}
+
+/// Answer with the first message: an error before any output is a plain
+/// HTTP error (as dockerd does when nothing was flushed yet); otherwise a
+/// JSON stream where later errors become `{"error": ...}` messages.
+async fn progress_response(mut rx: mpsc::Receiver<Msg>) -> ApiResult<Response> {
+    let first = match rx.recv().await {
+        Some(Msg::Fail(e)) => return Err(e.into()),
+        Some(Msg::Json(v)) => Some(v),
+        None => None,
+    };
     let (tx, resp) = streaming_response("application/json");
+    tokio::spawn(async move {
+        if let Some(v) = first {
+            if tx.send_json(&v).await.is_err() {
+                return;
+            }
+        }
+        while let Some(m) = rx.recv().await {
+            let v = match m {
+                Msg::Json(v) => v,
+                Msg::Fail(e) => stream_error(&e.to_string()),
+            };
+            if tx.send_json(&v).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(resp)
+}
+
+async fn load(State(state): State<AppState>, q: QueryParams, body: Body) -> ApiResult<Response> {
+    let quiet = q.bool("quiet");
+    let mut reader = BodyReader::spawn(body);
+    let (tx, rx) = mpsc::channel::<Msg>(64);
     let st = store(&state);
-    let handle = Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut progress = |p: LoadProgress| match p {
-            LoadProgress::Message(m) => send_json_blocking(&handle, &tx, &json!({"stream": m})),
-            LoadProgress::Layer { id, current, total } if !quiet => send_json_blocking(
-                &handle,
-                &tx,
-                &json!({
+            LoadProgress::Message(m) => {
+                let _ = tx.blocking_send(Msg::Json(json!({"stream": m})));
+            }
+            LoadProgress::Layer { id, current, total } if !quiet => {
+                let _ = tx.blocking_send(Msg::Json(json!({
                     "status": "Loading layer",
                     "progressDetail": {"current": current, "total": total},
                     "progress": progress_bar(current, total),
                     "id": id,
-                }),
-            ),
+                })));
+            }
             LoadProgress::Layer { .. } => {}
         };
-        let mut reader = reader;
         if let Err(e) = st.load(&mut reader, &mut progress) {
             tracing::info!(error = %e, "image load failed");
             drain(&mut reader);
-            send_json_blocking(&handle, &tx, &stream_error(&e.to_string()));
+            let _ = tx.blocking_send(Msg::Fail(e));
         }
     });
-    resp
+    progress_response(rx).await
 }
 
 fn progress_bar(current: u64, total: u64) -> String {
@@ -408,21 +436,20 @@ async fn create(State(state): State<AppState>, q: QueryParams, body: Body) -> Ap
         message: q.get("message").unwrap_or("").to_owned(),
         platform: q.get("platform").unwrap_or("").to_owned(),
     };
-    let reader = BodyReader::spawn(body);
-    let (tx, resp) = streaming_response("application/json");
+    let mut reader = BodyReader::spawn(body);
+    let (tx, rx) = mpsc::channel::<Msg>(4);
     let st = store(&state);
-    let handle = Handle::current();
     tokio::task::spawn_blocking(move || {
-        let mut reader = reader;
-        match st.import(&mut reader, &opts) {
-            Ok(img) => send_json_blocking(&handle, &tx, &json!({"status": img.id.to_string()})),
+        let msg = match st.import(&mut reader, &opts) {
+            Ok(img) => Msg::Json(json!({"status": img.id.to_string()})),
             Err(e) => {
                 drain(&mut reader);
-                send_json_blocking(&handle, &tx, &stream_error(&e.to_string()))
+                Msg::Fail(e)
             }
-        }
+        };
+        let _ = tx.blocking_send(msg);
     });
-    Ok(resp)
+    progress_response(rx).await
 }
 
 #[cfg(test)]

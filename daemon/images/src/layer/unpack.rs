@@ -18,7 +18,7 @@ use std::path::Path;
 use tar::{EntryType, Header};
 
 use super::sys;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{tar_error, Error, IoContext, Result};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
@@ -53,11 +53,9 @@ pub fn unpack<R: Read>(archive: R, root: &Path) -> Result<UnpackStats> {
         stats: UnpackStats::default(),
     };
     let mut ar = tar::Archive::new(archive);
-    let entries = ar
-        .entries()
-        .map_err(|e| Error::invalid(format!("read layer tar: {e}")))?;
+    let entries = ar.entries().map_err(|e| tar_error("read layer tar", &e))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| Error::invalid(format!("read layer tar: {e}")))?;
+        let mut entry = entry.map_err(|e| tar_error("read layer tar", &e))?;
         ex.entry(&mut entry)?;
     }
     ex.finish_dir_times()?;
