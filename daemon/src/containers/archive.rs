@@ -3,6 +3,7 @@
 //! running or stopped container, without ever touching the host outside it
 //! and without running anything from the container.
 
+pub mod container;
 mod pack;
 mod sys;
 mod unpack;
