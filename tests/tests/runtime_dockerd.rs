@@ -1,0 +1,345 @@
+//! The runc-compatibility proof: Debian's dockerd 20.10 (with its own
+//! containerd and containerd-shim-runc-v2) drives berth-runtime as an extra
+//! runtime, on a private socket, data root and exec root.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use berth_tests::{
+    bin_path, busybox_tar, cleanup, docker_cli, require_root, run_with_timeout, tail, wait_until,
+    Output,
+};
+
+const DOCKERD: &str = "/usr/sbin/dockerd";
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A private dockerd. Drop stops it (SIGTERM, then whatever is left gets
+/// SIGKILL), unmounts and removes its directories and cgroups.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    cgroup_parent: String,
+    created_run_docker: bool,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        require_root();
+        for tool in [
+            DOCKERD,
+            "/usr/bin/containerd",
+            "/usr/bin/containerd-shim-runc-v2",
+        ] {
+            assert!(
+                Path::new(tool).is_file(),
+                "{tool} is missing: install Debian's docker.io package (apt-get install docker.io)"
+            );
+        }
+        // Short path: containerd's sockets live below the exec root.
+        let dir = tempfile::Builder::new()
+            .prefix("bdk-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
+        let cgroup_parent = format!(
+            "berth-dockerd-{}",
+            dir.path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("x")
+        );
+        let p = dir.path();
+        for sub in ["data", "exec", "cli"] {
+            fs::create_dir_all(p.join(sub)).expect("mkdir");
+        }
+        // The trust key would otherwise be written to /etc/docker/key.json.
+        let config = serde_json::json!({ "deprecated-key-path": p.join("key.json") });
+        fs::write(p.join("daemon.json"), config.to_string()).expect("daemon.json");
+        let log = fs::File::create(p.join("dockerd.log")).expect("log file");
+        // dockerd creates /run/docker/plugins whatever its exec root is.
+        let created_run_docker = !Path::new("/run/docker").exists();
+        let runtime = bin_path("berth-runtime");
+        let child = Command::new(DOCKERD)
+            .arg("--data-root")
+            .arg(p.join("data"))
+            .arg("--exec-root")
+            .arg(p.join("exec"))
+            .arg("--pidfile")
+            .arg(p.join("dockerd.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", p.join("docker.sock").display()))
+            .arg("--config-file")
+            .arg(p.join("daemon.json"))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+                "--userland-proxy=false",
+                "--exec-opt=native.cgroupdriver=cgroupfs",
+            ])
+            .arg(format!("--cgroup-parent={cgroup_parent}"))
+            .arg(format!("--add-runtime=berth={}", runtime.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn dockerd");
+        let d = Dockerd {
+            dir,
+            child: Some(child),
+            cgroup_parent,
+            created_run_docker,
+        };
+        let up = wait_until(Duration::from_secs(60), || d.docker(&["version"]).success());
+        assert!(up, "dockerd did not come up:\n{}", tail(&d.log(), 30));
+        d
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(docker_cli());
+        cmd.env(
+            "DOCKER_HOST",
+            format!("unix://{}", self.dir.path().join("docker.sock").display()),
+        )
+        .env("DOCKER_CONFIG", self.dir.path().join("cli"))
+        .args(args);
+        run_with_timeout(&mut cmd, None, TIMEOUT)
+    }
+
+    #[track_caller]
+    fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.success(),
+            "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndockerd log:\n{}",
+            out.status,
+            out.stdout,
+            out.stderr,
+            tail(&self.log(), 20)
+        );
+        out.stdout
+    }
+
+    /// SIGTERM and wait: dockerd stops its containerd, which stops shims.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: signalling the dockerd we spawned.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let exited = wait_until(Duration::from_secs(30), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        self.stop();
+        cleanup::remove_everything_under(self.dir.path(), &self.cgroup_parent);
+        if self.created_run_docker {
+            let _ = fs::remove_dir_all("/run/docker");
+        }
+    }
+}
+
+fn leftover_cgroups(parent: &str) -> Vec<PathBuf> {
+    cleanup::cgroup_dirs(parent)
+}
+
+/// The runtime --root holding container `id`: `<exec-root>/runtime-*/moby`.
+fn runtime_root(dockerd_dir: &Path, id: &str) -> PathBuf {
+    let exec = dockerd_dir.join("exec");
+    fs::read_dir(&exec)
+        .expect("read exec root")
+        .flatten()
+        .map(|e| e.path().join("moby"))
+        .find(|root| root.join(id).is_dir())
+        .unwrap_or_else(|| panic!("no runtime state dir for {id} under {}", exec.display()))
+}
+
+/// The memory cgroup of container `id` below `parent` (v1 memory
+/// hierarchy, or the unified one on a pure v2 host).
+fn berth_runtime_memory_dir(parent: &str, id: &str) -> PathBuf {
+    let v1 = Path::new("/sys/fs/cgroup/memory").join(parent).join(id);
+    if v1.is_dir() {
+        v1
+    } else {
+        Path::new("/sys/fs/cgroup").join(parent).join(id)
+    }
+}
+
+#[test]
+fn dockerd_runs_and_execs_with_berth_runtime() {
+    let mut d = Dockerd::start();
+    let tar = busybox_tar();
+    d.docker_ok(&["load", "-i", tar.to_str().expect("utf-8 path")]);
+
+    // A foreground run: output and exit status come back through
+    // containerd-shim-runc-v2 and berth-runtime.
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(out.trim(), "hi");
+    let status = d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "exit code should pass through: {}",
+        status.stderr
+    );
+
+    // dockerd's default seccomp profile is compiled by berth: a syscall it
+    // denies (unshare of a user namespace needs CAP_SYS_ADMIN here) fails.
+    let denied = d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "busybox",
+        "unshare",
+        "-U",
+        "true",
+    ]);
+    assert!(
+        !denied.success(),
+        "unshare should be refused inside a default container"
+    );
+    let unconfined = d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "unshare",
+        "-U",
+        "true",
+    ]);
+    assert!(
+        unconfined.success(),
+        "without seccomp the same unshare works, so the profile refused it: {}",
+        unconfined.stderr
+    );
+
+    // exec joins a running container: same pid namespace, sees its PID 1.
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sleeper",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let runtime = d.docker_ok(&["inspect", "-f", "{{.HostConfig.Runtime}}", "sleeper"]);
+    assert_eq!(runtime.trim(), "berth");
+    let pid1 = d.docker_ok(&["exec", "sleeper", "cat", "/proc/1/cmdline"]);
+    assert!(pid1.starts_with("sleep"), "PID 1 seen from exec: {pid1:?}");
+    let exec_out = d.docker_ok(&["exec", "sleeper", "sh", "-c", "echo from-exec; exit 0"]);
+    assert_eq!(exec_out.trim(), "from-exec");
+    let exec_code = d.docker(&["exec", "sleeper", "sh", "-c", "exit 5"]);
+    assert_eq!(exec_code.code(), Some(5));
+    // Resource limits reach the cgroup berth-runtime made (cgroupfs
+    // driver: <cgroup-parent>/<container id> in each hierarchy).
+    d.docker_ok(&[
+        "update",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "sleeper",
+    ]);
+    let id = d.docker_ok(&["inspect", "-f", "{{.Id}}", "sleeper"]);
+    // The container really is berth's: berth-runtime reads its state under
+    // the --root the shim passes (dockerd 20.10 names it after the default
+    // runtime, runtime-runc), and agrees with dockerd on the init pid.
+    let root = runtime_root(d.path(), id.trim());
+    let mut state_cmd = Command::new(bin_path("berth-runtime"));
+    state_cmd
+        .arg("--root")
+        .arg(&root)
+        .args(["state", id.trim()]);
+    let state = run_with_timeout(&mut state_cmd, None, TIMEOUT);
+    assert!(state.success(), "berth-runtime state: {}", state.stderr);
+    let state: serde_json::Value = serde_json::from_str(&state.stdout).expect("state JSON");
+    assert_eq!(state["status"], "running", "{state}");
+    let pid = d.docker_ok(&["inspect", "-f", "{{.State.Pid}}", "sleeper"]);
+    assert_eq!(state["pid"].to_string(), pid.trim(), "{state}");
+    let memory = berth_runtime_memory_dir(&d.cgroup_parent, id.trim());
+    let limit = fs::read_to_string(memory.join("memory.limit_in_bytes"))
+        .or_else(|_| fs::read_to_string(memory.join("memory.max")))
+        .unwrap_or_else(|e| panic!("reading the limit in {}: {e}", memory.display()));
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    d.docker_ok(&["rm", "-f", "sleeper"]);
+    assert_eq!(d.docker_ok(&["ps", "-aq"]).trim(), "");
+
+    d.stop();
+    let path = d.path().to_path_buf();
+    assert!(
+        cleanup::processes_under(&path, &d.cgroup_parent).is_empty(),
+        "dockerd, containerd or shims survived the stop"
+    );
+    let mounts: Vec<PathBuf> = cleanup::mounts_under(&path);
+    assert!(
+        mounts.is_empty(),
+        "mounts left after dockerd stopped: {mounts:?}"
+    );
+    let cgroups: Vec<PathBuf> = leftover_cgroups(&d.cgroup_parent)
+        .into_iter()
+        .flat_map(|p| {
+            fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+        })
+        .filter(|p| p.is_dir())
+        .collect();
+    assert!(
+        cgroups.is_empty(),
+        "container cgroups left behind: {cgroups:?}"
+    );
+}
