@@ -19,44 +19,62 @@ fi
 
 WORK=$(mktemp -d /tmp/bshim-bench.XXXXXX)
 ID=bench-shim-$$
+NS=berth-bench-$$
 CD_PID=
 cleanup() {
     set +e
-    if [ -f "$WORK/state/shim.pid" ]; then kill -9 "$(cat "$WORK/state/shim.pid")" 2>/dev/null; fi
-    "$RUNTIME" --root "$WORK/rt" delete --force "$ID" >/dev/null 2>&1
+    for p in "$WORK"/s*/shim.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null; done
+    for i in $(seq "${N:-0}"); do "$RUNTIME" --root "$WORK/rt" delete --force "$ID-$i" >/dev/null 2>&1; done
     if [ -n "$CD_PID" ]; then
-        ctr -a "$WORK/cd/containerd.sock" -n bench task kill -s SIGKILL bench-sleep >/dev/null 2>&1
+        ctr -a "$WORK/cd/containerd.sock" -n "$NS" task kill -s SIGKILL bench-sleep >/dev/null 2>&1
         sleep 0.3
-        ctr -a "$WORK/cd/containerd.sock" -n bench task delete -f bench-sleep >/dev/null 2>&1
-        ctr -a "$WORK/cd/containerd.sock" -n bench container delete bench-sleep >/dev/null 2>&1
+        ctr -a "$WORK/cd/containerd.sock" -n "$NS" task delete -f bench-sleep >/dev/null 2>&1
+        ctr -a "$WORK/cd/containerd.sock" -n "$NS" container delete bench-sleep >/dev/null 2>&1
         kill "$CD_PID" 2>/dev/null; wait "$CD_PID" 2>/dev/null
+        for d in /sys/fs/cgroup/*/"$NS"; do [ -d "$d" ] && rmdir "$d"; done
     fi
     findmnt -rn -o TARGET | grep "^$WORK" | sort -r | xargs -r -n1 umount -l
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-mem_of() { # pid -> "RSS N kB, PSS N kB"
-    local rss pss
+mem_of() { # pid -> "RSS RSS N kB, PSS N kB, Private N kB" (sortable by RSS)
+    local rss pss priv
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status")
     pss=$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup")
-    echo "RSS ${rss} kB, PSS ${pss} kB"
+    priv=$(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/smaps_rollup")
+    echo "$rss RSS ${rss} kB, PSS ${pss} kB, Private ${priv} kB"
 }
 
 # --- berth-shim ---------------------------------------------------------
-mkdir -p "$WORK/bundle/rootfs" "$WORK/state"
+# RSS of a small process is mostly shared library and text pages mapped by
+# fault-around, so it varies by ~100 kB with the page cache: take the median
+# of N shims. Private is what each shim costs on its own.
+N=${BERTH_BENCH_SHIMS:-5}
+mkdir -p "$WORK/bundle/rootfs"
 cp -a "$FIXTURES/busybox/rootfs/." "$WORK/bundle/rootfs/"
 (cd "$WORK/bundle" && "$RUNTIME" spec >/dev/null 2>&1 || runc spec)
-jq --arg cg "/$ID" '.process.terminal=false | .process.args=["sleep","1000"] | .linux.cgroupsPath=$cg' \
+jq '.process.terminal=false | .process.args=["sleep","1000"]' \
     "$WORK/bundle/config.json" >"$WORK/config.tmp" && mv "$WORK/config.tmp" "$WORK/bundle/config.json"
-"$BIN/berth-shim" --id "$ID" --bundle "$WORK/bundle" --state-dir "$WORK/state" \
-    --runtime "$RUNTIME" --runtime-root "$WORK/rt" --log-path "$WORK/container.log"
-printf '{"op":"start"}\n' | socat - "UNIX-CONNECT:$WORK/state/shim.sock" >/dev/null
-SHIM=$(cat "$WORK/state/shim.pid")
+for i in $(seq "$N"); do
+    jq --arg cg "/$ID-$i" '.linux.cgroupsPath=$cg' "$WORK/bundle/config.json" >"$WORK/config.$i.json"
+    mkdir -p "$WORK/b$i" "$WORK/s$i"
+    jq --arg root "$WORK/bundle/rootfs" '.root.path=$root | .root.readonly=true' \
+        "$WORK/config.$i.json" >"$WORK/b$i/config.json"
+    "$BIN/berth-shim" --id "$ID-$i" --bundle "$WORK/b$i" --state-dir "$WORK/s$i" \
+        --runtime "$RUNTIME" --runtime-root "$WORK/rt" --log-path "$WORK/c$i.log"
+    printf '{"op":"start"}\n' | socat - "UNIX-CONNECT:$WORK/s$i/shim.sock" >/dev/null
+done
 sleep 0.5
-echo "berth-shim supervising sleep (runtime $RUNTIME): $(mem_of "$SHIM")"
-printf '{"op":"kill","signal":9}\n' | socat - "UNIX-CONNECT:$WORK/state/shim.sock" >/dev/null
-for _ in $(seq 100); do kill -0 "$SHIM" 2>/dev/null || break; sleep 0.05; done
+for i in $(seq "$N"); do mem_of "$(cat "$WORK/s$i/shim.pid")"; done | sort -n >"$WORK/mem"
+MID=$(( (N + 1) / 2 ))
+echo "berth-shim supervising sleep (runtime $RUNTIME), median of $N: $(sed -n "${MID}p" "$WORK/mem" | cut -d' ' -f2-)"
+echo "  each, RSS/PSS/Private kB: $(awk '{printf "%s/%s/%s  ", $3, $6, $9}' "$WORK/mem")"
+for i in $(seq "$N"); do
+    SHIM=$(cat "$WORK/s$i/shim.pid")
+    printf '{"op":"kill","signal":9}\n' | socat - "UNIX-CONNECT:$WORK/s$i/shim.sock" >/dev/null
+    for _ in $(seq 100); do kill -0 "$SHIM" 2>/dev/null || break; sleep 0.05; done
+done
 
 # --- containerd-shim-runc-v2 ---------------------------------------------
 if command -v containerd >/dev/null && command -v ctr >/dev/null &&
@@ -77,14 +95,14 @@ EOF
     containerd --config "$WORK/cd/config.toml" >"$WORK/cd/log" 2>&1 &
     CD_PID=$!
     for _ in $(seq 100); do [ -S "$WORK/cd/containerd.sock" ] && break; sleep 0.1; done
-    CTR=(ctr -a "$WORK/cd/containerd.sock" -n bench)
+    CTR=(ctr -a "$WORK/cd/containerd.sock" -n "$NS")
     "${CTR[@]}" images import "$FIXTURES/busybox.tar" >/dev/null
     IMG=$("${CTR[@]}" images ls -q | head -n1)
     "${CTR[@]}" run -d "$IMG" bench-sleep sleep 1000 >/dev/null
     sleep 0.5
-    CPID=$(pgrep -f "containerd-shim-runc-v2.*-namespace bench" | head -n1 || true)
+    CPID=$(pgrep -f "containerd-shim-runc-v2.*-namespace $NS" | head -n1 || true)
     if [ -n "$CPID" ]; then
-        echo "containerd-shim-runc-v2 supervising sleep (runtime runc): $(mem_of "$CPID")"
+        echo "containerd-shim-runc-v2 supervising sleep (runtime runc): $(mem_of "$CPID" | cut -d' ' -f2-)"
     else
         echo "containerd-shim-runc-v2: no shim process found (see $WORK/cd/log)"
     fi

@@ -13,6 +13,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use berth_common::shim::{STREAM_STDERR, STREAM_STDOUT};
@@ -141,8 +142,13 @@ fn numbered(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Mode 0640, as dockerd creates its json-file logs.
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
 }
 
 #[cfg(test)]

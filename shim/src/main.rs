@@ -62,7 +62,30 @@ fn main() {
         }
         Ok(ForkResult::Child) => {
             drop(ready_r);
+            close_inherited_fds(ready_w.as_raw_fd());
             shim_main(cfg, ready_w);
+        }
+    }
+}
+
+/// A long-lived process must not keep its spawner's descriptors (say, the
+/// write end of a pipe someone waits on); keep only stdio and `keep`.
+fn close_inherited_fds(keep: i32) {
+    let ranges = [(3, keep - 1), (keep + 1, i32::MAX)];
+    for (first, last) in ranges {
+        if first > last {
+            continue;
+        }
+        // SAFETY: close_range closes descriptors only; nothing in this
+        // process refers to the ones in these ranges.
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
+        if rc != 0 {
+            // Kernels before 5.9: close them one by one.
+            let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as i32;
+            for fd in first..=last.min(max) {
+                // SAFETY: as above.
+                unsafe { libc::close(fd) };
+            }
         }
     }
 }

@@ -777,3 +777,35 @@ fn shim_handles_state_dirs_longer_than_sun_path() {
     assert_eq!(c.exit_status()["exit_code"], 0);
     c.assert_nothing_left();
 }
+
+#[test]
+fn shim_does_not_keep_its_spawners_descriptors() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut c = Container::new(&["sleep", "1000"], false);
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe(2) into a two-element array; without O_CLOEXEC on purpose,
+    // so the shim inherits the write end like a careless spawner's pipe.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both fds were just created and are owned here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    c.spawn(&[]);
+    drop(w);
+    let pid = c.shim_pid.expect("shim pid");
+    let held: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("shim fds")
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    let inode = fs::read_link(format!("/proc/self/fd/{}", r.as_raw_fd())).expect("our pipe");
+    assert!(
+        !held.contains(&inode.display().to_string()),
+        "the shim kept the spawner's pipe: {held:?}"
+    );
+    let mut f = fs::File::from(r);
+    let mut buf = [0u8; 1];
+    assert_eq!(f.read(&mut buf).expect("read"), 0, "pipe still held open");
+    c.ok(json!({"op": "kill", "signal": 9}));
+    assert_eq!(c.exit_status()["exit_code"], 137);
+    c.assert_nothing_left();
+}
