@@ -10,6 +10,7 @@ mod daemon;
 mod events;
 #[allow(dead_code)]
 mod host;
+mod init;
 mod instance;
 mod server;
 mod volumes;

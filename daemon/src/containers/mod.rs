@@ -34,3 +34,4 @@ pub use query::LIST_FILTERS;
 pub mod archive;
 pub mod stats;
 pub mod exec;
+pub mod logs;
