@@ -23,6 +23,8 @@ pub struct Daemon {
     pub reports: Reports,
     /// Image store (blobs, references, unpacked layers) under DATA_ROOT.
     pub images: Arc<berth_images::ImageStore>,
+    /// Container store (records, lifecycle through berth-shim).
+    pub containers: Arc<crate::containers::Containers>,
 }
 
 impl Daemon {
@@ -34,13 +36,26 @@ impl Daemon {
                 .with_context(|| format!("opening the image store in {}", config.data_root.display()))?,
         );
         images.set_events(Arc::new(crate::api::images::ImageEventSink(events.clone())));
+        let containers = crate::containers::Containers::new(
+            crate::containers::Settings::from_config(&config),
+            events.clone(),
+            images.clone(),
+            Arc::new(crate::containers::hooks::BindOnlyMounts),
+        );
+        containers
+            .restore()
+            .with_context(|| format!("loading containers from {}", config.data_root.display()))?;
+        images.set_usage(Arc::new(crate::containers::ImageUsers(containers.clone())));
+        let reports = Reports::default();
+        let _ = reports.containers.set(containers.clone());
         Ok(Daemon {
             config,
             events,
+            containers,
             images,
             id,
             started: Instant::now(),
-            reports: Reports::default(),
+            reports,
         })
     }
 }

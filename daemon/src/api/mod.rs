@@ -9,6 +9,7 @@
 // Shared helpers for every resource router; some are used only by routers
 // that are still being written.
 #[allow(dead_code)]
+pub mod containers;
 pub mod error;
 pub mod events;
 #[allow(dead_code)]
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(system::routes())
         .merge(events::routes())
         .merge(images::routes())
+        .merge(containers::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .with_state(state)

@@ -201,3 +201,18 @@ impl Containers {
             .ok_or_else(|| ContainerError::InvalidParameter(format!("Unknown runtime specified {name}")))
     }
 }
+
+impl crate::daemon::ContainerReport for Containers {
+    fn counts(&self) -> crate::daemon::ContainerCounts {
+        let (running, paused, stopped) = Containers::counts(self);
+        crate::daemon::ContainerCounts {
+            running,
+            paused,
+            stopped,
+        }
+    }
+
+    fn disk_usage(&self) -> Vec<serde_json::Value> {
+        Containers::disk_usage(self)
+    }
+}

@@ -183,6 +183,77 @@ pub fn parse_ps(output: &str, pids: &[i32]) -> Result<Value> {
 }
 
 impl Containers {
+    pub async fn resize(&self, reference: &str, width: u16, height: u16) -> Result<()> {
+        let rec = self.get(reference)?.snapshot();
+        if !rec.state.status.is_live() {
+            return Err(ContainerError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
+        }
+        self.shim(&rec.id)
+            .call(&berth_common::shim::Request::Resize { width, height })
+            .await
+            .map_err(|e| ContainerError::internal("resizing the terminal", e))?;
+        self.events.publish(
+            self.event(&rec, "resize")
+                .attr("height", height.to_string())
+                .attr("width", width.to_string()),
+        );
+        Ok(())
+    }
+
+    /// `POST /containers/prune`: remove stopped containers matching the
+    /// label filters and created before `until` (ns); (IDs, bytes freed).
+    pub async fn prune(
+        self: &std::sync::Arc<Self>,
+        filters: &crate::api::extract::Filters,
+        until: Option<i64>,
+    ) -> Result<(Vec<String>, u64)> {
+        let mut deleted = Vec::new();
+        let mut reclaimed = 0;
+        for c in self.all() {
+            let rec = c.snapshot();
+            if rec.state.status.is_live() {
+                continue;
+            }
+            let label = |k: &str| rec.config.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str);
+            if !filters.matches_labels("label", label) {
+                continue;
+            }
+            if filters.get("label!").iter().any(|want| match want.split_once('=') {
+                Some((k, v)) => label(k) == Some(v),
+                None => label(want).is_some(),
+            }) {
+                continue;
+            }
+            if let Some(until) = until {
+                let created = super::timefmt::parse(&rec.created)
+                    .and_then(|t| t.timestamp_nanos_opt())
+                    .unwrap_or(0);
+                if created >= until {
+                    continue;
+                }
+            }
+            let size = super::query::dir_size(&super::rootfs::layer_dir(&self.settings.data_root, &rec.id).join("upper"));
+            match self.remove(&rec.id, false, false).await {
+                Ok(()) => {
+                    deleted.push(rec.id.clone());
+                    reclaimed += size;
+                }
+                Err(ContainerError::NotFound(_)) => {}
+                Err(e) => tracing::warn!(id = %rec.id, error = %e, "prune: removing container"),
+            }
+        }
+        if !deleted.is_empty() || filters.is_empty() {
+            self.events.publish(
+                crate::events::Event::new(crate::events::EventType::Container, "prune", "")
+                    .attr("reclaimed", reclaimed.to_string()),
+            );
+        }
+        Ok((deleted, reclaimed))
+    }
+
     pub fn update(&self, reference: &str, body: UpdateBody) -> Result<Vec<String>> {
         let c = self.get(reference)?;
         let mut r = c.lock();

@@ -12,11 +12,13 @@ use super::record::Status;
 use super::timefmt;
 
 impl Containers {
-    /// Load and reconcile all containers. Errors on single containers are
-    /// logged; only an unreadable containers directory fails.
-    pub async fn restore(self: &Arc<Self>) -> std::io::Result<()> {
+    /// Load every record (synchronously, so the API sees all containers
+    /// from the first request) and reconcile the ones that were running in
+    /// the background. Unreadable records are logged and skipped.
+    pub fn restore(self: &Arc<Self>) -> std::io::Result<()> {
         let records = self.records.load_all()?;
         let mut live = Vec::new();
+        let mut stopped = Vec::new();
         for rec in records {
             let was_live = rec.state.status.is_live() || rec.state.status == Status::Removing;
             let name = rec.name.clone();
@@ -32,15 +34,24 @@ impl Containers {
             if was_live {
                 live.push(c);
             } else {
-                // A crash may have left its bundle behind.
-                let this = Arc::clone(self);
-                let c2 = Arc::clone(&c);
-                tokio::spawn(async move { this.cleanup_runtime(&c2.id).await });
+                stopped.push(c);
             }
         }
-        for c in live {
-            self.reconcile(c).await;
-        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("container restore outside the async runtime: live containers not reconciled");
+            return Ok(());
+        };
+        let this = Arc::clone(self);
+        runtime.spawn(async move {
+            for c in live {
+                let this = Arc::clone(&this);
+                tokio::spawn(async move { this.reconcile(c).await });
+            }
+            // A crash may have left bundles of stopped containers behind.
+            for c in stopped {
+                this.cleanup_runtime(&c.id).await;
+            }
+        });
         Ok(())
     }
 
