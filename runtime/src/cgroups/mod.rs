@@ -68,6 +68,27 @@ pub enum CgroupError {
     DeviceProgram(String),
 }
 
+/// The controllers (v2 names) that `r` sets anything for.
+fn requested_controllers(r: &LinuxResources) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if r.memory().is_some() {
+        out.push("memory");
+    }
+    if r.cpu().is_some() {
+        out.extend(["cpu", "cpuset"]);
+    }
+    if r.pids().is_some() {
+        out.push("pids");
+    }
+    if r.block_io().is_some() {
+        out.push("io");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|l| !l.is_empty()) {
+        out.push("hugetlb");
+    }
+    out
+}
+
 /// A container's cgroup. Cheap to build; touches cgroupfs only in methods.
 #[derive(Debug, Clone)]
 pub struct Cgroup {
@@ -126,7 +147,7 @@ impl Cgroup {
         }
         let mut created: Vec<PathBuf> = Vec::new();
         let result = self
-            .create_all(&mut created)
+            .create_all(&mut created, resources)
             .and_then(|()| match resources {
                 Some(r) => self.set(r),
                 None => Ok(()),
@@ -141,7 +162,11 @@ impl Cgroup {
         Ok(())
     }
 
-    fn create_all(&self, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+    fn create_all(
+        &self,
+        created: &mut Vec<PathBuf>,
+        resources: Option<&LinuxResources>,
+    ) -> Result<(), CgroupError> {
         for dir in self.hierarchy.all_dirs(&self.path) {
             let root = self
                 .hierarchy
@@ -159,8 +184,24 @@ impl Cgroup {
             }
         }
         if let Some(unified) = &self.hierarchy.unified {
-            let leaf = hierarchy::join_rel(&unified.mountpoint, &self.path);
-            v2::enable_controllers(&unified.mountpoint, &leaf, &unified.controllers);
+            // Pure v2: every controller, so stats work without limits. Hybrid:
+            // only v2-only controllers a limit needs, to leave the host's
+            // unified tree as it was otherwise.
+            let wanted: Vec<String> = if self.hierarchy.is_pure_v2() {
+                unified.controllers.clone()
+            } else {
+                let asked = resources.map(requested_controllers).unwrap_or_default();
+                unified
+                    .controllers
+                    .iter()
+                    .filter(|c| asked.contains(&c.as_str()) && !self.hierarchy.v1.contains_key(*c))
+                    .cloned()
+                    .collect()
+            };
+            if !wanted.is_empty() {
+                let leaf = hierarchy::join_rel(&unified.mountpoint, &self.path);
+                v2::enable_controllers(&unified.mountpoint, &leaf, &wanted);
+            }
         }
         Ok(())
     }
