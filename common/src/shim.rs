@@ -75,7 +75,10 @@
 //!   missing executable) answers `ok: false` with the runtime's message.
 //!   `exec_state` answers `status` (`running`/`stopped`), `pid` and, once
 //!   stopped, `exit`; `exec_wait` and the end of the exec's stream come only
-//!   after its output was drained. Exec output is not logged.
+//!   after its output was drained. Exec output is not logged. The shim
+//!   remembers the last 128 finished execs; older ones answer "no such exec"
+//!   (keep an `exec_wait` open, or ask soon after the stream ends).
+//! - Runtime operations taking over 120 s are killed and answered as errors.
 
 use serde::{Deserialize, Serialize};
 

@@ -13,8 +13,15 @@ use crate::runtime::read_pid_file;
 use crate::server::Shim;
 use crate::slog;
 
+/// Finished execs remembered for `exec_state`/`exec_wait`; older ones are
+/// forgotten so a container exec'd into forever (health checks) does not
+/// grow the shim.
+pub const MAX_FINISHED_EXECS: usize = 128;
+
 pub struct Exec {
     pub id: String,
+    /// Start order, to forget the oldest finished first.
+    pub seq: u64,
     pub pid: i32,
     pub io: ProcIo,
     /// The connection carrying its stdio, while there is one.
@@ -75,6 +82,7 @@ impl Shim {
             exec_id.to_string(),
             Exec {
                 id: exec_id.to_string(),
+                seq: n,
                 pid,
                 io,
                 conn: (!detach).then_some(conn),
@@ -83,6 +91,24 @@ impl Shim {
             },
         );
         Ok(pid)
+    }
+
+    /// Forgets the oldest finished execs beyond `MAX_FINISHED_EXECS`.
+    pub fn prune_execs(&mut self) {
+        let mut done: Vec<(u64, String)> = self
+            .execs
+            .values()
+            .filter(|e| e.done)
+            .map(|e| (e.seq, e.id.clone()))
+            .collect();
+        if done.len() <= MAX_FINISHED_EXECS {
+            return;
+        }
+        done.sort();
+        let excess = done.len() - MAX_FINISHED_EXECS;
+        for (_, id) in done.into_iter().take(excess) {
+            self.execs.remove(&id);
+        }
     }
 
     fn run_exec(

@@ -2,14 +2,18 @@
 //!
 //! Every call is a short-lived child we wait for by pid, so the reaper's
 //! `waitpid(-1)` loop never sees it (the loop only runs between calls).
+//! A runtime that hangs is killed after `RUNTIME_TIMEOUT`.
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::io;
 
 pub struct Runtime {
     pub path: PathBuf,
@@ -25,6 +29,10 @@ pub struct CommandStdio {
     pub stderr: OwnedFd,
 }
 
+/// A runtime operation that takes longer than this is killed and reported
+/// as failed, so a hung runtime cannot wedge the shim for good.
+const RUNTIME_TIMEOUT: Duration = Duration::from_secs(120);
+
 impl Runtime {
     fn command(&self) -> Command {
         let mut c = Command::new(&self.path);
@@ -32,37 +40,44 @@ impl Runtime {
         c
     }
 
-    /// Runs `runtime --root R ARGS... ID AFTER_ID...` with null stdin and
-    /// captured output.
+    fn failure(&self, op: &str, status: impl std::fmt::Display, msg: &str) -> anyhow::Error {
+        anyhow!(
+            "{} {op} failed ({status}): {}",
+            self.path.display(),
+            msg.trim()
+        )
+    }
+
+    /// Runs `runtime --root R ARGS... ID AFTER_ID...` with null stdin; its
+    /// stdout and stderr are collected for the error message.
     pub fn run(&self, args: &[&str], after_id: &[&str]) -> Result<()> {
+        let op = args.first().copied().unwrap_or("");
+        let (out_r, out_w) = io::pipe()?;
+        io::set_nonblocking(&out_r)?;
         let mut c = self.command();
         c.args(args)
             .arg(&self.id)
             .args(after_id)
-            .stdin(Stdio::null());
-        let out = c
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out_w.try_clone().context("dup pipe")?))
+            .stderr(Stdio::from(out_w));
+        let mut child = c
+            .spawn()
             .with_context(|| format!("running {}", self.path.display()))?;
-        if out.status.success() {
+        drop(c);
+        let mut output = Vec::new();
+        let status = wait_child(&mut child, Some(&out_r), &mut output)
+            .with_context(|| format!("{} {op}", self.path.display()))?;
+        if status.success() {
             return Ok(());
         }
-        let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if msg.is_empty() {
-            msg = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        }
-        Err(anyhow!(
-            "{} {} failed ({}): {}",
-            self.path.display(),
-            args.first().copied().unwrap_or(""),
-            out.status,
-            msg
-        ))
+        Err(self.failure(op, status, &String::from_utf8_lossy(&output)))
     }
 
     /// `create` or `exec`: the child gets `stdio`; on failure the error text
     /// is read from `error_source`, the read end of the pipe the runtime
-    /// wrote its stderr to (non-blocking, so a pipe still held open by a
-    /// stray process cannot hang us).
+    /// wrote its stderr to (non-blocking, so a pipe still held open by the
+    /// container cannot hang us).
     pub fn run_with_stdio(
         &self,
         args: &[&str],
@@ -70,6 +85,7 @@ impl Runtime {
         stdio: CommandStdio,
         error_source: Option<&OwnedFd>,
     ) -> Result<()> {
+        let op = args.first().copied().unwrap_or("");
         let mut c = self.command();
         c.args(args)
             .args(extra)
@@ -77,26 +93,89 @@ impl Runtime {
             .stdin(Stdio::from(stdio.stdin))
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr));
-        let status = c
-            .status()
+        let mut child = c
+            .spawn()
             .with_context(|| format!("running {}", self.path.display()))?;
-        // `c` still holds the child's ends of the pipes: drop them so EOF can
-        // be seen.
+        // `c` holds the child's ends of the pipes: drop them so end of file
+        // can be seen.
         drop(c);
+        let status = wait_child(&mut child, None, &mut Vec::new())
+            .with_context(|| format!("{} {op}", self.path.display()))?;
         if status.success() {
             return Ok(());
         }
-        let mut msg = String::new();
-        if let Some(fd) = error_source {
-            msg = read_available(fd);
+        let msg = error_source.map(read_available).unwrap_or_default();
+        Err(self.failure(op, status, &msg))
+    }
+}
+
+/// Waits for `child` (by its pidfd, so no other child is reaped), reading
+/// `output` meanwhile; kills it after `RUNTIME_TIMEOUT`.
+fn wait_child(
+    child: &mut Child,
+    mut output: Option<&OwnedFd>,
+    collected: &mut Vec<u8>,
+) -> Result<ExitStatus> {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        // No pidfd (old kernel): a plain blocking wait.
+        let status = child.wait()?;
+        if let Some(fd) = output {
+            collected.extend_from_slice(read_available(fd).as_bytes());
         }
-        Err(anyhow!(
-            "{} {} failed ({}): {}",
-            self.path.display(),
-            args.first().copied().unwrap_or(""),
-            status,
-            msg.trim()
-        ))
+        return Ok(status);
+    }
+    // SAFETY: pidfd_open returned a new descriptor that we now own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
+    let deadline = Instant::now() + RUNTIME_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out after {}s, killed", RUNTIME_TIMEOUT.as_secs());
+        }
+        let mut pfds = [
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: output.map_or(-1, |o| o.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: pfds is a valid array of two pollfd; a negative fd is ignored.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e).context("poll");
+        }
+        if pfds[1].revents != 0 {
+            if let Some(fd) = output {
+                let got = read_available(fd);
+                if got.is_empty() && pfds[1].revents & libc::POLLHUP != 0 {
+                    // Every writer closed it: stop watching.
+                    output = None;
+                }
+                collected.extend_from_slice(got.as_bytes());
+            }
+        }
+        if pfds[0].revents != 0 {
+            let status = child.wait()?;
+            if let Some(fd) = output {
+                collected.extend_from_slice(read_available(fd).as_bytes());
+            }
+            return Ok(status);
+        }
     }
 }
 

@@ -620,8 +620,12 @@ impl Shim {
                     .then(|| e.id.clone())
             })
             .collect();
+        let any_finished = !finished.is_empty();
         for id in finished {
             self.complete_exec(&id);
+        }
+        if any_finished {
+            self.prune_execs();
         }
         self.conns.retain(|_, c| !c.finished());
     }
