@@ -15,10 +15,17 @@ pub mod events;
 #[allow(dead_code)]
 pub mod extract;
 pub mod images;
+// docker cp, exec, stats, websocket attach.
+pub mod archive;
+pub mod attach_ws;
+pub mod exec;
+pub mod stats;
 mod spec_paths;
 #[allow(dead_code)]
 pub mod stream;
 pub mod system;
+pub mod volumes;
+pub mod container_files;
 #[allow(dead_code)]
 pub mod version;
 
@@ -43,6 +50,12 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(volumes::routes())
+        .merge(container_files::routes())
+        .merge(archive::routes())
+        .merge(stats::routes())
+        .merge(exec::routes())
+        .merge(attach_ws::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .with_state(state)

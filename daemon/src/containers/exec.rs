@@ -157,7 +157,9 @@ impl ExecStore {
         self.map().get(id).cloned()
     }
 
-    /// IDs of a container's execs (inspect's `ExecIDs`).
+    /// IDs of a container's execs (inspect's `ExecIDs`, for the
+    /// containers API).
+    #[allow(dead_code)]
     pub fn ids_for(&self, container_id: &str) -> Vec<String> {
         self.map()
             .values()
@@ -171,8 +173,9 @@ impl ExecStore {
         self.map().retain(|_, e| e.container_id != container_id);
     }
 
-    pub fn remove(&self, id: &str) {
-        self.map().remove(id);
+    /// Keep only the execs whose container `exists`.
+    pub fn retain_containers(&self, exists: impl Fn(&str) -> bool) {
+        self.map().retain(|_, e| exists(&e.container_id));
     }
 }
 

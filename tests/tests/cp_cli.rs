@@ -1,0 +1,265 @@
+//! `docker cp` through the real docker CLI: both directions, running and
+//! stopped containers, volumes, tar streams, and escape attempts that must
+//! change nothing on the host.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Command;
+
+use berth_tests::{run_with_timeout, Daemon, DEFAULT_TIMEOUT};
+
+fn started(d: &Daemon, args: &[&str]) -> String {
+    let mut all = vec!["run", "-d"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["busybox", "sleep", "1000"]);
+    d.docker_ok(&all).trim().to_string()
+}
+
+fn host_tar(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("tar");
+    assert!(out.status.success(), "tar failed");
+    out.stdout
+}
+
+#[test]
+fn cp_both_ways_running_and_stopped_with_volume() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let work = tempfile::tempdir().unwrap();
+    let c = started(&d, &["-v", "cpvol:/data"]);
+
+    // Host → container: a file, then a directory tree, then into the volume.
+    let file = work.path().join("hello.txt");
+    fs::write(&file, "hello from the host\n").unwrap();
+    d.docker_ok(&["cp", &file.display().to_string(), &format!("{c}:/tmp/")]);
+    let tree = work.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("sub/a"), "a").unwrap();
+    symlink("sub/a", tree.join("link")).unwrap();
+    d.docker_ok(&["cp", &tree.display().to_string(), &format!("{c}:/srv")]);
+    d.docker_ok(&[
+        "cp",
+        &file.display().to_string(),
+        &format!("{c}:/data/in-vol.txt"),
+    ]);
+
+    // The volume's directory on the host got it.
+    let vol = d.docker_ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "cpvol"]);
+    assert_eq!(
+        fs::read_to_string(Path::new(vol.trim()).join("in-vol.txt")).unwrap(),
+        "hello from the host\n"
+    );
+
+    // Container → host.
+    let out = work.path().join("out");
+    fs::create_dir(&out).unwrap();
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/tmp/hello.txt"),
+        &out.display().to_string(),
+    ]);
+    assert_eq!(
+        fs::read_to_string(out.join("hello.txt")).unwrap(),
+        "hello from the host\n"
+    );
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/srv"),
+        &out.join("srv").display().to_string(),
+    ]);
+    assert_eq!(fs::read_to_string(out.join("srv/sub/a")).unwrap(), "a");
+    assert_eq!(
+        fs::read_link(out.join("srv/link")).unwrap(),
+        Path::new("sub/a")
+    );
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/data/in-vol.txt"),
+        &out.join("from-vol").display().to_string(),
+    ]);
+    assert_eq!(
+        fs::read_to_string(out.join("from-vol")).unwrap(),
+        "hello from the host\n"
+    );
+    // The per-container /etc/hostname is the container's.
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/etc/hostname"),
+        &out.join("hostname").display().to_string(),
+    ]);
+    assert_eq!(
+        fs::read_to_string(out.join("hostname")).unwrap().trim(),
+        &c[..12]
+    );
+
+    // Missing paths: dockerd's message.
+    let miss = d.docker(&["cp", &format!("{c}:/nope"), &out.display().to_string()]);
+    assert!(!miss.success());
+    assert!(
+        miss.stderr
+            .contains("Could not find the file /nope in container"),
+        "{}",
+        miss.stderr
+    );
+    // Copying a directory onto a file's path inside the container fails.
+    let bad = d.docker(&[
+        "cp",
+        &tree.display().to_string(),
+        &format!("{c}:/tmp/hello.txt"),
+    ]);
+    assert!(!bad.success(), "{bad:?}");
+
+    // Stopped container: both directions still work, rootfs unmounted after.
+    d.docker_ok(&["stop", "-t", "0", &c]);
+    fs::write(&file, "second\n").unwrap();
+    d.docker_ok(&[
+        "cp",
+        &file.display().to_string(),
+        &format!("{c}:/tmp/second.txt"),
+    ]);
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/tmp/second.txt"),
+        &out.join("second").display().to_string(),
+    ]);
+    assert_eq!(fs::read_to_string(out.join("second")).unwrap(), "second\n");
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/data/in-vol.txt"),
+        &out.join("vol-stopped").display().to_string(),
+    ]);
+    assert!(out.join("vol-stopped").is_file());
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&format!("{}", d.exec_root.join("archive").display())),
+        "temporary rootfs mount left behind"
+    );
+
+    // Started again, the file written while stopped is there.
+    d.docker_ok(&["start", &c]);
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/tmp/second.txt"),
+        &out.join("second-again").display().to_string(),
+    ]);
+    assert_eq!(
+        fs::read_to_string(out.join("second-again")).unwrap(),
+        "second\n"
+    );
+    d.docker_ok(&["rm", "-f", &c]);
+}
+
+#[test]
+fn cp_tar_streams() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let c = started(&d, &[]);
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("streamed"), "via stdin").unwrap();
+    let tar = host_tar(src.path());
+    let out = d.docker_stdin(&["cp", "-", &format!("{c}:/tmp")], Some(&tar));
+    assert!(out.success(), "{out:?}");
+    // `docker cp C:path -` writes a tar to stdout.
+    let mut cmd = d.docker_command();
+    cmd.args(["cp", &format!("{c}:/tmp/streamed"), "-"]);
+    let got = cmd.output().expect("docker cp to stdout");
+    assert!(got.status.success());
+    let dest = tempfile::tempdir().unwrap();
+    let mut untar = Command::new("tar");
+    untar.arg("-C").arg(dest.path()).args(["-xf", "-"]);
+    let r = run_with_timeout(&mut untar, Some(&got.stdout), DEFAULT_TIMEOUT);
+    assert!(r.success(), "{r:?}");
+    assert_eq!(
+        fs::read_to_string(dest.path().join("streamed")).unwrap(),
+        "via stdin"
+    );
+    d.docker_ok(&["rm", "-f", &c]);
+}
+
+#[test]
+fn cp_escape_attempts_change_nothing_on_the_host() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let c = started(&d, &[]);
+    let host = tempfile::tempdir().unwrap();
+    let secret = host.path().join("secret");
+    fs::write(&secret, "host secret").unwrap();
+
+    // Plant hostile symlinks in the container through an archive.
+    let evil = tempfile::tempdir().unwrap();
+    symlink("/", evil.path().join("toroot")).unwrap();
+    symlink("../../../../../../../../..", evil.path().join("up")).unwrap();
+    symlink(&secret, evil.path().join("tosecret")).unwrap();
+    symlink(host.path(), evil.path().join("tohostdir")).unwrap();
+    let out = d.docker_stdin(
+        &["cp", "-", &format!("{c}:/")],
+        Some(&host_tar(evil.path())),
+    );
+    assert!(out.success(), "{out:?}");
+
+    let work = tempfile::tempdir().unwrap();
+    // Reading through them gives the container's files.
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/toroot/etc/passwd"),
+        &work.path().join("p1").display().to_string(),
+    ]);
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/up/etc/passwd"),
+        &work.path().join("p2").display().to_string(),
+    ]);
+    let container_passwd = fs::read_to_string(work.path().join("p1")).unwrap();
+    assert!(
+        container_passwd.contains("user:x:1000"),
+        "{container_passwd}"
+    );
+    assert_eq!(
+        container_passwd,
+        fs::read_to_string(work.path().join("p2")).unwrap()
+    );
+    assert_ne!(container_passwd, fs::read_to_string("/etc/passwd").unwrap());
+    let leak = d.docker(&[
+        "cp",
+        &format!("{c}:/tosecret/"),
+        &work.path().join("leak").display().to_string(),
+    ]);
+    assert!(!leak.success(), "{leak:?}");
+    assert!(!work.path().join("leak").exists());
+
+    // Writing through them lands in the container (or fails), never on the host.
+    let payload = work.path().join("payload");
+    fs::write(&payload, "pwned").unwrap();
+    let p = payload.display().to_string();
+    let _ = d.docker(&["cp", &p, &format!("{c}:/tohostdir/")]);
+    let _ = d.docker(&["cp", &p, &format!("{c}:/up/tmp/")]);
+    let _ = d.docker(&["cp", &p, &format!("{c}:/toroot/tmp/")]);
+    let _ = d.docker(&["cp", &p, &format!("{c}:/tosecret")]);
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "host secret");
+    let names: Vec<_> = fs::read_dir(host.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("secret")]);
+    assert!(
+        !Path::new("/tmp/payload").exists()
+            || fs::read_to_string("/tmp/payload").unwrap() != "pwned"
+    );
+    // It did land in the container's /tmp.
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/tmp/payload"),
+        &work.path().join("back").display().to_string(),
+    ]);
+    assert_eq!(
+        fs::read_to_string(work.path().join("back")).unwrap(),
+        "pwned"
+    );
+    d.docker_ok(&["rm", "-f", &c]);
+}
