@@ -104,16 +104,19 @@ impl ContentStore {
     }
 
     /// Move an already written file into the store under its digest (which
-    /// the caller computed while writing it). The file is fsynced first.
-    pub fn adopt(&self, file_path: &Path, digest: &Digest) -> Result<()> {
+    /// the caller computed while writing it). The file is fsynced first
+    /// unless the caller already made it durable (`synced`).
+    pub fn adopt(&self, file_path: &Path, digest: &Digest, synced: bool) -> Result<()> {
         let target = self.path(digest);
         if target.exists() {
             let _ = fs::remove_file(file_path);
             return Ok(());
         }
-        File::open(file_path)
-            .and_then(|f| f.sync_all())
-            .ctx(|| format!("fsync {}", file_path.display()))?;
+        if !synced {
+            File::open(file_path)
+                .and_then(|f| f.sync_all())
+                .ctx(|| format!("fsync {}", file_path.display()))?;
+        }
         fs::rename(file_path, &target).ctx(|| format!("rename into {}", target.display()))?;
         sync_dir(&self.blobs)
     }

@@ -1,11 +1,14 @@
 //! `docker load`: docker-archive (manifest.json) and OCI image layouts
 //! (index.json + oci-layout).
 
+use std::fs::File;
+use std::io;
+
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::layer::{LayerBlob, Pin};
 use crate::reference::Reference;
 use crate::spool::Spool;
@@ -102,16 +105,21 @@ impl ImageStore {
                 current: 0,
                 total: spooled.size,
             });
-            if !self.content.exists(&spooled.digest) {
-                self.content.adopt(&spooled.path, &spooled.digest)?;
-            }
-            let blob = self.content.open_blob(&spooled.digest)?;
+            // Unpack straight from the spooled file; the layer store syncs
+            // the filesystem before publishing the layer, which also makes
+            // the spooled bytes durable before they become the blob.
+            let blob =
+                File::open(&spooled.path).ctx(|| format!("open {}", spooled.path.display()))?;
             let (layer, pin) = self.layers.register(
                 parent.as_ref(),
-                blob,
+                io::BufReader::with_capacity(1 << 20, blob),
                 Some(diff_id),
                 LayerBlob::Stored(spooled.digest.clone()),
             )?;
+            // An fsync here is nearly free after the layer store's syncfs.
+            if layer.record.blob == spooled.digest && !self.content.exists(&spooled.digest) {
+                self.content.adopt(&spooled.path, &spooled.digest, false)?;
+            }
             progress(LoadProgress::Layer {
                 id: short,
                 current: spooled.size,
