@@ -218,7 +218,7 @@ async fn build_process(
         &base,
         &cfg,
         user.as_ref(),
-        crate::containers::spec::caps::ALL,
+        &process::privileged_caps(crate::containers::spec::caps::ALL),
     ))
 }
 

@@ -39,7 +39,12 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
 }
 
 /// The exec's process from the container's `base` process object.
-pub fn build(base: &Value, cfg: &ExecConfig, user: Option<&ExecUser>, all_caps: &[&str]) -> Value {
+pub fn build(
+    base: &Value,
+    cfg: &ExecConfig,
+    user: Option<&ExecUser>,
+    all_caps: &[String],
+) -> Value {
     let mut p = if base.is_object() {
         base.clone()
     } else {
@@ -85,12 +90,35 @@ pub fn build(base: &Value, cfg: &ExecConfig, user: Option<&ExecUser>, all_caps: 
         }
     }
     if cfg.privileged {
-        let caps: Vec<String> = all_caps.iter().map(|c| c.to_string()).collect();
+        let caps = all_caps;
         p["capabilities"] = json!({
             "bounding": caps, "effective": caps, "permitted": caps,
         });
     }
     p
+}
+
+/// The capabilities a privileged exec gets: every one in `all` (indexed
+/// by capability number) that the daemon itself still holds in its
+/// bounding set — asking for more makes capset(2) fail.
+pub fn privileged_caps(all: &[&str]) -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    filter_caps(all, bounding)
+}
+
+fn filter_caps(all: &[&str], bounding: u64) -> Vec<String> {
+    all.iter()
+        .enumerate()
+        .filter(|(n, _)| *n < 64 && bounding & (1u64 << n) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -118,7 +146,8 @@ mod tests {
             "user": {"uid": 1000, "gid": 1000}, "noNewPrivileges": true,
             "capabilities": {"bounding": ["CAP_CHOWN"]}, "consoleSize": {"height": 1, "width": 1},
         });
-        let p = build(&base, &cfg(), None, &["CAP_CHOWN", "CAP_SYS_ADMIN"]);
+        let all = vec!["CAP_CHOWN".to_string(), "CAP_SYS_ADMIN".to_string()];
+        let p = build(&base, &cfg(), None, &all);
         assert_eq!(p["args"], json!(["sh", "-c", "id"]));
         assert_eq!(p["cwd"], "/srv");
         assert_eq!(p["user"]["uid"], 1000);
@@ -138,7 +167,7 @@ mod tests {
             gid: 0,
             additional_gids: vec![10],
         };
-        let p = build(&base, &c, Some(&u), &["CAP_CHOWN", "CAP_SYS_ADMIN"]);
+        let p = build(&base, &c, Some(&u), &all);
         assert_eq!(p["cwd"], "/tmp");
         assert_eq!(p["env"], json!(["PATH=/bin", "HOME=/x"]));
         assert_eq!(
@@ -150,5 +179,14 @@ mod tests {
             p["capabilities"]["effective"],
             json!(["CAP_CHOWN", "CAP_SYS_ADMIN"])
         );
+    }
+
+    #[test]
+    fn privileged_caps_are_limited_to_our_bounding_set() {
+        assert_eq!(
+            filter_caps(&["CAP_A", "CAP_B", "CAP_C"], 0b101),
+            vec!["CAP_A", "CAP_C"]
+        );
+        assert!(!privileged_caps(&["CAP_CHOWN"]).is_empty());
     }
 }
