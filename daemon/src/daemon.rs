@@ -25,6 +25,8 @@ pub struct Daemon {
     pub images: Arc<berth_images::ImageStore>,
     /// Container store (records, lifecycle through berth-shim).
     pub containers: Arc<crate::containers::Containers>,
+    /// Local volumes under DATA_ROOT/volumes; also the containers' mount resolver.
+    pub volumes: Arc<crate::volumes::VolumeStore>,
 }
 
 impl Daemon {
@@ -36,22 +38,31 @@ impl Daemon {
                 .with_context(|| format!("opening the image store in {}", config.data_root.display()))?,
         );
         images.set_events(Arc::new(crate::api::images::ImageEventSink(events.clone())));
-        let containers = crate::containers::Containers::new(
-            crate::containers::Settings::from_config(&config),
-            events.clone(),
-            images.clone(),
-            Arc::new(crate::containers::hooks::BindOnlyMounts),
+        let volumes = Arc::new(
+            crate::volumes::VolumeStore::open(&config.data_root, events.clone())
+                .with_context(|| format!("opening the volume store in {}", config.data_root.display()))?,
         );
+        let mut settings = crate::containers::Settings::from_config(&config);
+        settings.init_binary = Some(
+            crate::init::install(&config.exec_root).context("installing the --init binary")?,
+        );
+        let containers = crate::containers::Containers::new(settings, events.clone(), images.clone(), volumes.clone());
         containers
             .restore()
             .with_context(|| format!("loading containers from {}", config.data_root.display()))?;
+        for c in containers.all() {
+            let rec = c.snapshot();
+            volumes.restore_container(&rec.id, &rec.mounts);
+        }
         images.set_usage(Arc::new(crate::containers::ImageUsers(containers.clone())));
         let reports = Reports::default();
         let _ = reports.containers.set(containers.clone());
+        let _ = reports.volumes.set(volumes.clone());
         Ok(Daemon {
             config,
             events,
             containers,
+            volumes,
             images,
             id,
             started: Instant::now(),

@@ -1,16 +1,13 @@
 //! The `--init` binary (daemon/init/berth-init.rs, built static by
 //! daemon/build.rs) embedded in berthd and installed into the exec root.
 //!
-//! A container with `HostConfig.Init` gets [`binary_path`] bind-mounted
-//! read-only at [`CONTAINER_PATH`] and its process args prefixed with
-//! `[CONTAINER_PATH, "--"]`, as dockerd does with docker-init.
+//! A container with `HostConfig.Init` gets the installed binary
+//! bind-mounted read-only at `/sbin/docker-init` and its process args
+//! prefixed with `[/sbin/docker-init, "--"]` (see the spec builder), as
+//! dockerd does with docker-init.
 
 use std::io;
 use std::path::{Path, PathBuf};
-
-/// Where the init is mounted inside containers (dockerd's path, which tools
-/// and healthchecks sometimes look for).
-pub const CONTAINER_PATH: &str = "/sbin/docker-init";
 
 const BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-init"));
 
@@ -36,15 +33,6 @@ pub fn install(exec_root: &Path) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-/// The process args of a container run with `--init`.
-pub fn wrap_args(args: &[String]) -> Vec<String> {
-    let mut out = Vec::with_capacity(args.len() + 2);
-    out.push(CONTAINER_PATH.to_string());
-    out.push("--".to_string());
-    out.extend_from_slice(args);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,13 +54,5 @@ mod tests {
             .status()
             .unwrap();
         assert_eq!(status.code(), Some(128 + 15));
-    }
-
-    #[test]
-    fn wraps_args() {
-        assert_eq!(
-            wrap_args(&["sh".into(), "-c".into()]),
-            vec!["/sbin/docker-init", "--", "sh", "-c"]
-        );
     }
 }

@@ -24,6 +24,8 @@ mod spec_paths;
 #[allow(dead_code)]
 pub mod stream;
 pub mod system;
+pub mod volumes;
+pub mod container_files;
 #[allow(dead_code)]
 pub mod version;
 
@@ -48,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(volumes::routes())
+        .merge(container_files::routes())
         .merge(archive::routes())
         .merge(stats::routes())
         .merge(exec::routes())

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use reader::{Selection, Sink};
-pub use timestamp::{parse_query_time, BadTimestamp};
+pub use timestamp::parse_query_time;
 
 use files::{LogFile, Position};
 use reader::{Emitter, FileCursor, Flow};

@@ -35,3 +35,5 @@ pub mod archive;
 pub mod stats;
 pub mod exec;
 pub mod logs;
+pub mod changes;
+pub mod export;

@@ -24,5 +24,4 @@ mod spec;
 mod store;
 
 pub use error::VolumeError;
-pub use resolve::{MountRequest, ResolvedMounts};
 pub use store::{CreateRequest, Volume, VolumeStore, ANONYMOUS_LABEL};

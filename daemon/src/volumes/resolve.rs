@@ -38,15 +38,6 @@ pub struct ResolvedMounts {
     pub tmpfs: Vec<MountPoint>,
 }
 
-impl ResolvedMounts {
-    /// Everything for the OCI spec, parents before children.
-    pub fn for_spec(&self) -> Vec<MountPoint> {
-        let mut all: Vec<MountPoint> = self.mounts.iter().chain(&self.tmpfs).cloned().collect();
-        sort_parents_first(&mut all);
-        all
-    }
-}
-
 enum Entry {
     Planned(Planned),
     /// Copied from another container (`--volumes-from`).
@@ -197,7 +188,8 @@ impl VolumeStore {
                 Ok(MountPoint {
                     kind: "tmpfs".into(),
                     name: String::new(),
-                    source: String::new(),
+                    // The mount's source as the container's mount table shows it.
+                    source: "tmpfs".into(),
                     destination: p.destination,
                     driver: String::new(),
                     options,

@@ -63,7 +63,6 @@ fn every_kind_with_precedence() {
     assert_eq!(r.mounts.len(), 4);
     assert_eq!(r.tmpfs.len(), 1);
     assert_eq!(r.tmpfs[0].destination, "/run");
-    assert_eq!(r.for_spec().len(), 5);
     assert_eq!(s.users("named"), vec!["c1"]);
     assert_eq!(s.users(&a.name), vec!["c1"]);
 
