@@ -38,10 +38,25 @@ async fn take_sample(
         .get(reference)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
     let rec = c.snapshot();
-    if !rec.state.status.is_live() || rec.state.pid <= 0 {
+    if !rec.state.status.is_live() {
         return Ok((rec.name, rec.id, None));
     }
-    let pid = rec.state.pid;
+    let pid = match rec.state.pid {
+        pid if pid > 0 => pid,
+        // Not recorded: the shim knows its init's pid.
+        _ => match state
+            .containers
+            .shim(&rec.id)
+            .call(&berth_common::shim::Request::State)
+            .await
+        {
+            Ok(resp) => resp.pid.unwrap_or(0),
+            Err(_) => 0,
+        },
+    };
+    if pid <= 0 {
+        return Ok((rec.name, rec.id, None));
+    }
     let sample = tokio::task::spawn_blocking(move || stats::sample(pid, machine_memory()))
         .await
         .map_err(|e| ApiError::from_internal("stats task", e))?;

@@ -81,7 +81,11 @@ pub fn zero(name: &str, id: &str) -> Value {
 /// (empty when there is none, as with `one-shot`).
 pub fn render(name: &str, id: &str, cur: &Sample, prev: Option<&Sample>) -> Value {
     let mut blkio = empty_blkio();
-    blkio["io_service_bytes_recursive"] = blkio_list(&cur.io_service_bytes);
+    // The spec types this one as a plain array (the others nullable).
+    blkio["io_service_bytes_recursive"] = match blkio_list(&cur.io_service_bytes) {
+        Value::Null => json!([]),
+        v => v,
+    };
     blkio["io_serviced_recursive"] = blkio_list(&cur.io_serviced);
 
     let mut memory = Map::new();

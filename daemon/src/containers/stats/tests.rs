@@ -87,7 +87,11 @@ fn renders_dockerd_shape() {
     assert_eq!(v["memory_stats"]["limit"], 4096);
     assert_eq!(v["pids_stats"]["current"], 3);
     assert!(v["pids_stats"].get("limit").is_none());
-    assert!(v["blkio_stats"]["io_service_bytes_recursive"].is_null());
+    assert_eq!(
+        v["blkio_stats"]["io_service_bytes_recursive"],
+        serde_json::json!([])
+    );
+    assert!(v["blkio_stats"]["io_serviced_recursive"].is_null());
     assert!(v.get("networks").is_none());
     let z = zero("/c", "id1");
     assert_eq!(z["read"], "0001-01-01T00:00:00Z");
