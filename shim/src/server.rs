@@ -627,7 +627,39 @@ impl Shim {
         if any_finished {
             self.prune_execs();
         }
-        self.conns.retain(|_, c| !c.finished());
+        self.drop_finished_conns();
+    }
+
+    /// Removes finished connections. A client that vanished without
+    /// half-closing ends the stdin it was feeding, as a half-close would.
+    fn drop_finished_conns(&mut self) {
+        let gone: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.finished())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            let Some(c) = self.conns.remove(&id) else {
+                continue;
+            };
+            if c.read_closed {
+                continue;
+            }
+            match c.role {
+                Role::Attach { stdin: true, .. } if self.cfg.stdin_once => {
+                    self.init_io.close_stdin = true;
+                    self.init_io.flush_stdin();
+                }
+                Role::ExecIo(exec_id) => {
+                    if let Some(e) = self.execs.get_mut(&exec_id) {
+                        e.io.close_stdin = true;
+                        e.io.flush_stdin();
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     fn complete_exec(&mut self, id: &str) {

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn runtime() -> PathBuf {
-    match std::env::var_os("BERTH_TEST_RUNTIME") {
+    match std::env::var_os("BERTH_TEST_RUNTIME").filter(|v| !v.is_empty()) {
         Some(p) => {
             let p = PathBuf::from(p);
             assert!(
@@ -322,6 +322,7 @@ fn read_line(s: &mut UnixStream) -> Vec<u8> {
             Ok(0) => panic!("connection closed before a response line: {line:?}"),
             Ok(_) if b[0] == b'\n' => return line,
             Ok(_) => line.push(b[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => panic!("reading a response: {e}"),
         }
     }
@@ -805,6 +806,42 @@ fn shim_does_not_keep_its_spawners_descriptors() {
     let mut f = fs::File::from(r);
     let mut buf = [0u8; 1];
     assert_eq!(f.read(&mut buf).expect("read"), 0, "pipe still held open");
+    c.ok(json!({"op": "kill", "signal": 9}));
+    assert_eq!(c.exit_status()["exit_code"], 137);
+    c.assert_nothing_left();
+}
+
+#[test]
+fn shim_log_keeps_long_lines_whole() {
+    let script = "head -c 40000 /dev/zero | tr '\\0' x; echo; echo short";
+    let mut c = Container::new(&["sh", "-c", script], false);
+    c.spawn(&[]);
+    c.ok(json!({"op": "start"}));
+    assert_eq!(c.exit_status()["exit_code"], 0);
+    c.assert_nothing_left();
+    let entries = c.log_entries();
+    let logs: Vec<&str> = entries
+        .iter()
+        .map(|e| e["log"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(logs.len(), 2, "a 40 KB line must be one entry");
+    assert_eq!(logs[0].len(), 40_001);
+    assert!(logs[0].trim_end_matches('\n').bytes().all(|b| b == b'x'));
+    assert_eq!(logs[1], "short\n");
+}
+
+#[test]
+fn shim_exec_client_vanishing_closes_its_stdin() {
+    let mut c = Container::new(&["sleep", "1000"], false);
+    c.spawn(&[]);
+    c.ok(json!({"op": "start"}));
+    let p = process_spec(&["cat"], false);
+    let (s, r) = c.connect(json!({"op": "exec", "exec_id": "gone", "process": p}));
+    assert_eq!(r["ok"], true, "{r}");
+    drop(s);
+    let w = c.ok(json!({"op": "exec_wait", "exec_id": "gone"}));
+    assert_eq!(w["exit"]["exit_code"], 0, "cat must see EOF: {w}");
+    assert_eq!(c.ok(json!({"op": "state"}))["status"], "running");
     c.ok(json!({"op": "kill", "signal": 9}));
     assert_eq!(c.exit_status()["exit_code"], 137);
     c.assert_nothing_left();
