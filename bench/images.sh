@@ -22,6 +22,7 @@ RUNS=${BENCH_RUNS:-3}
 
 WORK=$(mktemp -d /tmp/bimages-bench.XXXXXX)
 PIDS=()
+declare -A IMAGE_ID
 cleanup() {
     set +e
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -77,6 +78,7 @@ measure() { # name socket main-pid extra-rss-pids...
         sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
         t0=$(now_ms); "$DOCKER" load -q -i "$WORK/big.tar" >/dev/null; load_times+=($(( $(now_ms) - t0 )))
         t0=$(now_ms); "$DOCKER" save bench/big:1 > "$WORK/saved-$name.tar"; save_times+=($(( $(now_ms) - t0 )))
+        IMAGE_ID[$name]=$("$DOCKER" images -q bench/big:1)
         "$DOCKER" rmi bench/big:1 >/dev/null
     done
     printf '%-8s  idle RSS %6s kB   docker images %4s ms (median of 20)   docker load %sMB: %s ms   docker save: %s ms\n' \
@@ -113,7 +115,8 @@ if command -v dockerd >/dev/null; then
     # The archive berthd saved loads into dockerd with the same image ID.
     export DOCKER_HOST="unix://$WORK/docker/docker.sock"
     "$DOCKER" load -q -i "$WORK/saved-berthd.tar" >/dev/null
-    echo "berthd's docker save loads into dockerd: $("$DOCKER" images --format '{{.Repository}}:{{.Tag}} {{.ID}}' bench/big)"
+    echo "image ID in berthd: ${IMAGE_ID[berthd]}, in dockerd: ${IMAGE_ID[dockerd]}"
+    echo "berthd's docker save loaded into dockerd: $("$DOCKER" images --format '{{.Repository}}:{{.Tag}} {{.ID}}' bench/big)"
     unset DOCKER_HOST
 else
     echo "dockerd not installed: berthd figures only"

@@ -203,7 +203,14 @@ fn events_show_image_actions() {
     d.docker_ok(&["tag", "busybox", "ev:1"]);
     d.docker_ok(&["rmi", "ev:1"]);
     let id = image_id(&d, "busybox");
+    let saved = d.dir.path().join("ev.tar");
+    d.docker_ok(&["save", "-o", &saved.display().to_string(), "busybox"]);
     d.docker_ok(&["rmi", "busybox"]);
+    let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
+    let tar = d.dir.path().join("rootfs.tar");
+    let st = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    assert!(st.success());
+    let imported = d.docker_ok(&["import", &tar.display().to_string(), "ev:imp"]).trim().to_owned();
     let until = chrono_now() + 1;
     let out = d.docker_ok(&[
         "events",
@@ -223,8 +230,11 @@ fn events_show_image_actions() {
             format!("load {id} {id}"),
             format!("tag {id} ev:1"),
             format!("untag {id} {id}"),
+            format!("save {id} {id}"),
             format!("untag {id} {id}"),
             format!("delete {id} {id}"),
+            format!("import {imported} {imported}"),
+            format!("tag {imported} ev:imp"),
         ],
         "{out}"
     );
