@@ -256,7 +256,7 @@ impl ImageStore {
         parent: Option<Digest>,
         tags: &[Reference],
         _pins: &[Pin],
-    ) -> Result<(Arc<Image>, Vec<(Reference, Digest)>)> {
+    ) -> Result<(Arc<Image>, Vec<MovedTag>)> {
         let id = self.content.put(config_bytes)?;
         let mut st = self.lock()?;
         let existing_meta = st.images.get(&id).map(|i| i.meta.clone());
@@ -364,6 +364,9 @@ impl ImageStore {
         Ok(TempDir(p))
     }
 }
+
+/// A tag that pointed at another image before (reference, old image ID).
+pub(crate) type MovedTag = (Reference, Digest);
 
 /// A directory removed when dropped.
 pub(crate) struct TempDir(pub PathBuf);

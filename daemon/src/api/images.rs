@@ -173,7 +173,9 @@ async fn remove(
     let prune = !q.bool("noprune");
     let st = store(&state);
     let items = blocking(move || st.delete(&rest, force, prune)).await?;
-    Ok(Json(serde_json::to_value(items).map_err(|e| ApiError::from_internal("encode", e))?))
+    Ok(Json(
+        serde_json::to_value(items).map_err(|e| ApiError::from_internal("encode", e))?,
+    ))
 }
 
 async fn prune(State(state): State<AppState>, q: QueryParams) -> ApiResult<Json<Value>> {
@@ -339,7 +341,10 @@ async fn load(State(state): State<AppState>, q: QueryParams, body: Body) -> ApiR
 
 fn progress_bar(current: u64, total: u64) -> String {
     const WIDTH: u64 = 50;
-    let filled = if total == 0 { WIDTH } else { (current * WIDTH / total).min(WIDTH) };
+    let filled = (current * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
     let mut bar = "=".repeat(filled as usize);
     if filled < WIDTH {
         bar.push('>');
@@ -416,7 +421,9 @@ async fn create(State(state): State<AppState>, q: QueryParams, body: Body) -> Ap
         )));
     }
     let Some(src) = q.get("fromSrc").filter(|s| !s.is_empty()) else {
-        return Err(ApiError::bad_request("either fromImage or fromSrc is required"));
+        return Err(ApiError::bad_request(
+            "either fromImage or fromSrc is required",
+        ));
     };
     if src != "-" {
         return Err(ApiError::not_implemented(format!(
@@ -432,7 +439,11 @@ async fn create(State(state): State<AppState>, q: QueryParams, body: Body) -> Ap
     let opts = ImportOptions {
         source: src.to_owned(),
         reference,
-        changes: q.get_all("changes").into_iter().map(str::to_owned).collect(),
+        changes: q
+            .get_all("changes")
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         message: q.get("message").unwrap_or("").to_owned(),
         platform: q.get("platform").unwrap_or("").to_owned(),
     };
@@ -469,7 +480,8 @@ mod tests {
     #[test]
     fn progress_bar_shape() {
         assert!(progress_bar(0, 100).starts_with("[>"));
-        assert!(progress_bar(100, 100).starts_with("[=================================================="));
+        assert!(progress_bar(100, 100)
+            .starts_with("[=================================================="));
         assert_eq!(human(1_500_000), "1.500MB");
     }
 }
