@@ -66,9 +66,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
         seen.push(ns.typ());
         if let Some(path) = ns.path() {
-            if !path.exists() {
+            if let Err(e) = std::fs::metadata(path) {
                 return Err(Error::invalid(format!(
-                    "{} namespace path {} does not exist",
+                    "{} namespace path {}: {e}",
                     ns.typ(),
                     path.display()
                 )));
