@@ -4,8 +4,10 @@
 mod args;
 mod conn;
 mod exec;
+mod finish;
 mod io;
 mod jsonlog;
+mod ops;
 mod procio;
 mod reaper;
 mod runtime;
