@@ -265,3 +265,35 @@ fn restart_keeps_images_and_tags() {
     let tags = inspect(&d, "busybox")["RepoTags"].clone();
     assert_eq!(tags, serde_json::json!(["keep/me:too", "after:crash", "busybox:latest"]));
 }
+
+#[test]
+fn parallel_loads_share_one_layer() {
+    let d = Daemon::start();
+    let tar = busybox_tar().display().to_string();
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| d.docker(&["load", "-i", &tar]))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &outs {
+        assert!(o.success(), "{}", o.stderr);
+    }
+    assert_eq!(layer_dirs(&d), 1);
+    assert_eq!(d.docker_ok(&["images", "-q"]).lines().count(), 1);
+    assert_eq!(fs::read_dir(d.data_root.join("overlay/tmp")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(d.data_root.join("image/tmp")).unwrap().count(), 0);
+    // Loading while deleting never leaves an image without its layers.
+    std::thread::scope(|s| {
+        let loader = s.spawn(|| {
+            for _ in 0..5 {
+                d.docker(&["load", "-i", &tar]);
+            }
+        });
+        for _ in 0..5 {
+            d.docker(&["rmi", "-f", "busybox"]);
+        }
+        loader.join().unwrap();
+    });
+    d.load_busybox();
+    let upper = inspect(&d, "busybox")["GraphDriver"]["Data"]["UpperDir"].as_str().unwrap().to_owned();
+    assert!(std::path::Path::new(&upper).join("bin/busybox").is_file());
+}

@@ -86,6 +86,12 @@ impl ImageStore {
     /// `DELETE /images/{name}`: untag, and delete when nothing refers to
     /// the image any more; `prune` also removes untagged parents.
     pub fn delete(&self, name: &str, force: bool, prune: bool) -> Result<Vec<DeleteItem>> {
+        let result = self.delete_locked(name, force, prune);
+        self.layers.reap()?;
+        result
+    }
+
+    fn delete_locked(&self, name: &str, force: bool, prune: bool) -> Result<Vec<DeleteItem>> {
         let parsed = ImageRef::parse(name)?;
         let mut st = self.lock()?;
         let img = Self::resolve_in(&st, name, &parsed)?;
@@ -290,6 +296,12 @@ impl ImageStore {
     /// `POST /images/prune`: dangling images by default, every unused image
     /// with `dangling=false`; `until` and `label`/`label!` narrow it.
     pub fn prune(&self, f: &Filters) -> Result<PruneReport> {
+        let result = self.prune_locked(f);
+        self.layers.reap()?;
+        result
+    }
+
+    fn prune_locked(&self, f: &Filters) -> Result<PruneReport> {
         filters::validate(f, PRUNE_FILTERS)?;
         let dangling_only = filters::bool_filter(f, "dangling")?.unwrap_or(true);
         let until = match f.get("until").and_then(|v| v.first()) {

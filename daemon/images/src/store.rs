@@ -353,6 +353,8 @@ impl ImageStore {
                 self.content.delete(&blob)?;
             }
         }
+        drop(st);
+        self.layers.reap()?;
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +61,11 @@ pub struct Layer {
 pub struct LayerStore {
     root: PathBuf,
     pins: Arc<Mutex<HashMap<Digest, usize>>>,
+    /// Layer records read so far; records never change once written.
+    cache: RwLock<HashMap<Digest, LayerRecord>>,
+    /// Directories of collected layers, removed by [`LayerStore::reap`]
+    /// outside the image store's lock (they can be large).
+    graveyard: Mutex<Vec<PathBuf>>,
 }
 
 /// Keeps a layer safe from garbage collection while an operation that will
@@ -130,6 +135,8 @@ impl LayerStore {
         let store = LayerStore {
             root: root.to_owned(),
             pins: Arc::default(),
+            cache: RwLock::default(),
+            graveyard: Mutex::default(),
         };
         store.clear_tmp()?;
         Ok(store)
@@ -164,6 +171,11 @@ impl LayerStore {
     }
 
     pub fn get(&self, chain: &Digest) -> Result<Option<Layer>> {
+        if let Ok(cache) = self.cache.read() {
+            if let Some(r) = cache.get(chain) {
+                return Ok(Some(self.layer_from(r.clone())));
+            }
+        }
         let dir = self.layer_dir(chain);
         let meta = dir.join("layer.json");
         let data = match fs::read(&meta) {
@@ -180,6 +192,9 @@ impl LayerStore {
             path: meta.clone(),
             reason: e.to_string(),
         })?;
+        if let Ok(mut cache) = self.cache.write() {
+            cache.insert(chain.clone(), record.clone());
+        }
         Ok(Some(self.layer_from(record)))
     }
 
@@ -439,12 +454,31 @@ impl LayerStore {
                 }
                 fs::rename(&layer.dir, &graveyard)
                     .ctx(|| format!("remove layer {}", layer.dir.display()))?;
+                if let Ok(mut cache) = self.cache.write() {
+                    cache.remove(chain);
+                }
             }
             let _ = fs::remove_file(self.root.join("l").join(&layer.record.link));
-            remove_tree(&graveyard)?;
+            if let Ok(mut g) = self.graveyard.lock() {
+                g.push(graveyard);
+            }
             removed.push(layer.record.clone());
         }
         Ok(removed)
+    }
+}
+
+impl LayerStore {
+    /// Delete the directories of layers collected since the last call.
+    pub fn reap(&self) -> Result<()> {
+        let dirs = match self.graveyard.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(_) => return Err(Error::invalid("layer graveyard lock poisoned")),
+        };
+        for d in dirs {
+            remove_tree(&d)?;
+        }
+        Ok(())
     }
 }
 
