@@ -1,5 +1,5 @@
-//! `GET /containers/{id}/attach/ws`: the container's stdio over a
-//! websocket.
+//! `GET /containers/{id}/attach/ws` (the container's stdio over a
+//! websocket) and `POST /containers/{id}/resize` (its terminal size).
 
 use std::sync::Arc;
 
@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use axum::http::{HeaderValue, StatusCode};
-use axum::response::Response;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
 use berth_common::shim::{Request as ShimRequest, STREAM_STDERR, STREAM_STDOUT};
 use futures_util::{SinkExt, StreamExt};
@@ -30,7 +30,9 @@ use crate::containers::Containers;
 use crate::daemon::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/containers/{id}/attach/ws", get(attach_ws))
+    Router::new()
+        .route("/containers/{id}/attach/ws", get(attach_ws))
+        .route("/containers/{id}/resize", post(resize))
 }
 
 fn header_has(req: &Request, name: axum::http::HeaderName, token: &str) -> bool {
@@ -39,6 +41,38 @@ fn header_has(req: &Request, name: axum::http::HeaderName, token: &str) -> bool 
             .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
             .unwrap_or(false)
     })
+}
+
+async fn resize(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryParams,
+) -> ApiResult<Response> {
+    let c = state
+        .containers
+        .get(&id)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let h = q.i64("h")?.unwrap_or(0);
+    let w = q.i64("w")?.unwrap_or(0);
+    let (Ok(height), Ok(width)) = (u16::try_from(h), u16::try_from(w)) else {
+        return Err(ApiError::bad_request(
+            "invalid terminal size: height and width must be between 0 and 65535",
+        ));
+    };
+    let rec = c.snapshot();
+    if !rec.state.status.is_live() {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            rec.id
+        )));
+    }
+    state
+        .containers
+        .shim(&rec.id)
+        .call(&ShimRequest::Resize { width, height })
+        .await
+        .map_err(|e| ApiError::internal(format!("resizing the terminal of {}: {e}", rec.id)))?;
+    Ok(StatusCode::OK.into_response())
 }
 
 #[derive(Debug, Clone)]
