@@ -3,6 +3,7 @@
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -123,6 +124,9 @@ impl SocketPath {
         let l = UnixListener::bind(&self.short)
             .with_context(|| format!("binding {}", self.path.display()))?;
         l.set_nonblocking(true)?;
+        // Whoever can connect controls the container: owner only.
+        std::fs::set_permissions(&self.short, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod {}", self.path.display()))?;
         Ok(l)
     }
 }

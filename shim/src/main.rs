@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -143,7 +144,10 @@ fn absolute_paths(mut cfg: Config) -> Result<Config> {
 /// Detaches, creates the container and binds the control socket.
 fn setup(cfg: &Config) -> Result<Shim> {
     detach()?;
-    std::fs::create_dir_all(&cfg.state_dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&cfg.state_dir)
         .with_context(|| format!("creating state dir {}", cfg.state_dir.display()))?;
     slog::open(&cfg.state_dir.join(berth_common::shim::LOG_FILE)).context("opening shim.log")?;
     slog!(

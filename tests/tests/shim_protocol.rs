@@ -372,6 +372,12 @@ fn shim_start_wait_exit_code_logs_and_clean_exit() {
     assert_eq!(st["version"], 1);
     let init_pid = st["pid"].as_i64().expect("pid");
     assert!(init_pid > 0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(c.state_dir().join("shim.sock"))
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "control socket mode {mode:o}");
 
     // Registered before start; answered only at exit.
     let mut waiter = c.send(json!({"op": "wait"}));
