@@ -242,5 +242,14 @@ where
             },
         }
     }
+    // Closing handshake: send our close, give the client a moment to answer.
     let _ = ws_tx.close().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Some(Ok(msg)) = ws_rx.next().await {
+            if msg.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
 }
