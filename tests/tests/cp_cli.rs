@@ -263,3 +263,20 @@ fn cp_escape_attempts_change_nothing_on_the_host() {
     );
     d.docker_ok(&["rm", "-f", &c]);
 }
+
+#[test]
+fn cp_docker_py_archive_api() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let out = d.python_file(
+        &berth_tests::workspace_root().join("tests/py/cp_docker_py.py"),
+        &[],
+    );
+    assert!(
+        out.success() && out.stdout.contains("cp_docker_py: ok"),
+        "cp_docker_py.py failed:\n{}\n{}\nberthd log:\n{}",
+        out.stdout,
+        out.stderr,
+        berth_tests::tail(&d.log(), 30)
+    );
+}

@@ -233,3 +233,20 @@ fn stats_match_the_cgroup_files() {
     ]);
     assert!(missing.stdout.ends_with("404"), "{missing:?}");
 }
+
+#[test]
+fn stats_docker_py() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let out = d.python_file(
+        &berth_tests::workspace_root().join("tests/py/stats_docker_py.py"),
+        &[],
+    );
+    assert!(
+        out.success() && out.stdout.contains("stats_docker_py: ok"),
+        "stats_docker_py.py failed:\n{}\n{}\nberthd log:\n{}",
+        out.stdout,
+        out.stderr,
+        berth_tests::tail(&d.log(), 30)
+    );
+}
