@@ -1,0 +1,205 @@
+//! berth-runtime's cgroup handling seen from outside, on busybox bundles:
+//! limits land in the host's cgroupfs, the kernel enforces them, `events
+//! --stats` reads them back, `update` changes them, impossible limits are
+//! refused with nothing left behind.
+
+mod runtime_support;
+
+use std::path::{Path, PathBuf};
+
+use berth_tests::cleanup;
+use runtime_support::Bundle;
+use serde_json::json;
+
+/// `<hierarchy>/<parent>/<id>` for a v1 controller, or the unified
+/// hierarchy's directory when the controller is not mounted as v1.
+fn controller_dir(b: &Bundle, controller: &str, id: &str) -> PathBuf {
+    let v1 = Path::new("/sys/fs/cgroup").join(controller);
+    let base = if v1.is_dir() {
+        v1
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    };
+    base.join(&b.cgroup_parent).join(id)
+}
+
+fn read_trimmed(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_owned()
+}
+
+fn stats(b: &Bundle, id: &str) -> serde_json::Value {
+    let out = b.rt(&["events", "--stats", id]);
+    assert!(out.success(), "events --stats: {}", out.stderr);
+    let ev: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("events JSON");
+    assert_eq!(ev["type"], "stats");
+    ev["data"].clone()
+}
+
+#[test]
+fn memory_limit_is_visible_and_an_allocation_past_it_is_oom_killed() {
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"] = json!({
+        "memory": { "limit": 16 << 20, "swap": 16 << 20 }
+    });
+    // dd's 64 MiB buffer does not fit in 16 MiB: the kernel kills dd; the
+    // shell stays to let us look at the cgroup.
+    b.set_args(&[
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; sleep 600",
+    ]);
+    let id = b.start_detached("oom");
+    let memory = controller_dir(&b, "memory", &id);
+    let limit = std::fs::read_to_string(memory.join("memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(memory.join("memory.max")))
+        .expect("memory limit file");
+    assert_eq!(limit.trim(), (16u64 << 20).to_string());
+    let killed = berth_tests::wait_until(std::time::Duration::from_secs(20), || {
+        let oom_control = std::fs::read_to_string(memory.join("memory.oom_control"))
+            .or_else(|_| std::fs::read_to_string(memory.join("memory.events")))
+            .unwrap_or_default();
+        oom_control
+            .lines()
+            .any(|l| l.starts_with("oom_kill ") && l.trim_end() != "oom_kill 0")
+    });
+    assert!(killed, "no OOM kill recorded in {}", memory.display());
+    let data = stats(&b, &id);
+    assert_eq!(data["memory"]["usage"]["limit"], json!(16u64 << 20));
+    assert_eq!(
+        data["memory"]["usage"]["max"],
+        json!(16u64 << 20),
+        "peak usage reached the limit: {data}"
+    );
+    assert!(b.rt(&["delete", "--force", &id]).success());
+    assert!(
+        b.cgroup_leftovers(&id).is_empty(),
+        "cgroup left after delete"
+    );
+}
+
+#[test]
+fn foreground_oom_kill_exits_137() {
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"] = json!({
+        "memory": { "limit": 16 << 20, "swap": 16 << 20 }
+    });
+    b.set_args(&["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+    let out = b.run("oomfg");
+    assert_eq!(
+        out.code(),
+        Some(137),
+        "SIGKILL by the OOM killer: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn cpu_settings_are_written_and_updatable() {
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"] = json!({
+        "cpu": { "shares": 512, "quota": 50000, "period": 100000, "cpus": "0" },
+        "pids": { "limit": 50 }
+    });
+    b.set_args(&["sleep", "600"]);
+    let id = b.start_detached("cpu");
+    let cpu = controller_dir(&b, "cpu", &id);
+    if cpu.join("cpu.cfs_quota_us").exists() {
+        assert_eq!(read_trimmed(&cpu.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read_trimmed(&cpu.join("cpu.cfs_period_us")), "100000");
+        assert_eq!(read_trimmed(&cpu.join("cpu.shares")), "512");
+    } else {
+        assert_eq!(read_trimmed(&cpu.join("cpu.max")), "50000 100000");
+    }
+    assert_eq!(
+        read_trimmed(&controller_dir(&b, "cpuset", &id).join("cpuset.cpus")),
+        "0"
+    );
+    let out = b.rt(&["update", "--cpu-quota", "25000", "--pids-limit", "30", &id]);
+    assert!(out.success(), "update: {}", out.stderr);
+    if cpu.join("cpu.cfs_quota_us").exists() {
+        assert_eq!(read_trimmed(&cpu.join("cpu.cfs_quota_us")), "25000");
+    } else {
+        assert_eq!(read_trimmed(&cpu.join("cpu.max")), "25000 100000");
+    }
+    let pids = controller_dir(&b, "pids", &id);
+    assert_eq!(read_trimmed(&pids.join("pids.max")), "30");
+    let data = stats(&b, &id);
+    assert_eq!(data["pids"]["limit"], json!(30));
+    assert_eq!(data["pids"]["current"], json!(1));
+    assert!(b.rt(&["delete", "--force", &id]).success());
+    assert!(b.cgroup_leftovers(&id).is_empty());
+}
+
+#[test]
+fn pids_limit_is_enforced() {
+    // init (sh) plus ten short sleepers: fits in 20, not in 5 (busybox sh
+    // gives up with "can't fork" at the first refused fork).
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait; echo all-forked";
+    let mut b = Bundle::new();
+    b.set_args(&["sh", "-c", script]);
+    b.config["linux"]["resources"] = json!({ "pids": { "limit": 20 } });
+    let roomy = b.run("pids20");
+    assert!(roomy.success(), "pids.max=20: {roomy:?}");
+    assert_eq!(roomy.stdout.trim(), "all-forked");
+    b.config["linux"]["resources"] = json!({ "pids": { "limit": 5 } });
+    let tight = b.run("pids5");
+    assert!(
+        !tight.success(),
+        "pids.max=5 should stop the forks: {tight:?}"
+    );
+    assert!(tight.stderr.contains("can't fork"), "{}", tight.stderr);
+    assert!(!tight.stdout.contains("all-forked"));
+}
+
+#[test]
+fn impossible_limits_fail_cleanly() {
+    for (what, resources, needle) in [
+        ("mem", json!({ "memory": { "limit": 1 } }), "memory"),
+        (
+            "quota",
+            json!({ "cpu": { "quota": 500, "period": 100000 } }),
+            "cpu.quota",
+        ),
+        ("cpus", json!({ "cpu": { "cpus": "4000" } }), "cpuset.cpus"),
+    ] {
+        let mut b = Bundle::new();
+        b.config["linux"]["resources"] = resources;
+        b.set_args(&["true"]);
+        let id = b.id(what);
+        b.write_config(&id);
+        let bundle = b.bundle.display().to_string();
+        let out = b.rt(&["run", "--bundle", &bundle, &id]);
+        assert!(!out.success(), "{what}: an impossible limit must fail");
+        assert!(
+            out.stderr.contains(needle),
+            "{what}: error should name {needle}: {}",
+            out.stderr
+        );
+        assert!(
+            !b.container_dir(&id).exists(),
+            "{what}: state dir left behind"
+        );
+        assert!(
+            cleanup::cgroup_dirs(&b.cgroup_parent).is_empty(),
+            "{what}: cgroups left behind: {:?}",
+            cleanup::cgroup_dirs(&b.cgroup_parent)
+        );
+        assert!(
+            b.mounts_under_bundle().is_empty(),
+            "{what}: mounts left behind"
+        );
+    }
+}
+
+#[test]
+fn systemd_cgroup_path_is_refused() {
+    let mut b = Bundle::new();
+    b.config["linux"]["cgroupsPath"] = json!("system.slice:berth:test");
+    b.set_args(&["true"]);
+    let out = b.run("systemd");
+    assert!(!out.success());
+    assert!(out.stderr.contains("systemd"), "{}", out.stderr);
+}
