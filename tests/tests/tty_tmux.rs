@@ -104,7 +104,7 @@ impl Tmux {
                 .lines()
                 .rev()
                 .find(|l| !l.trim().is_empty())
-                .is_some_and(|l| l.trim() == "host$")
+                .is_some_and(|l| l.trim().ends_with("host$"))
             {
                 return;
             }
