@@ -117,6 +117,13 @@ if command -v dockerd >/dev/null; then
     "$DOCKER" load -q -i "$WORK/saved-berthd.tar" >/dev/null
     echo "image ID in berthd: ${IMAGE_ID[berthd]}, in dockerd: ${IMAGE_ID[dockerd]}"
     echo "berthd's docker save loaded into dockerd: $("$DOCKER" images --format '{{.Repository}}:{{.Tag}} {{.ID}}' bench/big)"
+    # And dockerd's own save loads into berthd with the same ID.
+    "$DOCKER" tag busybox:latest bench/from-dockerd:1
+    "$DOCKER" save bench/from-dockerd:1 > "$WORK/from-dockerd.tar"
+    want=$("$DOCKER" images -q bench/from-dockerd:1)
+    export DOCKER_HOST="unix://$WORK/berth/berth.sock"
+    "$DOCKER" load -q -i "$WORK/from-dockerd.tar" >/dev/null
+    echo "dockerd's docker save loaded into berthd: $("$DOCKER" images --format '{{.Repository}}:{{.Tag}} {{.ID}}' bench/from-dockerd) (dockerd: $want)"
     unset DOCKER_HOST
 else
     echo "dockerd not installed: berthd figures only"
