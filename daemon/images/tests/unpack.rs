@@ -311,3 +311,23 @@ fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     buf.truncate(n as usize);
     Some(buf)
 }
+
+#[test]
+fn layer_content_cannot_set_overlay_xattrs() {
+    let s = scratch();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = header(tar::EntryType::Directory, 0, 0o755);
+    b.append_pax_extensions([
+        ("SCHILY.xattr.trusted.overlay.redirect", &b"/elsewhere"[..]),
+        ("SCHILY.xattr.user.kept", &b"v"[..]),
+    ])
+    .unwrap();
+    set_raw_name(&mut h, "d");
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    unpack(&tar[..], &s.layer).unwrap();
+    let d = s.layer.join("d");
+    assert_eq!(xattr(&d, "trusted.overlay.redirect"), None);
+    assert_eq!(xattr(&d, "user.kept").as_deref(), Some(&b"v"[..]));
+}

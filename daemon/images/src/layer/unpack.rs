@@ -131,6 +131,11 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
             let key = ext.key_bytes();
             let value = ext.value_bytes();
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                // Overlay's own attributes (opaque, redirect, metacopy) only
+                // come from our whiteout conversion, never from layer content.
+                if name.starts_with(b"trusted.overlay.") {
+                    continue;
+                }
                 xattrs.push((
                     sys::cstr(name).map_err(|e| bad("xattr", e))?,
                     value.to_vec(),
