@@ -297,3 +297,43 @@ fn parallel_loads_share_one_layer() {
     let upper = inspect(&d, "busybox")["GraphDriver"]["Data"]["UpperDir"].as_str().unwrap().to_owned();
     assert!(std::path::Path::new(&upper).join("bin/busybox").is_file());
 }
+
+#[test]
+fn list_filters_before_since_label_dangling() {
+    let d = Daemon::start();
+    d.load_busybox(); // created 1970
+    let archive = d.dir.path().join("labelled.tar");
+    let spec = serde_json::json!({"out": archive.display().to_string(), "images": [
+        {"tag": "labelled:1", "labels": {"tier": "web", "team": "a"},
+         "layers": [[{"name": "f", "type": "file", "data": "x"}]]}]});
+    let st = Command::new("python3")
+        .arg(berth_tests::workspace_root().join("tests/py/images_mkarchive.py"))
+        .arg(spec.to_string())
+        .status()
+        .expect("python3");
+    assert!(st.success());
+    d.docker_ok(&["load", "-i", &archive.display().to_string()]); // created 2024
+    let q = |filter: &str| {
+        let mut v: Vec<String> = d
+            .docker_ok(&["images", "--format", "{{.Repository}}", "--filter", filter])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(q("since=busybox"), vec!["labelled"]);
+    assert_eq!(q("before=labelled:1"), vec!["busybox"]);
+    assert_eq!(q("label=tier"), vec!["labelled"]);
+    assert_eq!(q("label=tier=web"), vec!["labelled"]);
+    assert_eq!(q("label=tier=db"), Vec::<String>::new());
+    assert_eq!(q("dangling=false"), vec!["busybox", "labelled"]);
+    assert_eq!(q("reference=label*"), vec!["labelled"]);
+    assert_eq!(q("until=2000-01-01T00:00:00Z"), vec!["busybox"]);
+    let out = d.docker(&["images", "--filter", "since=nosuch"]);
+    assert!(out.stderr.contains("No such image: nosuch"), "{}", out.stderr);
+    // Shared size: both images alone, so nothing is shared.
+    let out = d.curl(&["http://localhost/images/json?shared-size=1"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v.as_array().unwrap().iter().all(|i| i["SharedSize"] == 0), "{v}");
+}
