@@ -291,6 +291,137 @@ mod tests {
         assert_eq!(blkio_to_io_weight(1000), 10_000);
     }
 
+    use oci_spec::runtime::{LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxMemoryBuilder};
+
+    /// A directory with the given cgroup files, empty unless given content.
+    fn fake_cgroup(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            std::fs::write(tmp.path().join(name), content).unwrap();
+        }
+        tmp
+    }
+
+    fn file(dir: &tempfile::TempDir, name: &str) -> String {
+        // Fake files are not truncated by writes; the tail is a stale newline.
+        std::fs::read_to_string(dir.path().join(name))
+            .unwrap()
+            .trim_end()
+            .to_owned()
+    }
+
+    #[test]
+    fn memory_limits_convert_to_v2_files() {
+        let d = fake_cgroup(&[
+            ("memory.max", ""),
+            ("memory.swap.max", ""),
+            ("memory.low", ""),
+        ]);
+        let m = LinuxMemoryBuilder::default()
+            .limit(64i64 << 20)
+            .swap(96i64 << 20)
+            .reservation(32i64 << 20)
+            .build()
+            .unwrap();
+        set_memory(d.path(), &m).unwrap();
+        assert_eq!(file(&d, "memory.max"), (64u64 << 20).to_string());
+        // OCI swap is memory+swap; v2 wants swap alone.
+        assert_eq!(file(&d, "memory.swap.max"), (32u64 << 20).to_string());
+        assert_eq!(file(&d, "memory.low"), (32u64 << 20).to_string());
+    }
+
+    #[test]
+    fn v1_only_memory_knobs_are_refused_on_v2() {
+        let d = fake_cgroup(&[("memory.max", "")]);
+        let swappiness = LinuxMemoryBuilder::default()
+            .swappiness(10u64)
+            .build()
+            .unwrap();
+        assert!(matches!(
+            set_memory(d.path(), &swappiness),
+            Err(CgroupError::Unsupported(..))
+        ));
+        let no_oom = LinuxMemoryBuilder::default()
+            .disable_oom_killer(true)
+            .build()
+            .unwrap();
+        assert!(set_memory(d.path(), &no_oom).is_err());
+        let swap_alone = LinuxMemoryBuilder::default()
+            .swap(1i64 << 30)
+            .build()
+            .unwrap();
+        assert!(matches!(
+            set_memory(d.path(), &swap_alone),
+            Err(CgroupError::InvalidLimit(_))
+        ));
+    }
+
+    #[test]
+    fn cpu_max_keeps_the_half_not_given() {
+        let d = fake_cgroup(&[("cpu.max", "max 100000\n"), ("cpu.weight", "")]);
+        let quota = LinuxCpuBuilder::default()
+            .quota(50_000i64)
+            .shares(1024u64)
+            .build()
+            .unwrap();
+        set_cpu(d.path(), &quota).unwrap();
+        assert_eq!(file(&d, "cpu.max"), "50000 100000");
+        assert_eq!(file(&d, "cpu.weight"), "39");
+        let d = fake_cgroup(&[("cpu.max", "max 100000\n")]);
+        let period = LinuxCpuBuilder::default()
+            .period(250_000u64)
+            .build()
+            .unwrap();
+        set_cpu(d.path(), &period).unwrap();
+        assert_eq!(file(&d, "cpu.max"), "max 250000");
+        let rt = LinuxCpuBuilder::default()
+            .realtime_runtime(1000i64)
+            .build()
+            .unwrap();
+        assert!(set_cpu(d.path(), &rt).is_err());
+    }
+
+    #[test]
+    fn io_weight_and_throttles() {
+        let d = fake_cgroup(&[("io.weight", ""), ("io.max", "")]);
+        let b = LinuxBlockIoBuilder::default()
+            .weight(500u16)
+            .build()
+            .unwrap();
+        set_io(d.path(), &b).unwrap();
+        assert_eq!(
+            file(&d, "io.weight"),
+            format!("default {}", blkio_to_io_weight(500))
+        );
+        let none = fake_cgroup(&[]);
+        assert!(matches!(
+            set_io(none.path(), &b),
+            Err(CgroupError::Unsupported(..))
+        ));
+    }
+
+    #[test]
+    fn stats_read_v2_files() {
+        let d = fake_cgroup(&[
+            ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\nnr_throttled 1\nthrottled_usec 20\n"),
+            ("memory.max", "max\n"),
+            ("memory.current", "4096\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            ("memory.stat", "anon 4096\nfile 8192\n"),
+        ]);
+        let mut st = Stats::default();
+        cpu_stats(d.path(), &mut st).unwrap();
+        memory_stats(d.path(), &mut st).unwrap();
+        assert_eq!(st.cpu.usage.total, 1_500_000);
+        assert_eq!(st.cpu.usage.kernel, 500_000);
+        assert_eq!(st.cpu.throttling.throttled_time, 20_000);
+        assert_eq!(st.memory.usage.usage, 4096);
+        assert_eq!(st.memory.usage.limit, u64::MAX);
+        assert_eq!(st.memory.usage.failcnt, 3);
+        assert_eq!(st.memory.cache, 8192);
+        assert_eq!(oom_kill_count(d.path()).unwrap(), 1);
+    }
+
     #[test]
     fn enable_controllers_writes_every_ancestor() {
         let tmp = tempfile::tempdir().unwrap();
