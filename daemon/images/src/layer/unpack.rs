@@ -120,10 +120,18 @@ fn entry_err(name: &[u8], what: &str, e: io::Error) -> Error {
 fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
     let h: &Header = entry.header();
     let bad = |what: &str, e: io::Error| Error::invalid(format!("layer tar header {what}: {e}"));
-    let mut uid = h.uid().map_err(|e| bad("uid", e))? as u32;
-    let mut gid = h.gid().map_err(|e| bad("gid", e))? as u32;
-    let mode = (h.mode().map_err(|e| bad("mode", e))? & 0o7777) as libc::mode_t;
-    let mut mtime = sys::timespec(h.mtime().map_err(|e| bad("mtime", e))? as i64, 0);
+    let old = h.as_old();
+    // Like Go's archive/tar, an empty numeric field reads as 0.
+    let num = |field: &[u8], value: io::Result<u64>, what: &str| -> Result<u64> {
+        if field.iter().all(|&b| b == 0 || b == b' ') {
+            return Ok(0);
+        }
+        value.map_err(|e| bad(what, e))
+    };
+    let mut uid = num(&old.uid, h.uid(), "uid")? as u32;
+    let mut gid = num(&old.gid, h.gid(), "gid")? as u32;
+    let mode = (num(&old.mode, h.mode().map(u64::from), "mode")? & 0o7777) as libc::mode_t;
+    let mut mtime = sys::timespec(num(&old.mtime, h.mtime(), "mtime")? as i64, 0);
     let mut xattrs = Vec::new();
     if let Some(pax) = entry.pax_extensions().map_err(|e| bad("pax", e))? {
         for ext in pax {
