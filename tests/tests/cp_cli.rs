@@ -280,3 +280,55 @@ fn cp_docker_py_archive_api() {
         berth_tests::tail(&d.log(), 30)
     );
 }
+
+#[test]
+fn cp_follow_links_and_archive_ownership() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let c = d
+        .docker_ok(&["run", "-d", "-u", "user", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let work = tempfile::tempdir().unwrap();
+    // Without -L the link itself is copied; with -L its target.
+    d.docker_ok(&[
+        "cp",
+        &format!("{c}:/bin/sh"),
+        &work.path().join("link").display().to_string(),
+    ]);
+    assert_eq!(
+        fs::read_link(work.path().join("link")).unwrap(),
+        Path::new("busybox")
+    );
+    d.docker_ok(&[
+        "cp",
+        "-L",
+        &format!("{c}:/bin/sh"),
+        &work.path().join("file").display().to_string(),
+    ]);
+    let md = fs::symlink_metadata(work.path().join("file")).unwrap();
+    assert!(md.is_file() && md.len() > 100_000, "{md:?}");
+
+    // Plain cp keeps the archive's owner; -a gives the container's user.
+    let src = work.path().join("owned");
+    fs::write(&src, "x").unwrap();
+    std::os::unix::fs::chown(&src, Some(4321), Some(4321)).unwrap();
+    d.docker_ok(&["cp", &src.display().to_string(), &format!("{c}:/tmp/plain")]);
+    d.docker_ok(&[
+        "cp",
+        "-a",
+        &src.display().to_string(),
+        &format!("{c}:/tmp/archived"),
+    ]);
+    let ids = d.docker_ok(&[
+        "exec",
+        &c,
+        "stat",
+        "-c",
+        "%u:%g",
+        "/tmp/plain",
+        "/tmp/archived",
+    ]);
+    assert_eq!(ids, "4321:4321\n1000:1000\n");
+    d.docker_ok(&["rm", "-f", &c]);
+}
