@@ -332,3 +332,53 @@ fn cp_follow_links_and_archive_ownership() {
     assert_eq!(ids, "4321:4321\n1000:1000\n");
     d.docker_ok(&["rm", "-f", &c]);
 }
+
+#[test]
+fn cp_symlink_swapped_during_copy_stays_inside() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("f"), "HOST").unwrap();
+    let h = host.path().display().to_string();
+    // The container flips /race/d between a real directory and a symlink to
+    // a host path, as fast as it can (the dockerd symlink-race CVEs).
+    let script = format!(
+        "mkdir -p /race/real && echo inside > /race/real/f && \
+         while :; do ln -sfn /race/real /race/d; ln -sfn {h} /race/d; rm -f /race/d; \
+         mkdir -p /race/d; echo inside > /race/d/f; rm -rf /race/d; done"
+    );
+    let c = d
+        .docker_ok(&["run", "-d", "busybox", "sh", "-c", &script])
+        .trim()
+        .to_string();
+    let work = tempfile::tempdir().unwrap();
+    let payload = work.path().join("pwned");
+    fs::write(&payload, "pwned").unwrap();
+    let mut read_inside = 0;
+    for i in 0..40 {
+        let out = work.path().join(format!("out{i}"));
+        if d.docker(&["cp", &format!("{c}:/race/d/f"), &out.display().to_string()])
+            .success()
+        {
+            let got = fs::read_to_string(&out).unwrap_or_default();
+            assert_ne!(got, "HOST", "read a host file through a swapped symlink");
+            read_inside += 1;
+        }
+        let _ = d.docker(&[
+            "cp",
+            &payload.display().to_string(),
+            &format!("{c}:/race/d/"),
+        ]);
+    }
+    assert_eq!(
+        fs::read_dir(host.path()).unwrap().count(),
+        1,
+        "something was written into the host directory"
+    );
+    assert_eq!(fs::read_to_string(host.path().join("f")).unwrap(), "HOST");
+    assert!(
+        read_inside > 0,
+        "no copy ever succeeded; the race test did not exercise anything"
+    );
+    d.docker_ok(&["rm", "-f", &c]);
+}
