@@ -91,6 +91,10 @@ fn pull_and_url_import_are_honest_errors() {
     let (code, body) = call(&d, "POST", "/images/create?fromSrc=http%3A%2F%2Fexample.com%2Fx.tar", None);
     assert_eq!(code, 501, "{body}");
     assert!(message(&body).contains("http://example.com/x.tar"), "{body}");
+    let (code, body) = call(&d, "GET", "/images/search?term=busybox", None);
+    assert_eq!(code, 501, "{body}");
+    let (code, body) = call(&d, "POST", "/images/busybox/push", None);
+    assert_eq!(code, 501, "{body}");
     let out = d.docker(&["pull", "alpine"]);
     assert!(!out.success());
     assert!(out.stderr.contains("not implemented"), "{}", out.stderr);

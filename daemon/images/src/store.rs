@@ -233,6 +233,12 @@ impl ImageStore {
         Ok(self.layers_of(image)?.iter().map(|l| l.record.size).sum())
     }
 
+    /// Bytes used by every unpacked layer, shared ones once (`LayersSize`
+    /// of `/system/df`).
+    pub fn layers_size(&self) -> Result<u64> {
+        Ok(self.layers.list()?.iter().map(|l| l.record.size).sum())
+    }
+
     /// Familiar tag and digest references of an image.
     pub fn repo_tags_digests(&self, id: &Digest) -> Result<(Vec<String>, Vec<String>)> {
         let st = self.lock()?;
