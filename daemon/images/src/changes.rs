@@ -163,15 +163,13 @@ fn apply_line(config: &mut Map<String, Value>, line: &str) -> Result<()> {
                 .ok_or_else(|| Error::invalid("config OnBuild is not a list"))?
                 .push(json!(rest));
         }
-        _ => unreachable_instr(&instr)?,
+        _ => {
+            return Err(Error::invalid(format!(
+                "{instr} is not a valid change command"
+            )))
+        }
     }
     Ok(())
-}
-
-fn unreachable_instr(instr: &str) -> Result<()> {
-    Err(Error::invalid(format!(
-        "{instr} is not a valid change command"
-    )))
 }
 
 /// JSON (exec) form or shell form (`/bin/sh -c "..."`).

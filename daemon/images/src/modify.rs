@@ -359,7 +359,7 @@ impl ImageStore {
 
 fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
+    id.get(..12).unwrap_or(id)
 }
 
 fn is_id_prefix(id: &Digest, s: &str) -> bool {
