@@ -105,35 +105,57 @@ pub fn reference_matches(pattern: &str, r: &Reference) -> bool {
         || glob_match(pattern.as_bytes(), r.familiar_name().as_bytes())
 }
 
+/// Go's `path.Match` semantics, iteratively: on a mismatch only the most
+/// recent `*` is extended, so the cost is O(pattern × name) whatever the
+/// pattern.
 pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') => {
-            let rest = &p[1..];
-            for i in 0..=s.len() {
-                if glob_match(rest, &s[i..]) {
-                    return true;
-                }
-                if i < s.len() && s[i] == b'/' {
-                    return false;
-                }
-            }
-            false
+    let (mut pi, mut si) = (0usize, 0usize);
+    // (pattern index after the last `*`, name index that star matched up to)
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if p.get(pi) == Some(&b'*') {
+            pi += 1;
+            star = Some((pi, si));
+            continue;
         }
-        Some(b'?') => !s.is_empty() && s[0] != b'/' && glob_match(&p[1..], &s[1..]),
-        Some(b'[') => {
-            let Some(end) = p.iter().position(|&c| c == b']') else {
-                return false;
-            };
-            if s.is_empty() || s[0] == b'/' {
-                return false;
+        if let Some(next) = match_one(p, pi, s[si]) {
+            pi = next;
+            si += 1;
+            continue;
+        }
+        match star {
+            Some((after, upto)) if s[upto] != b'/' => {
+                star = Some((after, upto + 1));
+                pi = after;
+                si = upto + 1;
             }
-            let mut class = &p[1..end];
+            _ => return false,
+        }
+    }
+    while p.get(pi) == Some(&b'*') {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// If the pattern token at `pi` matches the byte `c`, the index after it.
+fn match_one(p: &[u8], pi: usize, c: u8) -> Option<usize> {
+    match *p.get(pi)? {
+        b'?' => (c != b'/').then_some(pi + 1),
+        b'\\' => {
+            let lit = *p.get(pi + 1)?;
+            (lit == c).then_some(pi + 2)
+        }
+        b'[' => {
+            let end = pi + 1 + p[pi + 1..].iter().position(|&x| x == b']')?;
+            if c == b'/' {
+                return None;
+            }
+            let mut class = &p[pi + 1..end];
             let negate = class.first() == Some(&b'^');
             if negate {
                 class = &class[1..];
             }
-            let c = s[0];
             let mut hit = false;
             let mut i = 0;
             while i < class.len() {
@@ -145,10 +167,9 @@ pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
                     i += 1;
                 }
             }
-            hit != negate && glob_match(&p[end + 1..], &s[1..])
+            (hit != negate).then_some(end + 1)
         }
-        Some(b'\\') if p.len() > 1 => !s.is_empty() && s[0] == p[1] && glob_match(&p[2..], &s[1..]),
-        Some(&c) => !s.is_empty() && s[0] == c && glob_match(&p[1..], &s[1..]),
+        lit => (lit == c).then_some(pi + 1),
     }
 }
 
@@ -165,6 +186,19 @@ mod tests {
         assert!(glob_match(b"b?sybox", b"busybox"));
         assert!(glob_match(b"[a-c]usybox", b"busybox"));
         assert!(!glob_match(b"[^b]usybox", b"busybox"));
+        assert!(glob_match(b"*a*b", b"xaxxb"));
+        assert!(!glob_match(b"*a*b", b"xaxx/b"));
+        assert!(glob_match(b"*", b""));
+        assert!(!glob_match(b"a", b""));
+        assert!(glob_match(b"a\\*", b"a*"));
+        assert!(!glob_match(b"a\\*", b"ab"));
+        // Pathological patterns stay fast.
+        let long = vec![b'a'; 300];
+        let mut pat = b"*a".repeat(20);
+        pat.push(b'b');
+        let t = std::time::Instant::now();
+        assert!(!glob_match(&pat, &long));
+        assert!(t.elapsed() < std::time::Duration::from_millis(200));
     }
 
     #[test]
