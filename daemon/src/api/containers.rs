@@ -47,7 +47,6 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/update", post(update))
         .route("/containers/{id}/top", get(top))
         .route("/containers/{id}/attach", post(attach))
-        .route("/containers/{id}/resize", post(resize))
 }
 
 fn store(state: &AppState) -> Arc<Containers> {
@@ -252,20 +251,6 @@ async fn attach(
     Ok(hijack.respond(content_type, move |io| async move {
         containers.attach(&id, req, io).await;
     }))
-}
-
-async fn resize(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    query: QueryParams,
-) -> ApiResult<StatusCode> {
-    let h = query.i64("h")?.unwrap_or(0);
-    let w = query.i64("w")?.unwrap_or(0);
-    let (Ok(h), Ok(w)) = (u16::try_from(h), u16::try_from(w)) else {
-        return Err(ApiError::bad_request(format!("invalid terminal size {w}x{h}")));
-    };
-    store(&state).resize(&id, w, h).await?;
-    Ok(StatusCode::OK)
 }
 
 async fn prune(State(state): State<AppState>, query: QueryParams) -> ApiResult<Json<Value>> {

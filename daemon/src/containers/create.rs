@@ -202,6 +202,9 @@ impl Containers {
         host_config.runtime = runtime.clone();
 
         let id = random_id();
+        if config.hostname.is_empty() && !host_config.network_mode().starts_with("container:") {
+            config.hostname = id[..12].to_string();
+        }
         let name = self.reserve_name(name, &id)?;
         let created = (|| {
             let mut rec = ContainerRecord {

@@ -57,7 +57,20 @@ impl Containers {
             Status::Created | Status::Exited => {}
         }
         c.manually_stopped.store(false, Ordering::SeqCst);
-        self.start_locked(&c).await?;
+        if let Err(e) = self.start_locked(&c).await {
+            // As dockerd: a `--rm` container that cannot start is removed
+            // (`docker run --rm` waits for that).
+            if c.snapshot().host_config.auto_remove {
+                let this = Arc::clone(self);
+                let id = c.id.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = this.remove(&id, true, true).await {
+                        tracing::warn!(%id, error = %e, "removing a --rm container that failed to start");
+                    }
+                });
+            }
+            return Err(e);
+        }
         self.publish(&c.snapshot(), "start");
         Ok(())
     }
@@ -217,7 +230,16 @@ impl Containers {
                 ShimError::Refused(msg) => start_error(msg),
                 other => shim_err("starting the container", other),
             })?;
-        Ok(resp.pid.unwrap_or(0))
+        match resp.pid {
+            Some(pid) => Ok(pid),
+            // The shim tells the init's pid in `state`.
+            None => Ok(shim
+                .call(&Request::State)
+                .await
+                .ok()
+                .and_then(|s| s.pid)
+                .unwrap_or(0)),
+        }
     }
 
     /// Pids whose namespaces `container:<x>` modes join.
@@ -729,6 +751,9 @@ fn classify_start_error(e: &ContainerError) -> (i32, String) {
 /// A runtime/shim failure to create or start the container. Command
 /// problems are the client's (400), the rest ours (500).
 fn start_error(msg: String) -> ContainerError {
+    // Rust's io::Error text capitalises what Go (and so runc, and the
+    // docker CLI's exit-code mapping) spells in lower case.
+    let msg = msg.replace("No such file or directory (os error 2)", "no such file or directory");
     let msg = format!("failed to create task for container: {msg}");
     let lower = msg.to_ascii_lowercase();
     if lower.contains("executable file not found")

@@ -183,26 +183,6 @@ pub fn parse_ps(output: &str, pids: &[i32]) -> Result<Value> {
 }
 
 impl Containers {
-    pub async fn resize(&self, reference: &str, width: u16, height: u16) -> Result<()> {
-        let rec = self.get(reference)?.snapshot();
-        if !rec.state.status.is_live() {
-            return Err(ContainerError::Conflict(format!(
-                "Container {} is not running",
-                rec.id
-            )));
-        }
-        self.shim(&rec.id)
-            .call(&berth_common::shim::Request::Resize { width, height })
-            .await
-            .map_err(|e| ContainerError::internal("resizing the terminal", e))?;
-        self.events.publish(
-            self.event(&rec, "resize")
-                .attr("height", height.to_string())
-                .attr("width", width.to_string()),
-        );
-        Ok(())
-    }
-
     /// `POST /containers/prune`: remove stopped containers matching the
     /// label filters and created before `until` (ns); (IDs, bytes freed).
     pub async fn prune(

@@ -1,0 +1,206 @@
+//! Container lifecycle through the real docker CLI: run, exit codes, detached
+//! containers with ps/stop/start/rm, names, config merging, stdin, and that
+//! removal leaves nothing behind.
+
+use std::fs;
+use std::time::Duration;
+
+use berth_tests::cleanup::{cgroup_dirs, mounts_under, processes_under};
+use berth_tests::{wait_until, Daemon};
+
+fn started() -> Daemon {
+    let d = Daemon::start();
+    d.load_busybox();
+    d
+}
+
+fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
+    let out = d.docker_ok(&["inspect", "--type", "container", name]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+    v[0].clone()
+}
+
+/// Nothing of any container remains: no mounts, no shim or container
+/// processes, no container cgroups, no bundles, records or rw layers.
+#[track_caller]
+fn assert_nothing_left(d: &Daemon) {
+    assert_eq!(mounts_under(d.dir.path()), Vec::<std::path::PathBuf>::new(), "mounts left");
+    let procs: Vec<i32> = processes_under(&d.exec_root, &d.cgroup_parent)
+        .into_iter()
+        .filter(|p| Some(*p as u32) != d.pid())
+        .collect();
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+    let cgroups: Vec<_> = cgroup_dirs(&d.cgroup_parent)
+        .into_iter()
+        .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .map(|e| e.path())
+        .collect();
+    assert!(cgroups.is_empty(), "container cgroups left: {cgroups:?}");
+    for dir in ["containers", "overlay/containers"] {
+        let n = fs::read_dir(d.data_root.join(dir)).map(|r| r.count()).unwrap_or(0);
+        assert_eq!(n, 0, "{dir} not empty");
+    }
+    let n = fs::read_dir(d.exec_root.join("shims")).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(n, 0, "bundles left");
+}
+
+#[test]
+fn run_rm_prints_and_cleans_up() {
+    let d = started();
+    let out = d.docker_ok(&["run", "--rm", "busybox", "echo", "hello"]);
+    assert_eq!(out, "hello\n");
+    assert!(
+        wait_until(Duration::from_secs(10), || d.docker_ok(&["ps", "-aq"]).trim().is_empty()),
+        "--rm container still listed"
+    );
+    assert_nothing_left(&d);
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    let d = started();
+    let out = d.docker(&["run", "--name", "three", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(out.code(), Some(3), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, "out\n");
+    assert_eq!(out.stderr, "err\n");
+    let v = inspect(&d, "three");
+    assert_eq!(v["State"]["Status"], "exited");
+    assert_eq!(v["State"]["ExitCode"], 3);
+    assert_ne!(v["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+    let missing = d.docker(&["run", "busybox", "/no/such/binary"]);
+    assert_eq!(missing.code(), Some(127), "stderr: {}", missing.stderr);
+    d.docker_ok(&["rm", "three"]);
+}
+
+#[test]
+fn detached_ps_stop_start_rm() {
+    let d = started();
+    let id = d.docker_ok(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = d.docker_ok(&["ps", "--format", "{{.ID}} {{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with(&format!("{} web Up", &id[..12])), "{ps}");
+    let v = inspect(&d, "web");
+    assert_eq!(v["State"]["Running"], true);
+    let pid = v["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    assert!(fs::metadata(format!("/proc/{pid}")).is_ok());
+    assert_eq!(v["Config"]["Hostname"], &id[..12]);
+
+    // sleep as PID 1 ignores SIGTERM: the stop timeout ends in SIGKILL.
+    d.docker_ok(&["stop", "-t", "1", "web"]);
+    let v = inspect(&d, "web");
+    assert_eq!(v["State"]["Status"], "exited");
+    assert_eq!(v["State"]["ExitCode"], 137);
+    assert!(d.docker_ok(&["ps", "-q"]).trim().is_empty());
+    assert!(d.docker_ok(&["ps", "-aq"]).contains(&id[..12]));
+
+    d.docker_ok(&["start", "web"]);
+    assert_eq!(inspect(&d, "web")["State"]["Status"], "running");
+    let busy = d.docker(&["rm", "web"]);
+    assert!(!busy.success());
+    assert!(
+        busy.stderr.contains("cannot remove container \"/web\": container is running: stop the container before removing or force remove"),
+        "{}",
+        busy.stderr
+    );
+    d.docker_ok(&["rm", "-f", "web"]);
+    assert!(d.docker_ok(&["ps", "-aq"]).trim().is_empty());
+    assert_nothing_left(&d);
+}
+
+#[test]
+fn names_rename_and_conflicts() {
+    let d = started();
+    let id = d.docker_ok(&["create", "--name", "first", "busybox", "true"]);
+    let id = id.trim();
+    let clash = d.docker(&["create", "--name", "first", "busybox", "true"]);
+    assert!(!clash.success());
+    assert!(
+        clash.stderr.contains(&format!(
+            "Conflict. The container name \"/first\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+        )),
+        "{}",
+        clash.stderr
+    );
+    d.docker_ok(&["rename", "first", "second"]);
+    assert_eq!(inspect(&d, "second")["Name"], "/second");
+    assert!(!d.docker(&["inspect", "--type", "container", "first"]).success());
+    // The old name is free again; a short ID prefix resolves.
+    d.docker_ok(&["create", "--name", "first", "busybox", "true"]);
+    assert_eq!(inspect(&d, &id[..6])["Name"], "/second");
+    let bad = d.docker(&["create", "--name", "-bad", "busybox", "true"]);
+    assert!(bad.stderr.contains("Invalid container name (-bad)"), "{}", bad.stderr);
+    // Generated names look like dockerd's.
+    let gen = d.docker_ok(&["create", "busybox", "true"]);
+    let name = inspect(&d, gen.trim())["Name"].as_str().unwrap().to_string();
+    let parts: Vec<&str> = name.trim_start_matches('/').split('_').collect();
+    assert_eq!(parts.len(), 2, "{name}");
+    d.docker_ok(&["rm", "first", "second", gen.trim()]);
+    assert_nothing_left(&d);
+}
+
+#[test]
+fn env_workdir_user_entrypoint_cmd() {
+    let d = started();
+    let out = d.docker_ok(&["run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "-u", "1000", "busybox", "sh", "-c", "echo $FOO $(pwd) $(id -u) $(id -g) $HOME $HOSTNAME"]);
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f[..5], ["bar", "/tmp", "1000", "1000", "/home/user"], "{out}");
+    assert_eq!(f[5].len(), 12);
+    let out = d.docker_ok(&["run", "--rm", "-u", "nobody:user", "busybox", "id"]);
+    assert!(out.starts_with("uid=65534(nobody) gid=1000(user)"), "{out}");
+    let bad = d.docker(&["run", "--rm", "-u", "ghost", "busybox", "id"]);
+    assert!(!bad.success());
+    assert!(bad.stderr.contains("unable to find user ghost"), "{}", bad.stderr);
+    // --entrypoint replaces the image's and drops its Cmd.
+    let out = d.docker_ok(&["run", "--rm", "--entrypoint", "echo", "busybox", "a", "b"]);
+    assert_eq!(out, "a b\n");
+    let out = d.docker_ok(&["run", "--rm", "--entrypoint", "pwd", "busybox"]);
+    assert_eq!(out, "/\n");
+    // No command: the image's Cmd ("sh") reads the empty stdin and exits 0.
+    let out = d.docker(&["run", "--rm", "busybox"]);
+    assert_eq!(out.code(), Some(0));
+    assert_nothing_left(&d);
+}
+
+#[test]
+fn stdin_is_piped_and_closed() {
+    let d = started();
+    let out = d.docker_stdin(&["run", "-i", "--rm", "busybox", "cat"], Some(b"hi\n"));
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "hi\n");
+    let big: Vec<u8> = (0..200_000).map(|i| b'a' + (i % 26) as u8).collect();
+    let out = d.docker_stdin(&["run", "-i", "--rm", "busybox", "wc", "-c"], Some(&big));
+    assert_eq!(out.stdout.trim(), "200000");
+    assert_nothing_left(&d);
+}
+
+#[test]
+fn kill_wait_restart_pause() {
+    let d = started();
+    // PID 1 only dies of signals it handles: trap USR1.
+    d.docker_ok(&["run", "-d", "--name", "k1", "busybox", "sh", "-c", "trap 'exit 5' USR1; while true; do sleep 0.1; done"]);
+    d.docker_ok(&["pause", "k1"]);
+    assert_eq!(inspect(&d, "k1")["State"]["Status"], "paused");
+    assert!(d.docker_ok(&["ps"]).contains("(Paused)"));
+    d.docker_ok(&["unpause", "k1"]);
+    assert_eq!(inspect(&d, "k1")["State"]["Status"], "running");
+    let pid1 = inspect(&d, "k1")["State"]["Pid"].as_i64().unwrap();
+    d.docker_ok(&["restart", "-t", "0", "k1"]);
+    let v = inspect(&d, "k1");
+    assert_eq!(v["State"]["Status"], "running");
+    assert_ne!(v["State"]["Pid"].as_i64().unwrap(), pid1);
+    d.docker_ok(&["kill", "-s", "USR1", "k1"]);
+    let code = d.docker_ok(&["wait", "k1"]);
+    assert_eq!(code.trim(), "5");
+    let again = d.docker(&["kill", "k1"]);
+    assert!(again.stderr.contains("is not running"), "{}", again.stderr);
+    let top = d.docker(&["top", "k1"]);
+    assert!(!top.success());
+    d.docker_ok(&["start", "k1"]);
+    let top = d.docker_ok(&["top", "k1"]);
+    assert!(top.contains("trap 'exit 5' USR1"), "{top}");
+    d.docker_ok(&["rm", "-f", "k1"]);
+    assert_nothing_left(&d);
+}
