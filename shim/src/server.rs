@@ -99,7 +99,7 @@ impl Shim {
             self.progress();
         }
         self.cleanup_files();
-        slog!("exiting");
+        slog!("exiting ({})", own_usage());
     }
 
     /// After the container finished: once every client was served, unlink
@@ -408,6 +408,22 @@ impl Shim {
     pub fn state_file(&self, name: &str) -> PathBuf {
         self.cfg.state_dir.join(name)
     }
+}
+
+/// This process's CPU time and peak RSS, for the log.
+fn own_usage() -> String {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return "usage unknown".into();
+    }
+    let ms = |t: libc::timeval| t.tv_sec * 1000 + t.tv_usec / 1000;
+    format!(
+        "cpu user {} ms, system {} ms, max RSS {} kB",
+        ms(ru.ru_utime),
+        ms(ru.ru_stime),
+        ru.ru_maxrss
+    )
 }
 
 /// Reads from output `i` of `io`: the stream and byte count of what was read,
