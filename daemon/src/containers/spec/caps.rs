@@ -86,14 +86,36 @@ fn normalize(name: &str) -> Result<String, ContainerError> {
     }
 }
 
+/// berthd's own bounding set: a container cannot get capabilities the
+/// daemon does not have (some sandboxes withhold e.g. CAP_SYS_RESOURCE).
+fn host_bounding_set() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// Every capability the daemon may hand out.
+fn all_available() -> Vec<&'static str> {
+    let bounding = host_bounding_set();
+    ALL.iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
 /// The effective set for a container, in a stable order.
 pub fn effective(
     privileged: bool,
     cap_add: &[String],
     cap_drop: &[String],
 ) -> Result<Vec<String>, ContainerError> {
+    let available = all_available();
     if privileged {
-        return Ok(ALL.iter().map(|c| c.to_string()).collect());
+        return Ok(available.iter().map(|c| c.to_string()).collect());
     }
     let adds = cap_add
         .iter()
@@ -113,13 +135,13 @@ pub fn effective(
     let drop_all = drops.iter().any(|c| c == "ALL");
     // As dockerd: adds win over drops, and "drop ALL" keeps what is added.
     let base: Vec<&str> = if add_all {
-        ALL.to_vec()
+        available.clone()
     } else if drop_all {
         Vec::new()
     } else {
         DEFAULT.to_vec()
     };
-    let out = ALL
+    let out = available
         .iter()
         .filter(|cap| {
             let added = add_all || adds.iter().any(|a| a == *cap);
@@ -149,8 +171,10 @@ mod tests {
         assert!(!d.contains(&"CAP_KILL".to_string()));
         let d = effective(false, &s(&["NET_BIND_SERVICE"]), &s(&["ALL"])).unwrap();
         assert_eq!(d, s(&["CAP_NET_BIND_SERVICE"]));
-        assert_eq!(effective(false, &s(&["ALL"]), &[]).unwrap().len(), ALL.len());
-        assert_eq!(effective(true, &[], &s(&["ALL"])).unwrap().len(), ALL.len());
+        let n = all_available().len();
+        assert!(n >= DEFAULT.len());
+        assert_eq!(effective(false, &s(&["ALL"]), &[]).unwrap().len(), n);
+        assert_eq!(effective(true, &[], &s(&["ALL"])).unwrap().len(), n);
     }
 
     #[test]
