@@ -145,6 +145,12 @@ impl Filter {
         if rc < 0 {
             return Err(SeccompError::Install(io::Error::last_os_error()));
         }
+        if rc > 0 {
+            // With TSYNC, a positive result is a thread that could not sync.
+            return Err(SeccompError::Install(io::Error::other(format!(
+                "thread {rc} could not be synchronised to the filter (TSYNC)"
+            ))));
+        }
         Ok(())
     }
 }
