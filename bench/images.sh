@@ -32,7 +32,16 @@ cleanup() {
     done
     findmnt -rn -o TARGET | grep "^$WORK" | sort -r | xargs -r -n1 umount -l
     rm -rf "$WORK"
+    # dockerd creates these even with private roots (plugin dir, trust key);
+    # remove them if it did.
+    for d in "${NEW_HOST_DIRS[@]}"; do
+        if [ "${d%.json}" != "$d" ]; then rm -f "$d"; else rmdir "$d" 2>/dev/null; fi
+    done
 }
+NEW_HOST_DIRS=()
+for d in /run/docker/plugins /run/docker /etc/docker/key.json /etc/docker; do
+    [ -e "$d" ] || NEW_HOST_DIRS+=("$d")
+done
 trap cleanup EXIT
 
 # ~SIZE_MB of random files in one layer, 10 MB each, same bytes every run.

@@ -17,7 +17,9 @@ fn image_id(d: &Daemon, name: &str) -> String {
 }
 
 fn layer_dirs(d: &Daemon) -> usize {
-    fs::read_dir(d.data_root.join("overlay/layers")).map(|r| r.count()).unwrap_or(0)
+    fs::read_dir(d.data_root.join("overlay/layers"))
+        .map(|r| r.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -59,9 +61,19 @@ fn tag_and_rmi() {
     assert_eq!(
         tags,
         // Sorted by the full reference, as dockerd sorts them.
-        serde_json::json!(["busybox:latest", "other:latest", "localhost:5000/team/app:v1"])
+        serde_json::json!([
+            "busybox:latest",
+            "other:latest",
+            "localhost:5000/team/app:v1"
+        ])
     );
-    let filtered = d.docker_ok(&["images", "--format", "{{.Repository}}", "--filter", "reference=localhost:5000/*/*"]);
+    let filtered = d.docker_ok(&[
+        "images",
+        "--format",
+        "{{.Repository}}",
+        "--filter",
+        "reference=localhost:5000/*/*",
+    ]);
     assert_eq!(filtered.trim(), "localhost:5000/team/app");
 
     // By ID with several repositories: refused unless forced, as dockerd.
@@ -80,11 +92,18 @@ fn tag_and_rmi() {
     assert_eq!(layer_dirs(&d), 1);
     let out = d.docker_ok(&["rmi", "-f", short]);
     assert!(out.contains("Untagged: busybox:latest"), "{out}");
-    assert!(out.contains("Untagged: localhost:5000/team/app:v1"), "{out}");
+    assert!(
+        out.contains("Untagged: localhost:5000/team/app:v1"),
+        "{out}"
+    );
     assert!(out.contains(&format!("Deleted: {id}")), "{out}");
     assert_eq!(layer_dirs(&d), 0, "the last image's layers are removed");
     let out = d.docker(&["image", "inspect", "busybox"]);
-    assert!(out.stderr.contains("No such image: busybox:latest"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("No such image: busybox:latest"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -93,12 +112,22 @@ fn rmi_of_one_image_keeps_the_others_layers() {
     d.load_busybox();
     let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
     let tar = d.dir.path().join("rootfs.tar");
-    let st = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success());
     d.docker_ok(&["import", &tar.display().to_string(), "imported:1"]);
     assert_eq!(layer_dirs(&d), 2);
     let out = d.docker_ok(&["rmi", "imported:1"]);
-    assert!(out.contains("Untagged: imported:1") && out.contains("Deleted: sha256:"), "{out}");
+    assert!(
+        out.contains("Untagged: imported:1") && out.contains("Deleted: sha256:"),
+        "{out}"
+    );
     assert_eq!(layer_dirs(&d), 1);
     assert!(d.docker_ok(&["images", "-q"]).trim().len() == 12);
 }
@@ -110,11 +139,20 @@ fn save_load_round_trip_keeps_ids() {
     d.docker_ok(&["tag", "busybox", "copy:2"]);
     let id = image_id(&d, "busybox");
     let saved = d.dir.path().join("saved.tar");
-    d.docker_ok(&["save", "-o", &saved.display().to_string(), "busybox", "copy:2"]);
+    d.docker_ok(&[
+        "save",
+        "-o",
+        &saved.display().to_string(),
+        "busybox",
+        "copy:2",
+    ]);
     d.docker_ok(&["rmi", "-f", &id]);
     assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
     let out = d.docker_ok(&["load", "-i", &saved.display().to_string()]);
-    assert!(out.contains("Loaded image: busybox:latest") && out.contains("Loaded image: copy:2"), "{out}");
+    assert!(
+        out.contains("Loaded image: busybox:latest") && out.contains("Loaded image: copy:2"),
+        "{out}"
+    );
     assert_eq!(image_id(&d, "busybox"), id);
     assert_eq!(image_id(&d, "copy:2"), id);
 
@@ -130,7 +168,12 @@ fn save_load_round_trip_keeps_ids() {
     // The archive lists the layer as a docker-archive does.
     let listing = Command::new("tar").arg("-tf").arg(&saved).output().unwrap();
     let names = String::from_utf8_lossy(&listing.stdout);
-    assert!(names.contains("manifest.json") && names.contains("/layer.tar") && names.contains("repositories"), "{names}");
+    assert!(
+        names.contains("manifest.json")
+            && names.contains("/layer.tar")
+            && names.contains("repositories"),
+        "{names}"
+    );
 }
 
 #[test]
@@ -138,7 +181,14 @@ fn import_with_changes_and_history() {
     let d = Daemon::start();
     let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
     let tar = d.dir.path().join("rootfs.tar.gz");
-    let st = Command::new("tar").arg("-C").arg(&rootfs).arg("-czf").arg(&tar).arg(".").status().unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-czf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success());
     let out = d.docker_ok(&[
         "import",
@@ -161,11 +211,20 @@ fn import_with_changes_and_history() {
     assert_eq!(img["Config"]["Env"], serde_json::json!(["FOO=bar"]));
     assert_eq!(img["Config"]["WorkingDir"], "/srv");
     assert_eq!(img["Comment"], "from the fixture");
-    let hist = d.docker_ok(&["history", "--format", "{{.ID}}|{{.Comment}}", "mine:imported"]);
+    let hist = d.docker_ok(&[
+        "history",
+        "--format",
+        "{{.ID}}|{{.Comment}}",
+        "mine:imported",
+    ]);
     assert_eq!(hist.trim(), format!("{}|from the fixture", &id[7..19]));
     let out = d.docker(&["import", "--change", "RUN true", &tar.display().to_string()]);
     assert!(!out.success());
-    assert!(out.stderr.contains("run is not a valid change command"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("run is not a valid change command"),
+        "{}",
+        out.stderr
+    );
     // Unnamed import from stdin: a dangling image with the default comment.
     let data = fs::read(&tar).unwrap();
     let out = d.docker_stdin(&["import", "-"], Some(&data));
@@ -182,13 +241,27 @@ fn prune_dangling_then_all() {
     d.load_busybox();
     let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
     let tar = d.dir.path().join("rootfs.tar");
-    let st = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success());
     d.docker_ok(&["import", &tar.display().to_string()]);
     assert_eq!(d.docker_ok(&["images", "-q"]).lines().count(), 2);
     let out = d.docker_ok(&["image", "prune", "-f"]);
-    assert!(out.contains("Deleted Images:") && out.contains("Total reclaimed space:"), "{out}");
-    assert_eq!(d.docker_ok(&["images", "--format", "{{.Repository}}"]).trim(), "busybox");
+    assert!(
+        out.contains("Deleted Images:") && out.contains("Total reclaimed space:"),
+        "{out}"
+    );
+    assert_eq!(
+        d.docker_ok(&["images", "--format", "{{.Repository}}"])
+            .trim(),
+        "busybox"
+    );
     let out = d.docker_ok(&["image", "prune", "-a", "-f"]);
     assert!(out.contains("untagged: busybox:latest"), "{out}");
     assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
@@ -208,9 +281,19 @@ fn events_show_image_actions() {
     d.docker_ok(&["rmi", "busybox"]);
     let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
     let tar = d.dir.path().join("rootfs.tar");
-    let st = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success());
-    let imported = d.docker_ok(&["import", &tar.display().to_string(), "ev:imp"]).trim().to_owned();
+    let imported = d
+        .docker_ok(&["import", &tar.display().to_string(), "ev:imp"])
+        .trim()
+        .to_owned();
     let until = chrono_now() + 1;
     let out = d.docker_ok(&[
         "events",
@@ -263,7 +346,10 @@ fn restart_keeps_images_and_tags() {
     d.kill9();
     d.start_again();
     let tags = inspect(&d, "busybox")["RepoTags"].clone();
-    assert_eq!(tags, serde_json::json!(["keep/me:too", "after:crash", "busybox:latest"]));
+    assert_eq!(
+        tags,
+        serde_json::json!(["keep/me:too", "after:crash", "busybox:latest"])
+    );
 }
 
 #[test]
@@ -271,7 +357,9 @@ fn parallel_loads_share_one_layer() {
     let d = Daemon::start();
     let tar = busybox_tar().display().to_string();
     let outs: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| d.docker(&["load", "-i", &tar]))).collect();
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| d.docker(&["load", "-i", &tar])))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for o in &outs {
@@ -279,8 +367,16 @@ fn parallel_loads_share_one_layer() {
     }
     assert_eq!(layer_dirs(&d), 1);
     assert_eq!(d.docker_ok(&["images", "-q"]).lines().count(), 1);
-    assert_eq!(fs::read_dir(d.data_root.join("overlay/tmp")).unwrap().count(), 0);
-    assert_eq!(fs::read_dir(d.data_root.join("image/tmp")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(d.data_root.join("overlay/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        fs::read_dir(d.data_root.join("image/tmp")).unwrap().count(),
+        0
+    );
     // Loading while deleting never leaves an image without its layers.
     std::thread::scope(|s| {
         let loader = s.spawn(|| {
@@ -294,7 +390,10 @@ fn parallel_loads_share_one_layer() {
         loader.join().unwrap();
     });
     d.load_busybox();
-    let upper = inspect(&d, "busybox")["GraphDriver"]["Data"]["UpperDir"].as_str().unwrap().to_owned();
+    let upper = inspect(&d, "busybox")["GraphDriver"]["Data"]["UpperDir"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(std::path::Path::new(&upper).join("bin/busybox").is_file());
 }
 
@@ -331,9 +430,16 @@ fn list_filters_before_since_label_dangling() {
     assert_eq!(q("reference=label*"), vec!["labelled"]);
     assert_eq!(q("until=2000-01-01T00:00:00Z"), vec!["busybox"]);
     let out = d.docker(&["images", "--filter", "since=nosuch"]);
-    assert!(out.stderr.contains("No such image: nosuch"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("No such image: nosuch"),
+        "{}",
+        out.stderr
+    );
     // Shared size: both images alone, so nothing is shared.
     let out = d.curl(&["http://localhost/images/json?shared-size=1"]).ok();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(v.as_array().unwrap().iter().all(|i| i["SharedSize"] == 0), "{v}");
+    assert!(
+        v.as_array().unwrap().iter().all(|i| i["SharedSize"] == 0),
+        "{v}"
+    );
 }

@@ -18,8 +18,12 @@ fn call(d: &Daemon, method: &str, path: &str, body: Option<&str>) -> (u16, Strin
 }
 
 fn message(body: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-    v["message"].as_str().unwrap_or_else(|| panic!("no message: {body}")).to_owned()
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    v["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message: {body}"))
+        .to_owned()
 }
 
 #[test]
@@ -27,16 +31,28 @@ fn unknown_and_invalid_images() {
     let d = Daemon::start();
     d.load_busybox();
     let (code, body) = call(&d, "GET", "/images/nosuch/json", None);
-    assert_eq!((code, message(&body).as_str()), (404, "No such image: nosuch:latest"));
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (404, "No such image: nosuch:latest")
+    );
     let (code, body) = call(&d, "GET", "/v1.45/images/nosuch:2/history", None);
-    assert_eq!((code, message(&body).as_str()), (404, "No such image: nosuch:2"));
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (404, "No such image: nosuch:2")
+    );
     let (code, body) = call(&d, "GET", "/images/Bad/json", None);
     assert_eq!(
         (code, message(&body).as_str()),
-        (400, "invalid reference format: repository name (library/Bad) must be lowercase")
+        (
+            400,
+            "invalid reference format: repository name (library/Bad) must be lowercase"
+        )
     );
     let (code, body) = call(&d, "DELETE", "/images/nosuch", None);
-    assert_eq!((code, message(&body).as_str()), (404, "No such image: nosuch:latest"));
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (404, "No such image: nosuch:latest")
+    );
     let (code, body) = call(&d, "POST", "/images/busybox/tag?repo=Bad&tag=x", None);
     assert_eq!(code, 400, "{body}");
     let (code, body) = call(&d, "POST", "/images/busybox/tag?repo=ok&tag=-bad", None);
@@ -44,20 +60,39 @@ fn unknown_and_invalid_images() {
     let (code, _) = call(&d, "POST", "/images/busybox/tag?repo=ok&tag=1", None);
     assert_eq!(code, 201);
     let (code, body) = call(&d, "GET", "/images/get?names=nosuch", None);
-    assert_eq!((code, message(&body).as_str()), (404, "No such image: nosuch:latest"));
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (404, "No such image: nosuch:latest")
+    );
 
     // Names with slashes and digests route to the right endpoint.
-    let (code, body) = call(&d, "GET", "/images/docker.io/library/busybox:latest/json", None);
+    let (code, body) = call(
+        &d,
+        "GET",
+        "/images/docker.io/library/busybox:latest/json",
+        None,
+    );
     assert_eq!(code, 200, "{body}");
     let (code, body) = call(&d, "GET", "/images/localhost:5000/a/b:c/json", None);
-    assert_eq!((code, message(&body).as_str()), (404, "No such image: localhost:5000/a/b:c"));
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (404, "No such image: localhost:5000/a/b:c")
+    );
 
     // The CLI shows the same messages.
     let out = d.docker(&["image", "inspect", "nosuch"]);
     assert!(!out.success());
-    assert!(out.stderr.contains("No such image: nosuch"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("No such image: nosuch"),
+        "{}",
+        out.stderr
+    );
     let out = d.docker(&["rmi", "nosuch"]);
-    assert!(out.stderr.contains("No such image: nosuch:latest"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("No such image: nosuch:latest"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -66,20 +101,67 @@ fn bad_filters_and_bodies() {
     let (code, body) = call(&d, "GET", "/images/json?filters=%7Bbad", None);
     assert_eq!(code, 400, "{body}");
     assert!(message(&body).starts_with("invalid filter"), "{body}");
-    let (code, body) = call(&d, "GET", "/images/json?filters=%7B%22nope%22%3A%5B%22x%22%5D%7D", None);
-    assert_eq!((code, message(&body).as_str()), (400, "invalid filter 'nope'"));
-    let (code, body) = call(&d, "GET", "/images/json?filters=%7B%22dangling%22%3A%5B%22maybe%22%5D%7D", None);
-    assert_eq!((code, message(&body).as_str()), (400, "Invalid filter 'dangling=maybe'"));
-    let (code, body) = call(&d, "POST", "/images/prune?filters=%7B%22reference%22%3A%5B%22x%22%5D%7D", None);
-    assert_eq!((code, message(&body).as_str()), (400, "invalid filter 'reference'"));
+    let (code, body) = call(
+        &d,
+        "GET",
+        "/images/json?filters=%7B%22nope%22%3A%5B%22x%22%5D%7D",
+        None,
+    );
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (400, "invalid filter 'nope'")
+    );
+    let (code, body) = call(
+        &d,
+        "GET",
+        "/images/json?filters=%7B%22dangling%22%3A%5B%22maybe%22%5D%7D",
+        None,
+    );
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (400, "Invalid filter 'dangling=maybe'")
+    );
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/images/prune?filters=%7B%22reference%22%3A%5B%22x%22%5D%7D",
+        None,
+    );
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (400, "invalid filter 'reference'")
+    );
     // Not a tar archive: a 400 before any output, nothing left behind.
-    let (code, body) = call(&d, "POST", "/images/load", Some("this is not a tar archive"));
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/images/load",
+        Some("this is not a tar archive"),
+    );
     assert_eq!(code, 400, "{body}");
-    assert!(message(&body).starts_with("invalid image archive"), "{body}");
-    let (code, body) = call(&d, "POST", "/images/create?fromSrc=-", Some("not a tar either"));
+    assert!(
+        message(&body).starts_with("invalid image archive"),
+        "{body}"
+    );
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/images/create?fromSrc=-",
+        Some("not a tar either"),
+    );
     assert_eq!(code, 400, "{body}");
-    assert_eq!(std::fs::read_dir(d.data_root.join("image/tmp")).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(d.data_root.join("overlay/layers")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(d.data_root.join("image/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(d.data_root.join("overlay/layers"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[test]
@@ -88,9 +170,17 @@ fn pull_and_url_import_are_honest_errors() {
     let (code, body) = call(&d, "POST", "/images/create?fromImage=alpine&tag=3", None);
     assert_eq!(code, 501, "{body}");
     assert!(message(&body).contains("not implemented"), "{body}");
-    let (code, body) = call(&d, "POST", "/images/create?fromSrc=http%3A%2F%2Fexample.com%2Fx.tar", None);
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/images/create?fromSrc=http%3A%2F%2Fexample.com%2Fx.tar",
+        None,
+    );
     assert_eq!(code, 501, "{body}");
-    assert!(message(&body).contains("http://example.com/x.tar"), "{body}");
+    assert!(
+        message(&body).contains("http://example.com/x.tar"),
+        "{body}"
+    );
     let (code, body) = call(&d, "GET", "/images/search?term=busybox", None);
     assert_eq!(code, 501, "{body}");
     let (code, body) = call(&d, "POST", "/images/busybox/push", None);
@@ -122,7 +212,12 @@ fn delete_conflicts_like_dockerd() {
     assert_eq!(code, 200);
     assert_eq!(body, r#"[{"Untagged":"second:1"}]"#);
     // One tag left: deleting by ID untags and deletes.
-    let (code, body) = call(&d, "DELETE", &format!("/images/{}?noprune=1", &id[7..19]), None);
+    let (code, body) = call(
+        &d,
+        "DELETE",
+        &format!("/images/{}?noprune=1", &id[7..19]),
+        None,
+    );
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v[0]["Untagged"], "busybox:latest");

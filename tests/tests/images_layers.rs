@@ -75,7 +75,10 @@ fn whiteouts_and_opaque_dirs_in_the_merged_view() {
     let etc = sorted_names(&merged.join("etc"));
     let cache = sorted_names(&merged.join("var/cache"));
     let top = fs::read_to_string(merged.join("top")).unwrap_or_default();
-    let st = Command::new("umount").arg(&merged).status().expect("umount");
+    let st = Command::new("umount")
+        .arg(&merged)
+        .status()
+        .expect("umount");
     assert!(st.success());
     assert_eq!(etc, vec!["kept"]);
     assert_eq!(cache, vec!["new"]);
@@ -92,11 +95,27 @@ fn whiteouts_and_opaque_dirs_in_the_merged_view() {
         ]}]),
     );
     d.docker_ok(&["load", "-i", &archive2.display().to_string()]);
-    assert_eq!(fs::read_dir(d.data_root.join("overlay/layers")).unwrap().count(), 3);
+    assert_eq!(
+        fs::read_dir(d.data_root.join("overlay/layers"))
+            .unwrap()
+            .count(),
+        3
+    );
     d.docker_ok(&["rmi", "layered:1"]);
-    assert_eq!(fs::read_dir(d.data_root.join("overlay/layers")).unwrap().count(), 2);
-    let base = inspect(&d, "layered:2")["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap().to_owned();
-    assert!(Path::new(&base).join("etc/kept").is_file(), "shared base layer kept");
+    assert_eq!(
+        fs::read_dir(d.data_root.join("overlay/layers"))
+            .unwrap()
+            .count(),
+        2
+    );
+    let base = inspect(&d, "layered:2")["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        Path::new(&base).join("etc/kept").is_file(),
+        "shared base layer kept"
+    );
 }
 
 /// A directory outside the store that hostile tars aim at.
@@ -108,13 +127,20 @@ fn target_dir(d: &Daemon) -> PathBuf {
 }
 
 fn assert_untouched(t: &Path) {
-    assert_eq!(sorted_names(t), vec!["victim"], "something was written outside the store");
+    assert_eq!(
+        sorted_names(t),
+        vec!["victim"],
+        "something was written outside the store"
+    );
     assert_eq!(fs::read_to_string(t.join("victim")).unwrap(), "original");
 }
 
 fn load_hostile(d: &Daemon, name: &str, layer: Value) -> berth_tests::Output {
     let archive = d.dir.path().join(format!("{name}.tar"));
-    make_archive(&archive, json!([{"tag": format!("{name}:x"), "layers": [layer]}]));
+    make_archive(
+        &archive,
+        json!([{"tag": format!("{name}:x"), "layers": [layer]}]),
+    );
     d.docker(&["load", "-i", &archive.display().to_string()])
 }
 
@@ -135,8 +161,14 @@ fn hostile_layers_change_nothing_outside_the_store() {
     let out = load_hostile(&d, "absolute", json!([file(&format!("{ts}/pwned"), "x")]));
     assert!(out.success(), "absolute names are confined: {}", out.stderr);
     assert_untouched(&t);
-    let upper = inspect(&d, "absolute:x")["GraphDriver"]["Data"]["UpperDir"].as_str().unwrap().to_owned();
-    assert!(Path::new(&upper).join(ts.trim_start_matches('/')).join("pwned").is_file());
+    let upper = inspect(&d, "absolute:x")["GraphDriver"]["Data"]["UpperDir"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(Path::new(&upper)
+        .join(ts.trim_start_matches('/'))
+        .join("pwned")
+        .is_file());
 
     let out = load_hostile(
         &d,
@@ -157,7 +189,10 @@ fn hostile_layers_change_nothing_outside_the_store() {
         "hardlink",
         json!([{"name": "h", "type": "hardlink", "target": format!("{ts}/victim")}]),
     );
-    assert!(!out.success(), "hardlink to a file outside the layer must fail");
+    assert!(
+        !out.success(),
+        "hardlink to a file outside the layer must fail"
+    );
     let out = load_hostile(
         &d,
         "hardlink2",
@@ -170,8 +205,14 @@ fn hostile_layers_change_nothing_outside_the_store() {
     assert_eq!(fs::metadata(t.join("victim")).unwrap().nlink(), 1);
 
     // Failed loads leave no half-unpacked layers or temp files behind.
-    assert_eq!(sorted_names(&d.data_root.join("overlay/tmp")), Vec::<String>::new());
-    assert_eq!(sorted_names(&d.data_root.join("image/tmp")), Vec::<String>::new());
+    assert_eq!(
+        sorted_names(&d.data_root.join("overlay/tmp")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        sorted_names(&d.data_root.join("image/tmp")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -186,16 +227,35 @@ fn compressed_layers_in_an_oci_layout() {
     fs::create_dir_all(layer_src.join("data")).unwrap();
     fs::write(layer_src.join("data/hello"), "hi from gzip").unwrap();
     let plain = d.dir.path().join("layer.tar");
-    let st = Command::new("tar").arg("-C").arg(&layer_src).arg("-cf").arg(&plain).arg("data").status().unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&layer_src)
+        .arg("-cf")
+        .arg(&plain)
+        .arg("data")
+        .status()
+        .unwrap();
     assert!(st.success());
     let plain_bytes = fs::read(&plain).unwrap();
-    let gz = Command::new("gzip").arg("-c").arg(&plain).output().expect("gzip");
+    let gz = Command::new("gzip")
+        .arg("-c")
+        .arg(&plain)
+        .output()
+        .expect("gzip");
     assert!(gz.status.success());
     let sha = |b: &[u8]| {
-        let mut c = Command::new("sha256sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut c = Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         c.stdin.take().unwrap().write_all(b).unwrap();
         let o = c.wait_with_output().unwrap();
-        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_owned()
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
     };
     let put = |b: &[u8]| {
         let h = sha(b);
@@ -218,7 +278,14 @@ fn compressed_layers_in_an_oci_layout() {
     fs::write(work.join("index.json"), index.to_string()).unwrap();
     fs::write(work.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let archive = d.dir.path().join("oci.tar");
-    let st = Command::new("tar").arg("-C").arg(&work).arg("-cf").arg(&archive).arg(".").status().unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&work)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success());
 
     let out = d.docker_ok(&["load", "-i", &archive.display().to_string()]);
@@ -227,7 +294,10 @@ fn compressed_layers_in_an_oci_layout() {
     assert_eq!(img["Id"], config_digest);
     assert_eq!(img["RootFS"]["Layers"], json!([diff_id]));
     let upper = img["GraphDriver"]["Data"]["UpperDir"].as_str().unwrap();
-    assert_eq!(fs::read_to_string(Path::new(upper).join("data/hello")).unwrap(), "hi from gzip");
+    assert_eq!(
+        fs::read_to_string(Path::new(upper).join("data/hello")).unwrap(),
+        "hi from gzip"
+    );
     // Saved again as a docker-archive, the layer is uncompressed with its diff ID.
     let saved = d.dir.path().join("resaved.tar");
     d.docker_ok(&["save", "-o", &saved.display().to_string(), "oci-test:1"]);
@@ -242,8 +312,19 @@ fn compressed_layers_in_an_oci_layout() {
     let bad_manifest = json!({"schemaVersion": 2, "config": {"digest": bad_digest, "size": bad_size},
         "layers": [{"digest": layer_digest, "size": layer_size}]});
     let (bm, bms) = put(bad_manifest.to_string().as_bytes());
-    fs::write(work.join("index.json"), json!({"schemaVersion": 2, "manifests": [{"digest": bm, "size": bms}]}).to_string()).unwrap();
-    let st = Command::new("tar").arg("-C").arg(&work).arg("-cf").arg(&archive).arg(".").status().unwrap();
+    fs::write(
+        work.join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [{"digest": bm, "size": bms}]}).to_string(),
+    )
+    .unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&work)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success());
     let out = d.docker(&["load", "-i", &archive.display().to_string()]);
     assert!(!out.success());
