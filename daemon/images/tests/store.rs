@@ -95,6 +95,21 @@ fn commit_builds_on_the_parent_and_delete_respects_children() {
 
     // The parent cannot go while a child depends on it (not even forced).
     store.delete("base:1", false, true).unwrap();
+    // Untagged but with a child: an intermediate image, hidden unless `all`.
+    let listed = |all| {
+        let opts = berth_images::query::ListOptions {
+            all,
+            ..Default::default()
+        };
+        store
+            .list(&opts)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(false), vec![child.id.to_string()]);
+    assert_eq!(listed(true).len(), 2);
     let err = store.delete(&base.hex()[..12], true, true).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert_eq!(
