@@ -313,7 +313,43 @@ fn dockerd_runs_and_execs_with_berth_runtime() {
         .or_else(|_| fs::read_to_string(memory.join("memory.max")))
         .unwrap_or_else(|e| panic!("reading the limit in {}: {e}", memory.display()));
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    // pause/unpause go through `berth-runtime pause/resume` (the freezer);
+    // top through `berth-runtime ps`.
+    d.docker_ok(&["pause", "sleeper"]);
+    let paused = d.docker_ok(&["inspect", "-f", "{{.State.Status}}", "sleeper"]);
+    assert_eq!(paused.trim(), "paused");
+    d.docker_ok(&["unpause", "sleeper"]);
+    let again = d.docker_ok(&["exec", "sleeper", "echo", "thawed"]);
+    assert_eq!(again.trim(), "thawed");
+    let top = d.docker_ok(&["top", "sleeper"]);
+    assert!(top.contains("sleep 600"), "docker top: {top}");
     d.docker_ok(&["rm", "-f", "sleeper"]);
+
+    // A memory limit dockerd sets is enforced in berth's cgroup, and the
+    // shim's OOM watch on that cgroup reports it.
+    let oom = d.docker(&[
+        "run",
+        "--name",
+        "oom",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "--memory",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
+    ]);
+    assert_eq!(oom.code(), Some(137), "OOM-killed dd: {}", oom.stderr);
+    let killed = d.docker_ok(&["inspect", "-f", "{{.State.OOMKilled}}", "oom"]);
+    assert_eq!(killed.trim(), "true", "dockerd should see the OOM kill");
+    d.docker_ok(&["rm", "oom"]);
     assert_eq!(d.docker_ok(&["ps", "-aq"]).trim(), "");
 
     d.stop();
