@@ -152,7 +152,9 @@ impl Drop for Dockerd {
         self.stop();
         cleanup::remove_everything_under(self.dir.path(), &self.cgroup_parent);
         if self.created_run_docker {
-            let _ = fs::remove_dir_all("/run/docker");
+            // rmdir only: another dockerd started meanwhile may use them.
+            let _ = fs::remove_dir("/run/docker/plugins");
+            let _ = fs::remove_dir("/run/docker");
         }
     }
 }
