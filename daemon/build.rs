@@ -45,7 +45,15 @@ fn build_init() {
     let output = out_dir.join("berth-init");
 
     let status = Command::new(&rustc)
-        .args(["--edition", "2021", "-O", "-C", "panic=abort", "-C", "strip=symbols"])
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "panic=abort",
+            "-C",
+            "strip=symbols",
+        ])
         .args(["--target", &target, "-C", "target-feature=+crt-static"])
         .arg(&source)
         .arg("-o")
@@ -53,7 +61,10 @@ fn build_init() {
         .status();
     match status {
         Ok(s) if s.success() => {}
-        Ok(s) => panic!("building {} failed: rustc exited with {s}", source.display()),
+        Ok(s) => panic!(
+            "building {} failed: rustc exited with {s}",
+            source.display()
+        ),
         Err(e) => panic!("running {rustc:?} to build berth-init: {e}"),
     }
 }

@@ -34,19 +34,25 @@ impl Daemon {
         let id = engine_id(&config)?;
         let events = Events::new();
         let images = Arc::new(
-            berth_images::ImageStore::open(&config.data_root)
-                .with_context(|| format!("opening the image store in {}", config.data_root.display()))?,
+            berth_images::ImageStore::open(&config.data_root).with_context(|| {
+                format!("opening the image store in {}", config.data_root.display())
+            })?,
         );
         images.set_events(Arc::new(crate::api::images::ImageEventSink(events.clone())));
         let volumes = Arc::new(
-            crate::volumes::VolumeStore::open(&config.data_root, events.clone())
-                .with_context(|| format!("opening the volume store in {}", config.data_root.display()))?,
+            crate::volumes::VolumeStore::open(&config.data_root, events.clone()).with_context(
+                || format!("opening the volume store in {}", config.data_root.display()),
+            )?,
         );
         let mut settings = crate::containers::Settings::from_config(&config);
-        settings.init_binary = Some(
-            crate::init::install(&config.exec_root).context("installing the --init binary")?,
+        settings.init_binary =
+            Some(crate::init::install(&config.exec_root).context("installing the --init binary")?);
+        let containers = crate::containers::Containers::new(
+            settings,
+            events.clone(),
+            images.clone(),
+            volumes.clone(),
         );
-        let containers = crate::containers::Containers::new(settings, events.clone(), images.clone(), volumes.clone());
         containers
             .restore()
             .with_context(|| format!("loading containers from {}", config.data_root.display()))?;
@@ -80,19 +86,26 @@ fn engine_id(config: &Config) -> Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
-    let b: [u8; 16] = rand::random();
-    let id = format!(
-        "{}-{}-4{}-{:x}{}-{}",
-        hex::encode(&b[0..4]),
-        hex::encode(&b[4..6]),
-        &hex::encode(&b[6..8])[1..],
-        8 | (b[8] & 0x3),
-        &hex::encode(&b[8..10])[2..],
-        hex::encode(&b[10..16])
-    );
+    let id = random_uuid();
     berth_common::atomic::write_file_mode(&path, id.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
+}
+
+/// A random (version 4) UUID in its usual 8-4-4-4-12 form.
+fn random_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Counts of containers by state, for /info.
@@ -134,5 +147,17 @@ impl Reports {
             .get()
             .map(|c| c.counts())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uuid_shape() {
+        let id = super::random_uuid();
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(groups, vec![8, 4, 4, 4, 12]);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(id, super::random_uuid());
     }
 }

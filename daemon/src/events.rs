@@ -190,6 +190,11 @@ impl Events {
         Subscription { past, live }
     }
 
+    /// Live subscribers (Info.NEventsListener).
+    pub fn listener_count(&self) -> usize {
+        self.inner.live.receiver_count()
+    }
+
     fn lock_history(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Event>>> {
         // A panic while holding this lock cannot leave the deque invalid.
         self.inner

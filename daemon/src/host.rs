@@ -142,6 +142,68 @@ fn cgroup_facts(root: &Path) -> CgroupFacts {
     }
 }
 
+/// overlay2's DriverStatus: the backing filesystem of the data root and
+/// the overlay features berth uses.
+pub fn driver_status(data_root: &Path) -> Vec<[String; 2]> {
+    let backing = nix::sys::statfs::statfs(data_root)
+        .map(|s| fs_name(s.filesystem_type().0 as i64))
+        .unwrap_or("unknown");
+    vec![
+        ["Backing Filesystem".into(), backing.into()],
+        ["Supports d_type".into(), "true".into()],
+        ["Using metacopy".into(), "false".into()],
+        ["Native Overlay Diff".into(), "true".into()],
+        ["userxattr".into(), "false".into()],
+    ]
+}
+
+/// dockerd's names for common filesystem magics.
+fn fs_name(magic: i64) -> &'static str {
+    match magic {
+        0xEF53 => "extfs",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x0102_1994 => "tmpfs",
+        0x794C_7630 => "overlayfs",
+        0x2FC1_2FC1 => "zfs",
+        0xF2F5_2010 => "f2fs",
+        0x6969 => "nfs",
+        _ => "unknown",
+    }
+}
+
+pub fn ipv4_forwarding() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false)
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// A proxy variable (upper or lower case) with any password masked, as
+/// dockerd shows it.
+pub fn proxy_env(name: &str) -> String {
+    let value = std::env::var(name)
+        .or_else(|_| std::env::var(name.to_ascii_lowercase()))
+        .unwrap_or_default();
+    mask_userinfo(&value)
+}
+
+fn mask_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((_, host)) => format!("{scheme}://xxxxx:xxxxx@{host}"),
+        None => url.to_string(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildInfo {
     pub git_commit: &'static str,
@@ -213,6 +275,16 @@ mod tests {
             parse_runtime_version("runc version 1.1.5\ncommit: v1.1.5-0-gabc\nspec: 1.0.2-dev\n");
         assert_eq!(v.version, "1.1.5");
         assert_eq!(v.commit, "v1.1.5-0-gabc");
+    }
+
+    #[test]
+    fn proxy_passwords_masked() {
+        assert_eq!(
+            mask_userinfo("http://u:secret@proxy:8080"),
+            "http://xxxxx:xxxxx@proxy:8080"
+        );
+        assert_eq!(mask_userinfo("http://proxy:8080"), "http://proxy:8080");
+        assert_eq!(mask_userinfo(""), "");
     }
 
     #[test]

@@ -6,26 +6,25 @@
 //! may register the same path for different methods; the same method and
 //! path twice panics at startup.
 
-// Shared helpers for every resource router; some are used only by routers
-// that are still being written.
-#[allow(dead_code)]
-pub mod containers;
-pub mod error;
-pub mod events;
-#[allow(dead_code)]
-pub mod extract;
-pub mod images;
-// docker cp, exec, stats, websocket attach.
 pub mod archive;
 pub mod attach_ws;
+pub mod container_files;
+pub mod containers;
+pub mod events;
 pub mod exec;
-pub mod stats;
+pub mod images;
 mod spec_paths;
-#[allow(dead_code)]
-pub mod stream;
+pub mod stats;
 pub mod system;
 pub mod volumes;
-pub mod container_files;
+
+// Shared helpers for the resource routers; not every helper is used yet.
+#[allow(dead_code)]
+pub mod error;
+#[allow(dead_code)]
+pub mod extract;
+#[allow(dead_code)]
+pub mod stream;
 #[allow(dead_code)]
 pub mod version;
 
@@ -84,6 +83,7 @@ async fn prepare(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
     let mut resp = match version::split_prefix(&path) {
         Err(e) => e.into_response(),
         Ok(Prefix::None) => next.run(req).await,
@@ -101,9 +101,9 @@ async fn prepare(mut req: Request, next: Next) -> Response {
     let status = resp.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 400 {
-        tracing::info!(%method, %path, status, ms, "request");
+        tracing::info!(%method, %path, %query, status, ms, "request");
     } else {
-        tracing::debug!(%method, %path, status, ms, "request");
+        tracing::debug!(%method, %path, %query, status, ms, "request");
     }
     resp
 }

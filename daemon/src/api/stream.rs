@@ -96,11 +96,13 @@ impl Hijack {
             }
             None => {
                 let (ours, theirs) = tokio::io::duplex(64 * 1024);
-                let (theirs_read, theirs_write) = tokio::io::split(theirs);
-                // Dropping our write side gives the task EOF on reads, like a
-                // client that sends no stdin.
-                drop(theirs_write);
-                tokio::spawn(task(Box::new(ours)));
+                let (theirs_read, mut theirs_write) = tokio::io::split(theirs);
+                tokio::spawn(async move {
+                    // Closing this side gives the task EOF on reads, like a
+                    // client that sends no stdin.
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut theirs_write).await;
+                    task(Box::new(ours)).await
+                });
                 let body = Body::from_stream(tokio_util::io::ReaderStream::new(theirs_read));
                 let mut resp = Response::new(body);
                 resp.headers_mut()

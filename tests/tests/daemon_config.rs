@@ -1,0 +1,197 @@
+//! berthd start-up: daemon.json validation, flag/file conflicts, one daemon
+//! per data root, SIGTERM clean-up, TCP and socket-file listeners.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use berth_tests::{bin_path, run_with_timeout, Daemon, DaemonOptions, Output};
+
+/// Runs berthd to completion (it must fail at start) with private dirs.
+fn berthd_fails(dir: &Path, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(bin_path("berthd"));
+    cmd.arg("-H")
+        .arg(format!("unix://{}", dir.join("s.sock").display()))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("berthd.pid"))
+        .args(extra);
+    let out = run_with_timeout(&mut cmd, None, Duration::from_secs(30));
+    assert!(
+        !out.success(),
+        "berthd started but should not have:\n{}",
+        out.stderr
+    );
+    assert!(
+        !dir.join("s.sock").exists(),
+        "a failed start left its socket"
+    );
+    out
+}
+
+#[test]
+fn unknown_daemon_json_key_fails_at_start() {
+    berth_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("daemon.json");
+    std::fs::write(&cfg, r#"{"log-level":"info","colour":"red","bogus-key":1}"#).unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let out = berthd_fails(
+        dir.path(),
+        &["--config-file", cfg.to_str().unwrap(), "--data-root", &data],
+    );
+    assert!(
+        out.stderr.contains(
+            "the following directives don't match any configuration option: bogus-key, colour"
+        ),
+        "{}",
+        out.stderr
+    );
+
+    std::fs::write(&cfg, r#"{"log-level":"info""#).unwrap();
+    let out = berthd_fails(
+        dir.path(),
+        &["--config-file", cfg.to_str().unwrap(), "--data-root", &data],
+    );
+    assert!(out.stderr.contains("invalid JSON"), "{}", out.stderr);
+}
+
+#[test]
+fn flag_and_file_conflict_fails_at_start() {
+    berth_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("daemon.json");
+    let file_root = dir.path().join("from-file");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({ "data-root": file_root, "log-level": "warn" }).to_string(),
+    )
+    .unwrap();
+    let flag_root = dir.path().join("from-flag").display().to_string();
+    let out = berthd_fails(
+        dir.path(),
+        &[
+            "--config-file",
+            cfg.to_str().unwrap(),
+            "--data-root",
+            &flag_root,
+            "--log-level",
+            "debug",
+        ],
+    );
+    let expected = format!(
+        "the following directives are specified both as a flag and in the configuration file: data-root: (from flag: {flag_root}, from file: {}), log-level: (from flag: debug, from file: warn)",
+        file_root.display()
+    );
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+    assert!(!file_root.exists() && !Path::new(&flag_root).exists());
+}
+
+#[test]
+fn missing_explicit_config_file_fails() {
+    berth_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let missing = dir.path().join("nope.json").display().to_string();
+    let out = berthd_fails(
+        dir.path(),
+        &["--config-file", &missing, "--data-root", &data],
+    );
+    assert!(out.stderr.contains("nope.json"), "{}", out.stderr);
+    assert!(out.stderr.contains("No such file"), "{}", out.stderr);
+}
+
+#[test]
+fn daemon_json_values_are_used() {
+    let d = Daemon::start_with(DaemonOptions {
+        config: Some(serde_json::json!({
+            "labels": ["env=test", "team=berth"],
+            "runtimes": { "runc": { "path": "/usr/sbin/runc" } },
+            "log-driver": "none",
+        })),
+        ..Default::default()
+    });
+    let info: serde_json::Value =
+        serde_json::from_str(&d.docker_ok(&["info", "--format", "{{json .}}"])).unwrap();
+    assert_eq!(
+        info["Labels"],
+        serde_json::json!(["env=test", "team=berth"])
+    );
+    assert_eq!(info["Runtimes"]["runc"]["path"], "/usr/sbin/runc");
+    assert_eq!(info["LoggingDriver"], "none");
+}
+
+#[test]
+fn second_daemon_on_the_same_data_root_refuses() {
+    let d = Daemon::start();
+    let other = tempfile::tempdir().unwrap();
+    let out = berthd_fails(
+        other.path(),
+        &[
+            "--data-root",
+            d.data_root.to_str().unwrap(),
+            "--config-file",
+            d.config_file.to_str().unwrap(),
+        ],
+    );
+    let pid = d.pid().unwrap();
+    assert!(
+        out.stderr.contains(&format!(
+            "another berthd (pid {pid}) is already using data root {}",
+            d.data_root.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    // The first one is unaffected.
+    assert!(d.ping());
+    assert!(d.socket.exists());
+}
+
+#[test]
+fn sigterm_removes_socket_and_pidfile() {
+    let mut d = Daemon::start();
+    let pid = d.pid().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&d.pidfile).unwrap().trim(),
+        pid.to_string()
+    );
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "socket mode");
+    d.stop();
+    assert!(!d.socket.exists(), "socket left after SIGTERM");
+    assert!(!d.pidfile.exists(), "pid file left after SIGTERM");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    assert!(d.log().contains("shutting down"), "{}", d.log());
+    // And it starts again on the same directories.
+    d.start_again();
+    assert!(d.ping());
+}
+
+#[test]
+fn tcp_listener_on_loopback() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("tcp://127.0.0.1:{port}");
+    let d = Daemon::start_with(DaemonOptions {
+        args: vec!["-H".into(), addr.clone()],
+        ..Default::default()
+    });
+    let mut cmd = d.docker_command();
+    cmd.env("DOCKER_HOST", &addr)
+        .args(["version", "--format", "{{.Server.APIVersion}}"]);
+    let out = run_with_timeout(&mut cmd, None, Duration::from_secs(30));
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "1.50");
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", &format!("http://127.0.0.1:{port}/_ping")]);
+    let out = run_with_timeout(&mut curl, None, Duration::from_secs(30));
+    assert_eq!(out.stdout, "OK");
+    // Both listeners serve the same daemon.
+    assert!(d.ping());
+}
