@@ -436,3 +436,26 @@ fn v2_freeze_and_thaw() {
     cg.thaw().unwrap();
     assert!(!cg.is_frozen().unwrap());
 }
+
+#[test]
+fn unlimited_memory_update_lifts_the_swap_limit_too() {
+    let limited = resources(|b| {
+        b.memory(
+            LinuxMemoryBuilder::default()
+                .limit(16i64 << 20)
+                .swap(32i64 << 20)
+                .build()
+                .unwrap(),
+        )
+    });
+    let child = in_cgroup(|| 0, &limited);
+    let cg = child.cgroup.as_ref().unwrap();
+    let unlimited =
+        resources(|b| b.memory(LinuxMemoryBuilder::default().limit(-1i64).build().unwrap()));
+    cg.update(&unlimited).unwrap();
+    let st = cg.stats().unwrap();
+    assert!(st.memory.usage.limit > 1 << 40, "{:?}", st.memory.usage);
+    if let Some(Placement::V1(_)) = cg.hierarchy().placement("memory", &cg.path()) {
+        assert!(st.memory.swap.limit > 1 << 40, "{:?}", st.memory.swap);
+    }
+}

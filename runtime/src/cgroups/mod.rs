@@ -5,6 +5,14 @@
 //! every mounted hierarchy. Each resource is written where its controller
 //! lives: a v1 mount if there is one, else the unified hierarchy (on a hybrid
 //! host some controllers, like hugetlb here, may be v2-only).
+//!
+//! Deliberate limits, each an error naming the field rather than a silent
+//! no-op: systemd-managed paths (`slice:prefix:name`), kernel memory limits,
+//! rdma, v1-only knobs on v2 (swappiness, disableOOMKiller, realtime), blkio
+//! weights without a weight-capable I/O scheduler. Device rules are the v1
+//! devices controller or, on v2, an eBPF program (see `devices_bpf`).
+//! `destroy` removes the leaf and then every ancestor left empty, except the
+//! hierarchy root and systemd units (`*.slice`, `*.scope`).
 
 mod devices_bpf;
 mod fsutil;

@@ -19,7 +19,12 @@ fn unsupported(what: &str, why: &str) -> CgroupError {
 
 pub fn set_memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     let limit = m.limit().filter(|l| *l != 0);
-    let swap = m.swap().filter(|s| *s != 0);
+    let mut swap = m.swap().filter(|s| *s != 0);
+    // "Unlimited memory" with swap unsaid means unlimited memory+swap too;
+    // otherwise the old memsw limit would still cap the container.
+    if limit == Some(-1) && swap.is_none() && exists(dir, MEMSW_LIMIT) {
+        swap = Some(-1);
+    }
     if swap.is_some() && !exists(dir, MEMSW_LIMIT) {
         return Err(unsupported(
             "memory.swap",
