@@ -127,9 +127,10 @@ impl ImageStore {
         Ok(image)
     }
 
-    /// Create an image from a container's filesystem diff (a tar with
-    /// overlay-style or OCI whiteouts) on top of its image: the basis of
-    /// `docker commit`. Emits no event; the caller emits `commit`.
+    /// Create an image from a container's filesystem diff (a layer tar with
+    /// OCI whiteouts, see [`crate::layer::diff::write_diff`]) on top of its
+    /// image: the basis of `docker commit`. Emits no event; the caller emits
+    /// `commit`.
     pub fn create_from_diff<R: Read>(&self, diff: R, opts: &CommitOptions) -> Result<Arc<Image>> {
         let parent = match &opts.parent {
             Some(p) => Some(

@@ -27,8 +27,11 @@
 //! - Deletion veto: implement [`store::ImageUsage`] and pass it to
 //!   [`store::ImageStore::set_usage`]; delete then answers 409 "image is
 //!   being used by running/stopped container X" as dockerd does.
-//! - `docker commit`: [`store::ImageStore::create_from_diff`] takes a diff
-//!   tar (OCI or overlay whiteouts) and [`import::CommitOptions`].
+//! - `docker commit`: [`layer::diff::write_diff`]`(upper_dir, writer)` turns
+//!   the container's overlay upper dir into a layer tar with OCI whiteouts
+//!   (never following symlinks); [`store::ImageStore::create_from_diff`]
+//!   takes that tar and [`import::CommitOptions`] (parent image ID, the
+//!   container config, author, comment, reference) and returns the image.
 //! - Events: [`store::ImageStore::set_events`] receives `load`, `tag`,
 //!   `untag`, `delete`, `import`, `save`.
 

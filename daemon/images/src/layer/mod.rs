@@ -9,6 +9,7 @@
 //! in-flight operation needs, computed from the records themselves.
 
 mod compression;
+pub mod diff;
 mod sys;
 pub mod unpack;
 

@@ -291,7 +291,7 @@ pub(super) fn remove_all_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> 
     unlinkat(dir, name, libc::AT_REMOVEDIR)
 }
 
-fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
+pub(super) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
     let dup = nix::unistd::dup(dir.as_raw_fd()).map_err(io::Error::from)?;
     let mut d = nix::dir::Dir::from_fd(dup).map_err(io::Error::from)?;
     let mut out = Vec::new();
@@ -301,6 +301,81 @@ fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
         if n.to_bytes() != b"." && n.to_bytes() != b".." {
             out.push(n.to_owned());
         }
+    }
+    Ok(out)
+}
+
+/// Full lstat relative to `dir`.
+pub(super) fn lstat_full(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: st is a valid out-pointer for fstatat.
+    let ret = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    check(ret)?;
+    // SAFETY: fstatat succeeded and filled st.
+    Ok(unsafe { st.assume_init() })
+}
+
+pub(super) fn readlinkat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: buf is writable for its length.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// All extended attributes of an open file (name, value).
+pub(super) fn fxattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut names = vec![0u8; 4096];
+    // SAFETY: names is writable for its length.
+    let n = unsafe { libc::flistxattr(fd.as_raw_fd(), names.as_mut_ptr().cast(), names.len()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOTSUP) {
+            return Ok(Vec::new());
+        }
+        return Err(e);
+    }
+    names.truncate(n as usize);
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let key = cstr(name)?;
+        let mut value = vec![0u8; 65536];
+        // SAFETY: value is writable for its length.
+        let k = unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                key.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if k < 0 {
+            let e = io::Error::last_os_error();
+            // Removed since listing: skip it.
+            if e.raw_os_error() == Some(libc::ENODATA) {
+                continue;
+            }
+            return Err(e);
+        }
+        value.truncate(k as usize);
+        out.push((name.to_vec(), value));
     }
     Ok(out)
 }
