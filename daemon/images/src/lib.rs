@@ -5,7 +5,7 @@
 //!   (temp file, verify, fsync, rename).
 //! - [`refstore::RefStore`]: `name:tag` / `name@digest` → image ID, one JSON
 //!   file replaced atomically.
-//! - [`reference`]: Docker's reference grammar and normalisation.
+//! - [`mod@reference`]: Docker's reference grammar and normalisation.
 //! - [`layer::LayerStore`]: layers unpacked once per chain ID under
 //!   `<data-root>/overlay/layers/<chain-hex>/diff`, short links in
 //!   `<data-root>/overlay/l/`, safe extraction (openat2 RESOLVE_IN_ROOT),

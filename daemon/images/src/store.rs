@@ -163,7 +163,7 @@ impl ImageStore {
         }
     }
 
-    /// Resolve what a user typed (name[:tag], name@digest, full ID, ID
+    /// Resolve what a user typed (`name[:tag]`, `name@digest`, full ID, ID
     /// prefix) to an image, with dockerd's errors: 400 for an invalid
     /// reference, 404 `No such image: name:tag` otherwise.
     pub fn resolve(&self, name: &str) -> Result<Arc<Image>> {
