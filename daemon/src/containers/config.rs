@@ -51,8 +51,9 @@ pub struct ContainerConfig {
     pub open_stdin: bool,
     #[serde(deserialize_with = "null_default")]
     pub stdin_once: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
-    #[serde(deserialize_with = "str_slice")]
+    #[serde(deserialize_with = "str_slice", skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Value>,
@@ -60,16 +61,19 @@ pub struct ContainerConfig {
     pub args_escaped: Option<bool>,
     #[serde(deserialize_with = "null_default")]
     pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub volumes: Option<BTreeMap<String, Value>>,
     #[serde(deserialize_with = "null_default")]
     pub working_dir: String,
-    #[serde(deserialize_with = "str_slice")]
+    #[serde(deserialize_with = "str_slice", skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_disabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_build: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
@@ -122,6 +126,7 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub binds: Option<Vec<String>>,
     #[serde(deserialize_with = "null_default")]
     pub container_id_file: String,
@@ -129,6 +134,7 @@ pub struct HostConfig {
     pub log_config: LogConfig,
     #[serde(deserialize_with = "null_default")]
     pub network_mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub port_bindings: Option<Value>,
     #[serde(deserialize_with = "null_default")]
     pub restart_policy: RestartPolicy,
@@ -136,21 +142,31 @@ pub struct HostConfig {
     pub auto_remove: bool,
     #[serde(deserialize_with = "null_default")]
     pub volume_driver: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub volumes_from: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mounts: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cap_add: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cap_drop: Option<Vec<String>>,
     #[serde(deserialize_with = "null_default")]
     pub cgroupns_mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_options: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_search: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub extra_hosts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_add: Option<Vec<String>>,
     #[serde(deserialize_with = "null_default")]
     pub ipc_mode: String,
     #[serde(deserialize_with = "null_default")]
     pub cgroup: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub links: Option<Vec<String>>,
     #[serde(deserialize_with = "null_default")]
     pub oom_score_adj: i64,
@@ -162,6 +178,7 @@ pub struct HostConfig {
     pub publish_all_ports: bool,
     #[serde(deserialize_with = "null_default")]
     pub readonly_rootfs: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub security_opt: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_opt: Option<BTreeMap<String, String>>,
@@ -202,18 +219,25 @@ pub struct HostConfig {
     pub cpuset_cpus: String,
     #[serde(deserialize_with = "null_default")]
     pub cpuset_mems: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Value>>,
     #[serde(deserialize_with = "null_default")]
     pub memory_reservation: i64,
     #[serde(deserialize_with = "null_default")]
     pub memory_swap: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_swappiness: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub oom_kill_disable: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub masked_paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub readonly_paths: Option<Vec<String>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -176,6 +176,11 @@ impl Containers {
         })?;
         merge_image_config(&mut config, &image.config);
         let (path, args) = command(&config)?;
+        if host_config.cgroupns_mode.is_empty() {
+            // dockerd's default: the host's on cgroup v1, private on v2.
+            let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+            host_config.cgroupns_mode = if v2 { "private" } else { "host" }.into();
+        }
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "bridge".into();
         }

@@ -59,11 +59,12 @@ fn endpoint_json(rec: &ContainerRecord, name: &str) -> Value {
         .get("EndpointsConfig")
         .and_then(|e| e.get(name))
         .and_then(|e| e.get("Aliases"))
+        .filter(|a| a.is_array())
         .cloned()
-        .unwrap_or(Value::Null);
+        .unwrap_or_else(|| json!([]));
     json!({
         "IPAMConfig": null,
-        "Links": null,
+        "Links": [],
         "Aliases": aliases,
         "MacAddress": "",
         "DriverOpts": null,
@@ -76,7 +77,7 @@ fn endpoint_json(rec: &ContainerRecord, name: &str) -> Value {
         "IPv6Gateway": "",
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "DNSNames": null,
+        "DNSNames": [],
     })
 }
 
