@@ -302,36 +302,32 @@ fn is_path_component(c: &str) -> bool {
     true
 }
 
+/// `host[:port]` where host is DNS-like components or a bracketed IPv6.
 fn is_valid_domain(d: &str) -> bool {
-    let (host, port) = if let Some(rest) = d.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((ip, tail)) => {
-                if ip.is_empty() || !ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
-                    return false;
-                }
-                (
-                    "",
-                    tail.strip_prefix(':')
-                        .map(Some)
-                        .unwrap_or(if tail.is_empty() { None } else { Some("x") }),
-                )
-            }
-            None => return false,
+    let (host_ok, port) = if let Some(rest) = d.strip_prefix('[') {
+        let Some((ip, tail)) = rest.split_once(']') else {
+            return false;
+        };
+        let ip_ok = !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+        match tail {
+            "" => (ip_ok, None),
+            t => match t.strip_prefix(':') {
+                Some(p) => (ip_ok, Some(p)),
+                None => return false,
+            },
         }
     } else {
-        match d.split_once(':') {
+        let (host, port) = match d.split_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (d, None),
-        }
+        };
+        (is_dns_host(host), port)
     };
-    if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
-    }
-    if d.starts_with('[') {
-        return true;
-    }
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
+fn is_dns_host(host: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|c| {
             let b = c.as_bytes();
@@ -371,6 +367,10 @@ mod tests {
         assert_eq!(norm("localhost/a"), "localhost/a");
         assert_eq!(norm("quay.io/org/img"), "quay.io/org/img");
         assert_eq!(norm("[::1]:5000/x:y"), "[::1]:5000/x:y");
+        assert_eq!(norm("[fe80::1]/x"), "[fe80::1]/x");
+        assert!(Reference::parse_normalized("[::1]x/y").is_err());
+        assert!(Reference::parse_normalized("[]:5000/y").is_err());
+        assert!(Reference::parse_normalized("host:port/y").is_err());
         assert_eq!(norm("a__b/c-d.e---f"), "docker.io/a__b/c-d.e---f");
     }
 
