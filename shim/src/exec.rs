@@ -31,6 +31,18 @@ pub struct Exec {
     pub done: bool,
 }
 
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(data)
+}
+
 fn valid_exec_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
@@ -70,7 +82,9 @@ impl Shim {
         let process_file = self.state_file(&format!("exec-{n}.json"));
         let pid_file = self.state_file(&format!("exec-{n}.pid"));
         let body = serde_json::to_vec(process).context("encoding the exec process")?;
-        berth_common::atomic::write_file(&process_file, &body)
+        // Read once by the runtime right away and then removed: no need
+        // for the fsyncs of an atomic write.
+        write_private(&process_file, &body)
             .with_context(|| format!("writing {}", process_file.display()))?;
 
         let result = self.run_exec(n, terminal, detach, &process_file, &pid_file);
