@@ -26,10 +26,14 @@ if [ ! -d "$FIXTURES/busybox/rootfs" ]; then
 fi
 
 WORK=$(mktemp -d /tmp/berth-rt-bench.XXXXXX)
+# State roots on tmpfs (BERTH_BENCH_STATE_DIR, default /dev/shm), as /run is
+# on a standard host, so the figures compare runtimes, not the fsync latency
+# of whatever disk holds /tmp. Both runtimes get the same place.
+STATE=$(mktemp -d "${BERTH_BENCH_STATE_DIR:-/dev/shm}/berth-rt-bench.XXXXXX")
 PARENT=berth-rt-bench-$$
 cleanup() {
     set +e
-    for root in "$WORK/root-berth" "$WORK/root-runc"; do
+    for root in "$STATE/root-berth" "$STATE/root-runc"; do
         [ -d "$root" ] || continue
         for id in $(ls "$root" 2>/dev/null); do
             case $root in
@@ -43,12 +47,12 @@ cleanup() {
     for d in /sys/fs/cgroup/*/"$PARENT" /sys/fs/cgroup/"$PARENT"; do
         [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
     done
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$STATE"
 }
 trap cleanup EXIT
 
 BUNDLE=$WORK/bundle
-mkdir -p "$BUNDLE/rootfs" "$WORK/root-berth" "$WORK/root-runc"
+mkdir -p "$BUNDLE/rootfs" "$STATE/root-berth" "$STATE/root-runc"
 cp -a "$FIXTURES/busybox/rootfs/." "$BUNDLE/rootfs/"
 "$BERTH" spec --bundle "$BUNDLE"
 jq '.process.terminal = false | .process.args = ["true"] | .linux.cgroupsPath = null' \
@@ -73,18 +77,18 @@ stats() { # file -> "median p10 p90"
 }
 
 # One warm-up run each (page cache, first cgroup creation), not counted.
-time_run "$BERTH" "$WORK/root-berth" warm-berth >/dev/null
-[ -n "$RUNC" ] && time_run "$RUNC" "$WORK/root-runc" warm-runc >/dev/null
+time_run "$BERTH" "$STATE/root-berth" warm-berth >/dev/null
+[ -n "$RUNC" ] && time_run "$RUNC" "$STATE/root-runc" warm-runc >/dev/null
 
 : >"$WORK/berth.ms"
 : >"$WORK/runc.ms"
 for i in $(seq "$RUNS"); do
-    time_run "$BERTH" "$WORK/root-berth" "b$i-$$" >>"$WORK/berth.ms"
-    [ -n "$RUNC" ] && time_run "$RUNC" "$WORK/root-runc" "r$i-$$" >>"$WORK/runc.ms"
+    time_run "$BERTH" "$STATE/root-berth" "b$i-$$" >>"$WORK/berth.ms"
+    [ -n "$RUNC" ] && time_run "$RUNC" "$STATE/root-runc" "r$i-$$" >>"$WORK/runc.ms"
 done
 
 read -r bm b10 b90 <<<"$(stats "$WORK/berth.ms")"
-echo "runtime run (busybox 'true', $RUNS runs each, ms): median / p10 / p90"
+echo "runtime run (busybox 'true', $RUNS runs each, state on $(findmnt -n -o FSTYPE -T "$STATE"), ms): median / p10 / p90"
 printf "  berth-runtime  %8s %8s %8s\n" "$bm" "$b10" "$b90"
 if [ -n "$RUNC" ]; then
     read -r rm r10 r90 <<<"$(stats "$WORK/runc.ms")"
