@@ -42,8 +42,15 @@
 //!   (resolved before the shim changes to `/`). Bad arguments: exit status 2.
 //! - Files in STATE_DIR (created if missing): `shim.sock`, `shim.pid` (both
 //!   removed when the shim exits), `shim.log`, `exit.json`, and transient
-//!   `console.sock`, `init.pid`, `exec-N.{json,pid,sock}`. Keep STATE_DIR
-//!   short: socket paths are limited to 108 bytes.
+//!   `console.sock`, `init.pid`, `exec-N.{json,pid,sock}`. Sockets are mode
+//!   0600, a created STATE_DIR 0700. Paths longer than `sun_path` (108
+//!   bytes) work: the shim binds through `/proc/self/fd/<dir>/`, and clients
+//!   should connect the same way. `shim.log` ends with the shim's CPU time
+//!   and peak RSS.
+//! - The shim closes every descriptor it inherited except stdio (which
+//!   becomes /dev/null), so a spawner's pipes do not stay open. It stays in
+//!   the spawner's cgroup: under systemd, berthd's unit needs
+//!   `KillMode=process` (as containerd's) or a restart kills the shims.
 //! - End of a container: after init exits the shim reads its output until
 //!   end of file (at most 2 s, in case an escaped process holds the pipe),
 //!   writes the last partial log line, writes `exit.json`, answers `wait`s,
