@@ -439,7 +439,15 @@ async fn create(State(state): State<AppState>, q: QueryParams, body: Body) -> Ap
     let reference = if repo.is_empty() {
         None
     } else {
-        Some(repo_tag_reference(repo, q.get("tag").unwrap_or(""))?)
+        match repo_tag_reference(repo, q.get("tag").unwrap_or("")) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // Let the client finish sending so it reads the error.
+                let mut data = body.into_data_stream();
+                while let Some(Ok(_)) = data.next().await {}
+                return Err(e.into());
+            }
+        }
     };
     let opts = ImportOptions {
         source: src.to_owned(),
