@@ -104,6 +104,7 @@ async fn container_logs(
         return Err(ApiError::not_implemented(logs::READ_NOT_SUPPORTED));
     }
     let tty = rec.config.tty;
+    let follow = q.bool("follow");
     let req = LogRequest {
         selection: Selection {
             stdout,
@@ -112,9 +113,10 @@ async fn container_logs(
             until,
             timestamps: q.bool("timestamps"),
             tty,
+            merge_frames: !follow,
         },
         tail: logs::parse_tail(q.get("tail")),
-        follow: q.bool("follow"),
+        follow,
     };
     let path = state.containers.settings.log_path(&rec.id);
     let (tx, resp) = streaming_response(if tty { RAW_STREAM } else { MULTIPLEXED_STREAM });
