@@ -213,9 +213,12 @@ fn no_host_fd_reaches_the_container_but_preserved_ones_do() {
 
 #[test]
 fn runtime_binary_cannot_be_overwritten_while_in_a_container() {
+    // The CVE-2019-5736 pattern: grab the runtime's /proc/<pid>/exe while it
+    // runs, then reopen it for writing once it is gone.
     let mut b = Bundle::new();
     b.set_args(&["sleep", "1000"]);
     let id = b.start_detached("seal");
+    let before = std::fs::read(runtime_support::runtime()).unwrap();
     let mut child = b
         .command(&["exec", &id, "sleep", "30"])
         .stdin(Stdio::null())
@@ -223,26 +226,37 @@ fn runtime_binary_cannot_be_overwritten_while_in_a_container() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let exe = format!("/proc/{pid}/exe");
+    let exe = format!("/proc/{}/exe", child.id());
+    let protected = || {
+        let memfd = std::fs::read_link(&exe).is_ok_and(|p| p.to_string_lossy().contains("memfd:"));
+        let readonly = nix::sys::statvfs::statvfs(exe.as_str())
+            .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+        memfd || readonly
+    };
     assert!(
-        wait_until(Duration::from_secs(10), || std::fs::read_link(&exe)
-            .is_ok_and(|p| p.to_string_lossy().contains("memfd:"))),
-        "runtime did not re-exec from a memfd: {:?}",
+        wait_until(Duration::from_secs(10), protected),
+        "runtime did not re-exec from a protected binary: {:?}",
         std::fs::read_link(&exe)
     );
-    let write = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&exe)
-        .and_then(|mut f| f.write_all(b"overwritten"));
-    assert!(
-        write.is_err(),
-        "writing the running runtime's exe must fail"
-    );
-    let on_disk = std::fs::read(runtime_support::runtime()).unwrap();
-    assert!(on_disk.starts_with(b"\x7fELF"));
+    let handle = nix::fcntl::open(
+        exe.as_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .expect("O_PATH open of the runtime's exe");
     let _ = child.kill();
     let _ = child.wait();
+    let write = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{handle}"))
+        .and_then(|mut f| f.write_all(b"overwritten"));
+    let _ = nix::unistd::close(handle);
+    let err = write.expect_err("writing the runtime's exe must fail");
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::EROFS) | Some(libc::EPERM)),
+        "want EROFS (read-only bind) or EPERM (sealed memfd), got {err}"
+    );
+    assert_eq!(std::fs::read(runtime_support::runtime()).unwrap(), before);
     assert!(b.rt(&["delete", "--force", &id]).success());
 }
 
