@@ -253,3 +253,37 @@ fn save_then_load_into_a_fresh_store() {
         "#!/bin/sh\n"
     );
 }
+
+#[test]
+fn import_accepts_gzip_and_zstd_and_rejects_xz() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let plain = tar_with(&[("hello", "compressed")]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst = zstd::encode_all(&plain[..], 3).unwrap();
+    let mut ids = Vec::new();
+    for (data, name) in [(&plain, "plain:1"), (&gz, "gz:1"), (&zst, "zst:1")] {
+        let opts = ImportOptions {
+            reference: reference(name),
+            ..Default::default()
+        };
+        let img = store.import(&data[..], &opts).unwrap();
+        let layers = store.layers_of(&img).unwrap();
+        assert_eq!(
+            fs::read_to_string(layers[0].diff_dir.join("hello")).unwrap(),
+            "compressed"
+        );
+        ids.push(img.diff_ids[0].clone());
+    }
+    // Same uncompressed content: same diff ID, one shared layer.
+    assert!(ids.iter().all(|d| d == &ids[0]));
+    assert_eq!(store.layer_store().list().unwrap().len(), 1);
+    let xz = [0xfd, b'7', b'z', b'X', b'Z', 0, 0, 0];
+    let err = store
+        .import(&xz[..], &ImportOptions::default())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("xz"), "{err}");
+}
