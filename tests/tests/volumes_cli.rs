@@ -442,3 +442,12 @@ fn volume_events() {
     assert!(lines.contains(&"create ev"), "{out}");
     assert!(lines.contains(&"destroy ev"), "{out}");
 }
+
+#[test]
+fn docker_py_volumes() {
+    let d = started();
+    let script = berth_tests::workspace_root().join("tests/py/volumes_dockerpy.py");
+    let out = d.python_file(&script, &[]);
+    assert!(out.success(), "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("ok"), "{}", out.stdout);
+}
