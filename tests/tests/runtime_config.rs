@@ -1,0 +1,173 @@
+//! Config features beyond the basics: sysctl, devices, oom score, domain
+//! name, bind and tmpfs mount options, the cgroup view, --no-pivot, update,
+//! kill --all and signal forwarding in a foreground run.
+
+mod runtime_support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use berth_tests::wait_until;
+use runtime_support::Bundle;
+use serde_json::json;
+
+#[test]
+fn sysctl_devices_oom_score_domainname_and_mount_options() {
+    let mut b = Bundle::new();
+    let shared = b.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("file"), "from-host\n").unwrap();
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    b.config["process"]["oomScoreAdj"] = json!(123);
+    b.config["domainname"] = json!("example.org");
+    b.config["linux"]["devices"] =
+        json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}]);
+    let mut mounts = b.config["mounts"].as_array().unwrap().clone();
+    mounts.push(json!({"destination": "/data", "type": "bind", "source": shared, "options": ["rbind", "ro", "nosuid"]}));
+    mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "noexec"]}));
+    b.config["mounts"] = json!(mounts);
+    b.set_args(&[
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_forward; cat /proc/self/oom_score_adj; \
+         cat /proc/sys/kernel/domainname; stat -c '%t:%T %a' /dev/fuse; cat /data/file; \
+         echo x > /data/new 2>/dev/null && echo data-writable || echo data-ro; \
+         grep ' /data ' /proc/mounts | grep -q nosuid && echo data-nosuid; \
+         grep ' /scratch ' /proc/mounts",
+    ]);
+    let out = b.run_ok("config");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "{out}");
+    assert_eq!(lines[1], "123", "{out}");
+    assert_eq!(lines[2], "example.org", "{out}");
+    assert_eq!(lines[3], "a:e5 666", "{out}");
+    assert_eq!(lines[4], "from-host", "{out}");
+    assert_eq!(lines[5], "data-ro", "{out}");
+    assert_eq!(lines[6], "data-nosuid", "{out}");
+    assert!(
+        lines[7].contains("noexec") && lines[7].contains("size=1024k"),
+        "{out}"
+    );
+    // The host's sysctl is untouched by the container's (own net namespace).
+    assert!(!shared.join("new").exists());
+}
+
+#[test]
+fn cgroup_view_and_update() {
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+    b.set_args(&["sleep", "1000"]);
+    let id = b.start_detached("cgview");
+    let read_limit = |b: &Bundle| {
+        let out = b.rt(&["exec", &id, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]);
+        out.stdout.trim().to_string()
+    };
+    assert_eq!(read_limit(&b), (64u64 << 20).to_string());
+    let out = b.rt(&["update", "--memory", "32m", "--pids-limit", "50", &id]);
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(read_limit(&b), (32u64 << 20).to_string());
+    let out = b.rt(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(out.stdout.trim(), "50");
+    // JSON resources on stdin, as containerd sends them.
+    let mut cmd = b.command(&["update", "--resources", "-", &id]);
+    let out = berth_tests::run_with_timeout(
+        &mut cmd,
+        Some(br#"{"memory": {"limit": 50331648}}"#),
+        runtime_support::TIMEOUT,
+    );
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(read_limit(&b), "50331648");
+    assert!(b.rt(&["delete", "--force", &id]).success());
+}
+
+#[test]
+fn no_pivot_runs_in_a_chroot() {
+    let mut b = Bundle::new();
+    b.set_args(&["sh", "-c", "echo pid=$$; ls /"]);
+    let id = b.id("nopivot");
+    b.write_config(&id);
+    let bundle = b.bundle.display().to_string();
+    let out = b.rt(&["run", "--no-pivot", "--bundle", &bundle, &id]);
+    assert!(out.success(), "{}", out.stderr);
+    assert!(out.stdout.starts_with("pid=1"), "{}", out.stdout);
+    assert!(out.stdout.contains("bin"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("bundle"),
+        "the host root is not visible: {}",
+        out.stdout
+    );
+}
+
+#[test]
+fn kill_all_reaches_every_process() {
+    let mut b = Bundle::new();
+    // Without a pid namespace the init does not take its children down.
+    let ns: Vec<serde_json::Value> = b.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "pid")
+        .cloned()
+        .collect();
+    b.config["linux"]["namespaces"] = json!(ns);
+    b.set_args(&["sleep", "1000"]);
+    let id = b.start_detached("killall");
+    let out = b.rt_detached(&["exec", "--detach", &id, "sleep", "999"]);
+    assert!(out.success(), "{}", out.stderr);
+    let pids = |b: &Bundle| -> Vec<i64> {
+        serde_json::from_str(&b.rt(&["ps", "--format", "json", &id]).stdout).unwrap_or_default()
+    };
+    assert_eq!(pids(&b).len(), 2);
+    assert!(b.rt(&["kill", "--all", &id, "KILL"]).success());
+    assert!(
+        wait_until(Duration::from_secs(10), || pids(&b).is_empty()),
+        "{:?}",
+        pids(&b)
+    );
+    assert!(b.rt(&["delete", &id]).success());
+}
+
+#[test]
+fn foreground_run_forwards_signals() {
+    let mut b = Bundle::new();
+    b.set_args(&[
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+    ]);
+    let id = b.id("signals");
+    b.write_config(&id);
+    let bundle = b.bundle.display().to_string();
+    let mut child = b
+        .command(&["run", "--bundle", &bundle, &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    assert!(
+        wait_until(Duration::from_secs(10), || b
+            .rt(&["state", &id])
+            .stdout
+            .contains("running")),
+        "container did not start"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("got-term"), "{stdout}");
+    assert_eq!(out.status.code(), Some(7));
+    assert!(
+        !b.container_dir(&id).exists(),
+        "foreground run deletes the container"
+    );
+}
