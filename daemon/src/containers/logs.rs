@@ -105,7 +105,7 @@ fn stream_into(
     }
     let current = set.swap_remove(last);
     drop(set);
-    follow(path, current, cursor, out, container)
+    follow(path, current, cursor, out, container, req.selection.until)
 }
 
 fn start_position(set: &[LogFile], req: &LogRequest) -> io::Result<Position> {
@@ -127,6 +127,7 @@ fn follow(
     mut cursor: FileCursor,
     out: &mut Emitter<'_>,
     container: &dyn ContainerLiveness,
+    until: Option<i64>,
 ) -> io::Result<()> {
     let mut quiet_since_stop: Option<Instant> = None;
     loop {
@@ -160,6 +161,10 @@ fn follow(
                 continue;
             }
         }
+        // `until` in the future: follow up to that moment, like dockerd.
+        if until.is_some_and(|u| now_nanos() > u) {
+            return Ok(());
+        }
         if !container.is_running() {
             let since = *quiet_since_stop.get_or_insert_with(Instant::now);
             if since.elapsed() >= DRAIN_GRACE {
@@ -168,6 +173,13 @@ fn follow(
         }
         std::thread::sleep(FOLLOW_POLL);
     }
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// The file written after `current`: the next newer one in the set. If

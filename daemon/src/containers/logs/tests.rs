@@ -260,3 +260,30 @@ fn parse_tail_values() {
     assert_eq!(parse_tail(Some("10")), Some(10));
     assert_eq!(parse_tail(Some("0")), Some(0));
 }
+
+#[test]
+fn follow_ends_at_until() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c-json.log");
+    let mut w = Writer::new(&p, 0, 1);
+    w.entry("stdout", "x\n", BASE);
+    let mut req = LogRequest {
+        follow: true,
+        ..raw_all()
+    };
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+        + 300_000_000;
+    req.selection.until = Some(until);
+    let mut sink = Collect {
+        out: Vec::new(),
+        closed: false,
+    };
+    let started = Instant::now();
+    // The container keeps running; `until` ends the follow.
+    stream(&p, &req, &mut sink, &|| true).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(lines_of(&sink.out), vec!["x"]);
+}
