@@ -70,14 +70,16 @@
 //!   `resume` needs `paused`; `kill` (signal 1..=64, `all` → `kill --all`)
 //!   fails once the container has stopped; `shutdown` fails before.
 //! - Attach: with a TTY, output is always stream 1 and a client's
-//!   half-close only stops its input (the terminal stays open; `stdin_once`
-//!   applies to pipes). Input is dropped when the container has no stdin.
+//!   half-close (or a vanished client) only stops its input: the terminal
+//!   stays open for other and later clients (`stdin_once` applies to pipes,
+//!   as dockerd closes stdin only without a TTY). Input is dropped when the container has no stdin.
 //!   A client with more than 1 MiB of unsent output pauses reading of the
 //!   container's output (the log waits too), as dockerd's attach does, so
 //!   clients must keep reading.
 //! - Exec: `process` is an OCI process object; its `terminal` selects a pty.
 //!   Not detached, the exec always has a stdin; a daemon whose client did not
-//!   attach stdin half-closes at once so the process sees EOF. Detached, the
+//!   attach stdin half-closes at once so the process sees EOF (with pipes; a
+//!   terminal is never closed by a half-close, as in dockerd). Detached, the
 //!   output is read and discarded. A failed `runtime exec` (for example a
 //!   missing executable) answers `ok: false` with the runtime's message.
 //!   `exec_state` answers `status` (`running`/`stopped`), `pid` and, once

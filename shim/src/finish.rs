@@ -91,13 +91,11 @@ impl Shim {
             }
             match c.role {
                 Role::Attach { stdin: true, .. } if self.cfg.stdin_once => {
-                    self.init_io.close_stdin = true;
-                    self.init_io.flush_stdin();
+                    self.init_io.end_of_input();
                 }
                 Role::ExecIo(exec_id) => {
                     if let Some(e) = self.execs.get_mut(&exec_id) {
-                        e.io.close_stdin = true;
-                        e.io.flush_stdin();
+                        e.io.end_of_input();
                     }
                 }
                 _ => {}

@@ -153,6 +153,16 @@ impl ProcIo {
         }
     }
 
+    /// A client's input ended. With pipes the process gets end of file once
+    /// the pending input is written. A terminal stays open (as with
+    /// dockerd): other clients can still type, and a tty has no end of file.
+    pub fn end_of_input(&mut self) {
+        if self.pty.is_none() {
+            self.close_stdin = true;
+            self.flush_stdin();
+        }
+    }
+
     /// Accepts input from a client (dropped when the process has no stdin).
     pub fn push_stdin(&mut self, data: &[u8]) {
         if self.stdin.is_some() {

@@ -329,15 +329,16 @@ impl Shim {
             },
             Role::Attach { stdin, .. } => {
                 let data = std::mem::take(&mut c.inbuf);
-                if let ReadResult::Eof = result {
+                let eof = matches!(result, ReadResult::Eof);
+                if eof {
                     c.read_closed = true;
-                    if stdin && self.cfg.stdin_once {
-                        self.init_io.close_stdin = true;
-                    }
                 }
                 if stdin {
                     self.init_io.push_stdin(&data);
                     self.init_io.flush_stdin();
+                    if eof && self.cfg.stdin_once {
+                        self.init_io.end_of_input();
+                    }
                 }
             }
             Role::ExecIo(exec_id) => {
@@ -348,10 +349,10 @@ impl Shim {
                 }
                 if let Some(e) = self.execs.get_mut(&exec_id) {
                     e.io.push_stdin(&data);
-                    if eof {
-                        e.io.close_stdin = true;
-                    }
                     e.io.flush_stdin();
+                    if eof {
+                        e.io.end_of_input();
+                    }
                 }
             }
             Role::Wait | Role::ExecWait(_) => {

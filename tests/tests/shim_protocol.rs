@@ -852,3 +852,42 @@ fn shim_exec_client_vanishing_closes_its_stdin() {
     assert_eq!(c.exit_status()["exit_code"], 137);
     c.assert_nothing_left();
 }
+
+/// Reads frames until their text contains `needle`.
+fn read_until(s: &mut UnixStream, needle: &str) -> String {
+    let mut text = String::new();
+    while !text.contains(needle) {
+        let mut h = [0u8; 8];
+        if let Err(e) = s.read_exact(&mut h) {
+            panic!("waiting for {needle:?}, got {text:?}: {e}");
+        }
+        let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).expect("frame payload");
+        text.push_str(&String::from_utf8_lossy(&payload));
+    }
+    text
+}
+
+#[test]
+fn shim_tty_stays_usable_after_a_client_leaves() {
+    let mut c = Container::new(&["sh"], true);
+    c.spawn(&["--tty", "--stdin", "--stdin-once"]);
+    c.ok(json!({"op": "start"}));
+    let (mut first, r) = c.connect(json!({"op": "attach", "stdin": true, "stdout": true}));
+    assert_eq!(r["ok"], true);
+    first.write_all(b"echo fir$((1+1))st\n").expect("type");
+    read_until(&mut first, "fir2st");
+    // The first client half-closes, as `docker run -it` detaching does.
+    first
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    drop(first);
+    let (mut second, r) = c.connect(json!({"op": "attach", "stdin": true, "stdout": true}));
+    assert_eq!(r["ok"], true);
+    second.write_all(b"echo sec$((2+2))ond\n").expect("type");
+    read_until(&mut second, "sec4ond");
+    second.write_all(b"exit 5\n").expect("type");
+    assert_eq!(c.exit_status()["exit_code"], 5);
+    c.assert_nothing_left();
+}
