@@ -283,3 +283,99 @@ where
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::stream::{Hijack, RAW_STREAM};
+    use axum::body::Body;
+    use axum::routing::post;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+
+    /// A hijacked connection gets 101 with docker's headers, sees the
+    /// client's half-close as EOF and can still write afterwards; shutdown
+    /// removes the socket file.
+    #[tokio::test]
+    async fn upgrade_half_close_and_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("api.sock");
+        let listener = bind_unix(&sock, 0).unwrap();
+        let app = axum::Router::new().route(
+            "/echo",
+            post(|hijack: Hijack| async move {
+                assert!(hijack.is_upgrade());
+                hijack.respond(RAW_STREAM, |mut io| async move {
+                    let mut got = Vec::new();
+                    io.read_to_end(&mut got).await.unwrap();
+                    io.write_all(&got).await.unwrap();
+                    io.write_all(b"|after-eof").await.unwrap();
+                    io.shutdown().await.unwrap();
+                })
+            }),
+        );
+        let svc = tower::ServiceExt::map_request(app, |r: hyper::Request<hyper::body::Incoming>| {
+            r.map(Body::new)
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(vec![listener], svc, stop_rx));
+
+        let mut c = UnixStream::connect(&sock).await.unwrap();
+        c.write_all(
+            b"POST /echo HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            assert_eq!(c.read(&mut b).await.unwrap(), 1, "connection closed in headers");
+            head.push(b[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("content-type: application/vnd.docker.raw-stream"), "{head}");
+        assert!(head.contains("connection: upgrade"), "{head}");
+        assert!(head.contains("upgrade: tcp"), "{head}");
+
+        c.write_all(b"stdin data").await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest))
+            .await
+            .expect("no EOF from the server")
+            .unwrap();
+        assert_eq!(rest, b"stdin data|after-eof");
+
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("serve did not return after shutdown")
+            .unwrap();
+        assert!(!sock.exists(), "socket left after shutdown");
+    }
+
+    #[test]
+    fn unix_socket_mode_is_0660() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("x/api.sock");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let _l = bind_unix(&sock, 0).unwrap();
+            let meta = std::fs::metadata(&sock).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        });
+    }
+
+    #[test]
+    fn socket_group() {
+        assert_eq!(socket_gid(Some("0")).unwrap(), 0);
+        assert_eq!(socket_gid(Some("root")).unwrap(), 0);
+        assert!(socket_gid(Some("no-such-group-berth")).is_err());
+        // The default group falls back to root when it does not exist.
+        assert!(socket_gid(None).is_ok());
+    }
+}

@@ -195,3 +195,74 @@ fn tcp_listener_on_loopback() {
     // Both listeners serve the same daemon.
     assert!(d.ping());
 }
+
+/// fd:// with a socket passed the systemd way (LISTEN_PID, LISTEN_FDS, fd 3).
+#[test]
+fn socket_activation_fd() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    berth_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("activated.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let fd = listener.as_raw_fd();
+    let cgroup_parent = format!("berth-test-fd-{}", std::process::id());
+    let cfg = dir.path().join("daemon.json");
+    std::fs::write(&cfg, "{}").unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+        .arg(bin_path("berthd"))
+        .args(["-H", "fd://", "--cgroup-parent", &cgroup_parent])
+        .arg("--data-root")
+        .arg(dir.path().join("data"))
+        .arg("--exec-root")
+        .arg(dir.path().join("exec"))
+        .arg("--pidfile")
+        .arg(dir.path().join("berthd.pid"))
+        .arg("--config-file")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(listener);
+    let mut curl = Command::new("curl");
+    curl.args([
+        "-sS",
+        "--retry",
+        "50",
+        "--retry-connrefused",
+        "--retry-delay",
+        "0",
+        "--unix-socket",
+    ])
+    .arg(&sock)
+    .arg("http://localhost/_ping");
+    let ok = berth_tests::wait_until(Duration::from_secs(20), || {
+        run_with_timeout(&mut curl, None, Duration::from_secs(5)).stdout == "OK"
+    });
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    berth_tests::cleanup::remove_everything_under(dir.path(), &cgroup_parent);
+    assert!(ok, "no answer on the activated socket:\n{stderr}");
+    assert!(status.success(), "berthd exited with {status}:\n{stderr}");
+}

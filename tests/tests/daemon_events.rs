@@ -224,3 +224,51 @@ fn image_events_and_legacy_fields() {
     let no_match = past_events(&d, &["--since", "1m", "--filter", "image=alpine"]);
     assert!(no_match.is_empty(), "{no_match:?}");
 }
+
+#[test]
+fn stream_headers_arrive_before_any_event() {
+    use std::io::{Read, Write};
+    let d = Daemon::start();
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /v1.50/events HTTP/1.1\r\nHost: berth\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s
+            .read(&mut byte)
+            .expect("response headers did not arrive before the first event");
+        assert_eq!(n, 1, "connection closed");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    // The first event then arrives as its own chunk.
+    d.docker_ok(&["volume", "create", "flushed"]);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\"flushed\"") {
+        let n = s.read(&mut buf).expect("event not flushed within 5s");
+        assert!(n > 0, "stream closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn sigterm_ends_open_event_streams() {
+    let mut d = Daemon::start();
+    let watcher = Watcher::start(&d, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    d.docker_ok(&["volume", "create", "before-stop"]);
+    assert_eq!(watcher.next()["Actor"]["ID"], "before-stop");
+    let started = std::time::Instant::now();
+    d.stop();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "SIGTERM took {took:?} with a stream open"
+    );
+    assert!(!d.socket.exists());
+}
