@@ -109,6 +109,36 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
+/// A layer unpacked in the store's temp area, not yet published. Dropping
+/// it removes the directory.
+pub struct StagedLayer {
+    dir: Option<PathBuf>,
+    /// sha256 of the uncompressed tar, when known.
+    pub diff_id: Option<Digest>,
+    pub compression: Compression,
+    /// Length of the uncompressed tar.
+    pub tar_size: u64,
+    /// Bytes of regular-file content.
+    pub size: u64,
+}
+
+impl Drop for StagedLayer {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take() {
+            let _ = remove_tree(&d);
+        }
+    }
+}
+
+/// Removes a path when dropped (after a rename it no longer exists).
+struct TempPath(PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.0);
+    }
+}
+
 /// `chain(0) = diff(0)`, `chain(n) = sha256(chain(n-1) + " " + diff(n))`.
 pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
     match parent {
@@ -237,51 +267,20 @@ impl LayerStore {
                 return Ok((layer, pin));
             }
         }
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("layer-{}", unique_suffix()));
-        let result = self.unpack_into(&tmp, parent, tar, expected_diff_id, blob);
-        if result.is_err() {
-            let _ = remove_tree(&tmp);
-        }
-        result
-    }
-
-    fn unpack_into<R: Read>(
-        &self,
-        tmp: &Path,
-        parent: Option<&Digest>,
-        tar: R,
-        expected_diff_id: Option<&Digest>,
-        blob: LayerBlob,
-    ) -> Result<(Layer, Pin)> {
-        let diff = tmp.join("diff");
-        fs::create_dir_all(&diff).ctx(|| format!("create {}", diff.display()))?;
         // A stored blob whose digest is the expected diff ID was hashed when
         // it was written: it is the uncompressed tar, no need to hash again.
         let preverified = match (&blob, expected_diff_id) {
             (LayerBlob::Stored(b), Some(exp)) => b == exp,
             _ => false,
         };
-        let (diff_id, tar_size, stats) = if preverified {
-            let mut counting = CountingReader { inner: tar, n: 0 };
-            let stats = unpack::unpack(&mut counting, &diff)?;
-            io::copy(&mut counting, &mut io::sink())
-                .map_err(|e| Error::invalid(format!("read layer: {e}")))?;
-            let exp = expected_diff_id
-                .cloned()
-                .ok_or_else(|| Error::invalid("no diff ID"))?;
-            (exp, counting.n, stats)
-        } else {
-            let (_, plain) = decompress(tar)?;
-            let mut hashing = HashingReader::new(plain);
-            let stats = unpack::unpack(&mut hashing, &diff)?;
-            let (diff_id, tar_size) = hashing
-                .drain_and_finish()
-                .map_err(|e| Error::invalid(format!("read layer: {e}")))?;
-            (diff_id, tar_size, stats)
-        };
+        let mut staged = self.stage(tar, !preverified)?;
+        if staged.diff_id.is_none() && preverified {
+            staged.diff_id = expected_diff_id.cloned();
+        }
+        let diff_id = staged
+            .diff_id
+            .clone()
+            .ok_or_else(|| Error::invalid("layer diff ID unknown"))?;
         if let Some(exp) = expected_diff_id {
             if exp != &diff_id {
                 return Err(Error::DigestMismatch {
@@ -291,10 +290,67 @@ impl LayerStore {
                 });
             }
         }
+        self.publish(staged, parent, blob)
+    }
+
+    /// Unpack a layer tar into a private temp directory without publishing
+    /// it. The diff ID is computed when the stream is compressed or `hash`
+    /// is set; for a plain tar read without hashing the caller sets
+    /// [`StagedLayer::diff_id`] from its own digest of the same bytes.
+    pub fn stage<R: Read>(&self, tar: R, hash: bool) -> Result<StagedLayer> {
+        let dir = self
+            .root
+            .join("tmp")
+            .join(format!("layer-{}", unique_suffix()));
+        let mut staged = StagedLayer {
+            dir: Some(dir.clone()),
+            diff_id: None,
+            compression: Compression::None,
+            tar_size: 0,
+            size: 0,
+        };
+        let diff = dir.join("diff");
+        fs::create_dir_all(&diff).ctx(|| format!("create {}", diff.display()))?;
+        let (compression, plain) = decompress(tar)?;
+        staged.compression = compression;
+        if hash || compression != Compression::None {
+            let mut hashing = HashingReader::new(plain);
+            staged.size = unpack::unpack(&mut hashing, &diff)?.size;
+            let (diff_id, tar_size) = hashing
+                .drain_and_finish()
+                .map_err(|e| Error::invalid(format!("read layer: {e}")))?;
+            staged.diff_id = Some(diff_id);
+            staged.tar_size = tar_size;
+        } else {
+            let mut counting = CountingReader { inner: plain, n: 0 };
+            staged.size = unpack::unpack(&mut counting, &diff)?.size;
+            io::copy(&mut counting, &mut io::sink())
+                .map_err(|e| Error::invalid(format!("read layer: {e}")))?;
+            staged.tar_size = counting.n;
+        }
+        Ok(staged)
+    }
+
+    /// Make a staged layer (whose `diff_id` is set and verified) the layer
+    /// on top of `parent`: sync it, record it and rename it into place. The
+    /// caller must hold a pin on `parent`.
+    pub fn publish(
+        &self,
+        mut staged: StagedLayer,
+        parent: Option<&Digest>,
+        blob: LayerBlob,
+    ) -> Result<(Layer, Pin)> {
+        let diff_id = staged
+            .diff_id
+            .clone()
+            .ok_or_else(|| Error::invalid("staged layer without a diff ID"))?;
+        let tmp = staged
+            .dir
+            .clone()
+            .ok_or_else(|| Error::invalid("staged layer already published"))?;
         let chain = chain_id(parent, &diff_id);
         let pin = self.pin(&chain);
         if let Some(existing) = self.get(&chain)? {
-            remove_tree(tmp)?;
             return Ok((existing, pin));
         }
         let link = chain.hex()[..SHORT_LINK_LEN].to_owned();
@@ -302,18 +358,22 @@ impl LayerStore {
             chain_id: chain.clone(),
             diff_id: diff_id.clone(),
             parent: parent.cloned(),
-            size: stats.size,
+            size: staged.size,
             blob: match blob {
                 LayerBlob::SameAsDiffId => diff_id,
                 LayerBlob::Stored(d) => d,
             },
             link: link.clone(),
-            tar_size: Some(tar_size),
+            tar_size: Some(staged.tar_size),
         };
         let json = serde_json::to_vec(&record).map_err(|e| Error::invalid(e.to_string()))?;
         fs::write(tmp.join("layer.json"), json)
             .ctx(|| format!("write {}/layer.json", tmp.display()))?;
-        unpack::sync_tree(tmp)?;
+        unpack::sync_tree(&tmp)?;
+        // From here the directory is either renamed into place or removed.
+        staged.dir = None;
+        let tmp = TempPath(tmp);
+        let tmp = &tmp.0;
         let target = self.layer_dir(&chain);
         match fs::rename(tmp, &target) {
             Ok(()) => {}
