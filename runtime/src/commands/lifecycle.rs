@@ -1,13 +1,12 @@
 //! `start`, `kill`, `delete`, `pause`, `resume`.
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill as send_signal, Signal};
-use nix::unistd::Pid;
 
 use crate::cgroups::Cgroup;
 use crate::error::{Context, Error, Result};
@@ -60,7 +59,6 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
             Err(e) => return Err(e).ctx(|| "read exec fifo"),
         }
     }
-    let _ = fifo.as_raw_fd();
     std::fs::remove_file(&fifo_path).ctx(|| format!("remove {}", fifo_path.display()))?;
     if let Some(h) = c.spec.hooks() {
         // poststart failures are reported, the container keeps running.
@@ -75,20 +73,17 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     Ok(())
 }
 
-use std::os::unix::fs::OpenOptionsExt;
-
 pub fn kill(root: &Root, id: &str, signal: i32, all: bool) -> Result<()> {
     let c = root.load(id)?;
     let status = c.status(root);
     if status == Status::Stopped || status == Status::Creating && !c.init_alive() {
         return Err(Error::invalid("container not running"));
     }
-    let sig = Signal::try_from(signal).ok();
     if all {
         if let Some(cg) = cgroup_of(&c)? {
             let pids = cg.pids().map_err(|e| Error::Cgroup(e.to_string()))?;
             for p in pids {
-                let _ = send_signal(Pid::from_raw(p), sig);
+                let _ = send_signal_raw(p, signal);
             }
         }
         return Ok(());
@@ -97,6 +92,10 @@ pub fn kill(root: &Root, id: &str, signal: i32, all: bool) -> Result<()> {
 }
 
 fn send_signal_raw(pid: i32, sig: i32) -> std::result::Result<(), nix::Error> {
+    // 0 and negative pids name process groups: never ours to signal.
+    if pid <= 0 {
+        return Err(nix::Error::ESRCH);
+    }
     // SAFETY: kill(2) with plain integers; realtime signals are not in nix's enum.
     if unsafe { libc::kill(pid, sig) } == 0 {
         Ok(())
