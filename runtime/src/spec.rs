@@ -98,12 +98,80 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "a new user namespace needs linux.uidMappings and linux.gidMappings",
         ));
     }
+    unsupported(spec)?;
     if !has(LinuxNamespaceType::Mount) {
         return Err(Error::invalid(
             "a mount namespace is required (linux.namespaces has no \"mount\")",
         ));
     }
     Ok(())
+}
+
+/// Settings berth-runtime cannot honour are refused rather than ignored.
+/// AppArmor and SELinux labels are ignored, as runc does, only when the
+/// host has that LSM switched off.
+fn unsupported(spec: &Spec) -> Result<()> {
+    let refuse = |what: &str| {
+        Err(Error::invalid(format!(
+            "{what} is not supported by berth-runtime"
+        )))
+    };
+    if let Some(linux) = spec.linux() {
+        if linux.time_offsets().is_some() {
+            return refuse("linux.timeOffsets");
+        }
+        if linux.intel_rdt().is_some() {
+            return refuse("linux.intelRdt");
+        }
+        if linux.memory_policy().is_some() {
+            return refuse("linux.memoryPolicy");
+        }
+        if linux.personality().is_some() {
+            return refuse("linux.personality");
+        }
+        if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return refuse("linux.netDevices");
+        }
+        if linux
+            .mount_label()
+            .as_deref()
+            .is_some_and(|l| !l.is_empty())
+            && selinux_enabled()
+        {
+            return refuse("linux.mountLabel (SELinux)");
+        }
+    }
+    if let Some(p) = spec.process() {
+        if p.io_priority().is_some() {
+            return refuse("process.ioPriority");
+        }
+        if p.scheduler().is_some() {
+            return refuse("process.scheduler");
+        }
+        if p.exec_cpu_affinity().is_some() {
+            return refuse("process.execCPUAffinity");
+        }
+        if p.apparmor_profile()
+            .as_deref()
+            .is_some_and(|a| !a.is_empty())
+            && apparmor_enabled()
+        {
+            return refuse("process.apparmorProfile (AppArmor)");
+        }
+        if p.selinux_label().as_deref().is_some_and(|l| !l.is_empty()) && selinux_enabled() {
+            return refuse("process.selinuxLabel (SELinux)");
+        }
+    }
+    Ok(())
+}
+
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
 }
 
 pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
@@ -192,6 +260,15 @@ mod tests {
         let spec: Spec = serde_json::from_value(v).unwrap();
         let err = validate(&spec).unwrap_err().to_string();
         assert!(err.contains("UTS"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_settings_are_refused() {
+        let mut v = template();
+        v["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_OTHER"});
+        let spec: Spec = serde_json::from_value(v).unwrap();
+        let err = validate(&spec).unwrap_err().to_string();
+        assert!(err.contains("process.scheduler"), "{err}");
     }
 
     #[test]
