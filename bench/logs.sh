@@ -41,6 +41,12 @@ cleanup() {
     done
     findmnt -rn -o TARGET | grep "^$WORK" | sort -r | xargs -r -n1 umount -l
     rm -rf "$WORK"
+    # The engines' (now empty) cgroup parents.
+    for d in /sys/fs/cgroup/*/"berth-bench-logs-$$" /sys/fs/cgroup/*/"dockerd-bench-logs-$$" \
+             /sys/fs/cgroup/unified/"berth-bench-logs-$$" /sys/fs/cgroup/unified/"dockerd-bench-logs-$$"; do
+        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
+    return 0
 }
 trap cleanup EXIT
 
