@@ -144,7 +144,7 @@ fn foreground_run_forwards_signals() {
     let id = b.id("signals");
     b.write_config(&id);
     let bundle = b.bundle.display().to_string();
-    let mut child = b
+    let child = b
         .command(&["run", "--bundle", &bundle, &id])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
