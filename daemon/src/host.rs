@@ -146,7 +146,7 @@ fn cgroup_facts(root: &Path) -> CgroupFacts {
 /// the overlay features berth uses.
 pub fn driver_status(data_root: &Path) -> Vec<[String; 2]> {
     let backing = nix::sys::statfs::statfs(data_root)
-        .map(|s| fs_name(s.filesystem_type().0 as i64))
+        .map(|s| fs_name(i64::from(s.filesystem_type().0)))
         .unwrap_or("unknown");
     vec![
         ["Backing Filesystem".into(), backing.into()],

@@ -100,9 +100,16 @@ fn counts_follow_images_and_df_prints() {
         images_line.split_whitespace().nth(1) == Some("1"),
         "system df: {df}"
     );
+    d.docker_ok(&["create", "--name", "df-user", "busybox", "true"]);
+    let info = json(&d.docker_ok(&["info", "--format", "{{json .}}"]));
+    assert_eq!(info["Containers"], 1);
+    assert_eq!(info["ContainersStopped"], 1);
+    assert_eq!(info["ContainersRunning"], 0);
     let raw = d.curl(&["http://localhost/v1.50/system/df"]).ok();
     let v = json(&raw);
     assert_eq!(v["Images"].as_array().map(Vec::len), Some(1));
+    assert_eq!(v["Images"][0]["Containers"], 1, "{raw}");
+    assert_eq!(v["Containers"].as_array().map(Vec::len), Some(1));
     assert!(v["LayersSize"].as_u64().unwrap() > 0);
     assert!(v["Containers"].is_array() && v["Volumes"].is_array());
     assert_matches_spec("GET", "/system/df", &raw);
@@ -111,6 +118,7 @@ fn counts_follow_images_and_df_prints() {
     let (status, _, body) = http(d.curl(&["-i", "http://localhost/system/df?type=bogus"]));
     assert!(status.contains(" 400"), "{status}");
     assert!(body.contains("unknown object type: bogus"), "{body}");
+    d.docker_ok(&["rm", "df-user"]);
 }
 
 #[test]

@@ -96,6 +96,7 @@ fn live_stream_with_filters() {
     let nanos = e["timeNano"].as_i64().unwrap();
     assert_eq!(e["time"].as_i64().unwrap(), nanos / 1_000_000_000);
     assert!((nanos as f64 / 1e9 - now_secs()).abs() < 60.0);
+    berth_tests::assert_matches_spec("GET", "/events", &e.to_string());
     assert_eq!(creates.next()["Actor"]["ID"], "keep");
 
     d.docker_ok(&["volume", "create", "other"]);
@@ -203,6 +204,7 @@ fn image_events_and_legacy_fields() {
     let evs = past_events(&d, &["--since", "1m", "--filter", "type=image"]);
     assert!(!evs.is_empty());
     for e in &evs {
+        berth_tests::assert_matches_spec("GET", "/events", &e.to_string());
         assert_eq!(e["Type"], "image");
         assert_eq!(e["status"], e["Action"], "legacy status field: {e}");
         assert_eq!(e["id"], e["Actor"]["ID"], "legacy id field: {e}");

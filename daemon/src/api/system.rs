@@ -275,6 +275,13 @@ async fn disk_usage(State(state): State<AppState>, q: QueryParams) -> ApiResult<
     let st = state.clone();
     let mut out = tokio::task::spawn_blocking(move || -> ApiResult<Value> {
         let mut out = serde_json::Map::new();
+        // Containers are listed first: images count the ones using them.
+        let containers = st
+            .reports
+            .containers
+            .get()
+            .map(|c| c.disk_usage())
+            .unwrap_or_default();
         if want_images {
             let opts = berth_images::query::ListOptions {
                 all: false,
@@ -289,17 +296,19 @@ async fn disk_usage(State(state): State<AppState>, q: QueryParams) -> ApiResult<
                 .images
                 .layers_size()
                 .map_err(|e| ApiError::from_internal("measuring layers", e))?;
+            let mut images = json!(images);
+            for image in images.as_array_mut().into_iter().flatten() {
+                let users = containers
+                    .iter()
+                    .filter(|c| c["ImageID"] == image["Id"])
+                    .count();
+                image["Containers"] = json!(users);
+            }
             out.insert("LayersSize".into(), json!(layers));
-            out.insert("Images".into(), json!(images));
+            out.insert("Images".into(), images);
         }
         if want_containers {
-            let list = st
-                .reports
-                .containers
-                .get()
-                .map(|c| c.disk_usage())
-                .unwrap_or_default();
-            out.insert("Containers".into(), json!(list));
+            out.insert("Containers".into(), json!(containers));
         }
         if want_volumes {
             let list = st
