@@ -101,12 +101,7 @@ impl VolumeStore {
     /// A private directory for temporary mounts (its dot-name is never a
     /// volume name).
     fn scratch_dir(&self, container: &str) -> PathBuf {
-        let root = self.mountpoint("x");
-        let volumes_root = root
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("/"));
-        volumes_root.join(format!(".image-{container}"))
+        self.root().join(format!(".image-{container}"))
     }
 }
 

@@ -106,6 +106,11 @@ impl VolumeStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `<data-root>/volumes`
+    pub(super) fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// `<root>/<name>/_data`
     pub fn mountpoint(&self, name: &str) -> PathBuf {
         self.root.join(name).join(DATA_DIR)
