@@ -268,7 +268,12 @@ fn user_namespace_with_id_maps() {
     b.config["linux"]["namespaces"] = json!(ns);
     b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
-    b.set_args(&["sh", "-c", "cat /proc/self/uid_map; id -u; echo pid=$$"]);
+    b.config["process"]["oomScoreAdj"] = json!(100);
+    b.set_args(&[
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u; echo pid=$$; cat /proc/self/oom_score_adj",
+    ]);
     let out = b.run_ok("userns");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -278,4 +283,41 @@ fn user_namespace_with_id_maps() {
     );
     assert_eq!(lines[1], "0");
     assert_eq!(lines[2], "pid=1");
+    assert_eq!(lines[3], "100");
+    // exec joins the user namespace too.
+    b.set_args(&["sleep", "1000"]);
+    let id = b.start_detached("userns-exec");
+    let out = b.rt(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        &id,
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u",
+    ]);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "stdout: {} stderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536"]
+    );
+    assert_eq!(lines[1], "1000");
+    let host_uid = std::fs::read_to_string(format!("/proc/{}/status", b.state(&id)["pid"]))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .unwrap();
+    assert_eq!(
+        host_uid, "200000",
+        "container root is uid 200000 on the host"
+    );
+    assert!(b.rt(&["delete", "--force", &id]).success());
 }

@@ -82,8 +82,18 @@ fn lookup(cmd: &str, path_var: &str) -> Result<PathBuf> {
         .ok_or_else(|| Error::invalid(format!("exec: {cmd:?}: executable file not found in $PATH")))
 }
 
-/// As root inside the container: cwd (verified), rlimits, oom score,
-/// no_new_privs.
+/// Set while still host root, before any namespace is joined: inside a user
+/// namespace /proc/self/oom_score_adj is not ours to write. Inherited by
+/// the forked stages.
+pub fn set_oom_score_adj(process: &Process) -> Result<()> {
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(|| format!("set oom_score_adj {adj}"))?;
+    }
+    Ok(())
+}
+
+/// As root inside the container: cwd (verified), rlimits, no_new_privs.
 pub fn prepare_process(process: &Process) -> Result<()> {
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).ctx(|| format!("chdir to cwd {}", cwd.display()))?;
@@ -99,10 +109,6 @@ pub fn prepare_process(process: &Process) -> Result<()> {
         }
     }
     crate::rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .ctx(|| format!("set oom_score_adj {adj}"))?;
-    }
     if process.no_new_privileges() == Some(true) {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {

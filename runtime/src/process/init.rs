@@ -44,6 +44,9 @@ pub fn stage1(chan: &Channel, cfg: &InitConfig) -> Result<()> {
         .lines()
         .map(str::to_string)
         .collect();
+    if let Some(process) = cfg.spec.process() {
+        finalize::set_oom_score_adj(process)?;
+    }
     for j in &cfg.plan.join {
         namespaces::setns(j)?;
     }
@@ -57,6 +60,10 @@ pub fn stage1(chan: &Channel, cfg: &InitConfig) -> Result<()> {
             .ctx(|| "become gid 0 in the user namespace")?;
         nix::unistd::setresuid(root_uid, root_uid, root_uid)
             .ctx(|| "become uid 0 in the user namespace")?;
+        // The id change made us non-dumpable, which would leave /proc/self
+        // owned by the host's root and out of our reach.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
     }
     let mut flags = CloneFlags::empty();
     for t in &cfg.plan.create {

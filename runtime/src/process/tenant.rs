@@ -45,6 +45,7 @@ pub fn stage1(chan: &Channel, cfg: &TenantConfig) -> Result<()> {
             fd: namespaces::open_ns(std::path::Path::new(&path), t)?,
         });
     }
+    finalize::set_oom_score_adj(&cfg.process)?;
     let root = std::fs::File::open(format!("/proc/{pid}/root"))
         .ctx(|| format!("open root of container process {pid}"))?;
     for j in &joins {
