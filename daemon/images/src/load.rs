@@ -60,7 +60,7 @@ impl ImageStore {
         progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<LoadReport> {
         let tmp = self.new_tmp_dir("load")?;
-        let spool = Spool::read(archive, &tmp.0)?;
+        let spool = Spool::read(archive, &tmp.0, Some(&self.layers))?;
         let candidates = if spool.contains("manifest.json") {
             docker_archive_candidates(&spool)?
         } else if spool.contains("index.json") {
@@ -105,17 +105,32 @@ impl ImageStore {
                 current: 0,
                 total: spooled.size,
             });
-            // Unpack straight from the spooled file; the layer store syncs
-            // the filesystem before publishing the layer, which also makes
-            // the spooled bytes durable before they become the blob.
-            let blob =
-                File::open(&spooled.path).ctx(|| format!("open {}", spooled.path.display()))?;
-            let (layer, pin) = self.layers.register(
-                parent.as_ref(),
-                io::BufReader::with_capacity(1 << 20, blob),
-                Some(diff_id),
-                LayerBlob::Stored(spooled.digest.clone()),
-            )?;
+            let (layer, pin) = match spooled.staged.borrow_mut().take() {
+                // Unpacked while spooling, and it is the layer the config names.
+                Some(staged) if staged.diff_id.as_ref() == Some(diff_id) => {
+                    if let Some(p) = parent.as_ref() {
+                        self.layers.require(p)?;
+                    }
+                    self.layers.publish(
+                        staged,
+                        parent.as_ref(),
+                        LayerBlob::Stored(spooled.digest.clone()),
+                    )?
+                }
+                // Otherwise unpack from the spooled file. The layer store
+                // syncs the filesystem before publishing, which also makes
+                // the spooled bytes durable before they become the blob.
+                _ => {
+                    let blob = File::open(&spooled.path)
+                        .ctx(|| format!("open {}", spooled.path.display()))?;
+                    self.layers.register(
+                        parent.as_ref(),
+                        io::BufReader::with_capacity(1 << 20, blob),
+                        Some(diff_id),
+                        LayerBlob::Stored(spooled.digest.clone()),
+                    )?
+                }
+            };
             // An fsync here is nearly free after the layer store's syncfs.
             if layer.record.blob == spooled.digest && !self.content.exists(&spooled.digest) {
                 self.content.adopt(&spooled.path, &spooled.digest, false)?;

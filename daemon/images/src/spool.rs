@@ -3,7 +3,13 @@
 //! be read in any order and layers unpacked without a second hash pass.
 //! Files get flat numbered names on disk: archive paths never become
 //! filesystem paths.
+//!
+//! Files that look like layers are also unpacked while they stream in
+//! (staged, see [`LayerStore::stage`]), so the bytes are read once; the
+//! load publishes a staged layer when its digest turns out to be the diff
+//! ID the image config expects, and unpacks from the spooled file otherwise.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -12,11 +18,41 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{tar_error, Error, IoContext, Result};
+use crate::layer::{Compression, LayerStore, StagedLayer};
+
+/// Entries at least this large, under a layer-like name, are staged.
+const STAGE_MIN_SIZE: u64 = 64 * 1024;
 
 pub(crate) struct SpooledFile {
     pub path: PathBuf,
     pub digest: Digest,
     pub size: u64,
+    /// The file unpacked as a layer while it was spooled, if that worked.
+    pub staged: RefCell<Option<StagedLayer>>,
+}
+
+fn looks_like_layer(name: &str, size: u64) -> bool {
+    size >= STAGE_MIN_SIZE && (name.ends_with("/layer.tar") || name.starts_with("blobs/sha256/"))
+}
+
+/// Copies what is read into the spool file; remembers a failed write so
+/// an incomplete spool file is never used.
+struct Tee<'a, R, W> {
+    inner: R,
+    sink: &'a mut W,
+    sink_error: Option<io::Error>,
+}
+
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.sink.write_all(&buf[..n]) {
+            let kind = e.kind();
+            self.sink_error = Some(e);
+            return Err(io::Error::new(kind, "writing the spool file failed"));
+        }
+        Ok(n)
+    }
 }
 
 enum Entry {
@@ -49,7 +85,8 @@ fn parent_of(p: &str) -> &str {
 }
 
 impl Spool {
-    pub fn read<R: Read>(archive: R, dir: &Path) -> Result<Spool> {
+    /// Spool `archive` into `dir`; with `layers`, stage layer-like files.
+    pub fn read<R: Read>(archive: R, dir: &Path, layers: Option<&LayerStore>) -> Result<Spool> {
         let mut entries = HashMap::new();
         let mut ar = tar::Archive::new(archive);
         let bad = |e: io::Error| tar_error("invalid image archive", &e);
@@ -69,17 +106,62 @@ impl Spool {
                         .mode(0o600)
                         .open(&path)
                         .ctx(|| format!("create {}", path.display()))?;
-                    let mut w = HashingWriter::new(file);
-                    loop {
-                        let k = entry.read(&mut buf).map_err(bad)?;
-                        if k == 0 {
-                            break;
+                    let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+                    let mut staged = None;
+                    let entry_size = entry.header().size().unwrap_or(0);
+                    if let Some(layers) = layers.filter(|_| looks_like_layer(&name, entry_size)) {
+                        let mut tee = Tee {
+                            inner: &mut entry,
+                            sink: &mut w,
+                            sink_error: None,
+                        };
+                        // Not a layer after all, or a broken one: the load
+                        // unpacks from the spooled file and reports why.
+                        staged = layers.stage(&mut tee, false).ok();
+                        io::copy(&mut tee, &mut io::sink()).map_err(|e| {
+                            match tee.sink_error.take() {
+                                Some(w) => Error::Io {
+                                    context: format!("write {}", path.display()),
+                                    source: w,
+                                },
+                                None => bad(e),
+                            }
+                        })?;
+                        if let Some(e) = tee.sink_error.take() {
+                            return Err(Error::Io {
+                                context: format!("write {}", path.display()),
+                                source: e,
+                            });
                         }
-                        w.write_all(&buf[..k])
-                            .ctx(|| format!("write {}", path.display()))?;
+                    } else {
+                        loop {
+                            let k = entry.read(&mut buf).map_err(bad)?;
+                            if k == 0 {
+                                break;
+                            }
+                            w.write_all(&buf[..k])
+                                .ctx(|| format!("write {}", path.display()))?;
+                        }
                     }
-                    let (_, digest, size) = w.finish();
-                    entries.insert(name, Entry::File(SpooledFile { path, digest, size }));
+                    let (file, digest, size) = w.finish();
+                    file.into_inner()
+                        .map_err(|e| e.into_error())
+                        .ctx(|| format!("write {}", path.display()))?;
+                    if let Some(s) = staged.as_mut() {
+                        // A plain tar's diff ID is the digest of its bytes.
+                        if s.compression == Compression::None {
+                            s.diff_id = Some(digest.clone());
+                        }
+                    }
+                    entries.insert(
+                        name,
+                        Entry::File(SpooledFile {
+                            path,
+                            digest,
+                            size,
+                            staged: RefCell::new(staged),
+                        }),
+                    );
                 }
                 tar::EntryType::Symlink => {
                     let target = entry

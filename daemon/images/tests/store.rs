@@ -287,3 +287,80 @@ fn import_accepts_gzip_and_zstd_and_rejects_xz() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("xz"), "{err}");
 }
+
+/// A docker-archive with one layer of `layer` and a config naming `diff_id`.
+fn docker_archive(layer: &[u8], diff_id: &Digest, tag: &str) -> Vec<u8> {
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
+    })
+    .to_string();
+    let config_name = format!("{}.json", Digest::of(config.as_bytes()).hex());
+    let layer_name = format!("{}/layer.tar", Digest::of(layer).hex());
+    let manifest =
+        serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": [layer_name]}])
+            .to_string();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        (&layer_name, layer),
+        (&config_name, config.as_bytes()),
+        (&"manifest.json".to_string(), manifest.as_bytes()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn big_layers_are_unpacked_while_streaming_and_still_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let big: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let layer = tar_with(&[("big", big.as_str()), ("small", "s")]);
+    assert!(layer.len() > 64 * 1024, "large enough to be staged");
+    let diff_id = Digest::of(&layer);
+
+    let good = docker_archive(&layer, &diff_id, "big:1");
+    let report = store.load(&good[..], &mut |_| {}).unwrap();
+    let img = store.resolve("big:1").unwrap();
+    assert_eq!(report.images, vec![img.id.clone()]);
+    let layers = store.layers_of(&img).unwrap();
+    assert_eq!(layers[0].record.diff_id, diff_id);
+    assert_eq!(layers[0].record.tar_size, Some(layer.len() as u64));
+    assert_eq!(
+        fs::read_to_string(layers[0].diff_dir.join("big")).unwrap(),
+        big
+    );
+    let blob = dir.path().join("image/blobs/sha256").join(diff_id.hex());
+    assert_eq!(
+        fs::read(blob).unwrap(),
+        layer,
+        "the stored blob is the layer tar"
+    );
+
+    // A config naming another diff ID: the staged copy is not used and the
+    // load fails with a digest mismatch, leaving nothing behind.
+    store.delete("big:1", false, true).unwrap();
+    let wrong = Digest::of(b"something else");
+    let bad = docker_archive(&layer, &wrong, "bad:1");
+    let err = store.load(&bad[..], &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
+    assert!(store.resolve("bad:1").is_err());
+    assert_eq!(
+        fs::read_dir(dir.path().join("overlay/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        fs::read_dir(dir.path().join("image/tmp")).unwrap().count(),
+        0
+    );
+    assert!(store.layer_store().list().unwrap().is_empty());
+}
