@@ -140,6 +140,41 @@ where
     }
 }
 
+/// A whole attach session (`POST /containers/{id}/attach`) with detach
+/// keys: relay until the output ends, the client goes away or types the
+/// keys. After a detach the shim connection stays open (drained, stdin not
+/// closed), so a `StdinOnce` container keeps its stdin for the next
+/// `docker attach`; a vanished client closes it like an EOF.
+#[allow(dead_code)]
+pub async fn attach_session<C, R, W>(
+    client: C,
+    shim_r: R,
+    shim_w: W,
+    tty: bool,
+    stdin: bool,
+    detach_keys: Option<Vec<u8>>,
+) where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let opts = RelayOptions {
+        tty,
+        stdin,
+        // The shim already sends only the streams the attach asked for.
+        stdout: true,
+        stderr: true,
+        detach_keys: if tty && stdin { detach_keys } else { None },
+    };
+    let (end, mut client_w, shim_r, shim_w) = relay(client, shim_r, shim_w, opts).await;
+    let _ = client_w.shutdown().await;
+    drop(client_w);
+    if end == RelayEnd::Detached {
+        let _keep_stdin_open = shim_w;
+        drain(shim_r).await;
+    }
+}
+
 /// After a detach or a vanished client: keep reading (and dropping) the
 /// process's output so it never blocks on a full pipe, until it exits.
 pub async fn drain<R: AsyncRead + Unpin>(mut shim_r: R) {
@@ -206,6 +241,38 @@ mod tests {
         cw.shutdown().await.unwrap();
         client_peer.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, framed(1, b"out"));
+    }
+
+    #[tokio::test]
+    async fn attach_session_keeps_stdin_open_after_detach() {
+        let (client, mut client_peer) = tokio::io::duplex(1 << 16);
+        let (shim_side, mut shim_peer) = tokio::io::duplex(1 << 16);
+        let (sr, sw) = tokio::io::split(shim_side);
+        let task = tokio::spawn(attach_session(
+            client,
+            sr,
+            sw,
+            true,
+            true,
+            Some(vec![16, 17]),
+        ));
+        client_peer.write_all(b"hi\x10\x11").await.unwrap();
+        // The client sees the end of its stream...
+        let mut rest = Vec::new();
+        client_peer.read_to_end(&mut rest).await.unwrap();
+        let mut stdin = vec![0u8; 2];
+        shim_peer.read_exact(&mut stdin).await.unwrap();
+        assert_eq!(&stdin, b"hi");
+        // ...while the shim side is neither closed nor half-closed.
+        let mut probe = [0u8; 1];
+        let pending = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            shim_peer.read(&mut probe),
+        )
+        .await;
+        assert!(pending.is_err(), "stdin was closed after a detach");
+        drop(shim_peer);
+        task.await.unwrap();
     }
 
     #[tokio::test]
