@@ -462,3 +462,177 @@ fn unlimited_memory_update_lifts_the_swap_limit_too() {
         assert!(st.memory.swap.limit > 1 << 40, "{:?}", st.memory.swap);
     }
 }
+
+fn join_then_report() -> i32 {
+    // Filled in by the test before fork; read-only afterwards.
+    match JOIN.get().map(|j| j.join()) {
+        Some(Ok(())) => 0,
+        Some(Err(e)) => e.raw_os_error().unwrap_or(1),
+        None => 2,
+    }
+}
+
+static JOIN: std::sync::OnceLock<SelfJoin> = std::sync::OnceLock::new();
+
+#[test]
+fn prepared_cgroup_is_joined_by_the_child_itself() {
+    require_root();
+    let cg = Cgroup::new(Some(&unique_path()), "unused").unwrap();
+    let r = resources(|b| b.pids(LinuxPidsBuilder::default().limit(7i64).build().unwrap()));
+    let join = cg.prepare(Some(&r)).unwrap();
+    assert!(cg.pids().unwrap().is_empty(), "prepare moves nobody");
+    JOIN.set(join).expect("JOIN set once");
+    let mut child = Child::spawn(|| {
+        let rc = join_then_report();
+        if rc != 0 {
+            return rc;
+        }
+        // Stay until the parent has looked.
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+        0
+    });
+    child.cgroup = Some(cg.clone());
+    child.release();
+    let in_all = || {
+        cg.hierarchy().all_dirs(&cg.path()).iter().all(|dir| {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            procs.trim() == child.pid.to_string()
+        })
+    };
+    let joined = (0..1000).any(|_| {
+        if in_all() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        false
+    });
+    assert!(joined, "child did not show up in every hierarchy");
+    assert_eq!(cg.pids().unwrap(), vec![child.pid]);
+    assert_eq!(cg.stats().unwrap().pids.limit, 7);
+}
+
+/// Expected "0::/path\n" and "pids:/path\n" lines, set before fork.
+static EXPECT: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+static FAST_JOIN: std::sync::OnceLock<SelfJoin> = std::sync::OnceLock::new();
+
+/// In the grandchild: does /proc/self/cgroup show both lines? Raw syscalls.
+fn cgroup_lines_match() -> i32 {
+    let Some((v2, v1)) = EXPECT.get() else {
+        return 3;
+    };
+    let mut buf = [0u8; 4096];
+    // SAFETY: reading into a stack buffer with raw syscalls.
+    let n = unsafe {
+        let fd = libc::open(c"/proc/self/cgroup".as_ptr(), libc::O_RDONLY);
+        if fd < 0 {
+            return 4;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    if n <= 0 {
+        return 5;
+    }
+    let text = &buf[..n as usize];
+    let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+    if has(v2) && has(v1) {
+        0
+    } else {
+        6
+    }
+}
+
+/// join_v1, then clone3(CLONE_INTO_CGROUP) a grandchild; its verdict.
+fn join_v1_and_clone_into_cgroup() -> i32 {
+    let Some(join) = FAST_JOIN.get() else {
+        return 10;
+    };
+    if join.join_v1().is_err() {
+        return 11;
+    }
+    let fd = match join.open_unified() {
+        Some(Ok(fd)) => fd,
+        _ => return 12,
+    };
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: fd as u64,
+    };
+    // SAFETY: clone3 without a new stack behaves like fork; the grandchild
+    // only makes raw syscalls before _exit.
+    unsafe {
+        let pid = libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        );
+        if pid == 0 {
+            libc::_exit(cgroup_lines_match());
+        }
+        libc::close(fd);
+        if pid < 0 {
+            return 13;
+        }
+        let mut status = 0;
+        libc::waitpid(pid as i32, &mut status, 0);
+        if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            14
+        }
+    }
+}
+
+#[test]
+fn join_v1_then_clone_into_cgroup_places_the_init_everywhere() {
+    require_root();
+    let h = Hierarchy::detect().unwrap();
+    let path = unique_path();
+    let cg = Cgroup::with_hierarchy(&path, h.clone()).unwrap();
+    let join = cg.prepare(None).unwrap();
+    let v1_line = if h.v1.contains_key("pids") {
+        format!("pids:{path}\n")
+    } else {
+        format!("0::{path}\n")
+    };
+    EXPECT
+        .set((format!("0::{path}\n").into_bytes(), v1_line.into_bytes()))
+        .expect("set once");
+    FAST_JOIN.set(join).expect("set once");
+    let mut child = Child::spawn(join_v1_and_clone_into_cgroup);
+    child.cgroup = Some(cg);
+    child.release();
+    let status = child.wait();
+    assert!(libc::WIFEXITED(status), "{status:#x}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the clone3(CLONE_INTO_CGROUP) child is not in the container's v1 and v2 cgroups"
+    );
+}

@@ -97,6 +97,101 @@ fn requested_controllers(r: &LinuxResources) -> Vec<&'static str> {
     out
 }
 
+fn remove_created(created: &[PathBuf]) {
+    for dir in created.iter().rev() {
+        let _ = fsutil::remove_dir(dir);
+    }
+}
+
+/// What a freshly forked, single-threaded child needs to move itself into
+/// the cgroup: prepared paths, so nothing here allocates (safe between fork
+/// and exec of a multi-threaded parent).
+///
+/// Fastest use (no global cgroup lock at all): the intermediate child calls
+/// [`SelfJoin::join_v1`], then clones the container init with
+/// `clone3(CLONE_INTO_CGROUP)` on [`SelfJoin::open_unified`]'s fd; the init
+/// inherits the v1 cgroups and is born in the v2 one. Simplest use:
+/// [`SelfJoin::join`] in the child that becomes (or forks) the init.
+#[derive(Debug, Clone)]
+pub struct SelfJoin {
+    /// v1 `tasks` files: writing "0" moves the calling thread.
+    v1_tasks: Vec<std::ffi::CString>,
+    /// The cgroup2 directory (pure v2, or the unified half of hybrid).
+    unified: Option<std::ffi::CString>,
+}
+
+impl SelfJoin {
+    /// Moves the calling process (which must be single-threaded) into the
+    /// cgroup in every hierarchy. The v2 part goes through cgroup.procs and
+    /// so still takes the kernel's global lock; see [`SelfJoin::join_v1`].
+    pub fn join(&self) -> Result<(), io::Error> {
+        self.join_v1()?;
+        if let Some(dir) = &self.unified {
+            write_zero_at(dir, c"cgroup.procs")?;
+        }
+        Ok(())
+    }
+
+    /// Moves the calling single-threaded process into the v1 hierarchies
+    /// only (no-op on pure v2).
+    pub fn join_v1(&self) -> Result<(), io::Error> {
+        for file in &self.v1_tasks {
+            write_zero_at(file, c"")?;
+        }
+        Ok(())
+    }
+
+    /// Opens the cgroup2 directory for `clone3(CLONE_INTO_CGROUP)`; the
+    /// caller owns (and closes) the fd. None when no cgroup2 is mounted.
+    pub fn open_unified(&self) -> Option<Result<i32, io::Error>> {
+        let dir = self.unified.as_ref()?;
+        // SAFETY: NUL-terminated path we own.
+        let fd = unsafe {
+            libc::open(
+                dir.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        Some(if fd < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(fd)
+        })
+    }
+}
+
+/// Writes "0" to `base` (a file) or to `name` inside `base` (a directory),
+/// with raw syscalls only.
+fn write_zero_at(base: &std::ffi::CStr, name: &std::ffi::CStr) -> Result<(), io::Error> {
+    // SAFETY: NUL-terminated paths we own; plain open(at)/write/close.
+    unsafe {
+        let fd = if name.is_empty() {
+            libc::open(base.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC)
+        } else {
+            let dir = libc::open(
+                base.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            if dir < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = libc::openat(dir, name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            libc::close(dir);
+            fd
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        if n != 1 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
 /// A container's cgroup. Cheap to build; touches cgroupfs only in methods.
 #[derive(Debug, Clone)]
 pub struct Cgroup {
@@ -150,6 +245,65 @@ impl Cgroup {
     /// Creates the cgroup in every hierarchy, applies `resources`, then moves
     /// `pid` in. On any failure everything this call created is removed.
     pub fn apply(&self, pid: i32, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        let created = self.create_and_set(resources)?;
+        if let Err(e) = self.add_process(pid) {
+            remove_created(&created);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The parent's half of the fast join: creates the cgroup and applies
+    /// `resources` without moving any process. The child then calls
+    /// [`SelfJoin::join`]. On error nothing this call created is left.
+    ///
+    /// Why: moving another process (`cgroup.procs` ← pid) takes the kernel's
+    /// global threadgroup lock, which costs an RCU grace period (~10 ms
+    /// here) on the first move. A single-threaded process moving itself
+    /// through v1 `tasks` ← "0" skips that lock.
+    pub fn prepare(&self, resources: Option<&LinuxResources>) -> Result<SelfJoin, CgroupError> {
+        let created = self.create_and_set(resources)?;
+        match self.self_join() {
+            Ok(join) => Ok(join),
+            Err(e) => {
+                remove_created(&created);
+                Err(e)
+            }
+        }
+    }
+
+    /// Paths for [`SelfJoin`], for a cgroup that already exists.
+    pub fn self_join(&self) -> Result<SelfJoin, CgroupError> {
+        let cstring = |p: PathBuf| {
+            std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).map_err(|_| {
+                CgroupError::InvalidPath {
+                    path: self.path.clone(),
+                    reason: "contains a NUL byte".into(),
+                }
+            })
+        };
+        let mut v1_tasks = Vec::new();
+        let mut seen = Vec::new();
+        for mountpoint in self.hierarchy.v1.values() {
+            let dir = hierarchy::join_rel(mountpoint, &self.path);
+            if !seen.contains(&dir) {
+                seen.push(dir.clone());
+                v1_tasks.push(cstring(dir.join("tasks"))?);
+            }
+        }
+        let unified = match &self.hierarchy.unified {
+            Some(u) => Some(cstring(hierarchy::join_rel(&u.mountpoint, &self.path))?),
+            None => None,
+        };
+        Ok(SelfJoin { v1_tasks, unified })
+    }
+
+    /// Creates the directories and writes the limits; on error removes
+    /// what it created. Returns the directories it created.
+    fn create_and_set(
+        &self,
+        resources: Option<&LinuxResources>,
+    ) -> Result<Vec<PathBuf>, CgroupError> {
         if let Some(r) = resources {
             validate::validate(r)?;
         }
@@ -159,15 +313,14 @@ impl Cgroup {
             .and_then(|()| match resources {
                 Some(r) => self.set(r),
                 None => Ok(()),
-            })
-            .and_then(|()| self.add_process(pid));
-        if let Err(e) = result {
-            for dir in created.iter().rev() {
-                let _ = fsutil::remove_dir(dir);
+            });
+        match result {
+            Ok(()) => Ok(created),
+            Err(e) => {
+                remove_created(&created);
+                Err(e)
             }
-            return Err(e);
         }
-        Ok(())
     }
 
     fn create_all(
