@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Events kept for `since` replay (dockerd keeps 256).
 pub const HISTORY_LEN: usize = 2048;
@@ -136,12 +136,25 @@ pub struct Events {
 struct Inner {
     history: Mutex<VecDeque<Arc<Event>>>,
     live: broadcast::Sender<Arc<Event>>,
+    /// Set when the daemon shuts down, so open streams end at once.
+    closing: watch::Sender<bool>,
 }
 
 /// A subscription: the matching past events, then the live ones.
 pub struct Subscription {
     pub past: Vec<Arc<Event>>,
     pub live: broadcast::Receiver<Arc<Event>>,
+    closing: watch::Receiver<bool>,
+}
+
+impl Subscription {
+    /// Resolves when the daemon is shutting down.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.clone();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
+    }
 }
 
 impl Default for Events {
@@ -157,6 +170,7 @@ impl Events {
             inner: Arc::new(Inner {
                 history: Mutex::new(VecDeque::with_capacity(HISTORY_LEN)),
                 live,
+                closing: watch::Sender::new(false),
             }),
         }
     }
@@ -187,7 +201,16 @@ impl Events {
             None => Vec::new(),
         };
         let live = self.inner.live.subscribe();
-        Subscription { past, live }
+        Subscription {
+            past,
+            live,
+            closing: self.inner.closing.subscribe(),
+        }
+    }
+
+    /// Ends every open subscription's stream (daemon shutdown).
+    pub fn shutdown(&self) {
+        self.inner.closing.send_replace(true);
     }
 
     /// Live subscribers (Info.NEventsListener).
@@ -243,6 +266,10 @@ mod tests {
         bus.publish(Event::new(EventType::Image, "delete", "c"));
         let live = sub.live.recv().await.unwrap();
         assert_eq!(live.action, "delete");
+        bus.shutdown();
+        tokio::time::timeout(std::time::Duration::from_secs(5), sub.closing())
+            .await
+            .expect("shutdown did not reach the subscription");
     }
 
     #[test]

@@ -80,8 +80,10 @@ fn run(config: Config) -> Result<()> {
             "berthd started"
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let events = daemon.events.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
+            events.shutdown();
             let _ = stop_tx.send(true);
         });
         server::serve(listeners, api::service(daemon), stop_rx).await;

@@ -82,6 +82,7 @@ async fn events(State(state): State<AppState>, query: QueryParams) -> ApiResult<
             tokio::select! {
                 _ = expired => return,
                 _ = tx.closed() => return,
+                _ = sub.closing() => return,
                 received = sub.live.recv() => match received {
                     Ok(event) => {
                         if !in_window(&event) {

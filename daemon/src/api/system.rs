@@ -204,7 +204,10 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         "Isolation": "",
         "InitBinary": "berth-init",
         "ContainerdCommit": { "ID": "" },
-        "RuncCommit": { "ID": runtime.commit },
+        // berth-runtime reports no commit; its version identifies it then.
+        "RuncCommit": {
+            "ID": if runtime.commit.is_empty() { &runtime.version } else { &runtime.commit },
+        },
         "InitCommit": { "ID": crate::host::build_info().git_commit },
         "SecurityOptions": security,
         "DefaultAddressPools": [],
