@@ -75,6 +75,7 @@ impl CreateArgs {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
+            console_fd: None,
         }
     }
 }
@@ -270,7 +271,7 @@ pub fn execute(cli: Cli) -> Result<i32> {
             keep,
         } => {
             crate::seal::ensure_sealed()?;
-            commands::run::run(&root, &create.id, &create.options(), detach, keep)
+            commands::run::run(&root, &create.id, create.options(), detach, keep)
         }
         Command::State { id } => commands::info::state(&root, &id).map(|_| 0),
         Command::Kill { all, id, signal } => {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::Mode;
 
 use crate::error::{Context, Error, Result};
@@ -103,4 +103,34 @@ pub fn send_fd(socket: &OwnedFd, fd: &OwnedFd, name: &str) -> Result<()> {
     sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
         .ctx(|| "send pty master over the console socket")?;
     Ok(())
+}
+
+/// The fd sent with `send_fd` (the pty master), from our end of the pair.
+pub fn recv_fd(socket: &OwnedFd) -> Result<OwnedFd> {
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ctx(|| "receive pty master")?;
+    for c in msg.cmsgs().ctx(|| "read control messages")? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(Error::invalid("no pty master received from the container"))
+}
+
+/// A connected pair standing in for --console-socket when we proxy the
+/// terminal ourselves: (our end, the end handed to the container).
+pub fn console_pair() -> Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = UnixStream::pair().ctx(|| "socketpair for the console")?;
+    Ok((a.into(), b.into()))
 }

@@ -114,3 +114,42 @@ fn exec_with_tty_through_console_socket() {
     assert!(text.contains("EXEC-END"), "{text}");
     assert!(b.rt(&["delete", "--force", &id]).success());
 }
+
+#[test]
+fn foreground_terminal_without_console_socket_is_proxied() {
+    let mut b = Bundle::new();
+    b.config["process"]["terminal"] = json!(true);
+    b.set_args(&["sh", "-c", "read x; echo got:$x; tty; exit 3"]);
+    let id = b.id("fgtty");
+    b.write_config(&id);
+    let bundle = b.bundle.display().to_string();
+    let out = berth_tests::run_with_timeout(
+        &mut b.command(&["run", "--bundle", &bundle, &id]),
+        Some(b"hello\n"),
+        runtime_support::TIMEOUT,
+    );
+    assert_eq!(out.code(), Some(3), "stderr: {}", out.stderr);
+    assert!(out.stdout.contains("got:hello"), "{}", out.stdout);
+    assert!(out.stdout.contains("/dev/pts/0"), "{}", out.stdout);
+    assert!(!b.container_dir(&id).exists());
+
+    // The same for a foreground exec -t.
+    b.config["process"]["terminal"] = json!(false);
+    b.set_args(&["sleep", "1000"]);
+    let id = b.start_detached("fgtty-exec");
+    let out = berth_tests::run_with_timeout(
+        &mut b.command(&[
+            "exec",
+            "-t",
+            &id,
+            "sh",
+            "-c",
+            "read x; echo exec-got:$x; exit 4",
+        ]),
+        Some(b"there\n"),
+        runtime_support::TIMEOUT,
+    );
+    assert_eq!(out.code(), Some(4), "stderr: {}", out.stderr);
+    assert!(out.stdout.contains("exec-got:there"), "{}", out.stdout);
+    assert!(b.rt(&["delete", "--force", &id]).success());
+}

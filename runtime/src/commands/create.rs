@@ -26,6 +26,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Instead of --console-socket: our end of a socket pair, for a
+    /// foreground run that proxies the terminal itself.
+    pub console_fd: Option<OwnedFd>,
 }
 
 pub fn create(root: &Root, id: &str, opts: &CreateOptions) -> Result<Container> {
@@ -47,6 +50,12 @@ pub fn create(root: &Root, id: &str, opts: &CreateOptions) -> Result<Container> 
         .unwrap_or(false);
     let console = match (&opts.console_socket, terminal) {
         (Some(path), true) => Some(crate::tty::connect_console_socket(path)?),
+        (None, true) if opts.console_fd.is_some() => opts
+            .console_fd
+            .as_ref()
+            .map(|fd| fd.try_clone())
+            .transpose()
+            .ctx(|| "duplicate console socket")?,
         (None, true) => {
             return Err(Error::invalid(
                 "process.terminal is true but no --console-socket was given",

@@ -10,7 +10,7 @@ use oci_spec::runtime::{Process, User};
 use crate::error::{Error, Result};
 use crate::process::spawn::{become_subreaper, fork_child};
 use crate::process::tenant::{self, TenantConfig};
-use crate::process::wait;
+use crate::process::{console_proxy, wait};
 use crate::state::{Root, Status};
 use crate::sync::{self, Msg};
 
@@ -47,8 +47,14 @@ pub fn exec(root: &Root, id: &str, opts: &ExecOptions) -> Result<i32> {
     let process = build_process(&c.spec, opts)?;
     crate::spec::validate_process(&process)?;
     let terminal = process.terminal().unwrap_or(false);
+    let mut ours = None;
     let console = match (&opts.console_socket, terminal) {
         (Some(p), true) => Some(crate::tty::connect_console_socket(p)?),
+        (None, true) if !opts.detach => {
+            let (mine, theirs) = crate::tty::console_pair()?;
+            ours = Some(mine);
+            Some(theirs)
+        }
         (None, true) => {
             return Err(Error::invalid(
                 "a terminal was requested but no --console-socket was given",
@@ -119,7 +125,13 @@ pub fn exec(root: &Root, id: &str, opts: &ExecOptions) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    wait::forward_until_exit(pid)
+    match ours {
+        Some(sock) => {
+            let master = crate::tty::recv_fd(&sock)?;
+            console_proxy::proxy_until_exit(pid, master)
+        }
+        None => wait::forward_until_exit(pid),
+    }
 }
 
 /// The process to run: --process JSON, or the container's process with

@@ -2,6 +2,7 @@
 //! container, processes exec'd into a running one, and the last steps
 //! before execve that both share.
 
+pub mod console_proxy;
 pub mod finalize;
 pub mod init;
 pub mod spawn;

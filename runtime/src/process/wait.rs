@@ -58,7 +58,7 @@ pub fn forward_until_exit(pid: Pid) -> Result<i32> {
 }
 
 /// Reap all exited children; Some(code) if `pid` was among them.
-fn reap(pid: Pid) -> Result<Option<i32>> {
+pub fn reap(pid: Pid) -> Result<Option<i32>> {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => return Ok(None),
