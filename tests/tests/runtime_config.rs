@@ -171,3 +171,40 @@ fn foreground_run_forwards_signals() {
         "foreground run deletes the container"
     );
 }
+
+#[test]
+fn joins_existing_namespaces_by_path() {
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "1000"]);
+    let first = b.start_detached("nsowner");
+    let pid = b.state(&first)["pid"].as_i64().unwrap();
+    let net = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let ipc = std::fs::read_link(format!("/proc/{pid}/ns/ipc")).unwrap();
+    let mut ns: Vec<serde_json::Value> =
+        b.config["linux"]["namespaces"].as_array().unwrap().clone();
+    for n in ns.iter_mut() {
+        if n["type"] == "network" {
+            n["path"] = json!(format!("/proc/{pid}/ns/net"));
+        }
+        if n["type"] == "ipc" {
+            n["path"] = json!(format!("/proc/{pid}/ns/ipc"));
+        }
+    }
+    b.config["linux"]["namespaces"] = json!(ns);
+    b.set_args(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts",
+    ]);
+    let out = b.run_ok("nsjoiner");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], net.to_str().unwrap(), "{out}");
+    assert_eq!(lines[1], ipc.to_str().unwrap(), "{out}");
+    let own_uts = std::fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap();
+    assert_ne!(
+        lines[2],
+        own_uts.to_str().unwrap(),
+        "uts was not asked to be shared"
+    );
+    assert!(b.rt(&["delete", "--force", &first]).success());
+}
