@@ -1,0 +1,164 @@
+//! Exec over a raw unix socket, the way any client library speaks it:
+//! `Upgrade: tcp` hijack, 101 headers, the multiplexed frame format, stdin
+//! half-close, raw TTY output, and resize.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use berth_tests::Daemon;
+
+fn request(d: &Daemon, method: &str, path: &str, body: &str) -> (String, String) {
+    let mut s = UnixStream::connect(&d.socket).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (head.to_string(), body.to_string())
+}
+
+fn create_exec(d: &Daemon, c: &str, body: &str) -> String {
+    let (head, body) = request(d, "POST", &format!("/v1.50/containers/{c}/exec"), body);
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}\n{body}");
+    // The body may be chunked: find the JSON object in it.
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    serde_json::from_str::<serde_json::Value>(json).unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Start with `Upgrade: tcp`; returns the 101 head and the hijacked stream.
+fn start_hijacked(d: &Daemon, id: &str, tty: bool) -> (String, UnixStream) {
+    let mut s = UnixStream::connect(&d.socket).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = format!(r#"{{"Detach":false,"Tty":{tty}}}"#);
+    write!(
+        s,
+        "POST /v1.50/exec/{id}/start HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).unwrap(),
+            1,
+            "connection closed in the response head"
+        );
+        head.push(byte[0]);
+    }
+    (String::from_utf8_lossy(&head).into_owned(), s)
+}
+
+fn frames(mut data: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while data.len() >= 8 {
+        let len = u32::from_be_bytes([data[4], data[5], data[6], data[7]]) as usize;
+        assert_eq!(&data[1..4], &[0, 0, 0], "bad frame header");
+        out.push((data[0], data[8..8 + len].to_vec()));
+        data = &data[8 + len..];
+    }
+    assert!(data.is_empty(), "trailing bytes after the last frame");
+    out
+}
+
+#[test]
+fn hijacked_exec_multiplexed_with_half_close() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let c = d
+        .docker_ok(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let id = create_exec(
+        &d,
+        &c,
+        r#"{"Cmd":["sh","-c","cat; echo to-stderr >&2; exit 9"],"AttachStdin":true,"AttachStdout":true,"AttachStderr":true}"#,
+    );
+    let (head, mut s) = start_hijacked(&d, &id, false);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-type: application/vnd.docker.multiplexed-stream"),
+        "{head}"
+    );
+    assert!(lower.contains("upgrade: tcp"), "{head}");
+    s.write_all(b"line one\nline two\n").unwrap();
+    // Half-close: cat sees EOF, the output keeps coming.
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut data = Vec::new();
+    s.read_to_end(&mut data).unwrap();
+    let got = frames(&data);
+    let stdout: Vec<u8> = got
+        .iter()
+        .filter(|(k, _)| *k == 1)
+        .flat_map(|(_, p)| p.clone())
+        .collect();
+    let stderr: Vec<u8> = got
+        .iter()
+        .filter(|(k, _)| *k == 2)
+        .flat_map(|(_, p)| p.clone())
+        .collect();
+    assert_eq!(stdout, b"line one\nline two\n");
+    assert_eq!(stderr, b"to-stderr\n");
+    // The exit code is recorded by the time the stream ends.
+    let (_, body) = request(&d, "GET", &format!("/v1.50/exec/{id}/json"), "");
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["ExitCode"], 9, "{v}");
+    assert_eq!(v["Running"], false);
+    d.docker_ok(&["rm", "-f", &c]);
+}
+
+#[test]
+fn hijacked_exec_tty_raw_and_resize() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let c = d
+        .docker_ok(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let id = create_exec(
+        &d,
+        &c,
+        r#"{"Cmd":["sh","-c","read x; stty size; echo got-$x"],"AttachStdin":true,"AttachStdout":true,"Tty":true,"ConsoleSize":[20,70]}"#,
+    );
+    let (head, mut s) = start_hijacked(&d, &id, true);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("application/vnd.docker.raw-stream"),
+        "{head}"
+    );
+    // Resize while it waits for input.
+    std::thread::sleep(Duration::from_millis(300));
+    let (rh, _) = request(
+        &d,
+        "POST",
+        &format!("/v1.50/exec/{id}/resize?h=33&w=77"),
+        "",
+    );
+    assert!(rh.starts_with("HTTP/1.1 200"), "{rh}");
+    s.write_all(b"abc\n").unwrap();
+    let mut data = Vec::new();
+    let _ = s.read_to_end(&mut data);
+    let text = String::from_utf8_lossy(&data);
+    // Raw terminal output: no frame headers, CRLF line ends from the pty.
+    assert!(text.contains("33 77\r\n"), "{text:?}");
+    assert!(text.contains("got-abc\r\n"), "{text:?}");
+    assert!(
+        !data.starts_with(&[1, 0, 0, 0]),
+        "TTY output must not be multiplexed"
+    );
+    let (rh, _) = request(&d, "POST", "/v1.50/exec/nope/resize?h=1&w=1", "");
+    assert!(rh.starts_with("HTTP/1.1 404"), "{rh}");
+    d.docker_ok(&["rm", "-f", &c]);
+}
