@@ -41,6 +41,19 @@ fn exec_exit_codes_user_workdir_env() {
         "{text}"
     );
 
+    // A working directory that does not exist: the runtime's reason, in
+    // dockerd's wrapping, without our internals.
+    let bad_wd = d.docker(&["exec", "-w", "/no/such/dir", &c, "true"]);
+    let text = format!("{}{}", bad_wd.stdout, bad_wd.stderr);
+    assert!(matches!(bad_wd.code(), Some(126) | Some(127)), "{bad_wd:?}");
+    assert!(
+        text.starts_with(
+            "OCI runtime exec failed: exec failed: unable to start container process: "
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("exec failed (exit status"), "{text}");
+
     // The container's environment and working directory, unless overridden.
     assert_eq!(
         d.docker_ok(&["exec", &c, "sh", "-c", "echo $FROM_RUN"]),

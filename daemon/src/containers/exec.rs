@@ -182,17 +182,15 @@ impl ExecStore {
 /// dockerd's message and exit code for an exec the runtime could not start,
 /// from the shim's error (which carries the runtime's stderr).
 pub fn start_failure(shim_error: &str) -> (String, i32) {
-    let detail = shim_error
-        .find("exec: \"")
-        .map(|i| {
-            shim_error[i..]
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_else(|| shim_error.trim().to_string());
+    let detail = match shim_error.find("exec: \"") {
+        Some(i) => shim_error[i..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+        None => runtime_message(shim_error),
+    };
     let code = if detail.contains("executable file not found")
         || detail.contains("no such file or directory")
     {
@@ -204,6 +202,22 @@ pub fn start_failure(shim_error: &str) -> (String, i32) {
         format!("OCI runtime exec failed: exec failed: unable to start container process: {detail}: unknown"),
         code,
     )
+}
+
+/// The runtime's own words from the shim's "RUNTIME exec failed (exit
+/// status: N): berth-runtime: MESSAGE".
+fn runtime_message(shim_error: &str) -> String {
+    let rest = match shim_error.find(" exec failed (") {
+        Some(i) => shim_error[i..]
+            .split_once("): ")
+            .map(|(_, m)| m)
+            .unwrap_or(shim_error),
+        None => shim_error,
+    };
+    let rest = rest.trim();
+    rest.strip_prefix("berth-runtime: ")
+        .unwrap_or(rest)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -245,6 +259,14 @@ mod tests {
         );
         assert_eq!(code, 127);
         assert_eq!(start_failure("exec: \"/etc\": permission denied").1, 126);
+        let (msg, code) = start_failure(
+            "/bin/berth-runtime exec failed (exit status: 1): berth-runtime: chdir to cwd (\"/nope\"): no such file or directory",
+        );
+        assert_eq!(
+            msg,
+            "OCI runtime exec failed: exec failed: unable to start container process: chdir to cwd (\"/nope\"): no such file or directory: unknown"
+        );
+        assert_eq!(code, 127);
     }
 
     #[tokio::test]
