@@ -382,3 +382,42 @@ fn cp_symlink_swapped_during_copy_stays_inside() {
     );
     d.docker_ok(&["rm", "-f", &c]);
 }
+
+#[test]
+fn cp_into_read_only_places_is_refused() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let c = d
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--read-only",
+            "-v",
+            "rovol:/ro:ro",
+            "-v",
+            "rwvol:/rw",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    let work = tempfile::tempdir().unwrap();
+    let f = work.path().join("f");
+    fs::write(&f, "x").unwrap();
+    let f = f.display().to_string();
+    let out = d.docker(&["cp", &f, &format!("{c}:/ro/")]);
+    assert!(
+        !out.success() && out.stderr.contains("mounted volume is marked read-only"),
+        "{out:?}"
+    );
+    let out = d.docker(&["cp", &f, &format!("{c}:/tmp/")]);
+    assert!(
+        !out.success() && out.stderr.contains("container rootfs is marked read-only"),
+        "{out:?}"
+    );
+    // A writable volume in a read-only container still takes files.
+    d.docker_ok(&["cp", &f, &format!("{c}:/rw/")]);
+    assert_eq!(d.docker_ok(&["exec", &c, "cat", "/rw/f"]), "x");
+    d.docker_ok(&["rm", "-f", &c]);
+}
