@@ -137,7 +137,15 @@ fn exec_exit_codes_user_workdir_env() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // Stopped containers refuse with dockerd's 409.
+    // Paused and stopped containers refuse with dockerd's 409s.
+    d.docker_ok(&["pause", &c]);
+    let out = d.docker(&["exec", &c, "true"]);
+    assert!(
+        out.stderr
+            .contains("is paused, unpause the container before exec"),
+        "{out:?}"
+    );
+    d.docker_ok(&["unpause", &c]);
     d.docker_ok(&["stop", "-t", "0", &c]);
     let out = d.docker(&["exec", &c, "true"]);
     assert!(!out.success());
