@@ -37,6 +37,11 @@ try:
     read_until(ws, b"got:text-frame\n")
     ws.close()
 
+    # logs=1 replays what the container printed before we attached.
+    ws = connect("v1.50", "stream=1&stdin=0&stdout=1&stderr=1&logs=1")
+    read_until(ws, b"got:hello\n")
+    ws.close()
+
     # Old API versions get text frames.
     ws = connect("v1.41", "stream=1&stdin=1&stdout=1&stderr=1")
     ws.send("again\n")

@@ -77,6 +77,8 @@ async fn resize(
 
 #[derive(Debug, Clone)]
 struct WsAttach {
+    /// Replay the container's log first.
+    logs: bool,
     stdin: bool,
     stdout: bool,
     stderr: bool,
@@ -107,11 +109,6 @@ async fn attach_ws(
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
         return Err(ApiError::bad_request("the connection cannot be upgraded"));
     };
-    if q.bool("logs") {
-        return Err(ApiError::not_implemented(
-            "logs=1 is not supported on the websocket attach; use /containers/{id}/logs",
-        ));
-    }
     let keys = q.get("detachKeys").unwrap_or("");
     let detach_keys = detach::parse(keys).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let rec = c.snapshot();
@@ -122,6 +119,7 @@ async fn attach_ws(
         )));
     }
     let opts = WsAttach {
+        logs: q.bool("logs"),
         stdin: q.bool("stdin"),
         stdout: q.bool("stdout"),
         stderr: q.bool("stderr"),
@@ -156,6 +154,43 @@ async fn attach_ws(
     Ok(resp)
 }
 
+/// The container's log so far as raw chunks (websocket attach never
+/// multiplexes), for `logs=1`.
+async fn replay_logs(containers: &Containers, id: &str, opts: &WsAttach) -> Vec<Vec<u8>> {
+    use crate::containers::logs::{self, LogRequest, Selection, Sink};
+    struct Collect(Vec<Vec<u8>>);
+    impl Sink for Collect {
+        fn send(&mut self, chunk: Vec<u8>) -> bool {
+            self.0.push(chunk);
+            true
+        }
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+    let path = containers.settings.log_path(id);
+    let request = LogRequest {
+        selection: Selection {
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+            // Raw bytes, whatever the container's TTY setting.
+            tty: true,
+            ..Default::default()
+        },
+        tail: None,
+        follow: false,
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut sink = Collect(Vec::new());
+        if let Err(e) = logs::stream(&path, &request, &mut sink, &|| false) {
+            tracing::warn!(path = %path.display(), error = %e, "replaying logs on a websocket attach");
+        }
+        sink.0
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// Relay websocket messages to the shim's attach and its output back, as
 /// raw bytes (websocket attach never multiplexes).
 async fn serve<S>(containers: Arc<Containers>, id: String, opts: WsAttach, ws: WebSocketStream<S>)
@@ -163,6 +198,18 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     let (mut ws_tx, mut ws_rx) = ws.split();
+    if opts.logs {
+        for chunk in replay_logs(&containers, &id, &opts).await {
+            let msg = if opts.binary {
+                Message::binary(chunk)
+            } else {
+                Message::text(String::from_utf8_lossy(&chunk).into_owned())
+            };
+            if ws_tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
     let shim = containers.shim(&id);
     let req = ShimRequest::Attach {
         stdin: opts.stdin,
