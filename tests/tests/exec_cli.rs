@@ -234,6 +234,16 @@ fn exec_api_inspect_and_events() {
     );
     assert!(events.contains(&format!("exec_die {id} 7")), "{events}");
     d.docker_ok(&["rm", "-f", &c]);
+    // The container's execs go with it.
+    let gone = d.curl(&[
+        "-w",
+        "%{http_code}",
+        &format!("http://localhost/v1.50/exec/{id}/json"),
+    ]);
+    assert!(
+        gone.stdout.ends_with("404") && gone.stdout.contains("No such exec instance"),
+        "{gone:?}"
+    );
 }
 
 fn inspect(d: &Daemon, id: &str) -> serde_json::Value {

@@ -95,10 +95,16 @@ fn get_container(state: &AppState, reference: &str) -> ApiResult<Arc<Container>>
         .map_err(|e| ApiError::not_found(e.to_string()))
 }
 
-fn get_exec(id: &str) -> ApiResult<Arc<Exec>> {
-    exec::store()
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))
+/// The exec `id`, while its container exists (a removed container's
+/// execs are dropped here, as dockerd drops them with it).
+fn get_exec(state: &AppState, id: &str) -> ApiResult<Arc<Exec>> {
+    let not_found = || ApiError::not_found(format!("No such exec instance: {id}"));
+    let e = exec::store().get(id).ok_or_else(not_found)?;
+    if state.containers.get(&e.container_id).is_err() {
+        exec::store().remove_container(&e.container_id);
+        return Err(not_found());
+    }
+    Ok(e)
 }
 
 /// `exec_create: sh -c x`, as dockerd names these events.
@@ -259,7 +265,7 @@ async fn start(
     OptionalJsonBody(body): OptionalJsonBody<StartBody>,
 ) -> ApiResult<Response> {
     let body = body.unwrap_or_default();
-    let e = get_exec(&id)?;
+    let e = get_exec(&state, &id)?;
     let containers = state.containers.clone();
     let c = match containers.get(&e.container_id) {
         Ok(c) => c,
@@ -426,7 +432,7 @@ async fn resize(
     State(state): State<AppState>,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let e = get_exec(&id)?;
+    let e = get_exec(&state, &id)?;
     let h = q.i64("h")?.unwrap_or(0);
     let w = q.i64("w")?.unwrap_or(0);
     let (Ok(height), Ok(width)) = (u16::try_from(h), u16::try_from(w)) else {
@@ -448,8 +454,8 @@ async fn resize(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn inspect(Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let e = get_exec(&id)?;
+async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let e = get_exec(&state, &id)?;
     let st = e.state();
     let cfg = &e.config;
     let (entrypoint, arguments) = match cfg.cmd.split_first() {
