@@ -24,7 +24,8 @@
 //! three zero bytes, big-endian u32 length) then the payload; with a TTY all
 //! output is stream 1. client -> shim: raw stdin bytes; the client shutting
 //! down its write side closes the process's stdin when it was started with
-//! `stdin_once` (attach) or always (exec). When the process has exited and all
+//! `stdin_once` (attach) or always (exec) — for pipes; a terminal stays open
+//! (see below). When the process has exited and all
 //! its output was sent, the shim closes the connection.
 //!
 //! After the container's init exits the shim writes `STATE_DIR/exit.json`
@@ -72,8 +73,8 @@
 //! - Attach: with a TTY, output is always stream 1 and a client's
 //!   half-close (or a vanished client) only stops its input: the terminal
 //!   stays open for other and later clients (`stdin_once` applies to pipes,
-//!   as dockerd closes stdin only without a TTY). Input is dropped when the container has no stdin.
-//!   A client with more than 1 MiB of unsent output pauses reading of the
+//!   as dockerd closes stdin only without a TTY). Input is dropped when the
+//!   container has no stdin. A client with more than 1 MiB of unsent output pauses reading of the
 //!   container's output (the log waits too), as dockerd's attach does, so
 //!   clients must keep reading.
 //! - Exec: `process` is an OCI process object; its `terminal` selects a pty.
