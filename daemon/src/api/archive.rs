@@ -52,9 +52,7 @@ fn required_path(q: &QueryParams) -> ApiResult<String> {
 
 fn container(state: &AppState, reference: &str) -> ApiResult<(Arc<Containers>, Arc<Container>)> {
     let containers = state.containers.clone();
-    let c = containers
-        .get(reference)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let c = containers.get(reference).map_err(ApiError::from)?;
     Ok((containers, c))
 }
 

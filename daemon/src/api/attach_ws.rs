@@ -48,10 +48,7 @@ async fn resize(
     Path(id): Path<String>,
     q: QueryParams,
 ) -> ApiResult<Response> {
-    let c = state
-        .containers
-        .get(&id)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let c = state.containers.get(&id).map_err(ApiError::from)?;
     let h = q.i64("h")?.unwrap_or(0);
     let w = q.i64("w")?.unwrap_or(0);
     let (Ok(height), Ok(width)) = (u16::try_from(h), u16::try_from(w)) else {
@@ -95,10 +92,7 @@ async fn attach_ws(
     q: QueryParams,
     mut req: Request,
 ) -> ApiResult<Response> {
-    let c = state
-        .containers
-        .get(&id)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let c = state.containers.get(&id).map_err(ApiError::from)?;
     let key = req.headers().get(SEC_WEBSOCKET_KEY).cloned();
     let is_ws = header_has(&req, CONNECTION, "upgrade") && header_has(&req, UPGRADE, "websocket");
     let (Some(key), true) = (key, is_ws) else {

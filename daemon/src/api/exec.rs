@@ -89,10 +89,7 @@ fn check_running(rec: &ContainerRecord) -> ApiResult<()> {
 }
 
 fn get_container(state: &AppState, reference: &str) -> ApiResult<Arc<Container>> {
-    state
-        .containers
-        .get(reference)
-        .map_err(|e| ApiError::not_found(e.to_string()))
+    state.containers.get(reference).map_err(ApiError::from)
 }
 
 /// The exec `id`, while its container exists (a removed container's

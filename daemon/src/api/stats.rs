@@ -33,10 +33,7 @@ async fn take_sample(
     state: &AppState,
     reference: &str,
 ) -> ApiResult<(String, String, Option<Sample>)> {
-    let c = state
-        .containers
-        .get(reference)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let c = state.containers.get(reference).map_err(ApiError::from)?;
     let rec = c.snapshot();
     if !rec.state.status.is_live() {
         return Ok((rec.name, rec.id, None));
