@@ -212,6 +212,8 @@ fn setup(cfg: &Config) -> Result<Shim> {
         finalized_at: None,
         shutdown: false,
         socket_unlinked: false,
+        accept_paused_until: None,
+        accept_failures: 0,
         execs: BTreeMap::new(),
         exec_seq: 0,
         conns: BTreeMap::new(),

@@ -24,6 +24,8 @@ use crate::{slog, timefmt};
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// After the container is finished, how long clients get to take their data.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to stop accepting after accept(2) failed (out of descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub struct Shim {
     pub cfg: Config,
@@ -39,6 +41,8 @@ pub struct Shim {
     pub finalized_at: Option<Instant>,
     pub shutdown: bool,
     pub socket_unlinked: bool,
+    pub accept_paused_until: Option<Instant>,
+    pub accept_failures: u64,
     pub execs: BTreeMap<String, Exec>,
     pub exec_seq: u64,
     pub conns: BTreeMap<u64, Conn>,
@@ -73,8 +77,15 @@ impl Shim {
             if self.should_exit() {
                 break;
             }
+            if self
+                .accept_paused_until
+                .is_some_and(|t| Instant::now() >= t)
+            {
+                self.accept_paused_until = None;
+            }
             let (mut pfds, tags) = self.poll_set();
             let timeout = if self.init_exit.is_some()
+                || self.accept_paused_until.is_some()
                 || self.execs.values().any(|e| e.exit.is_some() && !e.done)
             {
                 100
@@ -134,7 +145,9 @@ impl Shim {
             });
             tags.push(tag);
         };
-        add(self.listener.as_raw_fd(), libc::POLLIN, Tag::Listener);
+        if self.accept_paused_until.is_none() {
+            add(self.listener.as_raw_fd(), libc::POLLIN, Tag::Listener);
+        }
         add(self.reaper.fd().as_raw_fd(), libc::POLLIN, Tag::Signal);
 
         let init_blocked = self
@@ -259,7 +272,17 @@ impl Shim {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    slog!("accept: {e}");
+                    // Out of descriptors (EMFILE) and the like: the
+                    // listener stays readable, so stop polling it for a
+                    // moment instead of spinning.
+                    self.accept_failures += 1;
+                    if self.accept_failures.is_power_of_two() {
+                        slog!(
+                            "accept: {e} ({} times); pausing new connections for {ACCEPT_BACKOFF:?}",
+                            self.accept_failures
+                        );
+                    }
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     return;
                 }
             }

@@ -891,3 +891,80 @@ fn shim_tty_stays_usable_after_a_client_leaves() {
     assert_eq!(c.exit_status()["exit_code"], 5);
     c.assert_nothing_left();
 }
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // After the command: state is field 3, utime 14, stime 15 (1-based).
+    let f = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    f(14) + f(15)
+}
+
+#[test]
+fn shim_out_of_descriptors_neither_spins_nor_dies() {
+    use std::os::unix::process::CommandExt;
+    let mut c = Container::new(&["sleep", "1000"], false);
+    let mut cmd = c.shim_command(&[]);
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 40,
+                rlim_max: 40,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run_with_timeout(&mut cmd, None, TIMEOUT);
+    assert!(out.success(), "berth-shim failed: {}", out.stderr);
+    let pid: i32 = fs::read_to_string(c.state_dir().join("shim.pid"))
+        .expect("shim.pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    c.shim_pid = Some(pid);
+    c.ok(json!({"op": "start"}));
+    // More idle clients than the shim has descriptors for.
+    let clients: Vec<UnixStream> = (0..60).filter_map(|_| c.socket().ok()).collect();
+    assert!(clients.len() >= 40, "could not queue clients");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(pid) - before;
+    // Spinning on a readable listener burns tens of ticks a second even on
+    // a loaded machine; backing off costs about none.
+    assert!(
+        used < 10,
+        "shim used {used} ticks in 1 s with descriptors exhausted"
+    );
+    drop(clients);
+    assert!(
+        wait_until(TIMEOUT, || c.socket().is_ok_and(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(2))).is_ok()
+                && s.write_all(b"{\"op\":\"state\"}\n").is_ok()
+                && {
+                    let mut buf = [0u8; 256];
+                    s.read(&mut buf)
+                        .is_ok_and(|n| n > 0 && buf[..n].starts_with(b"{\"ok\":true"))
+                }
+        })),
+        "the shim no longer answers"
+    );
+    c.ok(json!({"op": "kill", "signal": 9}));
+    assert_eq!(c.exit_status()["exit_code"], 137);
+    c.assert_nothing_left();
+}
