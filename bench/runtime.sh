@@ -88,7 +88,7 @@ for i in $(seq "$RUNS"); do
 done
 
 read -r bm b10 b90 <<<"$(stats "$WORK/berth.ms")"
-echo "runtime run (busybox 'true', $RUNS runs each, state on $(findmnt -n -o FSTYPE -T "$STATE"), ms): median / p10 / p90"
+echo "runtime run (busybox 'true', $RUNS runs each, state on $(findmnt -n -o FSTYPE -T "$STATE" | head -1), ms): median / p10 / p90"
 printf "  berth-runtime  %8s %8s %8s\n" "$bm" "$b10" "$b90"
 if [ -n "$RUNC" ]; then
     read -r rm r10 r90 <<<"$(stats "$WORK/runc.ms")"
