@@ -191,10 +191,16 @@ fn drive(
     container.pid = pid.as_raw();
     container.pid_start_time = state::process_start_time(pid.as_raw())
         .ok_or_else(|| Error::invalid("container init exited during setup"))?;
-    root.save(container)?;
+    let hooks = container.spec.hooks().clone();
+    // Hooks may ask `state` for the pid; otherwise one write less (a crash
+    // here is still cleaned up by delete: it kills the cgroup's processes).
+    if hooks.as_ref().is_some_and(|h| {
+        h.prestart().is_some() || h.create_runtime().is_some() || h.create_container().is_some()
+    }) {
+        root.save(container)?;
+    }
     chan.send(&Msg::Pid(pid.as_raw()))?;
     chan.expect("mounts done", |m| matches!(m, Msg::RunCreateHooks))?;
-    let hooks = container.spec.hooks().clone();
     let hook_state = container.hook_state(Status::Creating);
     if let Some(h) = &hooks {
         crate::hooks::run_all("prestart", h.prestart().as_ref(), &hook_state)?;
