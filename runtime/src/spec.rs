@@ -99,10 +99,56 @@ pub fn validate(spec: &Spec) -> Result<()> {
         ));
     }
     unsupported(spec)?;
+    for key in linux
+        .sysctl()
+        .as_ref()
+        .map(|m| m.keys())
+        .into_iter()
+        .flatten()
+    {
+        check_sysctl(key, &has)?;
+    }
     if !has(LinuxNamespaceType::Mount) {
         return Err(Error::invalid(
             "a mount namespace is required (linux.namespaces has no \"mount\")",
         ));
+    }
+    Ok(())
+}
+
+/// A sysctl may only be set in a namespace the container has, or it would
+/// change the host (runc applies the same rule).
+fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<()> {
+    if key.is_empty() || key.contains("..") || key.contains('/') || key.starts_with('.') {
+        return Err(Error::invalid(format!("invalid sysctl name {key:?}")));
+    }
+    let ipc = matches!(
+        key,
+        "kernel.msgmax"
+            | "kernel.msgmnb"
+            | "kernel.msgmni"
+            | "kernel.sem"
+            | "kernel.shmall"
+            | "kernel.shmmax"
+            | "kernel.shmmni"
+            | "kernel.shm_rmid_forced"
+    ) || key.starts_with("fs.mqueue.");
+    let needed = if ipc {
+        LinuxNamespaceType::Ipc
+    } else if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        return Err(Error::invalid(format!(
+            "sysctl {key:?} is not in a separate kernel namespace"
+        )));
+    };
+    if !has(needed) {
+        return Err(Error::invalid(format!(
+            "sysctl {key:?} is not allowed without a {} namespace",
+            crate::namespaces::proc_name(needed)
+        )));
     }
     Ok(())
 }
@@ -260,6 +306,21 @@ mod tests {
         let spec: Spec = serde_json::from_value(v).unwrap();
         let err = validate(&spec).unwrap_err().to_string();
         assert!(err.contains("UTS"), "{err}");
+    }
+
+    #[test]
+    fn sysctls_need_their_namespace() {
+        let mut v = template();
+        v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
+        let spec: Spec = serde_json::from_value(v.clone()).unwrap();
+        assert!(validate(&spec).is_ok());
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "uts"}]);
+        let spec: Spec = serde_json::from_value(v.clone()).unwrap();
+        let err = validate(&spec).unwrap_err().to_string();
+        assert!(err.contains("net namespace"), "{err}");
+        v["linux"]["sysctl"] = serde_json::json!({"vm.swappiness": "1"});
+        let spec: Spec = serde_json::from_value(v).unwrap();
+        assert!(validate(&spec).is_err());
     }
 
     #[test]
