@@ -304,3 +304,34 @@ fn version_features_and_systemd_flag() {
     assert!(!s.success());
     assert!(s.stderr.contains("systemd"), "{}", s.stderr);
 }
+
+#[test]
+fn many_containers_in_parallel() {
+    let mut b = Bundle::new();
+    b.set_args(&["sh", "-c", "echo $(hostname)"]);
+    // One bundle dir per container, all sharing the (read-only) rootfs.
+    b.config["root"]["path"] = serde_json::json!(b.bundle.join("rootfs"));
+    let b = std::sync::Arc::new(b);
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let id = format!("par-{}-{i}", std::process::id());
+                let dir = b.path().join(format!("bundle-{i}"));
+                std::fs::create_dir(&dir).unwrap();
+                let mut c = b.config.clone();
+                c["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", b.cgroup_parent));
+                std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
+                let out = b.rt(&["run", "--bundle", dir.to_str().unwrap(), &id]);
+                (id, out)
+            })
+        })
+        .collect();
+    for h in handles {
+        let (id, out) = h.join().unwrap();
+        assert!(out.success(), "{id}: {}", out.stderr);
+        assert_eq!(out.stdout.trim(), "berth", "{id}");
+        assert!(!b.container_dir(&id).exists());
+        assert!(b.cgroup_leftovers(&id).is_empty(), "{id}");
+    }
+}

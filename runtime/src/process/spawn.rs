@@ -16,7 +16,11 @@ pub fn fork_child(chan: &Channel, f: impl FnOnce() -> Result<()>) -> Result<Pid>
             let code = match f() {
                 Ok(()) => 0,
                 Err(e) => {
-                    let _ = chan.send(&Msg::Failed(e.to_string()));
+                    // After `create` returned nobody reads the channel (e.g.
+                    // a failing startContainer hook): say it on stderr.
+                    if chan.send(&Msg::Failed(e.to_string())).is_err() {
+                        eprintln!("berth-runtime: {e}");
+                    }
                     1
                 }
             };

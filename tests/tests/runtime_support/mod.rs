@@ -17,7 +17,7 @@ pub struct Bundle {
     pub bundle: PathBuf,
     pub cgroup_parent: String,
     pub config: Value,
-    counter: std::cell::Cell<u32>,
+    counter: std::sync::atomic::AtomicU32,
 }
 
 pub fn runtime() -> PathBuf {
@@ -62,7 +62,7 @@ impl Bundle {
             cgroup_parent: name,
             config,
             dir,
-            counter: std::cell::Cell::new(0),
+            counter: std::sync::atomic::AtomicU32::new(0),
         };
         b.config["process"]["terminal"] = json!(false);
         b
@@ -70,8 +70,10 @@ impl Bundle {
 
     /// A fresh container id for this bundle.
     pub fn id(&self, what: &str) -> String {
-        let n = self.counter.get() + 1;
-        self.counter.set(n);
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         format!("{what}-{}-{n}", std::process::id())
     }
 
@@ -107,8 +109,10 @@ impl Bundle {
     /// exec -d): its stdio goes to files, so nothing waits on pipes the
     /// container keeps open.
     pub fn rt_detached(&self, args: &[&str]) -> Output {
-        let n = self.counter.get() + 1;
-        self.counter.set(n);
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         let out_path = self.dir.path().join(format!("detached-{n}.out"));
         let err_path = self.dir.path().join(format!("detached-{n}.err"));
         let mut cmd = self.command(args);
