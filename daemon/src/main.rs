@@ -12,6 +12,7 @@ mod events;
 mod host;
 mod init;
 mod instance;
+mod network;
 mod server;
 mod volumes;
 
@@ -73,7 +74,13 @@ fn run(config: Config) -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let listeners = server::bind_all(&config)?;
-        let daemon = Arc::new(daemon::Daemon::new(config)?);
+        let daemon = match daemon::Daemon::new(config) {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                server::remove_socket_files(&listeners);
+                return Err(e);
+            }
+        };
         tracing::info!(
             version = api::system::SERVER_VERSION,
             data_root = %daemon.config.data_root.display(),

@@ -40,6 +40,15 @@ impl Listener {
     }
 }
 
+/// Removes the socket files of `listeners` (start-up failed after binding).
+pub fn remove_socket_files(listeners: &[Listener]) {
+    for l in listeners {
+        if let Listener::Unix { path: Some(p), .. } = l {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// Opens every configured host. Unix sockets get mode 0660 and the
 /// configured group.
 pub fn bind_all(config: &Config) -> Result<Vec<Listener>> {
@@ -314,9 +323,10 @@ mod tests {
                 })
             }),
         );
-        let svc = tower::ServiceExt::map_request(app, |r: hyper::Request<hyper::body::Incoming>| {
-            r.map(Body::new)
-        });
+        let svc =
+            tower::ServiceExt::map_request(app, |r: hyper::Request<hyper::body::Incoming>| {
+                r.map(Body::new)
+            });
         let (stop_tx, stop_rx) = watch::channel(false);
         let server = tokio::spawn(serve(vec![listener], svc, stop_rx));
 
@@ -329,12 +339,19 @@ mod tests {
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {
             let mut b = [0u8; 1];
-            assert_eq!(c.read(&mut b).await.unwrap(), 1, "connection closed in headers");
+            assert_eq!(
+                c.read(&mut b).await.unwrap(),
+                1,
+                "connection closed in headers"
+            );
             head.push(b[0]);
         }
         let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 101"), "{head}");
-        assert!(head.contains("content-type: application/vnd.docker.raw-stream"), "{head}");
+        assert!(
+            head.contains("content-type: application/vnd.docker.raw-stream"),
+            "{head}"
+        );
         assert!(head.contains("connection: upgrade"), "{head}");
         assert!(head.contains("upgrade: tcp"), "{head}");
 

@@ -266,3 +266,62 @@ fn socket_activation_fd() {
     assert!(ok, "no answer on the activated socket:\n{stderr}");
     assert!(status.success(), "berthd exited with {status}:\n{stderr}");
 }
+
+#[test]
+fn socket_group_from_flag() {
+    use std::os::unix::fs::MetadataExt;
+    let gid = nix::unistd::Group::from_name("daemon")
+        .unwrap()
+        .expect("group 'daemon' (Debian base) is missing")
+        .gid
+        .as_raw();
+    let d = Daemon::start_with(DaemonOptions {
+        args: vec!["--group".into(), "daemon".into()],
+        ..Default::default()
+    });
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.gid(), gid);
+    assert_eq!(meta.uid(), 0);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+}
+
+#[test]
+fn unknown_socket_group_fails_at_start() {
+    berth_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("daemon.json");
+    std::fs::write(&cfg, r#"{"group":"no-such-group-berth"}"#).unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let out = berthd_fails(
+        dir.path(),
+        &["--config-file", cfg.to_str().unwrap(), "--data-root", &data],
+    );
+    assert!(
+        out.stderr
+            .contains("group \"no-such-group-berth\" not found for the API socket"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn failure_after_binding_leaves_no_socket_or_pidfile() {
+    berth_tests::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("daemon.json");
+    std::fs::write(&cfg, "{}").unwrap();
+    let data = dir.path().join("data");
+    // An unreadable engine ID makes start-up fail once the socket is bound.
+    std::fs::create_dir_all(data.join("engine-id")).unwrap();
+    let out = berthd_fails(
+        dir.path(),
+        &[
+            "--config-file",
+            cfg.to_str().unwrap(),
+            "--data-root",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert!(out.stderr.contains("engine-id"), "{}", out.stderr);
+    assert!(!dir.path().join("berthd.pid").exists(), "pid file left");
+}
