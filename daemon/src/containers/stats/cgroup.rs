@@ -441,6 +441,13 @@ pub fn machine_memory() -> u64 {
 }
 
 #[cfg(test)]
+pub(super) fn sample_v2_for_test(dir: &Path) -> Sample {
+    let mut s = Sample::default();
+    sample_v2(dir, &mut s);
+    s
+}
+
+#[cfg(test)]
 pub(super) fn locate_for_test(
     proc_cgroup: &str,
     mountinfo: &str,

@@ -112,3 +112,35 @@ fn samples_this_process() {
     // We share the host's network namespace.
     assert!(s.networks.is_none());
 }
+
+#[test]
+fn reads_cgroup_v2_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |f: &str, t: &str| std::fs::write(dir.path().join(f), t).unwrap();
+    w("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\nnr_throttled 1\nthrottled_usec 20\n");
+    w("memory.current", "4096\n");
+    w("memory.max", "max\n");
+    w("memory.stat", "anon 1024\nfile 2048\ninactive_file 512\n");
+    w("pids.current", "3\n");
+    w("pids.max", "100\n");
+    w("io.stat", "8:0 rbytes=7 wbytes=9 rios=1 wios=2\n");
+    let s = sample_v2_for_test(dir.path());
+    assert_eq!(
+        (s.cpu.total, s.cpu.user, s.cpu.kernel),
+        (1_500_000, 1_000_000, 500_000)
+    );
+    assert_eq!(
+        (s.cpu.periods, s.cpu.throttled_periods, s.cpu.throttled_time),
+        (4, 1, 20_000)
+    );
+    assert!(s.cpu.percpu.is_empty());
+    assert_eq!(s.memory.usage, 4096);
+    // "max" is unlimited: 0 here, the machine's memory after sample().
+    assert_eq!(s.memory.limit, 0);
+    assert_eq!(s.memory.stats["inactive_file"], 512);
+    assert_eq!((s.pids_current, s.pids_limit), (3, 100));
+    assert_eq!(s.io_service_bytes.len(), 2);
+    let v = render("/c", "id", &s, None);
+    assert!(v["cpu_stats"]["cpu_usage"].get("percpu_usage").is_none());
+    assert!(v["memory_stats"].get("max_usage").is_none());
+}
