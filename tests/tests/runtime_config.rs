@@ -208,3 +208,23 @@ fn joins_existing_namespaces_by_path() {
     );
     assert!(b.rt(&["delete", "--force", &first]).success());
 }
+
+#[test]
+fn rootfs_propagation_values() {
+    let mut b = Bundle::new();
+    b.set_args(&["sh", "-c", "head -1 /proc/self/mountinfo"]);
+    for (p, shared) in [
+        ("rshared", true),
+        ("shared", true),
+        ("rslave", false),
+        ("rprivate", false),
+    ] {
+        b.config["linux"]["rootfsPropagation"] = json!(p);
+        let out = b.run_ok(p);
+        assert_eq!(out.contains(" shared:"), shared, "{p}: {out}");
+    }
+    b.config["linux"]["rootfsPropagation"] = json!("sideways");
+    let out = b.run("bad-propagation");
+    assert!(!out.success());
+    assert!(out.stderr.contains("rootfsPropagation"), "{}", out.stderr);
+}

@@ -134,7 +134,7 @@ fn stage2(chan: &Channel, cfg: &InitConfig, cgroup_lines: &[String]) -> Result<I
         hooks.and_then(|h| h.create_container().as_ref()),
         &hook_state,
     )?;
-    rootfs::enter(&cfg.rootfs, cfg.no_pivot)?;
+    rootfs::enter(&cfg.rootfs, cfg.no_pivot, spec)?;
     if let Some(console) = &cfg.console {
         let size = process
             .console_size()

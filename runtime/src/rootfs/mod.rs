@@ -18,13 +18,21 @@ use oci_spec::runtime::Spec;
 use crate::error::{Context, Error, Result};
 pub use mounts::MountContext;
 
+fn rootfs_propagation(spec: &Spec) -> Result<MsFlags> {
+    match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
+        None | Some("") => Ok(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+        Some(p) => options::propagation(p)
+            .ok_or_else(|| Error::invalid(format!("unknown rootfsPropagation {p:?}"))),
+    }
+}
+
 pub fn prepare(rootfs: &Path, spec: &Spec, ctx: &MountContext, in_userns: bool) -> Result<()> {
     let linux = spec.linux().as_ref();
-    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        Some(p) => options::propagation(p)
-            .ok_or_else(|| Error::invalid(format!("unknown rootfsPropagation {p:?}")))?,
-    };
+    let propagation = rootfs_propagation(spec)?;
     // Nothing we mount may leak to the host: the whole tree becomes a slave
     // (or what rootfsPropagation asks) before the first mount.
     let first = if propagation.contains(MsFlags::MS_SHARED) {
@@ -42,16 +50,6 @@ pub fn prepare(rootfs: &Path, spec: &Spec, ctx: &MountContext, in_userns: bool) 
         None::<&str>,
     )
     .ctx(|| format!("bind rootfs {} on itself", rootfs.display()))?;
-    if propagation.contains(MsFlags::MS_SHARED) {
-        mount(
-            None::<&str>,
-            rootfs,
-            None::<&str>,
-            propagation,
-            None::<&str>,
-        )
-        .ctx(|| "make rootfs shared")?;
-    }
     let mount_list = spec.mounts().as_deref().unwrap_or_default();
     for m in mount_list {
         mounts::mount_entry(rootfs, m, ctx)?;
@@ -74,12 +72,20 @@ pub fn prepare(rootfs: &Path, spec: &Spec, ctx: &MountContext, in_userns: bool) 
     Ok(())
 }
 
-pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// Switch root. A shared rootfsPropagation is applied only now: pivot_root
+/// refuses a shared new root.
+pub fn enter(rootfs: &Path, no_pivot: bool, spec: &Spec) -> Result<()> {
     if no_pivot {
-        pivot::move_root(rootfs)
+        pivot::move_root(rootfs)?;
     } else {
-        pivot::pivot(rootfs)
+        pivot::pivot(rootfs)?;
     }
+    let propagation = rootfs_propagation(spec)?;
+    if propagation.contains(MsFlags::MS_SHARED) {
+        mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+            .ctx(|| "make / shared")?;
+    }
+    Ok(())
 }
 
 pub fn finish(spec: &Spec) -> Result<()> {
