@@ -139,13 +139,24 @@ pub fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()>
     }
 }
 
+/// Stats events every `interval` (one with `--stats`), plus an "oom" event
+/// whenever the cgroup's OOM-kill count grew since the last look.
 pub fn events(root: &Root, id: &str, stats: bool, interval: Duration) -> Result<()> {
+    let mut ooms: Option<u64> = None;
     loop {
         let c = root.load(id)?;
         if c.status(root) == Status::Stopped {
             return Err(Error::invalid("container is not running"));
         }
         let cg = super::lifecycle::cgroup(&c)?;
+        if !stats {
+            if let Ok(n) = cg.oom_kill_count() {
+                if ooms.is_some_and(|before| n > before) {
+                    println!("{}", serde_json::json!({"type": "oom", "id": id}));
+                }
+                ooms = Some(n);
+            }
+        }
         let data = cg.stats().map_err(|e| Error::Cgroup(e.to_string()))?;
         let ev = serde_json::json!({"type": "stats", "id": id, "data": data});
         println!("{ev}");
