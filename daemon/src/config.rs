@@ -66,6 +66,12 @@ pub struct Flags {
     /// Bridge IP (CIDR) for the default network
     #[arg(long)]
     pub bip: Option<String>,
+    /// Interface of the default bridge network (default berth0)
+    #[arg(short = 'b', long)]
+    pub bridge: Option<String>,
+    /// IPv4 subnet for fixed IPs on the default bridge
+    #[arg(long)]
+    pub fixed_cidr: Option<String>,
     /// Labels of the daemon: KEY=VALUE
     #[arg(long = "label")]
     pub labels: Vec<String>,
@@ -86,6 +92,10 @@ const SUPPORTED_KEYS: &[&str] = &[
     "log-driver",
     "log-opts",
     "bip",
+    "bridge",
+    "fixed-cidr",
+    "iptables",
+    "mtu",
     "labels",
     "dns",
     "dns-opts",
@@ -102,7 +112,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "allow-nondistributable-artifacts",
     "api-cors-header",
     "authorization-plugins",
-    "bridge",
     "builder",
     "cdi-spec-dirs",
     "containerd",
@@ -121,7 +130,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "exec-opts",
     "experimental",
     "features",
-    "fixed-cidr",
     "fixed-cidr-v6",
     "host-gateway-ip",
     "icc",
@@ -131,14 +139,12 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "ip-forward",
     "ip-masq",
     "ip6tables",
-    "iptables",
     "ipv6",
     "log-format",
     "max-concurrent-downloads",
     "max-concurrent-uploads",
     "max-download-attempts",
     "metrics-addr",
-    "mtu",
     "no-new-privileges",
     "node-generic-resources",
     "oom-score-adjust",
@@ -175,6 +181,10 @@ struct FileConfig {
     log_driver: Option<String>,
     log_opts: Option<BTreeMap<String, String>>,
     bip: Option<String>,
+    bridge: Option<String>,
+    fixed_cidr: Option<String>,
+    iptables: Option<bool>,
+    mtu: Option<u32>,
     labels: Option<Vec<String>>,
     dns: Option<Vec<String>>,
     dns_opts: Option<Vec<String>>,
@@ -276,6 +286,10 @@ pub struct Config {
     pub log_driver: String,
     pub log_opts: BTreeMap<String, String>,
     pub bip: Option<String>,
+    pub bridge: Option<String>,
+    pub fixed_cidr: Option<String>,
+    pub iptables: bool,
+    pub mtu: u32,
     pub labels: Vec<String>,
     pub dns: Vec<String>,
     pub dns_opts: Vec<String>,
@@ -400,6 +414,8 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
             (!flags.log_opts.is_empty()).then(|| list(&flags.log_opts)),
         ),
         ("bip", flags.bip.clone()),
+        ("bridge", flags.bridge.clone()),
+        ("fixed-cidr", flags.fixed_cidr.clone()),
         (
             "labels",
             (!flags.labels.is_empty()).then(|| list(&flags.labels)),
@@ -545,6 +561,10 @@ fn merge(
         log_driver,
         log_opts,
         bip: flags.bip.or(file.bip),
+        bridge: flags.bridge.or(file.bridge),
+        fixed_cidr: flags.fixed_cidr.or(file.fixed_cidr),
+        iptables: file.iptables.unwrap_or(true),
+        mtu: file.mtu.unwrap_or(0),
         labels,
         dns: file.dns.unwrap_or_default(),
         dns_opts: file.dns_opts.unwrap_or_default(),
@@ -648,6 +668,20 @@ mod tests {
         assert!(load(&["--data-root", "rel"], "{}").is_err());
         assert!(load(&[], r#"{"storage-driver":"vfs"}"#).is_err());
         assert!(load(&[], r#"{"debug":"yes"}"#).is_err());
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_missing_explicit_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("daemon.json");
+        let mut f = flags(&["--data-root", "/d"]);
+        f.config_file = missing.clone();
+        let c = Config::load(f, false).unwrap();
+        assert_eq!(c.config_file, None);
+        let mut f = flags(&[]);
+        f.config_file = missing;
+        let e = Config::load(f, true).unwrap_err();
+        assert!(format!("{e:#}").contains("No such file"), "{e:#}");
     }
 
     #[test]

@@ -146,7 +146,7 @@ fn cgroup_facts(root: &Path) -> CgroupFacts {
 /// the overlay features berth uses.
 pub fn driver_status(data_root: &Path) -> Vec<[String; 2]> {
     let backing = nix::sys::statfs::statfs(data_root)
-        .map(|s| fs_name(i64::from(s.filesystem_type().0)))
+        .map(|s| fs_name(s.filesystem_type()))
         .unwrap_or("unknown");
     vec![
         ["Backing Filesystem".into(), backing.into()],
@@ -157,19 +157,22 @@ pub fn driver_status(data_root: &Path) -> Vec<[String; 2]> {
     ]
 }
 
-/// dockerd's names for common filesystem magics.
-fn fs_name(magic: i64) -> &'static str {
-    match magic {
-        0xEF53 => "extfs",
-        0x5846_5342 => "xfs",
-        0x9123_683E => "btrfs",
-        0x0102_1994 => "tmpfs",
-        0x794C_7630 => "overlayfs",
-        0x2FC1_2FC1 => "zfs",
-        0xF2F5_2010 => "f2fs",
-        0x6969 => "nfs",
-        _ => "unknown",
-    }
+/// dockerd's names for common filesystems.
+fn fs_name(fs: nix::sys::statfs::FsType) -> &'static str {
+    use nix::sys::statfs::*;
+    let known = [
+        (EXT4_SUPER_MAGIC, "extfs"),
+        (XFS_SUPER_MAGIC, "xfs"),
+        (BTRFS_SUPER_MAGIC, "btrfs"),
+        (TMPFS_MAGIC, "tmpfs"),
+        (OVERLAYFS_SUPER_MAGIC, "overlayfs"),
+        (NFS_SUPER_MAGIC, "nfs"),
+    ];
+    known
+        .iter()
+        .find(|(magic, _)| *magic == fs)
+        .map(|(_, name)| *name)
+        .unwrap_or("unknown")
 }
 
 pub fn ipv4_forwarding() -> bool {
