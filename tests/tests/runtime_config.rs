@@ -228,3 +228,49 @@ fn rootfs_propagation_values() {
     assert!(!out.success());
     assert!(out.stderr.contains("rootfsPropagation"), "{}", out.stderr);
 }
+
+#[test]
+fn events_stream_reports_oom_kills() {
+    use std::io::BufRead;
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    b.set_args(&[
+        "sh",
+        "-c",
+        "while true; do dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; sleep 0.2; done",
+    ]);
+    let id = b.start_detached("oomevents");
+    let mut child = b
+        .command(&["events", "--interval", "300ms", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (mut saw_stats, mut saw_oom) = (false, false);
+    while std::time::Instant::now() < deadline && !(saw_stats && saw_oom) {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["id"], id.as_str());
+            saw_stats |= v["type"] == "stats";
+            saw_oom |= v["type"] == "oom";
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(saw_stats && saw_oom, "stats: {saw_stats}, oom: {saw_oom}");
+    assert!(b.rt(&["delete", "--force", &id]).success());
+}
