@@ -2,6 +2,7 @@
 //! atomically) and how its status is derived from it and the live system.
 
 use std::collections::HashMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
@@ -75,9 +76,15 @@ impl Root {
     /// Make `<root>/<id>`; fails if the container exists.
     pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
         validate_id(id)?;
-        std::fs::create_dir_all(&self.dir).ctx(|| format!("create {}", self.dir.display()))?;
+        // Traversable (a user-namespaced init opens its fifo through it),
+        // not listable.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&self.dir)
+            .ctx(|| format!("create {}", self.dir.display()))?;
         let dir = self.container_dir(id);
-        match std::fs::create_dir(&dir) {
+        match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Err(Error::Exists(id.to_string()))
