@@ -162,3 +162,45 @@ fn hijacked_exec_tty_raw_and_resize() {
     assert!(rh.starts_with("HTTP/1.1 404"), "{rh}");
     d.docker_ok(&["rm", "-f", &c]);
 }
+
+#[test]
+fn detach_keys_sent_by_a_raw_client_detach_the_exec() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let c = d
+        .docker_ok(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let id = create_exec(
+        &d,
+        &c,
+        r#"{"Cmd":["sh"],"AttachStdin":true,"AttachStdout":true,"Tty":true,"DetachKeys":"ctrl-x,x"}"#,
+    );
+    let (head, mut s) = start_hijacked(&d, &id, true);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(b"echo before\n\x18x").unwrap();
+    // The daemon ends the stream at the keys; the shell runs on.
+    let mut data = Vec::new();
+    let _ = s.read_to_end(&mut data);
+    let (_, body) = request(&d, "GET", &format!("/v1.50/exec/{id}/json"), "");
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["Running"], true, "{v}");
+    assert!(v["ExitCode"].is_null(), "{v}");
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let events = d.docker_ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until.to_string(),
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(events.lines().any(|l| l == "exec_detach"), "{events}");
+    d.docker_ok(&["rm", "-f", &c]);
+}

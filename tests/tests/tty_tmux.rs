@@ -188,7 +188,12 @@ fn exec_it_shell_echo_ctrl_c_resize_detach() {
     std::thread::sleep(Duration::from_millis(300));
     t.keys(&["C-p", "C-q"]);
     t.wait_prompt();
+    std::thread::sleep(Duration::from_millis(500));
     let ps = d.docker_ok(&["exec", &c, "ps", "-o", "args"]);
+    assert!(
+        ps.lines().any(|l| l.trim() == "sh"),
+        "the detached exec's shell is gone:\n{ps}"
+    );
     assert!(
         ps.lines().any(|l| l.trim() == "sleep 500"),
         "the detached exec's shell is gone:\n{ps}"

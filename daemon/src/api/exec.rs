@@ -414,6 +414,9 @@ async fn run_attached(
             let _ = client_w.shutdown().await;
         }
         RelayEnd::Detached | RelayEnd::ClientGone => {
+            if end == RelayEnd::Detached {
+                publish(&containers, &rec.id, &e, "exec_detach".to_string(), None);
+            }
             let _ = client_w.shutdown().await;
             drop(client_w);
             // Keep the process's stdin open and its output drained: it
