@@ -325,3 +325,16 @@ fn failure_after_binding_leaves_no_socket_or_pidfile() {
     assert!(out.stderr.contains("engine-id"), "{}", out.stderr);
     assert!(!dir.path().join("berthd.pid").exists(), "pid file left");
 }
+
+#[test]
+fn sigint_also_shuts_down_cleanly() {
+    let d = Daemon::start();
+    let pid = d.pid().unwrap() as i32;
+    // SAFETY: kill(2) on the berthd this test started.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let gone = berth_tests::wait_until(Duration::from_secs(10), || {
+        !d.socket.exists() && !d.pidfile.exists()
+    });
+    assert!(gone, "socket or pid file left after SIGINT:\n{}", d.log());
+    assert!(d.log().contains("signal=\"SIGINT\""), "{}", d.log());
+}
