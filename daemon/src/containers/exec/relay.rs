@@ -84,7 +84,10 @@ where
         tokio::select! {
             r = cr.read(&mut cbuf), if reading_client => match r {
                 Ok(0) | Err(_) => {
-                    // Half-close: the process gets EOF, output keeps flowing.
+                    // Half-close: output keeps flowing. Without a TTY the
+                    // process gets EOF; a terminal's input stays open, as
+                    // dockerd keeps it (a client that detached by closing
+                    // must not end the shell).
                     reading_client = false;
                     if let Some(s) = &scanner {
                         let held = s.pending().to_vec();
@@ -92,7 +95,9 @@ where
                             let _ = shim_w.write_all(&held).await;
                         }
                     }
-                    let _ = shim_w.shutdown().await;
+                    if !opts.tty {
+                        let _ = shim_w.shutdown().await;
+                    }
                 }
                 Ok(n) => {
                     let (data, detach) = match scanner.as_mut().map(|s| s.feed(&cbuf[..n])) {
@@ -144,7 +149,8 @@ where
 /// keys: relay until the output ends, the client goes away or types the
 /// keys. After a detach the shim connection stays open (drained, stdin not
 /// closed), so a `StdinOnce` container keeps its stdin for the next
-/// `docker attach`; a vanished client closes it like an EOF.
+/// `docker attach`. A client that closes (the docker CLI detaches by
+/// closing; it keeps the keys to itself) ends stdin only without a TTY.
 #[allow(dead_code)]
 pub async fn attach_session<C, R, W>(
     client: C,
@@ -273,6 +279,32 @@ mod tests {
         assert!(pending.is_err(), "stdin was closed after a detach");
         drop(shim_peer);
         task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_terminal_keeps_its_input_when_the_client_closes() {
+        let (client, client_peer) = tokio::io::duplex(1 << 16);
+        let (shim_side, mut shim_peer) = tokio::io::duplex(1 << 16);
+        let (sr, sw) = tokio::io::split(shim_side);
+        let opts = RelayOptions {
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            detach_keys: None,
+        };
+        let task = tokio::spawn(relay(client, sr, sw, opts));
+        drop(client_peer);
+        let mut probe = [0u8; 1];
+        let r = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            shim_peer.read(&mut probe),
+        )
+        .await;
+        assert!(r.is_err(), "the terminal's input was closed");
+        drop(shim_peer);
+        let (end, _, _, _) = task.await.unwrap();
+        assert_eq!(end, RelayEnd::OutputEnded);
     }
 
     #[tokio::test]
