@@ -175,7 +175,9 @@ pub async fn attach_session<C, R, W>(
     let (end, mut client_w, shim_r, shim_w) = relay(client, shim_r, shim_w, opts).await;
     let _ = client_w.shutdown().await;
     drop(client_w);
-    if end == RelayEnd::Detached {
+    // With a terminal, the container's input outlives any client (the CLI
+    // detaches by closing); without one, only a detach keeps it.
+    if end == RelayEnd::Detached || (tty && end == RelayEnd::ClientGone) {
         let _keep_stdin_open = shim_w;
         drain(shim_r).await;
     }
