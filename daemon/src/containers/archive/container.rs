@@ -26,38 +26,66 @@ impl ContainerFs {
     /// `live`: the container is running (its rootfs mounted in the
     /// bundle). Otherwise the caller holds the container's op lock, so it
     /// cannot start while we have its layers mounted.
-    pub fn open(containers: &Containers, rec: &ContainerRecord, live: bool) -> Result<ContainerFs, ArchiveError> {
+    pub fn open(
+        containers: &Containers,
+        rec: &ContainerRecord,
+        live: bool,
+    ) -> Result<ContainerFs, ArchiveError> {
         let bundle_rootfs = containers.settings.bundle_dir(&rec.id).join("rootfs");
         let (root, temp_mount) = if live && rootfs::is_mounted(&bundle_rootfs) {
             (bundle_rootfs, None)
         } else {
-            let target = containers
-                .settings
-                .exec_root
-                .join("archive")
-                .join(format!("{}-{}", &rec.id[..12.min(rec.id.len())], hex::encode(rand::random::<[u8; 4]>())));
-            let mounted = rootfs::mount_rootfs(&containers.settings.data_root, &rec.id, &rec.layers, &target);
+            let target = containers.settings.exec_root.join("archive").join(format!(
+                "{}-{}",
+                &rec.id[..12.min(rec.id.len())],
+                hex::encode(rand::random::<[u8; 4]>())
+            ));
+            let mounted = rootfs::mount_rootfs(
+                &containers.settings.data_root,
+                &rec.id,
+                &rec.layers,
+                &target,
+            );
             // Whatever happened, the guard cleans up the mount point.
             let guard = TempMount(target.clone());
             mounted.map_err(ArchiveError::io("mounting the container's file system"))?;
             (target, Some(guard))
         };
         let ro = rec.host_config.readonly_rootfs;
-        let mut mounts = vec![ViewMount { destination: "/".into(), source: root, read_only: ro }];
+        let mut mounts = vec![ViewMount {
+            destination: "/".into(),
+            source: root,
+            read_only: ro,
+        }];
         let dir = containers.container_dir(&rec.id);
-        for (file, dest) in [("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf")] {
+        for (file, dest) in [
+            ("hostname", "/etc/hostname"),
+            ("hosts", "/etc/hosts"),
+            ("resolv.conf", "/etc/resolv.conf"),
+        ] {
             if dir.join(file).is_file() {
-                mounts.push(ViewMount { destination: dest.into(), source: dir.join(file), read_only: ro });
+                mounts.push(ViewMount {
+                    destination: dest.into(),
+                    source: dir.join(file),
+                    read_only: ro,
+                });
             }
         }
-        for m in rec.mounts.iter().filter(|m| m.kind != "tmpfs" && !m.source.is_empty()) {
+        for m in rec
+            .mounts
+            .iter()
+            .filter(|m| m.kind != "tmpfs" && !m.source.is_empty())
+        {
             mounts.push(ViewMount {
                 destination: m.destination.clone(),
                 source: PathBuf::from(&m.source),
                 read_only: !m.rw,
             });
         }
-        Ok(ContainerFs { view: FsView::new(mounts)?, _temp_mount: temp_mount })
+        Ok(ContainerFs {
+            view: FsView::new(mounts)?,
+            _temp_mount: temp_mount,
+        })
     }
 }
 
@@ -86,12 +114,19 @@ impl ContainerFs {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(String::new()),
             Err(e) => return Err(ArchiveError::io("opening a file")(e)),
         };
-        if super::sys::file_type(&super::sys::fstat(fd.as_fd()).map_err(ArchiveError::io("stat"))?) != libc::S_IFREG {
+        if super::sys::file_type(&super::sys::fstat(fd.as_fd()).map_err(ArchiveError::io("stat"))?)
+            != libc::S_IFREG
+        {
             return Ok(String::new());
         }
-        let file = std::fs::File::from(super::sys::reopen(fd.as_fd(), libc::O_RDONLY).map_err(ArchiveError::io("opening a file"))?);
+        let file = std::fs::File::from(
+            super::sys::reopen(fd.as_fd(), libc::O_RDONLY)
+                .map_err(ArchiveError::io("opening a file"))?,
+        );
         let mut text = String::new();
-        file.take(16 << 20).read_to_string(&mut text).map_err(ArchiveError::io("reading a file"))?;
+        file.take(16 << 20)
+            .read_to_string(&mut text)
+            .map_err(ArchiveError::io("reading a file"))?;
         Ok(text)
     }
 
