@@ -197,6 +197,9 @@ fn version_prefixes_and_unknown_paths() {
             Some("application/json"),
             "{path}"
         );
+        // Every response, errors included, advertises the API version.
+        assert_eq!(header(&headers, "api-version"), Some("1.50"), "{path}");
+        assert_eq!(header(&headers, "ostype"), Some("linux"), "{path}");
         assert_eq!(json(&body)["message"], message, "{method} {path}");
     }
     // Old but supported versions route normally.

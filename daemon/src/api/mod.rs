@@ -96,8 +96,11 @@ async fn prepare(mut req: Request, next: Next) -> Response {
             Err(e) => e.into_response(),
         },
     };
-    resp.headers_mut()
-        .insert("Server", HeaderValue::from_static(system::SERVER_HEADER));
+    // As dockerd, every response names the server and its API version.
+    let headers = resp.headers_mut();
+    headers.insert("Server", HeaderValue::from_static(system::SERVER_HEADER));
+    headers.insert("API-Version", HeaderValue::from_static(system::API_VERSION));
+    headers.insert("OSType", HeaderValue::from_static("linux"));
     let status = resp.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 400 {

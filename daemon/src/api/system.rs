@@ -53,6 +53,8 @@ async fn ping(method: Method) -> Response {
 }
 
 const MAX_VERSION_STR: &str = "1.50";
+/// The API version every response advertises.
+pub const API_VERSION: &str = MAX_VERSION_STR;
 const MIN_VERSION_STR: &str = "1.24";
 
 async fn version(State(state): State<AppState>) -> Json<Value> {
