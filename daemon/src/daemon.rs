@@ -27,6 +27,8 @@ pub struct Daemon {
     pub containers: Arc<crate::containers::Containers>,
     /// Local volumes under DATA_ROOT/volumes; also the containers' mount resolver.
     pub volumes: Arc<crate::volumes::VolumeStore>,
+    /// Bridge networks, endpoints, published ports, embedded DNS.
+    pub networks: Arc<crate::network::Networks>,
 }
 
 impl Daemon {
@@ -44,6 +46,15 @@ impl Daemon {
                 || format!("opening the volume store in {}", config.data_root.display()),
             )?,
         );
+        let networks = crate::network::Networks::open(crate::network::NetConfig {
+            data_root: config.data_root.clone(),
+            bridge: config.bridge.clone().unwrap_or_else(|| crate::network::DEFAULT_BRIDGE.into()),
+            bip: config.bip.clone(),
+            fixed_cidr: config.fixed_cidr.clone(),
+            mtu: config.mtu,
+            iptables: config.iptables,
+        })
+        .context("setting up networking")?;
         let mut settings = crate::containers::Settings::from_config(&config);
         settings.init_binary =
             Some(crate::init::install(&config.exec_root).context("installing the --init binary")?);
@@ -60,6 +71,15 @@ impl Daemon {
             let rec = c.snapshot();
             volumes.restore_container(&rec.id, &rec.mounts);
         }
+        let _ = containers.networks.set(networks.clone());
+        let live: Vec<(String, i32)> = containers
+            .all()
+            .iter()
+            .map(|c| c.snapshot())
+            .filter(|r| r.state.status.is_live() && r.state.pid > 0)
+            .map(|r| (r.id, r.state.pid))
+            .collect();
+        networks.restore(&live);
         images.set_usage(Arc::new(crate::containers::ImageUsers(containers.clone())));
         let reports = Reports::default();
         let _ = reports.containers.set(containers.clone());
@@ -69,6 +89,7 @@ impl Daemon {
             events,
             containers,
             volumes,
+            networks,
             images,
             id,
             started: Instant::now(),

@@ -13,6 +13,7 @@ pub mod containers;
 pub mod events;
 pub mod exec;
 pub mod images;
+pub mod networks;
 mod spec_paths;
 pub mod stats;
 pub mod system;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(images::routes())
         .merge(containers::routes())
         .merge(volumes::routes())
+        .merge(networks::routes())
         .merge(container_files::routes())
         .merge(archive::routes())
         .merge(stats::routes())

@@ -137,6 +137,8 @@ pub struct Containers {
     pub events: Events,
     pub images: Arc<dyn ImageSource>,
     pub mounts: Arc<dyn MountResolver>,
+    /// Networking (set once at start-up): endpoints, ports, DNS.
+    pub networks: std::sync::OnceLock<Arc<crate::network::Networks>>,
 }
 
 impl Containers {
@@ -153,6 +155,7 @@ impl Containers {
             events,
             images,
             mounts,
+            networks: std::sync::OnceLock::new(),
         })
     }
 

@@ -87,12 +87,14 @@ pub fn command(config: &ContainerConfig) -> Result<(String, Vec<String>)> {
     }
 }
 
-fn validate_host_config(hc: &HostConfig) -> Result<()> {
+fn validate_host_config(hc: &HostConfig, networks: Option<&crate::network::Networks>) -> Result<()> {
     spec::resources::validate(hc)?;
     let mode = hc.network_mode();
     if !(matches!(mode, "bridge" | "host" | "none") || mode.starts_with("container:")) {
-        // User-defined networks arrive with the networking issue.
-        return Err(ContainerError::NotFoundOther(format!("network {mode} not found")));
+        match networks {
+            Some(n) => n.check_mode(mode).map_err(|e| ContainerError::NotFoundOther(e.to_string()))?,
+            None => return Err(ContainerError::NotFoundOther(format!("network {mode} not found"))),
+        }
     }
     for (what, value) in [("PID", &hc.pid_mode), ("IPC", &hc.ipc_mode), ("UTS", &hc.uts_mode)] {
         let ok = match what {
@@ -168,7 +170,7 @@ impl Containers {
             return Err(ContainerError::InvalidParameter("config cannot be empty in order to create a container".into()));
         }
         let mut host_config = body.host_config.unwrap_or_default();
-        validate_host_config(&host_config)?;
+        validate_host_config(&host_config, self.networks.get().map(|n| n.as_ref()))?;
         let image = self.images.lookup(&config.image).map_err(|e| match e {
             ImageLookupError::NotFound(r) => ContainerError::NotFoundOther(format!("No such image: {r}")),
             ImageLookupError::Invalid(m) => ContainerError::InvalidParameter(m),
@@ -357,9 +359,9 @@ mod tests {
     #[test]
     fn host_config_checks() {
         let hc = HostConfig { auto_remove: true, restart_policy: super::super::config::RestartPolicy { name: "always".into(), maximum_retry_count: 0 }, ..Default::default() };
-        assert!(validate_host_config(&hc).is_err());
+        assert!(validate_host_config(&hc, None).is_err());
         let hc = HostConfig { network_mode: "mynet".into(), ..Default::default() };
-        assert_eq!(validate_host_config(&hc).unwrap_err().to_string(), "network mynet not found");
-        assert!(validate_host_config(&HostConfig::default()).is_ok());
+        assert_eq!(validate_host_config(&hc, None).unwrap_err().to_string(), "network mynet not found");
+        assert!(validate_host_config(&HostConfig::default(), None).is_ok());
     }
 }

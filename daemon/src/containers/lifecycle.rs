@@ -24,6 +24,14 @@ fn shim_err(context: &str, e: ShimError) -> ContainerError {
     ContainerError::internal(context, e)
 }
 
+fn network_err(e: crate::network::NetError) -> ContainerError {
+    match e.status() {
+        400 => ContainerError::InvalidParameter(e.to_string()),
+        404 => ContainerError::NotFoundOther(e.to_string()),
+        _ => ContainerError::Internal(e.to_string()),
+    }
+}
+
 fn not_running(id: &str) -> ContainerError {
     ContainerError::Conflict(format!("Container {id} is not running"))
 }
@@ -157,6 +165,9 @@ impl Containers {
             None
         };
         let container_dir = self.container_dir(&rec.id);
+        if let Some(n) = self.networks.get() {
+            n.prepare(rec, &container_dir).map_err(network_err)?;
+        }
         let spec = spec::build(&SpecInput {
             rec,
             rootfs: rootfs_dir,
@@ -214,6 +225,15 @@ impl Containers {
         })?;
 
         let shim = self.shim(&rec.id);
+        if let Some(n) = self.networks.get() {
+            let pid = shim
+                .call(&Request::State)
+                .await
+                .map_err(|e| shim_err("reading the created container's pid", e))?
+                .pid
+                .unwrap_or(0);
+            n.attach(rec, pid).map_err(network_err)?;
+        }
         let pending: Vec<_> = std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
         for p in pending {
             self.connect_attach(rec, p.request, p.io).await;
@@ -397,6 +417,9 @@ impl Containers {
     /// After the container's process is gone: unmount its rootfs and drop
     /// the bundle (once the shim has finished with it).
     pub(super) async fn cleanup_runtime(&self, id: &str) {
+        if let Some(n) = self.networks.get() {
+            n.release(id);
+        }
         let shim = self.shim(id);
         if !shim.wait_gone(SHIM_EXIT_GRACE).await {
             tracing::warn!(%id, "shim still running after the container exited");

@@ -216,6 +216,9 @@ impl Containers {
                 "Networks": networks_json(rec),
             },
         });
+        if let Some(n) = self.networks.get() {
+            v["NetworkSettings"] = n.settings(rec);
+        }
         if size {
             let (rw, root) = self.sizes(rec);
             v["SizeRw"] = json!(rw);
@@ -245,6 +248,11 @@ impl Containers {
             "NetworkSettings": { "Networks": networks_json(rec) },
             "Mounts": rec.mounts.iter().map(mount_json).collect::<Vec<_>>(),
         });
+        if let Some(n) = self.networks.get() {
+            let (ports, networks) = n.summary(rec);
+            v["Ports"] = ports;
+            v["NetworkSettings"]["Networks"] = networks;
+        }
         if size {
             let (rw, root) = self.sizes(rec);
             v["SizeRw"] = json!(rw);

@@ -1,0 +1,1115 @@
+//! Networking: bridge networks (the predefined `bridge` and user-defined
+//! ones), per-container veth endpoints set up over netlink, IPAM, NAT,
+//! the userland port proxy and the embedded DNS server.
+//!
+//! Containers call in at three points: [`Networks::prepare`] before the
+//! spec is written (addresses, published ports, hosts/resolv.conf),
+//! [`Networks::attach`] once the runtime has created the container's
+//! namespaces (veth pairs, loopback, DNS listener) and
+//! [`Networks::release`] when the container stops or is removed.
+
+mod dns;
+mod error;
+pub mod ipam;
+mod json;
+mod nat;
+mod netlink;
+mod netns;
+mod ports;
+mod proxy;
+mod records;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use tokio::task::AbortHandle;
+
+use crate::containers::record::ContainerRecord;
+pub use error::{NetError, Result};
+use ipam::{Cidr, Pool};
+use nat::Nat;
+use records::{ContainerNet, Dirs, Endpoint, NetworkRecord};
+
+pub const DEFAULT_BRIDGE: &str = "berth0";
+const DEFAULT_MTU: u32 = 1500;
+
+/// The daemon settings networking uses.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub data_root: PathBuf,
+    /// Interface of the default `bridge` network.
+    pub bridge: String,
+    /// `bip`: the default bridge's address and prefix.
+    pub bip: Option<String>,
+    /// `fixed-cidr`: where default-bridge containers get addresses.
+    pub fixed_cidr: Option<String>,
+    pub mtu: u32,
+    pub iptables: bool,
+}
+
+struct State {
+    nets: BTreeMap<String, NetworkRecord>,
+    conts: BTreeMap<String, ContainerNet>,
+}
+
+pub struct Networks {
+    cfg: NetConfig,
+    dirs: Dirs,
+    nat: Nat,
+    state: Mutex<State>,
+    /// Container ID → its proxy and DNS tasks.
+    tasks: Mutex<HashMap<String, Vec<AbortHandle>>>,
+}
+
+/// What `POST /networks/create` asks for.
+#[derive(Debug, Default)]
+pub struct CreateRequest {
+    pub name: String,
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+fn internal(context: &str) -> impl FnOnce(std::io::Error) -> NetError + '_ {
+    move |e| NetError::internal(context, e)
+}
+
+fn ignore_exists(r: std::io::Result<()>) -> std::io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
+/// IPv4 routes of the host (destination, interface), from /proc/net/route.
+fn host_routes() -> Vec<(Cidr, String)> {
+    let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let dst = u32::from_str_radix(f.get(1)?, 16).ok()?;
+            let mask = u32::from_str_radix(f.get(7)?, 16).ok()?;
+            if dst == 0 {
+                return None;
+            }
+            // The words are the address bytes in network order, printed as
+            // a native (little-endian) integer.
+            let addr = Ipv4Addr::from(dst.to_le_bytes());
+            let prefix = mask.count_ones() as u8;
+            Some((Cidr { addr, prefix }, f[0].to_string()))
+        })
+        .collect()
+}
+
+/// A private /16 for a bridge that no route (except one through `bridge`
+/// itself, left by an earlier run) already covers.
+fn free_subnet(bridge: &str, taken: &[Cidr]) -> Option<Cidr> {
+    let routes = host_routes();
+    let candidates = (17..=31)
+        .map(|b| Cidr {
+            addr: Ipv4Addr::new(172, b, 0, 0),
+            prefix: 16,
+        })
+        .chain((0..=255).map(|b| Cidr {
+            addr: Ipv4Addr::new(10, b, 0, 0),
+            prefix: 16,
+        }));
+    for c in candidates {
+        let clash = routes
+            .iter()
+            .any(|(r, dev)| dev != bridge && r.overlaps(&c))
+            || taken.iter().any(|t| t.overlaps(&c));
+        if !clash {
+            return Some(c);
+        }
+    }
+    None
+}
+
+impl Networks {
+    pub fn open(cfg: NetConfig) -> Result<Arc<Networks>> {
+        let dirs =
+            Dirs::new(&cfg.data_root).map_err(internal("creating the network state directory"))?;
+        let nets = dirs
+            .load_networks()
+            .map_err(internal("reading network records"))?;
+        let conts = dirs
+            .load_containers()
+            .map_err(internal("reading container endpoints"))?;
+        let nat = Nat::detect(cfg.iptables);
+        let this = Networks {
+            nat,
+            dirs,
+            state: Mutex::new(State {
+                nets: nets.into_iter().map(|n| (n.id.clone(), n)).collect(),
+                conts: conts.into_iter().map(|c| (c.id.clone(), c)).collect(),
+            }),
+            tasks: Mutex::new(HashMap::new()),
+            cfg,
+        };
+        this.ensure_default_network()?;
+        Ok(Arc::new(this))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The predefined `bridge` network's record, created on first start
+    /// and updated when `bip`/`fixed-cidr`/`bridge` change.
+    fn ensure_default_network(&self) -> Result<()> {
+        let mut st = self.lock();
+        let existing = st.nets.values().find(|n| n.predefined).cloned();
+        let wanted_subnet = match &self.cfg.bip {
+            Some(bip) => Some(
+                Cidr::parse(bip).map_err(|e| NetError::InvalidParameter(format!("bip: {e}")))?,
+            ),
+            None => None,
+        };
+        let range = match &self.cfg.fixed_cidr {
+            Some(f) => Some(
+                Cidr::parse(f)
+                    .map_err(|e| NetError::InvalidParameter(format!("fixed-cidr: {e}")))?,
+            ),
+            None => None,
+        };
+        let mtu = if self.cfg.mtu > 0 {
+            self.cfg.mtu
+        } else {
+            DEFAULT_MTU
+        };
+        if let Some(n) = &existing {
+            let same_subnet = wanted_subnet
+                .is_none_or(|w| w.network() == n.pool.subnet && w.addr == n.pool.gateway);
+            if n.bridge == self.cfg.bridge
+                && same_subnet
+                && n.pool.range == range.map(|r| r.network())
+                && n.mtu == mtu
+            {
+                return Ok(());
+            }
+        }
+        let (subnet, gateway) = match wanted_subnet {
+            Some(w) => (w.network(), Some(w.addr)),
+            None => {
+                let taken: Vec<Cidr> = st
+                    .nets
+                    .values()
+                    .filter(|n| !n.predefined)
+                    .map(|n| n.pool.subnet)
+                    .collect();
+                let s = free_subnet(&self.cfg.bridge, &taken).ok_or_else(|| {
+                    NetError::Internal(
+                        "no free private /16 for the default bridge; set \"bip\" in daemon.json"
+                            .into(),
+                    )
+                })?;
+                (s, None)
+            }
+        };
+        let mut pool = Pool::new(subnet, gateway, range)
+            .map_err(|e| NetError::InvalidParameter(e.to_string()))?;
+        if let Some(old) = &existing {
+            // Keep addresses of containers that still hold them.
+            for (ip, owner) in &old.pool.allocated {
+                if pool.subnet.contains(*ip) {
+                    pool.allocated.insert(*ip, owner.clone());
+                }
+            }
+        }
+        let rec = NetworkRecord {
+            id: existing
+                .as_ref()
+                .map(|n| n.id.clone())
+                .unwrap_or_else(|| records::random_hex(32)),
+            name: "bridge".into(),
+            created: existing
+                .as_ref()
+                .map(|n| n.created.clone())
+                .unwrap_or_else(crate::containers::timefmt::now),
+            bridge: self.cfg.bridge.clone(),
+            pool,
+            internal: false,
+            attachable: false,
+            labels: BTreeMap::new(),
+            options: [
+                ("com.docker.network.bridge.default_bridge", "true"),
+                ("com.docker.network.bridge.enable_icc", "true"),
+                ("com.docker.network.bridge.enable_ip_masquerade", "true"),
+                ("com.docker.network.bridge.host_binding_ipv4", "0.0.0.0"),
+                ("com.docker.network.bridge.name", self.cfg.bridge.as_str()),
+                ("com.docker.network.driver.mtu", &mtu.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            predefined: true,
+            mtu,
+        };
+        self.dirs
+            .save_network(&rec)
+            .map_err(internal("saving the bridge network"))?;
+        st.nets.insert(rec.id.clone(), rec);
+        Ok(())
+    }
+
+    /// A bridge network by name, ID or ID prefix.
+    fn find(&self, st: &State, reference: &str) -> Result<NetworkRecord> {
+        if let Some(n) = st
+            .nets
+            .values()
+            .find(|n| n.name == reference || n.id == reference)
+        {
+            return Ok(n.clone());
+        }
+        let matches: Vec<&NetworkRecord> = st
+            .nets
+            .values()
+            .filter(|n| n.id.starts_with(reference))
+            .collect();
+        match matches.as_slice() {
+            [one] if !reference.is_empty() => Ok((*one).clone()),
+            [] | [_] => Err(NetError::NotFound(format!("network {reference} not found"))),
+            _ => Err(NetError::NotFound(format!(
+                "network {reference} is ambiguous ({} matches found based on ID prefix)",
+                matches.len()
+            ))),
+        }
+    }
+
+    /// Create the bridge interface, its address and NAT if missing.
+    fn ensure_bridge(&self, net: &NetworkRecord) -> Result<()> {
+        let ctx = |what: &str| format!("{what} {} for network {}", net.bridge, net.name);
+        let mut nl =
+            netlink::Netlink::open().map_err(|e| NetError::internal("opening netlink", e))?;
+        if netlink::link_index(&net.bridge)
+            .map_err(|e| NetError::internal(ctx("looking up"), e))?
+            .is_none()
+        {
+            ignore_exists(nl.add_bridge(&net.bridge, net.mtu))
+                .map_err(|e| NetError::internal(ctx("creating bridge"), e))?;
+        }
+        let idx = netlink::link_index(&net.bridge)
+            .map_err(|e| NetError::internal(ctx("looking up"), e))?
+            .ok_or_else(|| NetError::Internal(ctx("bridge vanished:")))?;
+        ignore_exists(nl.add_addr(idx, net.pool.gateway, net.pool.subnet.prefix))
+            .map_err(|e| NetError::internal(ctx("adding the gateway address to"), e))?;
+        nl.set_up(idx)
+            .map_err(|e| NetError::internal(ctx("bringing up"), e))?;
+        self.nat
+            .add(&net.bridge, &net.pool.subnet, net.internal)
+            .map_err(NetError::Internal)?;
+        Ok(())
+    }
+
+    fn remove_bridge(&self, net: &NetworkRecord) {
+        if let Ok(Some(idx)) = netlink::link_index(&net.bridge) {
+            match netlink::Netlink::open().and_then(|mut nl| nl.del_link(idx)) {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(bridge = %net.bridge, error = %e, "deleting a bridge"),
+            }
+        }
+        self.nat.remove(&net.bridge, &net.pool.subnet, net.internal);
+    }
+
+    // ---- networks ----------------------------------------------------
+
+    pub fn create(&self, req: CreateRequest) -> Result<NetworkRecord> {
+        match req.driver.as_str() {
+            "" | "bridge" => {}
+            "host" | "null" => {
+                return Err(NetError::Forbidden(format!(
+                    "only one instance of \"{}\" network is allowed",
+                    req.driver
+                )))
+            }
+            other => return Err(NetError::NotFound(format!("plugin \"{other}\" not found"))),
+        }
+        if matches!(req.name.as_str(), "bridge" | "host" | "none") {
+            return Err(NetError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be created",
+                req.name
+            )));
+        }
+        if req.name.is_empty()
+            || !req
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            return Err(NetError::InvalidParameter(format!(
+                "invalid network name {:?}",
+                req.name
+            )));
+        }
+        let parse = |s: &Option<String>, what: &str| -> Result<Option<Cidr>> {
+            s.as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    Cidr::parse(s).map_err(|e| NetError::InvalidParameter(format!("{what}: {e}")))
+                })
+                .transpose()
+        };
+        let mut st = self.lock();
+        if st.nets.values().any(|n| n.name == req.name) {
+            return Err(NetError::Conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+        let taken: Vec<Cidr> = st.nets.values().map(|n| n.pool.subnet).collect();
+        let subnet = match parse(&req.subnet, "subnet")? {
+            Some(s) => {
+                if let Some(t) = taken.iter().find(|t| t.overlaps(&s)) {
+                    return Err(NetError::Forbidden(format!("invalid pool request: Pool overlaps with other one on this address space ({t})")));
+                }
+                s
+            }
+            None => free_subnet("", &taken).ok_or_else(|| NetError::Internal("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into()))?,
+        };
+        let gateway =
+            match req.gateway.as_deref().filter(|s| !s.is_empty()) {
+                Some(g) => Some(g.parse::<Ipv4Addr>().map_err(|_| {
+                    NetError::InvalidParameter(format!("invalid gateway address {g}"))
+                })?),
+                None => None,
+            };
+        let range = parse(&req.ip_range, "ip-range")?;
+        let pool = Pool::new(subnet, gateway, range)
+            .map_err(|e| NetError::InvalidParameter(e.to_string()))?;
+        let id = records::random_hex(32);
+        let bridge = req
+            .options
+            .get("com.docker.network.bridge.name")
+            .cloned()
+            .unwrap_or_else(|| format!("br-{}", &id[..12]));
+        let mtu = req
+            .options
+            .get("com.docker.network.driver.mtu")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(if self.cfg.mtu > 0 {
+                self.cfg.mtu
+            } else {
+                DEFAULT_MTU
+            });
+        let rec = NetworkRecord {
+            id,
+            name: req.name,
+            created: crate::containers::timefmt::now(),
+            bridge,
+            pool,
+            internal: req.internal,
+            attachable: req.attachable,
+            labels: req.labels,
+            options: req.options,
+            predefined: false,
+            mtu,
+        };
+        self.ensure_bridge(&rec)?;
+        if let Err(e) = self.dirs.save_network(&rec) {
+            self.remove_bridge(&rec);
+            return Err(NetError::internal("saving the network", e));
+        }
+        st.nets.insert(rec.id.clone(), rec.clone());
+        Ok(rec)
+    }
+
+    /// All networks as `GET /networks` shows them (predefined host and
+    /// none included).
+    pub fn list(&self) -> Vec<Value> {
+        let st = self.lock();
+        let mut out: Vec<Value> = st
+            .nets
+            .values()
+            .map(|n| json::network(n, &st.conts))
+            .collect();
+        out.push(json::pseudo_network("host", "host"));
+        out.push(json::pseudo_network("none", "null"));
+        out
+    }
+
+    pub fn inspect(&self, reference: &str) -> Result<Value> {
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            if reference == name || reference == json::pseudo_id(name) {
+                return Ok(json::pseudo_network(name, driver));
+            }
+        }
+        let st = self.lock();
+        let n = self.find(&st, reference)?;
+        Ok(json::network(&n, &st.conts))
+    }
+
+    pub fn remove(&self, reference: &str) -> Result<()> {
+        if matches!(reference, "host" | "none" | "bridge") {
+            return Err(NetError::Forbidden(format!(
+                "{reference} is a pre-defined network and cannot be removed"
+            )));
+        }
+        let mut st = self.lock();
+        let n = self.find(&st, reference)?;
+        if n.predefined {
+            return Err(NetError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                n.name
+            )));
+        }
+        if st
+            .conts
+            .values()
+            .any(|c| c.endpoints.iter().any(|e| e.network_id == n.id))
+        {
+            return Err(NetError::Conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            )));
+        }
+        self.remove_bridge(&n);
+        self.dirs
+            .remove_network(&n.id)
+            .map_err(internal("removing the network record"))?;
+        st.nets.remove(&n.id);
+        Ok(())
+    }
+
+    /// Remove unused user-defined networks; names of those removed.
+    pub fn prune(&self, keep: impl Fn(&NetworkRecord) -> bool) -> Vec<String> {
+        let candidates: Vec<NetworkRecord> = {
+            let st = self.lock();
+            st.nets
+                .values()
+                .filter(|n| !n.predefined && !keep(n))
+                .filter(|n| {
+                    !st.conts
+                        .values()
+                        .any(|c| c.endpoints.iter().any(|e| e.network_id == n.id))
+                })
+                .cloned()
+                .collect()
+        };
+        candidates
+            .into_iter()
+            .filter(|n| self.remove(&n.id).is_ok())
+            .map(|n| n.name)
+            .collect()
+    }
+
+    // ---- containers --------------------------------------------------
+
+    /// At create: the network mode names an existing network.
+    pub fn check_mode(&self, mode: &str) -> Result<()> {
+        if matches!(mode, "host" | "none" | "bridge" | "default") || mode.starts_with("container:")
+        {
+            return Ok(());
+        }
+        let st = self.lock();
+        self.find(&st, mode).map(|_| ())
+    }
+
+    /// Before the spec is written: addresses, published ports, hosts and
+    /// resolv.conf. On error nothing is left reserved.
+    pub fn prepare(self: &Arc<Self>, rec: &ContainerRecord, container_dir: &Path) -> Result<()> {
+        self.release(&rec.id);
+        let mode = rec.host_config.network_mode();
+        if mode == "host" || mode == "none" || mode.starts_with("container:") {
+            return Ok(());
+        }
+        let net_ref = if mode == "default" { "bridge" } else { mode };
+        let result = self.prepare_bridge(rec, net_ref, container_dir);
+        if result.is_err() {
+            self.release(&rec.id);
+        }
+        result
+    }
+
+    fn prepare_bridge(
+        self: &Arc<Self>,
+        rec: &ContainerRecord,
+        net_ref: &str,
+        container_dir: &Path,
+    ) -> Result<()> {
+        let epc = rec.networking_config.get("EndpointsConfig").and_then(|e| {
+            e.get(net_ref)
+                .or_else(|| e.as_object().and_then(|o| o.values().next()))
+        });
+        let requested_ip =
+            match epc
+                .and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
+                    NetError::InvalidParameter(format!("invalid IPv4 address: {s}"))
+                })?),
+                None => None,
+            };
+        let aliases: Vec<String> = epc
+            .and_then(|e| e.get("Aliases"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let name = rec.name.trim_start_matches('/').to_string();
+        let hostname = crate::containers::spec::hostname(rec);
+        let (net, ep) = {
+            let mut st = self.lock();
+            let net = self.find(&st, net_ref)?;
+            if net.predefined && (requested_ip.is_some() || !aliases.is_empty()) {
+                return Err(NetError::InvalidParameter("user specified IP address and aliases are supported only for user-defined networks".into()));
+            }
+            let ep = self.allocate(&mut st, &net, &rec.id, requested_ip, aliases, "eth0")?;
+            let cn = ContainerNet {
+                id: rec.id.clone(),
+                name: name.clone(),
+                hostname: hostname.clone(),
+                endpoints: vec![ep.clone()],
+                ports: Vec::new(),
+                upstream_dns: Vec::new(),
+            };
+            st.conts.insert(rec.id.clone(), cn);
+            (net, ep)
+        };
+        // Ports: all bound before anything starts, so a conflict starts nothing.
+        let reqs = ports::requests(
+            rec.host_config.port_bindings.as_ref(),
+            rec.host_config.publish_all_ports,
+            rec.config.exposed_ports.as_ref(),
+        )
+        .map_err(NetError::InvalidParameter)?;
+        let mut bound = Vec::new();
+        for r in &reqs {
+            let b = proxy::bind(r).map_err(|m| {
+                NetError::Internal(format!(
+                    "driver failed programming external connectivity on endpoint {name} ({}): {m}",
+                    ep.endpoint_id
+                ))
+            })?;
+            bound.push(b);
+        }
+        let mut handles = Vec::new();
+        let mut published = Vec::new();
+        for (p, b) in bound {
+            let h = proxy::spawn(b, SocketAddrV4::new(ep.ip, p.container_port))
+                .map_err(|e| NetError::internal("starting the port proxy", e))?;
+            handles.push(h);
+            published.push(p);
+        }
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(rec.id.clone())
+            .or_default()
+            .extend(handles);
+        let upstream = self.write_host_files(container_dir, &hostname, ep.ip, !net.predefined)?;
+        let mut st = self.lock();
+        if let Some(cn) = st.conts.get_mut(&rec.id) {
+            cn.ports = published;
+            cn.upstream_dns = upstream;
+            self.dirs
+                .save_container(cn)
+                .map_err(internal("saving the container's endpoints"))?;
+        }
+        Ok(())
+    }
+
+    /// Reserve an address on `net` for `owner` and describe the endpoint.
+    fn allocate(
+        &self,
+        st: &mut State,
+        net: &NetworkRecord,
+        owner: &str,
+        requested: Option<Ipv4Addr>,
+        aliases: Vec<String>,
+        ifname: &str,
+    ) -> Result<Endpoint> {
+        let pool_net = st
+            .nets
+            .get_mut(&net.id)
+            .ok_or_else(|| NetError::NotFound(format!("network {} not found", net.name)))?;
+        let ip = pool_net
+            .pool
+            .allocate(owner, requested)
+            .map_err(|e| match e {
+                ipam::IpamError::InUse => {
+                    NetError::InvalidParameter("Address already in use".into())
+                }
+                other => NetError::InvalidParameter(other.to_string()),
+            })?;
+        if let Err(e) = self.dirs.save_network(pool_net) {
+            pool_net.pool.release(ip, owner);
+            return Err(NetError::internal("saving the address pool", e));
+        }
+        Ok(Endpoint {
+            network_id: net.id.clone(),
+            endpoint_id: records::random_hex(32),
+            ip,
+            mac: records::mac_string(records::mac_for(ip)),
+            aliases,
+            requested_ip: requested,
+            host_veth: format!("veth{}", &records::random_hex(4)[..7]),
+            ifname: ifname.to_string(),
+        })
+    }
+
+    /// /etc/hosts gets the container's address; on user-defined networks
+    /// /etc/resolv.conf points at the embedded DNS. Returns the resolvers
+    /// the embedded DNS forwards to.
+    fn write_host_files(
+        &self,
+        dir: &Path,
+        hostname: &str,
+        ip: Ipv4Addr,
+        embedded_dns: bool,
+    ) -> Result<Vec<String>> {
+        let hosts_path = dir.join("hosts");
+        let hosts = std::fs::read_to_string(&hosts_path).unwrap_or_default();
+        let hosts = json::hosts_with_address(&hosts, hostname, ip);
+        berth_common::atomic::write_file_mode(&hosts_path, hosts.as_bytes(), 0o644)
+            .map_err(internal("writing /etc/hosts"))?;
+        if !embedded_dns {
+            return Ok(Vec::new());
+        }
+        let resolv_path = dir.join("resolv.conf");
+        let resolv = std::fs::read_to_string(&resolv_path).unwrap_or_default();
+        let (content, upstream) = json::resolv_for_embedded_dns(&resolv);
+        berth_common::atomic::write_file_mode(&resolv_path, content.as_bytes(), 0o644)
+            .map_err(internal("writing /etc/resolv.conf"))?;
+        Ok(upstream)
+    }
+
+    /// The runtime has created the container (init `pid`): plug its
+    /// endpoints in, bring loopback up, start the embedded DNS.
+    pub fn attach(self: &Arc<Self>, rec: &ContainerRecord, pid: i32) -> Result<()> {
+        let mode = rec.host_config.network_mode();
+        if mode == "host" || mode.starts_with("container:") {
+            return Ok(());
+        }
+        let ns = netns::open(pid).map_err(|e| {
+            NetError::internal(format!("opening the network namespace of pid {pid}"), e)
+        })?;
+        netns::run_in(&ns, || {
+            let mut nl = netlink::Netlink::open()?;
+            if let Some(lo) = netlink::link_index("lo")? {
+                nl.set_up(lo)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| NetError::internal("bringing up loopback in the container", e))?;
+        let Some(cn) = self.lock().conts.get(&rec.id).cloned() else {
+            return Ok(());
+        };
+        for (i, ep) in cn.endpoints.iter().enumerate() {
+            self.plug(ep, &ns, i == 0)?;
+        }
+        self.start_dns(&cn, &ns)
+    }
+
+    fn start_dns(self: &Arc<Self>, cn: &ContainerNet, ns: &std::fs::File) -> Result<()> {
+        let user_net = {
+            let st = self.lock();
+            cn.endpoints
+                .iter()
+                .any(|e| st.nets.get(&e.network_id).is_some_and(|n| !n.predefined))
+        };
+        if !user_net {
+            return Ok(());
+        }
+        let sock = dns::bind_in(ns)
+            .map_err(|e| NetError::internal("starting the embedded DNS server", e))?;
+        let lookup: Arc<dyn dns::Lookup> = self.clone();
+        let h = dns::serve(sock, cn.id.clone(), lookup)
+            .map_err(|e| NetError::internal("starting the embedded DNS server", e))?;
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(cn.id.clone())
+            .or_default()
+            .push(h);
+        Ok(())
+    }
+
+    /// One veth pair: host end on the bridge, the other end configured
+    /// inside the container's namespace.
+    fn plug(&self, ep: &Endpoint, ns: &std::fs::File, default_route: bool) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let net = self
+            .lock()
+            .nets
+            .get(&ep.network_id)
+            .cloned()
+            .ok_or_else(|| NetError::NotFound(format!("network {} not found", ep.network_id)))?;
+        self.ensure_bridge(&net)?;
+        let mut nl =
+            netlink::Netlink::open().map_err(|e| NetError::internal("opening netlink", e))?;
+        let mac = records::mac_for(ep.ip);
+        nl.add_veth(&ep.host_veth, &ep.ifname, mac, ns.as_raw_fd(), net.mtu)
+            .map_err(|e| NetError::internal(format!("creating veth pair {}", ep.host_veth), e))?;
+        let mut setup = || -> std::io::Result<()> {
+            let host = netlink::link_index(&ep.host_veth)?
+                .ok_or_else(|| std::io::Error::other("host end vanished"))?;
+            let br = netlink::link_index(&net.bridge)?
+                .ok_or_else(|| std::io::Error::other(format!("bridge {} vanished", net.bridge)))?;
+            nl.set_master_up(host, br)?;
+            let (ifname, ip, prefix, gw) = (
+                ep.ifname.clone(),
+                ep.ip,
+                net.pool.subnet.prefix,
+                net.pool.gateway,
+            );
+            netns::run_in(ns, move || {
+                let mut nl = netlink::Netlink::open()?;
+                let idx = netlink::link_index(&ifname)?.ok_or_else(|| {
+                    std::io::Error::other(format!("{ifname} missing in the container"))
+                })?;
+                ignore_exists(nl.add_addr(idx, ip, prefix))?;
+                nl.set_up(idx)?;
+                if default_route {
+                    ignore_exists(nl.add_default_route(idx, gw))?;
+                }
+                Ok(())
+            })
+        };
+        if let Err(e) = setup() {
+            delete_link(&ep.host_veth);
+            return Err(NetError::internal(
+                format!("configuring {} on network {}", ep.ifname, net.name),
+                e,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The container stopped or is going away: close its ports, stop its
+    /// DNS, remove its veths and give its addresses back.
+    pub fn release(&self, id: &str) {
+        if let Some(tasks) = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
+            for t in tasks {
+                t.abort();
+            }
+        }
+        let mut st = self.lock();
+        let Some(cn) = st.conts.remove(id) else {
+            return;
+        };
+        for ep in &cn.endpoints {
+            delete_link(&ep.host_veth);
+            if let Some(n) = st.nets.get_mut(&ep.network_id) {
+                n.pool.release_owner(id);
+                if let Err(e) = self.dirs.save_network(n) {
+                    tracing::error!(network = %n.name, error = %e, "saving the address pool");
+                }
+            }
+        }
+        if let Err(e) = self.dirs.remove_container(id) {
+            tracing::error!(%id, error = %e, "removing the endpoint record");
+        }
+    }
+
+    /// After a daemon restart: running containers get their ports and DNS
+    /// back; endpoints of containers that are gone are released.
+    pub fn restore(self: &Arc<Self>, live: &[(String, i32)]) {
+        let conts: Vec<ContainerNet> = self.lock().conts.values().cloned().collect();
+        for cn in conts {
+            let Some((_, pid)) = live.iter().find(|(id, _)| *id == cn.id) else {
+                self.release(&cn.id);
+                continue;
+            };
+            let mut handles = Vec::new();
+            if let Some(ep) = cn.endpoints.first() {
+                for p in &cn.ports {
+                    let req = ports::PortRequest {
+                        proto: p.proto,
+                        container_port: p.container_port,
+                        host_ip: p.host_ip,
+                        host_ports: (p.host_port, p.host_port),
+                    };
+                    match proxy::bind(&req).and_then(|(_, b)| {
+                        proxy::spawn(b, SocketAddrV4::new(ep.ip, p.container_port))
+                            .map_err(|e| e.to_string())
+                    }) {
+                        Ok(h) => handles.push(h),
+                        Err(e) => {
+                            tracing::error!(id = %cn.id, error = %e, "restoring a published port")
+                        }
+                    }
+                }
+            }
+            self.tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(cn.id.clone())
+                .or_default()
+                .extend(handles);
+            match netns::open(*pid) {
+                Ok(ns) => {
+                    if let Err(e) = self.start_dns(&cn, &ns) {
+                        tracing::error!(id = %cn.id, error = %e, "restoring the embedded DNS");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(id = %cn.id, error = %e, "opening the container's network namespace")
+                }
+            }
+        }
+        // Addresses held by containers without an endpoint record.
+        let mut st = self.lock();
+        let owners: Vec<String> = st.conts.keys().cloned().collect();
+        for n in st.nets.values_mut() {
+            let before = n.pool.allocated.len();
+            n.pool.allocated.retain(|_, o| owners.contains(o));
+            if n.pool.allocated.len() != before {
+                let _ = self.dirs.save_network(n);
+            }
+        }
+    }
+
+    /// `docker network connect` on a running container (init `pid`).
+    pub fn connect(
+        self: &Arc<Self>,
+        net_ref: &str,
+        rec: &ContainerRecord,
+        pid: i32,
+        ip: Option<Ipv4Addr>,
+        aliases: Vec<String>,
+    ) -> Result<()> {
+        let mode = rec.host_config.network_mode();
+        if mode == "host" || mode == "none" || mode.starts_with("container:") {
+            return Err(NetError::Forbidden(format!(
+                "container cannot be connected to network {net_ref}: it uses network mode {mode}"
+            )));
+        }
+        let ns = netns::open(pid)
+            .map_err(|e| NetError::internal("opening the container's network namespace", e))?;
+        let (net, ep, cn) = {
+            let mut st = self.lock();
+            let net = self.find(&st, net_ref)?;
+            if net.predefined && (ip.is_some() || !aliases.is_empty()) {
+                return Err(NetError::InvalidParameter("user specified IP address and aliases are supported only for user-defined networks".into()));
+            }
+            let existing = st
+                .conts
+                .get(&rec.id)
+                .cloned()
+                .unwrap_or_else(|| ContainerNet {
+                    id: rec.id.clone(),
+                    name: rec.name.trim_start_matches('/').to_string(),
+                    hostname: crate::containers::spec::hostname(rec),
+                    ..Default::default()
+                });
+            if existing.endpoints.iter().any(|e| e.network_id == net.id) {
+                return Err(NetError::Forbidden(format!(
+                    "endpoint with name {} already exists in network {}",
+                    existing.name, net.name
+                )));
+            }
+            let ifname = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !existing.endpoints.iter().any(|e| &e.ifname == n))
+                .unwrap_or_default();
+            let ep = self.allocate(&mut st, &net, &rec.id, ip, aliases, &ifname)?;
+            let mut cn = existing;
+            cn.endpoints.push(ep.clone());
+            st.conts.insert(rec.id.clone(), cn.clone());
+            (net, ep, cn)
+        };
+        let first = cn.endpoints.len() == 1;
+        let had_dns = {
+            let st = self.lock();
+            cn.endpoints[..cn.endpoints.len() - 1]
+                .iter()
+                .any(|e| st.nets.get(&e.network_id).is_some_and(|n| !n.predefined))
+        };
+        let result = self.plug(&ep, &ns, first).and_then(|()| {
+            if !had_dns && !net.predefined {
+                self.start_dns(&cn, &ns)
+            } else {
+                Ok(())
+            }
+        });
+        let mut st = self.lock();
+        match result {
+            Ok(()) => {
+                if let Some(cn) = st.conts.get(&rec.id) {
+                    self.dirs
+                        .save_container(cn)
+                        .map_err(internal("saving the container's endpoints"))?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                drop_endpoint(&mut st, &rec.id, &net.id);
+                if let Some(n) = st.nets.get_mut(&net.id) {
+                    n.pool.release(ep.ip, &rec.id);
+                    let _ = self.dirs.save_network(n);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `docker network disconnect`.
+    pub fn disconnect(&self, net_ref: &str, container_id: &str) -> Result<()> {
+        let mut st = self.lock();
+        let net = self.find(&st, net_ref)?;
+        let ep = st
+            .conts
+            .get(container_id)
+            .and_then(|c| c.endpoints.iter().find(|e| e.network_id == net.id).cloned())
+            .ok_or_else(|| {
+                NetError::Forbidden(format!(
+                    "container {container_id} is not connected to network {}",
+                    net.name
+                ))
+            })?;
+        delete_link(&ep.host_veth);
+        drop_endpoint(&mut st, container_id, &net.id);
+        if let Some(n) = st.nets.get_mut(&net.id) {
+            n.pool.release(ep.ip, container_id);
+            let _ = self.dirs.save_network(n);
+        }
+        if let Some(cn) = st.conts.get(container_id) {
+            self.dirs
+                .save_container(cn)
+                .map_err(internal("saving the container's endpoints"))?;
+        }
+        Ok(())
+    }
+
+    /// inspect's `NetworkSettings`.
+    pub fn settings(&self, rec: &ContainerRecord) -> Value {
+        let st = self.lock();
+        json::settings(rec, st.conts.get(&rec.id), &st.nets)
+    }
+
+    /// `ContainerSummary.Ports` and `NetworkSettings.Networks`.
+    pub fn summary(&self, rec: &ContainerRecord) -> (Value, Value) {
+        let st = self.lock();
+        let cn = st.conts.get(&rec.id);
+        let s = json::settings(rec, cn, &st.nets);
+        (
+            json::summary_ports(rec, cn),
+            s.get("Networks").cloned().unwrap_or(Value::Null),
+        )
+    }
+}
+
+fn drop_endpoint(st: &mut State, container: &str, network: &str) {
+    if let Some(c) = st.conts.get_mut(container) {
+        c.endpoints.retain(|e| e.network_id != network);
+    }
+}
+
+fn delete_link(name: &str) {
+    if let Ok(Some(idx)) = netlink::link_index(name) {
+        if let Err(e) = netlink::Netlink::open().and_then(|mut nl| nl.del_link(idx)) {
+            if e.raw_os_error() != Some(libc::ENODEV) {
+                tracing::warn!(link = name, error = %e, "deleting a veth");
+            }
+        }
+    }
+}
+
+impl dns::Lookup for Networks {
+    fn lookup(&self, container: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+        let st = self.lock();
+        let me = st.conts.get(container)?;
+        let my_nets: Vec<&String> = me
+            .endpoints
+            .iter()
+            .map(|e| &e.network_id)
+            .filter(|id| st.nets.get(*id).is_some_and(|n| !n.predefined))
+            .collect();
+        let mut found = None;
+        for c in st.conts.values() {
+            for ep in c
+                .endpoints
+                .iter()
+                .filter(|e| my_nets.contains(&&e.network_id))
+            {
+                let net_name = st
+                    .nets
+                    .get(&ep.network_id)
+                    .map(|n| n.name.as_str())
+                    .unwrap_or("");
+                let names = [
+                    c.name.as_str(),
+                    &c.id[..12.min(c.id.len())],
+                    c.hostname.as_str(),
+                ];
+                let hit = names
+                    .iter()
+                    .chain(
+                        ep.aliases
+                            .iter()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .iter(),
+                    )
+                    .any(|n| {
+                        let n = n.to_ascii_lowercase();
+                        !n.is_empty() && (name == n || name == format!("{n}.{net_name}"))
+                    });
+                if hit {
+                    found.get_or_insert_with(Vec::new).push(ep.ip);
+                }
+            }
+        }
+        found
+    }
+
+    fn upstreams(&self, container: &str) -> Vec<SocketAddr> {
+        let configured: Vec<SocketAddr> = self
+            .lock()
+            .conts
+            .get(container)
+            .map(|c| {
+                c.upstream_dns
+                    .iter()
+                    .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
+                    .map(|ip| SocketAddr::new(ip, 53))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !configured.is_empty() {
+            return configured;
+        }
+        dns::nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_table_parses() {
+        // Whatever the host has, parsing must not invent a default route.
+        assert!(host_routes()
+            .iter()
+            .all(|(c, _)| c.prefix > 0 || c.addr != Ipv4Addr::UNSPECIFIED));
+    }
+
+    #[test]
+    fn free_subnet_avoids_taken_ones() {
+        let first = free_subnet("", &[]).unwrap();
+        let second = free_subnet("", &[first]).unwrap();
+        assert!(!first.overlaps(&second));
+    }
+}

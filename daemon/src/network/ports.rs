@@ -1,0 +1,236 @@
+//! Published ports: what `HostConfig.PortBindings`, `PublishAllPorts` and
+//! `ExposedPorts` ask for, and dockerd's JSON shapes for them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// `80/tcp` → (80, tcp).
+pub fn parse_port_key(key: &str) -> Result<(u16, Proto), String> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let proto = match proto {
+        "tcp" | "" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        other => {
+            return Err(format!(
+                "publishing {other} ports is not supported by berth (tcp and udp are)"
+            ))
+        }
+    };
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("invalid port specification: {key:?}"))?;
+    Ok((port, proto))
+}
+
+/// One host port to open: `host_port` 0 = any free port; a range is tried
+/// port by port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortRequest {
+    pub proto: Proto,
+    pub container_port: u16,
+    pub host_ip: Ipv4Addr,
+    pub host_ports: (u16, u16),
+}
+
+/// A port that is open now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub proto: Proto,
+    pub container_port: u16,
+    pub host_ip: Ipv4Addr,
+    pub host_port: u16,
+}
+
+fn host_ports(s: &str) -> Result<(u16, u16), String> {
+    if s.is_empty() {
+        return Ok((0, 0));
+    }
+    let bad = || format!("invalid host port: {s:?}");
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            if a == 0 || b < a {
+                return Err(bad());
+            }
+            Ok((a, b))
+        }
+        None => {
+            let p: u16 = s.parse().map_err(|_| bad())?;
+            Ok((p, p))
+        }
+    }
+}
+
+/// Everything to publish for a container.
+pub fn requests(
+    port_bindings: Option<&Value>,
+    publish_all: bool,
+    exposed: Option<&BTreeMap<String, Value>>,
+) -> Result<Vec<PortRequest>, String> {
+    let mut out = Vec::new();
+    let mut bound = std::collections::BTreeSet::new();
+    if let Some(Value::Object(map)) = port_bindings {
+        for (key, list) in map {
+            let (container_port, proto) = parse_port_key(key)?;
+            bound.insert((container_port, proto));
+            let entries = list.as_array().cloned().unwrap_or_default();
+            let entries = if entries.is_empty() {
+                vec![json!({})]
+            } else {
+                entries
+            };
+            for e in entries {
+                let ip = e.get("HostIp").and_then(Value::as_str).unwrap_or("");
+                let host_ip = match ip {
+                    "" => Ipv4Addr::UNSPECIFIED,
+                    other => other.parse().map_err(|_| {
+                        format!("invalid host IP {other:?}: berth publishes on IPv4 addresses only")
+                    })?,
+                };
+                let hp = host_ports(e.get("HostPort").and_then(Value::as_str).unwrap_or(""))?;
+                out.push(PortRequest {
+                    proto,
+                    container_port,
+                    host_ip,
+                    host_ports: hp,
+                });
+            }
+        }
+    }
+    if publish_all {
+        for key in exposed.into_iter().flat_map(|m| m.keys()) {
+            let (container_port, proto) = parse_port_key(key)?;
+            if bound.insert((container_port, proto)) {
+                out.push(PortRequest {
+                    proto,
+                    container_port,
+                    host_ip: Ipv4Addr::UNSPECIFIED,
+                    host_ports: (0, 0),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `NetworkSettings.Ports`: every exposed or published port, `null` when
+/// it is not published.
+pub fn settings_ports(published: &[Published], exposed: Option<&BTreeMap<String, Value>>) -> Value {
+    let mut m = Map::new();
+    for key in exposed.into_iter().flat_map(|m| m.keys()) {
+        if let Ok((p, proto)) = parse_port_key(key) {
+            m.insert(format!("{p}/{}", proto.as_str()), Value::Null);
+        }
+    }
+    for p in published {
+        let key = format!("{}/{}", p.container_port, p.proto.as_str());
+        let entry = json!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() });
+        match m.get_mut(&key) {
+            Some(Value::Array(a)) => a.push(entry),
+            _ => {
+                m.insert(key, json!([entry]));
+            }
+        }
+    }
+    Value::Object(m)
+}
+
+/// `ContainerSummary.Ports`.
+pub fn summary_ports(published: &[Published], exposed: Option<&BTreeMap<String, Value>>) -> Value {
+    let mut out: Vec<Value> = published
+        .iter()
+        .map(|p| json!({ "IP": p.host_ip.to_string(), "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto.as_str() }))
+        .collect();
+    for key in exposed.into_iter().flat_map(|m| m.keys()) {
+        if let Ok((port, proto)) = parse_port_key(key) {
+            if !published
+                .iter()
+                .any(|p| p.container_port == port && p.proto == proto)
+            {
+                out.push(json!({ "PrivatePort": port, "Type": proto.as_str() }));
+            }
+        }
+    }
+    Value::Array(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_and_publish_all() {
+        let pb = json!({ "80/tcp": [{ "HostIp": "", "HostPort": "5000" }], "53/udp": [{ "HostIp": "127.0.0.1", "HostPort": "" }] });
+        let exposed: BTreeMap<String, Value> = [
+            ("80/tcp".to_string(), json!({})),
+            ("443/tcp".to_string(), json!({})),
+        ]
+        .into();
+        let r = requests(Some(&pb), true, Some(&exposed)).unwrap();
+        assert_eq!(r.len(), 3);
+        assert!(r.contains(&PortRequest {
+            proto: Proto::Udp,
+            container_port: 53,
+            host_ip: Ipv4Addr::LOCALHOST,
+            host_ports: (0, 0)
+        }));
+        assert!(r.contains(&PortRequest {
+            proto: Proto::Tcp,
+            container_port: 443,
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ports: (0, 0)
+        }));
+        assert!(requests(Some(&json!({ "80/sctp": [] })), false, None).is_err());
+        assert!(requests(
+            Some(&json!({ "80/tcp": [{ "HostPort": "x" }] })),
+            false,
+            None
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn shapes() {
+        let p = vec![Published {
+            proto: Proto::Tcp,
+            container_port: 80,
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: 5000,
+        }];
+        let exposed: BTreeMap<String, Value> = [
+            ("80/tcp".to_string(), json!({})),
+            ("443/tcp".to_string(), json!({})),
+        ]
+        .into();
+        let s = settings_ports(&p, Some(&exposed));
+        assert_eq!(
+            s,
+            json!({ "80/tcp": [{ "HostIp": "0.0.0.0", "HostPort": "5000" }], "443/tcp": null })
+        );
+        let l = summary_ports(&p, Some(&exposed));
+        assert_eq!(
+            l,
+            json!([{ "IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 5000, "Type": "tcp" }, { "PrivatePort": 443, "Type": "tcp" }])
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! The userland port proxy: one tokio task per published port inside
+//! berthd (no process per port). TCP connections are spliced to the
+//! container; UDP datagrams are relayed through one upstream socket per
+//! client address, dropped after a quiet minute.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::AbortHandle;
+
+use super::ports::{PortRequest, Proto, Published};
+
+const UDP_IDLE: Duration = Duration::from_secs(60);
+
+pub enum Bound {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+fn bind_one(proto: Proto, addr: SocketAddrV4) -> io::Result<Bound> {
+    Ok(match proto {
+        Proto::Tcp => Bound::Tcp(TcpListener::bind(addr)?),
+        Proto::Udp => Bound::Udp(UdpSocket::bind(addr)?),
+    })
+}
+
+/// Open the host side of `req` (trying each port of a range).
+pub fn bind(req: &PortRequest) -> Result<(Published, Bound), String> {
+    let (lo, hi) = req.host_ports;
+    let mut last_err = None;
+    for port in lo..=hi {
+        match bind_one(req.proto, SocketAddrV4::new(req.host_ip, port)) {
+            Ok(b) => {
+                let actual = match &b {
+                    Bound::Tcp(l) => l.local_addr(),
+                    Bound::Udp(u) => u.local_addr(),
+                }
+                .map(|a| a.port())
+                .map_err(|e| e.to_string())?;
+                let p = Published {
+                    proto: req.proto,
+                    container_port: req.container_port,
+                    host_ip: req.host_ip,
+                    host_port: actual,
+                };
+                return Ok((p, b));
+            }
+            Err(e) => last_err = Some((port, e)),
+        }
+    }
+    let (port, e) = last_err.unwrap_or((lo, io::Error::other("empty port range")));
+    if e.kind() == io::ErrorKind::AddrInUse {
+        Err(format!(
+            "Bind for {}:{port} failed: port is already allocated",
+            req.host_ip
+        ))
+    } else {
+        Err(format!("Bind for {}:{port} failed: {e}", req.host_ip))
+    }
+}
+
+/// Start relaying `bound` to `target`; abort the handle to close the port.
+pub fn spawn(bound: Bound, target: SocketAddrV4) -> io::Result<AbortHandle> {
+    match bound {
+        Bound::Tcp(l) => {
+            l.set_nonblocking(true)?;
+            let l = tokio::net::TcpListener::from_std(l)?;
+            Ok(tokio::spawn(tcp_loop(l, target)).abort_handle())
+        }
+        Bound::Udp(u) => {
+            u.set_nonblocking(true)?;
+            let u = Arc::new(tokio::net::UdpSocket::from_std(u)?);
+            Ok(tokio::spawn(udp_loop(u, target)).abort_handle())
+        }
+    }
+}
+
+async fn tcp_loop(listener: tokio::net::TcpListener, target: SocketAddrV4) {
+    loop {
+        let (mut inbound, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "port proxy accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            let _ = inbound.set_nodelay(true);
+            match tokio::net::TcpStream::connect(target).await {
+                Ok(mut out) => {
+                    let _ = out.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, %target, error = %e, "port proxy: container did not accept")
+                }
+            }
+        });
+    }
+}
+
+/// Client address → the upstream socket relaying its datagrams.
+type Flows = Arc<Mutex<HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>>>;
+
+async fn udp_loop(front: Arc<tokio::net::UdpSocket>, target: SocketAddrV4) {
+    let flows: Flows = Arc::default();
+    let mut buf = vec![0u8; 65536];
+    // Upstream tasks end with this loop (when the port is closed).
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (n, client) = match front.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp proxy receive");
+                continue;
+            }
+        };
+        let existing = flows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&client)
+            .cloned();
+        let up = match existing {
+            Some(u) => u,
+            None => {
+                let up =
+                    match tokio::net::UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+                        .await
+                    {
+                        Ok(u) => u,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "udp proxy: opening an upstream socket");
+                            continue;
+                        }
+                    };
+                if let Err(e) = up.connect(target).await {
+                    tracing::debug!(error = %e, "udp proxy connect");
+                    continue;
+                }
+                let up = Arc::new(up);
+                flows
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(client, up.clone());
+                tasks.spawn(udp_replies(
+                    up.clone(),
+                    front.clone(),
+                    client,
+                    flows.clone(),
+                ));
+                up
+            }
+        };
+        let _ = up.send(&buf[..n]).await;
+    }
+}
+
+async fn udp_replies(
+    up: Arc<tokio::net::UdpSocket>,
+    front: Arc<tokio::net::UdpSocket>,
+    client: SocketAddr,
+    flows: Flows,
+) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok(Ok(n)) = tokio::time::timeout(UDP_IDLE, up.recv(&mut buf)).await {
+        let _ = front.send_to(&buf[..n], client).await;
+    }
+    flows
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&client);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_are_reported_like_dockerd() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let req = PortRequest {
+            proto: Proto::Tcp,
+            container_port: 80,
+            host_ip: Ipv4Addr::LOCALHOST,
+            host_ports: (port, port),
+        };
+        assert_eq!(
+            bind(&req).err().unwrap(),
+            format!("Bind for 127.0.0.1:{port} failed: port is already allocated")
+        );
+        let any = PortRequest {
+            host_ports: (0, 0),
+            ..req
+        };
+        let (p, _b) = bind(&any).unwrap();
+        assert_ne!(p.host_port, 0);
+    }
+
+    #[tokio::test]
+    async fn relays_tcp_and_udp() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let SocketAddr::V4(target) = echo.local_addr().unwrap() else {
+            panic!()
+        };
+        tokio::spawn(async move {
+            let (mut s, _) = echo.accept().await.unwrap();
+            let mut b = [0u8; 5];
+            s.read_exact(&mut b).await.unwrap();
+            s.write_all(&b).await.unwrap();
+        });
+        let req = PortRequest {
+            proto: Proto::Tcp,
+            container_port: target.port(),
+            host_ip: Ipv4Addr::LOCALHOST,
+            host_ports: (0, 0),
+        };
+        let (p, b) = bind(&req).unwrap();
+        let h = spawn(b, target).unwrap();
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", p.host_port))
+            .await
+            .unwrap();
+        c.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+        h.abort();
+
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let SocketAddr::V4(utarget) = server.local_addr().unwrap() else {
+            panic!()
+        };
+        tokio::spawn(async move {
+            let mut b = [0u8; 16];
+            let (n, from) = server.recv_from(&mut b).await.unwrap();
+            server.send_to(&b[..n], from).await.unwrap();
+        });
+        let req = PortRequest {
+            proto: Proto::Udp,
+            container_port: utarget.port(),
+            host_ip: Ipv4Addr::LOCALHOST,
+            host_ports: (0, 0),
+        };
+        let (p, b) = bind(&req).unwrap();
+        let h = spawn(b, utarget).unwrap();
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client
+            .send_to(b"ping", ("127.0.0.1", p.host_port))
+            .await
+            .unwrap();
+        let mut b = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&b[..n], b"ping");
+        h.abort();
+    }
+}

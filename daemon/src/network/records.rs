@@ -1,0 +1,147 @@
+//! What berthd persists about networks (`<data-root>/network/networks/<id>.json`,
+//! including the address pool) and about each container's attachments
+//! (`<data-root>/network/endpoints/<container-id>.json`).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use super::ipam::Pool;
+use super::ports::Published;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    /// The Linux bridge interface.
+    pub bridge: String,
+    pub pool: Pool,
+    pub internal: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    /// The predefined `bridge` network (no DNS, cannot be removed).
+    pub predefined: bool,
+    pub mtu: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Endpoint {
+    pub network_id: String,
+    pub endpoint_id: String,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub aliases: Vec<String>,
+    /// Requested with `--ip` (shown as IPAMConfig).
+    pub requested_ip: Option<Ipv4Addr>,
+    /// The host end of the veth pair.
+    pub host_veth: String,
+    /// The interface name inside the container (eth0, eth1, ...).
+    pub ifname: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerNet {
+    pub id: String,
+    /// Without the leading `/`.
+    pub name: String,
+    pub hostname: String,
+    pub endpoints: Vec<Endpoint>,
+    pub ports: Vec<Published>,
+    /// Resolvers the embedded DNS forwards to (the container's resolv.conf
+    /// before it was pointed at 127.0.0.11).
+    #[serde(default)]
+    pub upstream_dns: Vec<String>,
+}
+
+pub struct Dirs {
+    pub networks: PathBuf,
+    pub endpoints: PathBuf,
+}
+
+impl Dirs {
+    pub fn new(data_root: &Path) -> io::Result<Dirs> {
+        let base = data_root.join("network");
+        let d = Dirs {
+            networks: base.join("networks"),
+            endpoints: base.join("endpoints"),
+        };
+        std::fs::create_dir_all(&d.networks)?;
+        std::fs::create_dir_all(&d.endpoints)?;
+        Ok(d)
+    }
+
+    fn save<T: Serialize>(dir: &Path, id: &str, v: &T) -> io::Result<()> {
+        let data = serde_json::to_vec_pretty(v).map_err(io::Error::other)?;
+        berth_common::atomic::write_file(&dir.join(format!("{id}.json")), &data)
+    }
+
+    fn load_all<T: for<'de> Deserialize<'de>>(dir: &Path) -> io::Result<Vec<T>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let data = std::fs::read(&path)?;
+                match serde_json::from_slice(&data) {
+                    Ok(v) => out.push(v),
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "skipping an unreadable network record")
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove(dir: &Path, id: &str) -> io::Result<()> {
+        match std::fs::remove_file(dir.join(format!("{id}.json"))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn save_network(&self, n: &NetworkRecord) -> io::Result<()> {
+        Self::save(&self.networks, &n.id, n)
+    }
+
+    pub fn remove_network(&self, id: &str) -> io::Result<()> {
+        Self::remove(&self.networks, id)
+    }
+
+    pub fn load_networks(&self) -> io::Result<Vec<NetworkRecord>> {
+        Self::load_all(&self.networks)
+    }
+
+    pub fn save_container(&self, c: &ContainerNet) -> io::Result<()> {
+        Self::save(&self.endpoints, &c.id, c)
+    }
+
+    pub fn remove_container(&self, id: &str) -> io::Result<()> {
+        Self::remove(&self.endpoints, id)
+    }
+
+    pub fn load_containers(&self) -> io::Result<Vec<ContainerNet>> {
+        Self::load_all(&self.endpoints)
+    }
+}
+
+/// dockerd's MAC scheme: 02:42 followed by the IPv4 address.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(v)
+}
