@@ -241,11 +241,11 @@ pub fn execute(cli: Cli) -> Result<i32> {
     };
     logging::init(cli.log.clone(), format, cli.debug);
     if cli.version {
-        println!(
+        commands::out(format!(
             "berth-runtime version {}\nspec: {}",
             env!("CARGO_PKG_VERSION"),
             crate::state::OCI_VERSION
-        );
+        ));
         return Ok(0);
     }
     if cli.systemd_cgroup {

@@ -56,6 +56,11 @@ pub fn error(msg: &str) {
     let _ = writeln!(std::io::stderr(), "berth-runtime: {msg}");
 }
 
+/// An error for the log file only (clap already printed it to stderr).
+pub fn error_to_log(msg: &str) {
+    write_log("error", msg);
+}
+
 pub fn warn(msg: &str) {
     write_log("warning", msg);
 }

@@ -9,7 +9,7 @@ use crate::state::{Root, Status};
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
     let s = serde_json::to_string_pretty(v).map_err(|e| Error::invalid(e.to_string()))?;
-    println!("{s}");
+    super::out(s);
     Ok(())
 }
 
@@ -28,14 +28,14 @@ pub fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
     }
     if quiet {
         for r in &rows {
-            println!("{}", r["id"].as_str().unwrap_or_default());
+            super::out(r["id"].as_str().unwrap_or_default());
         }
         return Ok(());
     }
     match format {
         "json" => {
             let s = serde_json::to_string(&rows).map_err(|e| Error::invalid(e.to_string()))?;
-            println!("{s}");
+            super::out(s);
             Ok(())
         }
         "table" => {
@@ -93,10 +93,7 @@ pub fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()>
     let pids = cg.pids().map_err(|e| Error::Cgroup(e.to_string()))?;
     match format {
         "json" => {
-            println!(
-                "{}",
-                serde_json::to_string(&pids).map_err(|e| Error::invalid(e.to_string()))?
-            );
+            super::out(serde_json::to_string(&pids).map_err(|e| Error::invalid(e.to_string()))?);
             Ok(())
         }
         "table" => {
@@ -123,14 +120,14 @@ pub fn ps(root: &Root, id: &str, format: &str, ps_args: &[String]) -> Result<()>
                 .split_whitespace()
                 .position(|h| h == "PID")
                 .ok_or_else(|| Error::invalid("ps output has no PID column"))?;
-            println!("{header}");
+            super::out(header);
             for line in lines {
                 let pid: Option<i32> = line
                     .split_whitespace()
                     .nth(pid_col)
                     .and_then(|p| p.parse().ok());
                 if pid.is_some_and(|p| pids.contains(&p)) {
-                    println!("{line}");
+                    super::out(line);
                 }
             }
             Ok(())
@@ -152,14 +149,14 @@ pub fn events(root: &Root, id: &str, stats: bool, interval: Duration) -> Result<
         if !stats {
             if let Ok(n) = cg.oom_kill_count() {
                 if ooms.is_some_and(|before| n > before) {
-                    println!("{}", serde_json::json!({"type": "oom", "id": id}));
+                    super::out(serde_json::json!({"type": "oom", "id": id}));
                 }
                 ooms = Some(n);
             }
         }
         let data = cg.stats().map_err(|e| Error::Cgroup(e.to_string()))?;
         let ev = serde_json::json!({"type": "stats", "id": id, "data": data});
-        println!("{ev}");
+        super::out(ev);
         let _ = std::io::stdout().flush();
         if stats {
             return Ok(());
