@@ -139,7 +139,7 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         "DockerRootDir": config.data_root,
         "Plugins": {
             "Volume": ["local"],
-            "Network": ["host", "null"],
+            "Network": ["bridge", "host", "null"],
             "Authorization": [],
             "Log": ["json-file", "none"],
         },
