@@ -19,10 +19,8 @@ fn log_flags(args: &[String]) -> (Option<std::path::PathBuf>, logging::Format) {
             |it: &mut std::slice::Iter<String>| inline.clone().or_else(|| it.next().cloned());
         match key {
             "--log" => file = value(&mut it).map(Into::into),
-            "--log-format" => {
-                if value(&mut it).as_deref() == Some("json") {
-                    format = logging::Format::Json;
-                }
+            "--log-format" if value(&mut it).as_deref() == Some("json") => {
+                format = logging::Format::Json;
             }
             _ => {}
         }
