@@ -37,7 +37,14 @@ fn main() {
             let (file, format) = log_flags(&args);
             logging::init(file, format, false);
             let msg = e.to_string();
-            logging::error_to_log(msg.lines().next().unwrap_or("invalid command line"));
+            // clap's text without the usage part, as one line.
+            let summary: Vec<&str> = msg
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("tip:"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            logging::error_to_log(&summary.join(" "));
             e.exit()
         }
     };
