@@ -72,6 +72,12 @@ pub struct Flags {
     /// IPv4 subnet for fixed IPs on the default bridge
     #[arg(long)]
     pub fixed_cidr: Option<String>,
+    /// Add iptables rules for NAT and published ports (default true)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub iptables: Option<bool>,
+    /// MTU of container interfaces (0: the network's default)
+    #[arg(long)]
+    pub mtu: Option<u32>,
     /// Labels of the daemon: KEY=VALUE
     #[arg(long = "label")]
     pub labels: Vec<String>,
@@ -416,6 +422,8 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
         ("bip", flags.bip.clone()),
         ("bridge", flags.bridge.clone()),
         ("fixed-cidr", flags.fixed_cidr.clone()),
+        ("iptables", flags.iptables.map(|b| b.to_string())),
+        ("mtu", flags.mtu.map(|m| m.to_string())),
         (
             "labels",
             (!flags.labels.is_empty()).then(|| list(&flags.labels)),
@@ -563,8 +571,8 @@ fn merge(
         bip: flags.bip.or(file.bip),
         bridge: flags.bridge.or(file.bridge),
         fixed_cidr: flags.fixed_cidr.or(file.fixed_cidr),
-        iptables: file.iptables.unwrap_or(true),
-        mtu: file.mtu.unwrap_or(0),
+        iptables: flags.iptables.or(file.iptables).unwrap_or(true),
+        mtu: flags.mtu.or(file.mtu).unwrap_or(0),
         labels,
         dns: file.dns.unwrap_or_default(),
         dns_opts: file.dns_opts.unwrap_or_default(),
@@ -658,6 +666,18 @@ mod tests {
             "the following directives are specified both as a flag and in the configuration file: data-root: (from flag: /a, from file: /b)"
         );
         assert!(load(&["-H", "unix:///x"], r#"{"hosts":["unix:///y"]}"#).is_err());
+    }
+
+    #[test]
+    fn network_flags_and_keys() {
+        let c = load(&[], "{}").unwrap();
+        assert_eq!((c.iptables, c.mtu), (true, 0));
+        let c = load(&["--iptables=false", "--mtu", "1400"], "{}").unwrap();
+        assert_eq!((c.iptables, c.mtu), (false, 1400));
+        assert!(load(&["--iptables"], "{}").unwrap().iptables);
+        let c = load(&[], r#"{"iptables":false,"mtu":9000}"#).unwrap();
+        assert_eq!((c.iptables, c.mtu), (false, 9000));
+        assert!(load(&["--mtu", "1400"], r#"{"mtu":1500}"#).is_err());
     }
 
     #[test]
