@@ -748,3 +748,28 @@ fn hosts_and_resolv_conf_options() {
         "own address line: {out}"
     );
 }
+
+#[test]
+fn docker_py_networks_ports_and_connect() {
+    let g = NetGuard::new();
+    let (d, _) = daemon(&g);
+    let r = rand_u32();
+    let base = format!("10.{}.{}", 50 + r % 90, (r >> 8) % 250 + 1);
+    let script = berth_tests::workspace_root().join("tests/py/network_dockerpy.py");
+    let out = d.python_file(&script, &[&g.bridge("p"), &base]);
+    assert!(
+        out.success() && out.stdout.trim() == "ok",
+        "docker-py script failed:\nstdout: {}\nstderr: {}\nberthd log:\n{}",
+        out.stdout,
+        out.stderr,
+        berth_tests::tail(&d.log(), 30)
+    );
+    assert!(
+        !links().contains(&g.bridge("p")),
+        "the pruned network's bridge is left"
+    );
+    assert!(
+        d.docker_ok(&["ps", "-aq"]).trim().is_empty(),
+        "containers left"
+    );
+}
