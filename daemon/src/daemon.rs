@@ -48,7 +48,10 @@ impl Daemon {
         );
         let networks = crate::network::Networks::open(crate::network::NetConfig {
             data_root: config.data_root.clone(),
-            bridge: config.bridge.clone().unwrap_or_else(|| crate::network::DEFAULT_BRIDGE.into()),
+            bridge: config
+                .bridge
+                .clone()
+                .unwrap_or_else(|| crate::network::DEFAULT_BRIDGE.into()),
             bip: config.bip.clone(),
             fixed_cidr: config.fixed_cidr.clone(),
             mtu: config.mtu,
