@@ -37,6 +37,7 @@ pub struct InitConfig {
 }
 
 pub fn stage1(chan: &Channel, cfg: &InitConfig) -> Result<()> {
+    super::spawn::make_undumpable()?;
     chan.expect("go", |m| matches!(m, Msg::Go))?;
     // Read before any cgroup namespace hides the real paths.
     let cgroup_lines: Vec<String> = std::fs::read_to_string("/proc/self/cgroup")
@@ -60,10 +61,6 @@ pub fn stage1(chan: &Channel, cfg: &InitConfig) -> Result<()> {
             .ctx(|| "become gid 0 in the user namespace")?;
         nix::unistd::setresuid(root_uid, root_uid, root_uid)
             .ctx(|| "become uid 0 in the user namespace")?;
-        // The id change made us non-dumpable, which would leave /proc/self
-        // owned by the host's root and out of our reach.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
     }
     let mut flags = CloneFlags::empty();
     for t in &cfg.plan.create {

@@ -42,3 +42,17 @@ pub fn become_subreaper() -> Result<()> {
     }
     Ok(())
 }
+
+/// Until the container's program replaces us (execve makes it dumpable
+/// again), processes in the container must not ptrace us or open our
+/// /proc entries to reach host fds (CVE-2016-9962).
+pub fn make_undumpable() -> Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(crate::error::Error::invalid(format!(
+            "make the runtime non-dumpable: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}

@@ -31,6 +31,7 @@ fn same_ns(pid: i32, name: &str) -> bool {
 }
 
 pub fn stage1(chan: &Channel, cfg: &TenantConfig) -> Result<()> {
+    super::spawn::make_undumpable()?;
     chan.expect("go", |m| matches!(m, Msg::Go))?;
     let pid = cfg.init_pid;
     let mut joins = Vec::new();
