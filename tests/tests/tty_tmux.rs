@@ -229,3 +229,39 @@ fn run_it_shell_echo_ctrl_c_resize() {
     drop(t);
     d.docker_ok(&["rm", "-f", "tty-run"]);
 }
+
+#[test]
+fn run_it_detach_then_attach_again() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let t = Tmux::start(&d);
+    t.line("docker run -it --name tty-detach busybox sh");
+    t.wait_for("/ #", Duration::from_secs(20));
+    t.line("echo first-session");
+    t.wait_line("output before detaching", Duration::from_secs(10), |l| {
+        l == "first-session"
+    });
+    t.keys(&["C-p", "C-q"]);
+    t.wait_prompt();
+    assert_eq!(
+        d.docker_ok(&["inspect", "-f", "{{.State.Status}}", "tty-detach"])
+            .trim(),
+        "running"
+    );
+    t.line("docker attach tty-detach");
+    std::thread::sleep(Duration::from_millis(500));
+    t.line("echo second-session");
+    t.wait_line(
+        "output after attaching again",
+        Duration::from_secs(10),
+        |l| l == "second-session",
+    );
+    t.line("exit 4");
+    t.wait_prompt();
+    t.line("echo attach-code=$?");
+    t.wait_line("the attach exit code", Duration::from_secs(10), |l| {
+        l == "attach-code=4"
+    });
+    drop(t);
+    d.docker_ok(&["rm", "-f", "tty-detach"]);
+}
