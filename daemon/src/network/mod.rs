@@ -62,6 +62,9 @@ pub struct Networks {
     state: Mutex<State>,
     /// Container ID → its proxy and DNS tasks.
     tasks: Mutex<HashMap<String, Vec<AbortHandle>>>,
+    /// Networks whose bridge, address and NAT rules this process has set
+    /// up; while the bridge exists they are not checked again per container.
+    ready: Mutex<std::collections::HashSet<String>>,
 }
 
 /// What `POST /networks/create` asks for.
@@ -154,6 +157,7 @@ impl Networks {
                 conts: conts.into_iter().map(|c| (c.id.clone(), c)).collect(),
             }),
             tasks: Mutex::new(HashMap::new()),
+            ready: Mutex::new(std::collections::HashSet::new()),
             cfg,
         };
         this.ensure_default_network()?;
@@ -289,6 +293,14 @@ impl Networks {
     /// Create the bridge interface, its address and NAT if missing.
     fn ensure_bridge(&self, net: &NetworkRecord) -> Result<()> {
         let ctx = |what: &str| format!("{what} {} for network {}", net.bridge, net.name);
+        let exists = netlink::link_index(&net.bridge)
+            .map_err(|e| NetError::internal(ctx("looking up"), e))?
+            .is_some();
+        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        if exists && ready.contains(&net.id) {
+            return Ok(());
+        }
+        ready.remove(&net.id);
         let mut nl =
             netlink::Netlink::open().map_err(|e| NetError::internal("opening netlink", e))?;
         if netlink::link_index(&net.bridge)
@@ -312,6 +324,10 @@ impl Networks {
     }
 
     fn remove_bridge(&self, net: &NetworkRecord) {
+        self.ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&net.id);
         if let Ok(Some(idx)) = netlink::link_index(&net.bridge) {
             match netlink::Netlink::open().and_then(|mut nl| nl.del_link(idx)) {
                 Ok(()) => {}
