@@ -283,3 +283,74 @@ fn sigterm_ends_open_event_streams() {
         "docker events still running after the daemon stopped"
     );
 }
+
+#[test]
+fn container_events_filter_by_name_label_and_image() {
+    let d = Daemon::start();
+    d.load_busybox();
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "evc",
+        "--label",
+        "team=berth",
+        "busybox",
+        "true",
+    ]);
+    d.docker_ok(&["run", "--name", "other", "busybox", "true"]);
+    d.docker_ok(&["rm", "evc", "other"]);
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let starts = past_events(
+        &d,
+        &[
+            "--since",
+            "1m",
+            "--filter",
+            "container=evc",
+            "--filter",
+            "event=start",
+        ],
+    );
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    let e = &starts[0];
+    assert_eq!(e["Type"], "container");
+    assert_eq!(e["Actor"]["Attributes"]["name"], "evc");
+    assert_eq!(e["from"], "busybox", "legacy from field: {e}");
+    let id = e["Actor"]["ID"].as_str().unwrap();
+    assert_eq!(e["id"], id);
+
+    // By ID prefix, by label, by image: only evc's events.
+    for filter in [&format!("container={}", &id[..12]), "label=team=berth"] {
+        let evs = past_events(&d, &["--since", "1m", "--filter", filter]);
+        assert!(!evs.is_empty(), "{filter}");
+        assert!(
+            evs.iter().all(|e| e["Actor"]["ID"] == id),
+            "{filter}: {evs:?}"
+        );
+    }
+    let by_image = past_events(
+        &d,
+        &[
+            "--since",
+            "1m",
+            "--filter",
+            "image=busybox",
+            "--filter",
+            "event=start",
+        ],
+    );
+    assert_eq!(by_image.len(), 2, "{by_image:?}");
+    let destroyed = past_events(
+        &d,
+        &[
+            "--since",
+            "1m",
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=destroy",
+        ],
+    );
+    assert_eq!(destroyed.len(), 2, "{destroyed:?}");
+}
