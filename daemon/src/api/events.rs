@@ -197,7 +197,7 @@ pub fn parse_time(raw: &str, now_nano: i64) -> ApiResult<Option<i64>> {
         return t.timestamp_nanos_opt().map(Some).ok_or_else(bad);
     }
     parse_duration(raw)
-        .map(|d| Some(now_nano - d))
+        .map(|d| Some(now_nano.saturating_sub(d)))
         .ok_or_else(bad)
 }
 
@@ -263,6 +263,8 @@ mod tests {
             Some(now - 5_400_000_000_000)
         );
         assert!(parse_time("yesterday", now).is_err());
+        assert!(parse_time("99999999999999999h", now).unwrap().unwrap() < 0);
+        assert!(parse_time("99999999999999999999", now).is_err());
         assert!(parse_time("1.x", now).is_err());
     }
 
