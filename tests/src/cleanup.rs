@@ -45,9 +45,9 @@ pub fn processes_under(dir: &Path, cgroup_parent: &str) -> Vec<i32> {
         let cmdline = String::from_utf8_lossy(&cmdline);
         let root = fs::read_link(proc_dir.join("root")).unwrap_or_default();
         let cgroup = fs::read_to_string(proc_dir.join("cgroup")).unwrap_or_default();
-        let in_cgroup = cgroup
-            .lines()
-            .any(|l| l.contains(&format!("/{cgroup_parent}/")) || l.ends_with(&format!("/{cgroup_parent}")));
+        let in_cgroup = cgroup.lines().any(|l| {
+            l.contains(&format!("/{cgroup_parent}/")) || l.ends_with(&format!("/{cgroup_parent}"))
+        });
         if cmdline.contains(&dir_s) || root.starts_with(dir) || in_cgroup {
             pids.push(pid);
         }
@@ -192,5 +192,41 @@ mod tests {
     fn mountinfo_paths_are_unescaped() {
         assert_eq!(unescape_mount_path("/a\\040b"), PathBuf::from("/a b"));
         assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
+    }
+}
+
+/// Deletes the bridge `name`, the veths enslaved to it, and every iptables
+/// rule that names it.
+pub fn remove_network(name: &str) {
+    use std::process::Command;
+    let run = |args: &[&str]| Command::new(args[0]).args(&args[1..]).output();
+    if let Ok(out) = run(&["ip", "-o", "link", "show", "master", name]) {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(ifname) = line
+                .split(':')
+                .nth(1)
+                .map(|s| s.trim().split('@').next().unwrap_or(""))
+            {
+                if !ifname.is_empty() {
+                    let _ = run(&["ip", "link", "del", ifname]);
+                }
+            }
+        }
+    }
+    let _ = run(&["ip", "link", "del", name]);
+    for table in ["nat", "filter"] {
+        let Ok(out) = run(&["iptables", "-w", "-t", table, "-S"]) else {
+            continue;
+        };
+        let rules = String::from_utf8_lossy(&out.stdout).into_owned();
+        for rule in rules.lines() {
+            let words: Vec<&str> = rule.split_whitespace().collect();
+            if words.first() != Some(&"-A") || !words.contains(&name) {
+                continue;
+            }
+            let mut args = vec!["iptables", "-w", "-t", table, "-D"];
+            args.extend(&words[1..]);
+            let _ = run(&args);
+        }
     }
 }

@@ -236,6 +236,8 @@ pub struct Daemon {
     pub config_file: PathBuf,
     pub cgroup_parent: String,
     pub log_file: PathBuf,
+    /// This daemon's own default bridge, unless the options name one.
+    pub network: Option<TestNetwork>,
     docker_config: PathBuf,
     options: DaemonOptions,
     child: Option<Child>,
@@ -267,7 +269,19 @@ impl Daemon {
             .to_string();
         let docker_config = base.join("docker-config");
         fs::create_dir_all(&docker_config).expect("docker config dir");
+        let names_network = |key: &str| {
+            options
+                .args
+                .iter()
+                .any(|a| a.starts_with(&format!("--{key}")))
+                || options
+                    .config
+                    .as_ref()
+                    .is_some_and(|c| c.get(key).is_some())
+        };
+        let network = (!names_network("bridge") && !names_network("bip")).then(TestNetwork::claim);
         let mut d = Daemon {
+            network,
             socket: base.join("berth.sock"),
             data_root: base.join("data"),
             exec_root: base.join("exec"),
@@ -306,6 +320,14 @@ impl Daemon {
             "--cgroup-parent".into(),
             self.cgroup_parent.clone(),
         ];
+        if let Some(net) = &self.network {
+            args.extend([
+                "--bridge".into(),
+                net.bridge.clone(),
+                "--bip".into(),
+                net.bip(),
+            ]);
+        }
         args.extend(self.options.args.iter().cloned());
         args
     }
@@ -318,7 +340,10 @@ impl Daemon {
             .expect("berthd log file");
         let child = Command::new(bin_path("berthd"))
             .args(self.args())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -352,8 +377,7 @@ impl Daemon {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        if s
-            .write_all(b"GET /_ping HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n")
+        if s.write_all(b"GET /_ping HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n")
             .is_err()
         {
             return false;
@@ -503,6 +527,52 @@ impl Drop for Daemon {
             }
         }
         cleanup::remove_everything_under(self.dir.path(), &self.cgroup_parent);
+        if let Some(net) = &self.network {
+            cleanup::remove_network(&net.bridge);
+        }
+    }
+}
+
+/// A bridge name and /24 subnet that no other test daemon on this machine
+/// holds: slot N is claimed by an exclusive lock on a file, held for the
+/// daemon's lifetime, so parallel tests and test binaries never share one.
+pub struct TestNetwork {
+    pub bridge: String,
+    /// The third octet of 10.123.N.0/24.
+    pub slot: u8,
+    _lock: fs::File,
+}
+
+impl TestNetwork {
+    fn claim() -> TestNetwork {
+        use std::os::fd::AsRawFd;
+        let dir = Path::new("/run/berth-test-networks");
+        fs::create_dir_all(dir).expect("create /run/berth-test-networks");
+        for slot in 1..=254u8 {
+            let f = fs::File::create(dir.join(format!("{slot}.lock"))).expect("network slot lock");
+            // SAFETY: flock on a valid, open file descriptor.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                let bridge = format!("bt{slot}");
+                // A previous run that crashed may have left it behind.
+                cleanup::remove_network(&bridge);
+                return TestNetwork {
+                    bridge,
+                    slot,
+                    _lock: f,
+                };
+            }
+        }
+        panic!("all 254 test network slots are in use");
+    }
+
+    /// The bridge's address and prefix, as `--bip` takes it.
+    pub fn bip(&self) -> String {
+        format!("10.123.{}.1/24", self.slot)
+    }
+
+    /// The subnet, e.g. `10.123.7.0/24`.
+    pub fn subnet(&self) -> String {
+        format!("10.123.{}.0/24", self.slot)
     }
 }
 
@@ -517,7 +587,10 @@ fn signal(pid: i32, sig: i32) {
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "berth's integration tests need root (CI runs them as root)");
+    assert_eq!(
+        euid, 0,
+        "berth's integration tests need root (CI runs them as root)"
+    );
 }
 
 /// The last `n` lines of `s`.
