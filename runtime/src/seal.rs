@@ -65,8 +65,10 @@ fn readonly_bind() -> Result<OwnedFd> {
         )
         .ctx(|| "make / rslave")?;
         let path = std::fs::read_link("/proc/self/exe").ctx(|| "readlink /proc/self/exe")?;
+        // The source must be a path in this (new) namespace: /proc/self/exe
+        // points into the old one, which bind refuses.
         mount(
-            Some("/proc/self/exe"),
+            Some(&path),
             &path,
             None::<&str>,
             MsFlags::MS_BIND,
@@ -87,7 +89,21 @@ fn readonly_bind() -> Result<OwnedFd> {
             nix::sys::stat::Mode::empty(),
         )
         .ctx(|| format!("open {}", path.display()))?;
-        Ok(fd)
+        // Make sure the path still named the binary we are running.
+        let (ours, bound) = (
+            nix::sys::stat::stat("/proc/self/exe"),
+            nix::sys::stat::fstat(fd),
+        );
+        match (ours, bound) {
+            (Ok(a), Ok(b)) if a.st_dev == b.st_dev && a.st_ino == b.st_ino => Ok(fd),
+            _ => {
+                let _ = nix::unistd::close(fd);
+                Err(Error::invalid(format!(
+                    "{} is no longer the running binary",
+                    path.display()
+                )))
+            }
+        }
     });
     let fd = handle
         .join()

@@ -40,6 +40,13 @@ pub fn pair() -> Result<(Channel, Channel)> {
 }
 
 impl Channel {
+    /// Close this end in a forked child that never returns (its OwnedFd is
+    /// never dropped there, so there is no double close).
+    pub fn close_in_child(&self) {
+        // SAFETY: closing an fd the child owns a copy of.
+        unsafe { libc::close(self.fd.as_raw_fd()) };
+    }
+
     pub fn send(&self, msg: &Msg) -> Result<()> {
         let data = serde_json::to_vec(msg).map_err(|e| Error::invalid(format!("encode: {e}")))?;
         nix::unistd::write(&self.fd, &data).ctx(|| "write to sync socket")?;

@@ -277,7 +277,8 @@ fn runtime_binary_cannot_be_overwritten_while_in_a_container() {
         "want EROFS (read-only bind) or EPERM (sealed memfd), got {err}"
     );
     assert_eq!(std::fs::read(runtime_support::runtime()).unwrap(), before);
-    assert!(b.rt(&["delete", "--force", &id]).success());
+    let del = b.rt(&["delete", "--force", &id]);
+    assert!(del.success(), "delete: {}", del.stderr);
 }
 
 #[test]

@@ -128,7 +128,7 @@ fn build(
     };
     become_subreaper()?;
     let (parent, child) = sync::pair()?;
-    let stage1 = fork_child(&child, || init::stage1(&child, &cfg))?;
+    let stage1 = fork_child(&child, Some(&parent), || init::stage1(&child, &cfg))?;
     drop(child);
     drop(cfg);
     let mut init_pid: Option<Pid> = None;

@@ -86,7 +86,7 @@ pub fn exec(root: &Root, id: &str, opts: &ExecOptions) -> Result<i32> {
         wait::block()?;
     }
     let (parent, child) = sync::pair()?;
-    let stage1 = fork_child(&child, || tenant::stage1(&child, &cfg))?;
+    let stage1 = fork_child(&child, Some(&parent), || tenant::stage1(&child, &cfg))?;
     drop(child);
     drop(cfg);
     let mut target: Option<Pid> = None;

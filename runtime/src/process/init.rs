@@ -69,7 +69,7 @@ pub fn stage1(chan: &Channel, cfg: &InitConfig) -> Result<()> {
         }
     }
     unshare(flags).ctx(|| format!("create namespaces {flags:?}"))?;
-    let child = fork_child(chan, || match stage2(chan, cfg, &cgroup_lines) {
+    let child = fork_child(chan, None, || match stage2(chan, cfg, &cgroup_lines) {
         Ok(never) => match never {},
         Err(e) => Err(e),
     })?;

@@ -7,12 +7,21 @@ use crate::error::{Context, Result};
 use crate::sync::{Channel, Msg};
 
 /// Run `f` in a child. If it fails, the error text goes to the parent over
-/// `chan`; the child never returns into the caller's code.
-pub fn fork_child(chan: &Channel, f: impl FnOnce() -> Result<()>) -> Result<Pid> {
+/// `chan`; the child never returns into the caller's code. `parent_end`,
+/// the runtime's side of the channel, is closed in the child so the child
+/// sees EOF (and gives up) if the runtime dies.
+pub fn fork_child(
+    chan: &Channel,
+    parent_end: Option<&Channel>,
+    f: impl FnOnce() -> Result<()>,
+) -> Result<Pid> {
     // SAFETY: single-threaded process; the child only runs `f` and exits.
     match unsafe { fork() }.ctx(|| "fork")? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
+            if let Some(p) = parent_end {
+                p.close_in_child();
+            }
             let code = match f() {
                 Ok(()) => 0,
                 Err(e) => {

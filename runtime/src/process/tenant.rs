@@ -55,7 +55,7 @@ pub fn stage1(chan: &Channel, cfg: &TenantConfig) -> Result<()> {
     nix::unistd::fchdir(root.as_raw_fd()).ctx(|| "enter container root")?;
     nix::unistd::chroot(".").ctx(|| "chroot into container root")?;
     drop(root);
-    let child = fork_child(chan, || match stage2(chan, cfg) {
+    let child = fork_child(chan, None, || match stage2(chan, cfg) {
         Ok(never) => match never {},
         Err(e) => Err(e),
     })?;
