@@ -145,3 +145,69 @@ fn terminal_without_console_socket_and_duplicate_ids() {
         out.stderr
     );
 }
+
+#[test]
+fn a_runtime_killed_during_create_leaves_a_deletable_container() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+    let mut b = Bundle::new();
+    // A createRuntime hook that blocks (a shell builtin reading a fifo, so
+    // the only hook process names its script), so create is surely midway.
+    let fifo = b.path().join("hook.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let hook = b.path().join("slow-hook.sh");
+    std::fs::write(&hook, format!("#!/bin/sh\nread x < {}\n", fifo.display())).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    b.config["hooks"] = json!({"createRuntime": [{"path": hook}]});
+    b.set_args(&["sleep", "1000"]);
+    let id = b.id("killed");
+    b.write_config(&id);
+    let bundle = b.bundle.display().to_string();
+    let mut child = b
+        .command(&["create", "--bundle", &bundle, &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let hook_pids = || -> Vec<i32> {
+        berth_tests::cleanup::processes_under(b.path(), &b.cgroup_parent)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.contains("slow-hook.sh"))
+            })
+            .collect()
+    };
+    assert!(
+        berth_tests::wait_until(Duration::from_secs(20), || !hook_pids().is_empty()),
+        "the hook never ran"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    for p in hook_pids() {
+        // SAFETY: the hook process this test made.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    let st = b.rt(&["state", &id]);
+    assert!(
+        st.success(),
+        "the half-made container is visible: {}",
+        st.stderr
+    );
+    let del = b.rt(&["delete", &id]);
+    assert!(del.success(), "delete: {}", del.stderr);
+    assert!(!b.container_dir(&id).exists());
+    assert!(
+        b.cgroup_leftovers(&id).is_empty(),
+        "{:?}",
+        b.cgroup_leftovers(&id)
+    );
+    assert!(
+        berth_tests::wait_until(Duration::from_secs(10), || {
+            berth_tests::cleanup::processes_under(b.path(), &b.cgroup_parent).is_empty()
+        }),
+        "left behind: {:?}",
+        berth_tests::cleanup::processes_under(b.path(), &b.cgroup_parent)
+    );
+}
