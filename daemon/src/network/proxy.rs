@@ -14,6 +14,9 @@ use tokio::task::AbortHandle;
 use super::ports::{PortRequest, Proto, Published};
 
 const UDP_IDLE: Duration = Duration::from_secs(60);
+/// Per-direction buffer of a TCP splice (tokio's default is 8 KiB; bulk
+/// transfers through the proxy are several times faster with 64 KiB).
+const TCP_BUFFER: usize = 64 * 1024;
 
 pub enum Bound {
     Tcp(TcpListener),
@@ -93,7 +96,13 @@ async fn tcp_loop(listener: tokio::net::TcpListener, target: SocketAddrV4) {
             match tokio::net::TcpStream::connect(target).await {
                 Ok(mut out) => {
                     let _ = out.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    let _ = tokio::io::copy_bidirectional_with_sizes(
+                        &mut inbound,
+                        &mut out,
+                        TCP_BUFFER,
+                        TCP_BUFFER,
+                    )
+                    .await;
                 }
                 Err(e) => {
                     tracing::debug!(%peer, %target, error = %e, "port proxy: container did not accept")
