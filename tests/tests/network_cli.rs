@@ -132,6 +132,11 @@ fn bridge_ports(bridge: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Veths of stopped containers are deleted in the background: give it a moment.
+fn no_ports_soon(bridge: &str) -> bool {
+    wait_until(Duration::from_secs(5), || bridge_ports(bridge).is_empty())
+}
+
 const HTTPD: &[&str] = &["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"];
 
 #[test]
@@ -205,7 +210,7 @@ fn published_tcp_port_answers_and_is_reported() {
 
     d.docker_ok(&["rm", "-f", "web"]);
     assert!(
-        bridge_ports(&g.bridge("0")).is_empty(),
+        no_ports_soon(&g.bridge("0")),
         "a veth is left on the bridge"
     );
     assert!(
@@ -304,7 +309,7 @@ fn publish_all_random_ports_and_udp() {
         "no UDP echo through the published port"
     );
     d.docker_ok(&["rm", "-f", "pall", "pall2", "udp"]);
-    assert!(bridge_ports(&g.bridge("0")).is_empty());
+    assert!(no_ports_soon(&g.bridge("0")));
 }
 
 #[test]
@@ -327,10 +332,7 @@ fn port_conflict_is_a_clear_error_and_starts_nothing() {
     );
     let state = d.docker_ok(&["inspect", "-f", "{{.State.Running}}", "clash"]);
     assert_eq!(state.trim(), "false");
-    assert!(
-        bridge_ports(&g.bridge("0")).is_empty(),
-        "a failed start left a veth"
-    );
+    assert!(no_ports_soon(&g.bridge("0")), "a failed start left a veth");
     // The address went back to the pool: the next container gets the first one.
     drop(held);
     d.docker_ok(&["start", "clash"]);
@@ -683,7 +685,7 @@ fn addresses_are_reused_after_many_create_remove_cycles() {
     let ips: Vec<&str> = a.lines().collect();
     assert_ne!(ips[0], ips[1]);
     d.docker_ok(&["rm", "-f", "live1", "live2"]);
-    assert!(bridge_ports(&g.bridge("0")).is_empty());
+    assert!(no_ports_soon(&g.bridge("0")));
 }
 
 #[test]

@@ -533,6 +533,8 @@ impl Networks {
     /// Before the spec is written: addresses, published ports, hosts and
     /// resolv.conf. On error nothing is left reserved.
     pub fn prepare(self: &Arc<Self>, rec: &ContainerRecord, container_dir: &Path) -> Result<()> {
+        let started = std::time::Instant::now();
+        let _t = scopeguard_log("prepare", &rec.id, started);
         self.release(&rec.id);
         let mode = rec.host_config.network_mode();
         if mode == "host" || mode == "none" || mode.starts_with("container:") {
@@ -708,6 +710,7 @@ impl Networks {
     /// The runtime has created the container (init `pid`): plug its
     /// endpoints in, bring loopback up, start the embedded DNS.
     pub fn attach(self: &Arc<Self>, rec: &ContainerRecord, pid: i32) -> Result<()> {
+        let _t = scopeguard_log("attach", &rec.id, std::time::Instant::now());
         let mode = rec.host_config.network_mode();
         if mode == "host" || mode.starts_with("container:") {
             return Ok(());
@@ -810,6 +813,7 @@ impl Networks {
     /// The container stopped or is going away: close its ports, stop its
     /// DNS, remove its veths and give its addresses back.
     pub fn release(&self, id: &str) {
+        let _t = scopeguard_log("release", id, std::time::Instant::now());
         if let Some(tasks) = self
             .tasks
             .lock()
@@ -824,8 +828,21 @@ impl Networks {
         let Some(cn) = st.conts.remove(id) else {
             return;
         };
+        // Deleting a link waits for an RCU grace period (~20 ms), which
+        // `docker run --rm` would wait for; the container is gone, so its
+        // veths go in the background (the kernel drops them with the
+        // namespace anyway).
+        let veths: Vec<String> = cn.endpoints.iter().map(|e| e.host_veth.clone()).collect();
+        let spawned = std::thread::Builder::new()
+            .name("berthd-veth-gc".into())
+            .spawn({
+                let veths = veths.clone();
+                move || veths.iter().for_each(|v| delete_link(v))
+            });
+        if spawned.is_err() {
+            veths.iter().for_each(|v| delete_link(v));
+        }
         for ep in &cn.endpoints {
-            delete_link(&ep.host_veth);
             if let Some(n) = st.nets.get_mut(&ep.network_id) {
                 n.pool.release_owner(id);
                 if let Err(e) = self.dirs.save_network(n) {
@@ -1024,6 +1041,28 @@ impl Networks {
             s.get("Networks").cloned().unwrap_or(Value::Null),
         )
     }
+}
+
+/// Logs how long a network step of a container took when dropped.
+struct StepTimer<'a> {
+    step: &'static str,
+    id: &'a str,
+    started: std::time::Instant,
+}
+
+impl Drop for StepTimer<'_> {
+    fn drop(&mut self) {
+        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(step = self.step, id = self.id, ms, "network step");
+    }
+}
+
+fn scopeguard_log<'a>(
+    step: &'static str,
+    id: &'a str,
+    started: std::time::Instant,
+) -> StepTimer<'a> {
+    StepTimer { step, id, started }
 }
 
 fn drop_endpoint(st: &mut State, container: &str, network: &str) {
