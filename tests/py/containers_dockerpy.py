@@ -50,7 +50,7 @@ c.kill()
 assert c.wait()["StatusCode"] == 137
 
 # wait(condition="removed") with auto-remove.
-r = client.containers.run("busybox", ["sh", "-c", "exit 0"], detach=True, auto_remove=True)
+r = client.containers.run("busybox", ["sh", "-c", "sleep 1; exit 0"], detach=True, auto_remove=True)
 assert r.wait(condition="removed")["StatusCode"] == 0
 
 c.remove()

@@ -25,7 +25,9 @@ fn message(body: &str) -> String {
 }
 
 fn records(d: &Daemon) -> usize {
-    fs::read_dir(d.data_root.join("containers")).map(|r| r.count()).unwrap_or(0)
+    fs::read_dir(d.data_root.join("containers"))
+        .map(|r| r.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -37,14 +39,43 @@ fn bad_requests_get_dockerd_errors() {
     assert_eq!(code, 400, "{body}");
     assert!(!message(&body).is_empty());
 
-    let (code, body) = call(&d, "POST", "/containers/create", Some(r#"{"Image":"nosuch:tag"}"#));
-    assert_eq!((code, message(&body).as_str()), (404, "No such image: nosuch:tag"));
-    let (code, body) = call(&d, "POST", "/containers/create", Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Memory":1024}}"#));
-    assert_eq!((code, message(&body).as_str()), (400, "Minimum memory limit allowed is 6MB"));
-    let (code, body) = call(&d, "POST", "/containers/create?name=b%20ad", Some(r#"{"Image":"busybox"}"#));
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"nosuch:tag"}"#),
+    );
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (404, "No such image: nosuch:tag")
+    );
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Memory":1024}}"#),
+    );
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (400, "Minimum memory limit allowed is 6MB")
+    );
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/containers/create?name=b%20ad",
+        Some(r#"{"Image":"busybox"}"#),
+    );
     assert_eq!(code, 400);
-    assert_eq!(message(&body), "Invalid container name (b ad), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
-    let (code, body) = call(&d, "POST", "/containers/create", Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"CapAdd":["FLY"]}}"#));
+    assert_eq!(
+        message(&body),
+        "Invalid container name (b ad), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+    );
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"CapAdd":["FLY"]}}"#),
+    );
     assert_eq!(code, 400, "{body}");
     assert_eq!(records(&d), 0, "failed creates left records");
 
@@ -58,19 +89,41 @@ fn bad_requests_get_dockerd_errors() {
         ("GET", "/containers/nope/top"),
     ] {
         let (code, body) = call(&d, method, path, None);
-        assert_eq!((code, message(&body).as_str()), (404, "No such container: nope"), "{method} {path}");
+        assert_eq!(
+            (code, message(&body).as_str()),
+            (404, "No such container: nope"),
+            "{method} {path}"
+        );
     }
 
     // The CLI shows the same messages.
     let out = d.docker(&["run", "nosuch"]);
-    assert!(out.stderr.contains("No such image: nosuch:latest") || out.stderr.contains("pull access denied") || out.stderr.contains("nosuch"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("No such image: nosuch:latest")
+            || out.stderr.contains("pull access denied")
+            || out.stderr.contains("nosuch"),
+        "{}",
+        out.stderr
+    );
     let out = d.docker(&["rm", "ghost"]);
-    assert!(out.stderr.contains("No such container: ghost"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("No such container: ghost"),
+        "{}",
+        out.stderr
+    );
 
-    let (code, body) = call(&d, "POST", "/containers/create?name=runner", Some(r#"{"Image":"busybox","Cmd":["sleep","1000"]}"#));
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/containers/create?name=runner",
+        Some(r#"{"Image":"busybox","Cmd":["sleep","1000"]}"#),
+    );
     assert_eq!(code, 201, "{body}");
     assert_matches_spec("POST", "/containers/create", &body);
-    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["Id"].as_str().unwrap().to_string();
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (code, _) = call(&d, "POST", &format!("/containers/{id}/start"), None);
     assert_eq!(code, 204);
     let (code, _) = call(&d, "POST", "/containers/runner/start", None);
@@ -82,8 +135,16 @@ fn bad_requests_get_dockerd_errors() {
         "cannot remove container \"/runner\": container is running: stop the container before removing or force remove"
     );
     let (code, body) = call(&d, "POST", "/containers/runner/kill?signal=NOPE", None);
-    assert_eq!((code, message(&body).as_str()), (400, "Invalid signal: NOPE"));
-    let (code, body) = call(&d, "POST", "/containers/create?name=runner", Some(r#"{"Image":"busybox"}"#));
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (400, "Invalid signal: NOPE")
+    );
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/containers/create?name=runner",
+        Some(r#"{"Image":"busybox"}"#),
+    );
     assert_eq!(code, 409, "{body}");
 
     let (code, body) = call(&d, "GET", "/containers/runner/json", None);
@@ -109,8 +170,16 @@ fn bad_requests_get_dockerd_errors() {
     let (code, body) = call(&d, "POST", "/containers/runner/wait", None);
     assert_eq!(code, 200);
     assert_matches_spec("POST", "/containers/{id}/wait", &body);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["StatusCode"], 137);
-    let (code, body) = call(&d, "GET", "/containers/json?filters=%7B%22status%22%3A%5B%22bogus%22%5D%7D", None);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["StatusCode"],
+        137
+    );
+    let (code, body) = call(
+        &d,
+        "GET",
+        "/containers/json?filters=%7B%22status%22%3A%5B%22bogus%22%5D%7D",
+        None,
+    );
     assert_eq!(code, 400, "{body}");
     let (code, _) = call(&d, "DELETE", "/containers/runner", None);
     assert_eq!(code, 204);
@@ -121,8 +190,14 @@ fn bad_requests_get_dockerd_errors() {
 fn list_filters() {
     let d = Daemon::start();
     d.load_busybox();
-    d.docker_ok(&["create", "--name", "alpha", "--label", "tier=web", "busybox", "true"]);
-    assert_eq!(d.docker(&["run", "--name", "beta", "--label", "tier=db", "busybox", "sh", "-c", "exit 2"]).code(), Some(2));
+    d.docker_ok(&[
+        "create", "--name", "alpha", "--label", "tier=web", "busybox", "true",
+    ]);
+    assert_eq!(
+        d.docker(&["run", "--name", "beta", "--label", "tier=db", "busybox", "sh", "-c", "exit 2"])
+            .code(),
+        Some(2)
+    );
     d.docker_ok(&["run", "-d", "--name", "gamma", "busybox", "sleep", "1000"]);
     let names = |args: &[&str]| -> Vec<String> {
         let mut a = vec!["ps", "--format", "{{.Names}}"];
@@ -139,11 +214,28 @@ fn list_filters() {
     assert_eq!(names(&["-a", "--filter", "status=created"]), ["alpha"]);
     assert_eq!(names(&["-a", "--filter", "exited=2"]), ["beta"]);
     assert_eq!(names(&["-a", "--filter", "name=amm"]), ["gamma"]);
-    assert_eq!(names(&["-a", "--filter", "ancestor=busybox"]), ["alpha", "beta", "gamma"]);
+    assert_eq!(
+        names(&["-a", "--filter", "ancestor=busybox"]),
+        ["alpha", "beta", "gamma"]
+    );
     assert_eq!(names(&["-a", "--filter", "since=alpha"]), ["beta", "gamma"]);
-    assert_eq!(names(&["-a", "--filter", "before=gamma"]), ["alpha", "beta"]);
-    assert_eq!(d.docker_ok(&["ps", "-a", "-n", "1", "--format", "{{.Names}}"]).trim(), "gamma");
-    let status = d.docker_ok(&["ps", "-a", "--filter", "name=beta", "--format", "{{.Status}}"]);
+    assert_eq!(
+        names(&["-a", "--filter", "before=gamma"]),
+        ["alpha", "beta"]
+    );
+    assert_eq!(
+        d.docker_ok(&["ps", "-a", "-n", "1", "--format", "{{.Names}}"])
+            .trim(),
+        "gamma"
+    );
+    let status = d.docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=beta",
+        "--format",
+        "{{.Status}}",
+    ]);
     assert!(status.starts_with("Exited (2) "), "{status}");
     d.docker_ok(&["rm", "-f", "alpha", "beta", "gamma"]);
 }

@@ -24,7 +24,11 @@ fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
 /// processes, no container cgroups, no bundles, records or rw layers.
 #[track_caller]
 fn assert_nothing_left(d: &Daemon) {
-    assert_eq!(mounts_under(d.dir.path()), Vec::<std::path::PathBuf>::new(), "mounts left");
+    assert_eq!(
+        mounts_under(d.dir.path()),
+        Vec::<std::path::PathBuf>::new(),
+        "mounts left"
+    );
     let procs: Vec<i32> = processes_under(&d.exec_root, &d.cgroup_parent)
         .into_iter()
         .filter(|p| Some(*p as u32) != d.pid())
@@ -38,10 +42,14 @@ fn assert_nothing_left(d: &Daemon) {
         .collect();
     assert!(cgroups.is_empty(), "container cgroups left: {cgroups:?}");
     for dir in ["containers", "overlay/containers"] {
-        let n = fs::read_dir(d.data_root.join(dir)).map(|r| r.count()).unwrap_or(0);
+        let n = fs::read_dir(d.data_root.join(dir))
+            .map(|r| r.count())
+            .unwrap_or(0);
         assert_eq!(n, 0, "{dir} not empty");
     }
-    let n = fs::read_dir(d.exec_root.join("shims")).map(|r| r.count()).unwrap_or(0);
+    let n = fs::read_dir(d.exec_root.join("shims"))
+        .map(|r| r.count())
+        .unwrap_or(0);
     assert_eq!(n, 0, "bundles left");
 }
 
@@ -51,7 +59,10 @@ fn run_rm_prints_and_cleans_up() {
     let out = d.docker_ok(&["run", "--rm", "busybox", "echo", "hello"]);
     assert_eq!(out, "hello\n");
     assert!(
-        wait_until(Duration::from_secs(10), || d.docker_ok(&["ps", "-aq"]).trim().is_empty()),
+        wait_until(Duration::from_secs(10), || d
+            .docker_ok(&["ps", "-aq"])
+            .trim()
+            .is_empty()),
         "--rm container still listed"
     );
     assert_nothing_left(&d);
@@ -60,7 +71,15 @@ fn run_rm_prints_and_cleans_up() {
 #[test]
 fn exit_codes_pass_through() {
     let d = started();
-    let out = d.docker(&["run", "--name", "three", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "three",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(out.code(), Some(3), "stderr: {}", out.stderr);
     assert_eq!(out.stdout, "out\n");
     assert_eq!(out.stderr, "err\n");
@@ -126,15 +145,24 @@ fn names_rename_and_conflicts() {
     );
     d.docker_ok(&["rename", "first", "second"]);
     assert_eq!(inspect(&d, "second")["Name"], "/second");
-    assert!(!d.docker(&["inspect", "--type", "container", "first"]).success());
+    assert!(!d
+        .docker(&["inspect", "--type", "container", "first"])
+        .success());
     // The old name is free again; a short ID prefix resolves.
     d.docker_ok(&["create", "--name", "first", "busybox", "true"]);
     assert_eq!(inspect(&d, &id[..6])["Name"], "/second");
     let bad = d.docker(&["create", "--name", "-bad", "busybox", "true"]);
-    assert!(bad.stderr.contains("Invalid container name (-bad)"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("Invalid container name (-bad)"),
+        "{}",
+        bad.stderr
+    );
     // Generated names look like dockerd's.
     let gen = d.docker_ok(&["create", "busybox", "true"]);
-    let name = inspect(&d, gen.trim())["Name"].as_str().unwrap().to_string();
+    let name = inspect(&d, gen.trim())["Name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let parts: Vec<&str> = name.trim_start_matches('/').split('_').collect();
     assert_eq!(parts.len(), 2, "{name}");
     d.docker_ok(&["rm", "first", "second", gen.trim()]);
@@ -144,15 +172,36 @@ fn names_rename_and_conflicts() {
 #[test]
 fn env_workdir_user_entrypoint_cmd() {
     let d = started();
-    let out = d.docker_ok(&["run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "-u", "1000", "busybox", "sh", "-c", "echo $FOO $(pwd) $(id -u) $(id -g) $HOME $HOSTNAME"]);
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u) $(id -g) $HOME $HOSTNAME",
+    ]);
     let f: Vec<&str> = out.split_whitespace().collect();
-    assert_eq!(f[..5], ["bar", "/tmp", "1000", "1000", "/home/user"], "{out}");
+    assert_eq!(
+        f[..5],
+        ["bar", "/tmp", "1000", "1000", "/home/user"],
+        "{out}"
+    );
     assert_eq!(f[5].len(), 12);
     let out = d.docker_ok(&["run", "--rm", "-u", "nobody:user", "busybox", "id"]);
     assert!(out.starts_with("uid=65534(nobody) gid=1000(user)"), "{out}");
     let bad = d.docker(&["run", "--rm", "-u", "ghost", "busybox", "id"]);
     assert!(!bad.success());
-    assert!(bad.stderr.contains("unable to find user ghost"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("unable to find user ghost"),
+        "{}",
+        bad.stderr
+    );
     // --entrypoint replaces the image's and drops its Cmd.
     let out = d.docker_ok(&["run", "--rm", "--entrypoint", "echo", "busybox", "a", "b"]);
     assert_eq!(out, "a b\n");
@@ -180,7 +229,16 @@ fn stdin_is_piped_and_closed() {
 fn kill_wait_restart_pause() {
     let d = started();
     // PID 1 only dies of signals it handles: trap USR1.
-    d.docker_ok(&["run", "-d", "--name", "k1", "busybox", "sh", "-c", "trap 'exit 5' USR1; while true; do sleep 0.1; done"]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "k1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 5' USR1; while true; do sleep 0.1; done",
+    ]);
     d.docker_ok(&["pause", "k1"]);
     assert_eq!(inspect(&d, "k1")["State"]["Status"], "paused");
     assert!(d.docker_ok(&["ps"]).contains("(Paused)"));

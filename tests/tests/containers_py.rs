@@ -15,5 +15,8 @@ fn docker_py_container_workflow() {
         out.stderr,
         berth_tests::tail(&d.log(), 30)
     );
-    assert!(d.docker_ok(&["ps", "-aq"]).trim().is_empty(), "containers left");
+    assert!(
+        d.docker_ok(&["ps", "-aq"]).trim().is_empty(),
+        "containers left"
+    );
 }

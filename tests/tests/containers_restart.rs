@@ -21,11 +21,32 @@ fn kill9_daemon_and_adopt_containers() {
     d.load_busybox();
     let mut pids = Vec::new();
     for name in ["one", "two", "three"] {
-        d.docker_ok(&["run", "-d", "--name", name, "busybox", "sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.2; done"]);
+        d.docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; while true; do sleep 0.2; done",
+        ]);
         pids.push(inspect(&d, name)["State"]["Pid"].as_i64().unwrap());
     }
-    d.docker_ok(&["run", "-d", "--name", "four", "busybox", "sh", "-c", "sleep 2; exit 7"]);
-    let started_four = inspect(&d, "four")["State"]["StartedAt"].as_str().unwrap().to_string();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "four",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 2; exit 7",
+    ]);
+    let started_four = inspect(&d, "four")["State"]["StartedAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     d.kill9();
     for pid in &pids {
@@ -48,14 +69,18 @@ fn kill9_daemon_and_adopt_containers() {
     assert_eq!(v["State"]["Status"], "exited");
     assert_eq!(v["State"]["ExitCode"], 7);
     let finished = v["State"]["FinishedAt"].as_str().unwrap();
-    assert!(finished > started_four.as_str(), "FinishedAt {finished} after StartedAt {started_four}");
+    assert!(
+        finished > started_four.as_str(),
+        "FinishedAt {finished} after StartedAt {started_four}"
+    );
 
     // The adopted containers are fully controllable.
     d.docker_ok(&["stop", "one"]);
     assert_eq!(inspect(&d, "one")["State"]["ExitCode"], 42);
     let waiter = {
         let mut cmd = d.docker_command();
-        cmd.args(["wait", "two"]).stdout(std::process::Stdio::piped());
+        cmd.args(["wait", "two"])
+            .stdout(std::process::Stdio::piped());
         cmd.spawn().expect("docker wait")
     };
     std::thread::sleep(Duration::from_millis(300));

@@ -248,8 +248,9 @@ async fn attach(
     }
     let content_type = if tty { RAW_STREAM } else { MULTIPLEXED_STREAM };
     let id = c.id.clone();
+    let ticket = containers.attach_ticket(&id, &req).await?;
     Ok(hijack.respond(content_type, move |io| async move {
-        containers.attach(&id, req, io).await;
+        containers.attach(&id, req, ticket, io).await;
     }))
 }
 

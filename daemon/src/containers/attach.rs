@@ -22,41 +22,62 @@ pub struct AttachRequest {
     pub logs: bool,
 }
 
+/// Where an attach goes, decided before the request is answered.
+pub enum AttachTicket {
+    /// Parked until `start`: hand the connection over here.
+    Parked(tokio::sync::oneshot::Sender<HijackedIo>),
+    /// The container runs: connect to its shim directly.
+    Live,
+    /// Removed or being removed: nothing will come.
+    Closed,
+}
+
 impl Containers {
-    /// Serve an attach on `io` (already answered with 101/200).
-    pub async fn attach(self: &Arc<Self>, reference: &str, req: AttachRequest, mut io: HijackedIo) {
-        let c = match self.get(reference) {
-            Ok(c) => c,
-            Err(_) => {
-                let _ = io.shutdown().await;
-                return;
+    /// Decide (under the container's operation lock, so a concurrent
+    /// `start` either sees the parked client or has already started)
+    /// where an attach goes. Call before answering the request.
+    pub async fn attach_ticket(&self, reference: &str, req: &AttachRequest) -> super::error::Result<AttachTicket> {
+        let c = self.get(reference)?;
+        if !req.stream {
+            return Ok(AttachTicket::Closed);
+        }
+        let _op = c.op.lock().await;
+        Ok(match c.status() {
+            // `docker start -a` parks too: the container starts next.
+            Status::Created | Status::Exited => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                c.pending_attach
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(PendingAttach { request: *req, io: rx });
+                AttachTicket::Parked(tx)
             }
+            Status::Running | Status::Paused | Status::Restarting => AttachTicket::Live,
+            Status::Removing | Status::Dead => AttachTicket::Closed,
+        })
+    }
+
+    /// Serve an attach on `io` (already answered with 101/200).
+    pub async fn attach(self: &Arc<Self>, reference: &str, req: AttachRequest, ticket: AttachTicket, mut io: HijackedIo) {
+        let Ok(c) = self.get(reference) else {
+            let _ = io.shutdown().await;
+            return;
         };
         let rec = c.snapshot();
         if req.logs {
             self.replay_logs(&rec, &req, &mut io).await;
         }
-        if !req.stream {
-            let _ = io.shutdown().await;
-            return;
+        if req.stream {
+            self.publish(&rec, "attach");
         }
-        self.publish(&rec, "attach");
-        // Decide under the op lock so a concurrent start either sees the
-        // parked client or has already started the container.
-        let _op = c.op.lock().await;
-        match c.status() {
-            Status::Created | Status::Exited => {
-                // `docker start -a` parks too: the container starts next.
-                c.pending_attach
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(PendingAttach { request: req, io });
+        match ticket {
+            AttachTicket::Parked(slot) => {
+                if let Err(mut io) = slot.send(io) {
+                    let _ = io.shutdown().await;
+                }
             }
-            Status::Running | Status::Paused | Status::Restarting => {
-                drop(_op);
-                self.connect_attach(&rec, req, io).await;
-            }
-            Status::Removing | Status::Dead => {
+            AttachTicket::Live => self.connect_attach(&rec, req, io).await,
+            AttachTicket::Closed => {
                 let _ = io.shutdown().await;
             }
         }

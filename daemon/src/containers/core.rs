@@ -80,10 +80,12 @@ pub struct Progress {
 }
 
 /// A client attached before the container started; connected to the shim
-/// by `start`.
+/// by `start`. The slot is taken while the attach request is answered, so a
+/// `start` right after it cannot miss the client; the connection itself
+/// arrives once the upgrade completes.
 pub struct PendingAttach {
     pub request: super::attach::AttachRequest,
-    pub io: crate::api::stream::HijackedIo,
+    pub io: tokio::sync::oneshot::Receiver<crate::api::stream::HijackedIo>,
 }
 
 /// One container: its record (short critical sections only) and a lock

@@ -247,21 +247,7 @@ impl Containers {
                     MountError::NotFound(m) => ContainerError::NotFoundOther(m),
                     MountError::Internal(m) => ContainerError::Internal(m),
                 })?;
-            let dir = self.container_dir(&id);
-            let dns = hostfiles::DnsSettings {
-                servers: rec.host_config.dns.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns),
-                search: rec.host_config.dns_search.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns_search),
-                options: rec.host_config.dns_options.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns_options),
-            };
-            hostfiles::write_all(
-                &dir,
-                &spec::hostname(&rec),
-                &rec.config.domainname,
-                rec.host_config.extra_hosts.as_deref().unwrap_or_default(),
-                &dns,
-                rec.host_config.network_mode() == "host",
-            )
-            .map_err(|e| ContainerError::internal("writing hostname, hosts and resolv.conf", e))?;
+            self.write_host_files(&rec)?;
             rootfs::create_layer(&self.settings.data_root, &id)
                 .map_err(|e| ContainerError::internal("creating the container layer", e))?;
             self.images
@@ -290,6 +276,25 @@ impl Containers {
         let c = Container::new(rec);
         self.index.write().insert(Arc::clone(&c), &name);
         Ok((id, warnings))
+    }
+
+    /// /etc/hostname, /etc/hosts and /etc/resolv.conf for the container
+    /// (at create, and again at every start, as the host's DNS may change).
+    pub(super) fn write_host_files(&self, rec: &ContainerRecord) -> Result<()> {
+        let dns = hostfiles::DnsSettings {
+            servers: rec.host_config.dns.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns),
+            search: rec.host_config.dns_search.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns_search),
+            options: rec.host_config.dns_options.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns_options),
+        };
+        hostfiles::write_all(
+            &self.container_dir(&rec.id),
+            &spec::hostname(rec),
+            &rec.config.domainname,
+            rec.host_config.extra_hosts.as_deref().unwrap_or_default(),
+            &dns,
+            rec.host_config.network_mode() == "host",
+        )
+        .map_err(|e| ContainerError::internal("writing hostname, hosts and resolv.conf", e))
     }
 
     fn reserve_name(&self, name: Option<String>, id: &str) -> Result<String> {

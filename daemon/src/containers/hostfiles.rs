@@ -4,7 +4,19 @@
 use std::io;
 use std::path::Path;
 
-use berth_common::atomic::write_file_mode;
+/// These files are derived (rewritten at every start), so a plain write
+/// is enough: no fsync on the create path.
+fn write_file_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(data)
+}
 
 pub struct DnsSettings<'a> {
     pub servers: &'a [String],

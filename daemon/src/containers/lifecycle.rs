@@ -90,6 +90,7 @@ impl Containers {
         let rootfs_dir = bundle.join("rootfs");
         // Leftovers of an earlier run that could not be cleaned.
         remove_bundle(&bundle);
+        self.write_host_files(&rec)?;
         std::fs::create_dir_all(&bundle)
             .map_err(|e| ContainerError::internal(format!("creating {}", bundle.display()), e))?;
         if let Err(e) = rootfs::mount_rootfs(&self.settings.data_root, &rec.id, &rec.layers, &rootfs_dir) {
@@ -178,7 +179,8 @@ impl Containers {
         })?;
         let data = serde_json::to_vec_pretty(&spec)
             .map_err(|e| ContainerError::internal("encoding config.json", e))?;
-        berth_common::atomic::write_file(&bundle.join("config.json"), &data)
+        // The bundle lives in the volatile exec root: no fsync needed.
+        std::fs::write(bundle.join("config.json"), &data)
             .map_err(|e| ContainerError::internal("writing config.json", e))?;
 
         let runtime = self.runtime_path(&rec.host_config.runtime)?.to_path_buf();
@@ -203,6 +205,7 @@ impl Containers {
             })?),
             None => None,
         };
+        let t0 = std::time::Instant::now();
         shimc::spawn(&SpawnArgs {
             shim: &self.settings.shim_path,
             id: &rec.id,
@@ -236,7 +239,11 @@ impl Containers {
         }
         let pending: Vec<_> = std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
         for p in pending {
-            self.connect_attach(rec, p.request, p.io).await;
+            // The client has its 101 already; its connection is moments away.
+            match tokio::time::timeout(Duration::from_secs(5), p.io).await {
+                Ok(Ok(io)) => self.connect_attach(rec, p.request, io).await,
+                _ => tracing::warn!(id = %rec.id, "an attached client never completed its upgrade"),
+            }
         }
         *wait_conn = Some(
             shim.send(&Request::Wait)
@@ -250,6 +257,7 @@ impl Containers {
                 ShimError::Refused(msg) => start_error(msg),
                 other => shim_err("starting the container", other),
             })?;
+        tracing::debug!(id = %rec.id, ms = t0.elapsed().as_secs_f64() * 1e3, "container started");
         match resp.pid {
             Some(pid) => Ok(pid),
             // The shim tells the init's pid in `state`.
@@ -421,6 +429,7 @@ impl Containers {
             n.release(id);
         }
         let shim = self.shim(id);
+        let t0 = std::time::Instant::now();
         if !shim.wait_gone(SHIM_EXIT_GRACE).await {
             tracing::warn!(%id, "shim still running after the container exited");
         }
@@ -430,6 +439,7 @@ impl Containers {
             return;
         }
         remove_bundle(&bundle);
+        tracing::debug!(%id, ms = t0.elapsed().as_secs_f64() * 1e3, "runtime state cleaned up");
     }
 
     // ---- signals ---------------------------------------------------
@@ -628,11 +638,9 @@ impl Containers {
                 .map_err(|_| ContainerError::Internal(format!("container {} did not exit after SIGKILL", rec.id)))?
                 .map_err(|e| ContainerError::internal("waiting for the exit", e))?;
         }
-        {
-            let mut r = c.lock();
-            r.state.status = Status::Removing;
-            let _ = self.save(&r);
-        }
+        // Not persisted: the record is deleted next, and a crash half-way
+        // leaves an exited container whose removal can simply be retried.
+        c.lock().state.status = Status::Removing;
         let result = self.destroy(&c, volumes).await;
         if let Err(e) = &result {
             let mut r = c.lock();
@@ -642,9 +650,11 @@ impl Containers {
             return result;
         }
         let parked: Vec<_> = std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
-        for mut p in parked {
+        for p in parked {
             use tokio::io::AsyncWriteExt;
-            let _ = p.io.shutdown().await;
+            if let Ok(Ok(mut io)) = tokio::time::timeout(Duration::from_secs(1), p.io).await {
+                let _ = io.shutdown().await;
+            }
         }
         self.index.write().remove(&rec.id);
         self.publish(&rec, "destroy");
@@ -654,6 +664,7 @@ impl Containers {
 
     async fn destroy(&self, c: &Container, volumes: bool) -> Result<()> {
         let rec = c.snapshot();
+        let t0 = std::time::Instant::now();
         self.cleanup_runtime(&rec.id).await;
         let bundle = self.settings.bundle_dir(&rec.id);
         if rootfs::is_mounted(&bundle.join("rootfs")) {
@@ -674,6 +685,7 @@ impl Containers {
         self.records
             .remove(&rec.id)
             .map_err(|e| ContainerError::internal("removing the container record", e))?;
+        tracing::debug!(id = %rec.id, ms = t0.elapsed().as_secs_f64() * 1e3, "container files removed");
         Ok(())
     }
 

@@ -208,14 +208,36 @@ impl Shim {
     /// Wait (bounded) for the shim process to exit after the container did.
     pub async fn wait_gone(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
+        if let Some(pid) = self.pid().filter(|p| *p > 0) {
+            // A pidfd becomes readable when the process exits: no polling.
+            if let Some(fd) = pidfd_open(pid) {
+                // SAFETY: the AsyncFd owns the pidfd, so it stays open for
+                // as long as it is registered.
+                if let Ok(afd) = unsafe { tokio::io::unix::AsyncFd::register(fd) } {
+                    return tokio::time::timeout_at(deadline, afd.readable()).await.is_ok()
+                        || !self.is_alive();
+                }
+            }
+        }
         while self.is_alive() {
             if tokio::time::Instant::now() > deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         true
     }
+}
+
+fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel gave us this descriptor; we own it now.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 pub fn check(resp: Response) -> Result<Response, ShimError> {
