@@ -20,7 +20,9 @@ impl From<ContainerError> for ApiError {
     fn from(e: ContainerError) -> Self {
         let msg = e.to_string();
         match e {
-            ContainerError::NotFound(_) | ContainerError::NotFoundOther(_) => ApiError::not_found(msg),
+            ContainerError::NotFound(_) | ContainerError::NotFoundOther(_) => {
+                ApiError::not_found(msg)
+            }
             ContainerError::Conflict(_) => ApiError::conflict(msg),
             ContainerError::InvalidParameter(_) => ApiError::bad_request(msg),
             ContainerError::NotModified => ApiError::not_modified(),
@@ -78,7 +80,11 @@ async fn create(
     let name = query.get("name").map(str::to_string);
     let containers = store(&state);
     let (id, warnings) = blocking(move || containers.create(name.as_deref(), body)).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": id, "Warnings": warnings }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "Id": id, "Warnings": warnings })),
+    )
+        .into_response())
 }
 
 async fn list(State(state): State<AppState>, query: QueryParams) -> ApiResult<Json<Vec<Value>>> {
@@ -244,7 +250,9 @@ async fn attach(
         logs: query.bool("logs"),
     };
     if !req.stream && !req.logs {
-        return Err(ApiError::bad_request("at least one of stream or logs must be set"));
+        return Err(ApiError::bad_request(
+            "at least one of stream or logs must be set",
+        ));
     }
     let content_type = if tty { RAW_STREAM } else { MULTIPLEXED_STREAM };
     let id = c.id.clone();
@@ -262,5 +270,7 @@ async fn prune(State(state): State<AppState>, query: QueryParams) -> ApiResult<J
         None => None,
     };
     let (deleted, reclaimed) = store(&state).prune(&filters, until).await?;
-    Ok(Json(json!({ "ContainersDeleted": deleted, "SpaceReclaimed": reclaimed })))
+    Ok(Json(
+        json!({ "ContainersDeleted": deleted, "SpaceReclaimed": reclaimed }),
+    ))
 }

@@ -36,7 +36,11 @@ impl Containers {
     /// Decide (under the container's operation lock, so a concurrent
     /// `start` either sees the parked client or has already started)
     /// where an attach goes. Call before answering the request.
-    pub async fn attach_ticket(&self, reference: &str, req: &AttachRequest) -> super::error::Result<AttachTicket> {
+    pub async fn attach_ticket(
+        &self,
+        reference: &str,
+        req: &AttachRequest,
+    ) -> super::error::Result<AttachTicket> {
         let c = self.get(reference)?;
         if !req.stream {
             return Ok(AttachTicket::Closed);
@@ -49,7 +53,10 @@ impl Containers {
                 c.pending_attach
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(PendingAttach { request: *req, io: rx });
+                    .push(PendingAttach {
+                        request: *req,
+                        io: rx,
+                    });
                 AttachTicket::Parked(tx)
             }
             Status::Running | Status::Paused | Status::Restarting => AttachTicket::Live,
@@ -58,7 +65,13 @@ impl Containers {
     }
 
     /// Serve an attach on `io` (already answered with 101/200).
-    pub async fn attach(self: &Arc<Self>, reference: &str, req: AttachRequest, ticket: AttachTicket, mut io: HijackedIo) {
+    pub async fn attach(
+        self: &Arc<Self>,
+        reference: &str,
+        req: AttachRequest,
+        ticket: AttachTicket,
+        mut io: HijackedIo,
+    ) {
         let Ok(c) = self.get(reference) else {
             let _ = io.shutdown().await;
             return;
@@ -84,7 +97,12 @@ impl Containers {
     }
 
     /// Open the shim's attach and relay in the background.
-    pub(super) async fn connect_attach(&self, rec: &ContainerRecord, req: AttachRequest, mut io: HijackedIo) {
+    pub(super) async fn connect_attach(
+        &self,
+        rec: &ContainerRecord,
+        req: AttachRequest,
+        mut io: HijackedIo,
+    ) {
         let shim = self.shim(&rec.id);
         let opened = shim
             .open(&Request::Attach {
@@ -147,7 +165,10 @@ impl Containers {
 /// as ours, so the process gets EOF on stdin while output keeps flowing.
 async fn relay(client: HijackedIo, conn: Connection, tty: bool, stdin: bool) {
     let (mut client_r, mut client_w) = tokio::io::split(client);
-    let Connection { mut reader, mut writer } = conn;
+    let Connection {
+        mut reader,
+        mut writer,
+    } = conn;
 
     let input = async move {
         if !stdin {

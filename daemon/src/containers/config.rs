@@ -53,7 +53,10 @@ pub struct ContainerConfig {
     pub stdin_once: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
-    #[serde(deserialize_with = "str_slice", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "str_slice",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cmd: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Value>,
@@ -65,7 +68,10 @@ pub struct ContainerConfig {
     pub volumes: Option<BTreeMap<String, Value>>,
     #[serde(deserialize_with = "null_default")]
     pub working_dir: String,
-    #[serde(deserialize_with = "str_slice", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "str_slice",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entrypoint: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_disabled: Option<bool>,
@@ -111,7 +117,11 @@ pub struct Ulimit {
 pub struct RestartPolicy {
     #[serde(rename = "Name", default, deserialize_with = "null_default")]
     pub name: String,
-    #[serde(rename = "MaximumRetryCount", default, deserialize_with = "null_default")]
+    #[serde(
+        rename = "MaximumRetryCount",
+        default,
+        deserialize_with = "null_default"
+    )]
     pub maximum_retry_count: i64,
 }
 
@@ -259,8 +269,6 @@ pub struct UpdateBody {
     pub memory_swap: Option<i64>,
     pub pids_limit: Option<i64>,
     pub restart_policy: Option<RestartPolicy>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 impl HostConfig {
@@ -273,10 +281,10 @@ impl HostConfig {
     }
 
     pub fn security_opts(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.security_opt.iter().flatten().map(|opt| {
-            opt.split_once(['=', ':'])
-                .unwrap_or((opt.as_str(), ""))
-        })
+        self.security_opt
+            .iter()
+            .flatten()
+            .map(|opt| opt.split_once(['=', ':']).unwrap_or((opt.as_str(), "")))
     }
 }
 
@@ -294,7 +302,10 @@ mod tests {
                 "NetworkingConfig":{"EndpointsConfig":{}}}"#,
         )
         .unwrap();
-        assert_eq!(body.config.cmd.as_deref(), Some(&["echo".to_string(), "hi".to_string()][..]));
+        assert_eq!(
+            body.config.cmd.as_deref(),
+            Some(&["echo".to_string(), "hi".to_string()][..])
+        );
         assert_eq!(body.config.extra.get("Custom"), Some(&Value::from(1)));
         let hc = body.host_config.unwrap();
         assert_eq!(hc.memory, 16 << 20);

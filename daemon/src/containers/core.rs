@@ -66,7 +66,10 @@ impl Settings {
     }
 
     pub fn log_path(&self, id: &str) -> PathBuf {
-        self.data_root.join("containers").join(id).join(format!("{id}-json.log"))
+        self.data_root
+            .join("containers")
+            .join(id)
+            .join(format!("{id}-json.log"))
     }
 }
 
@@ -198,12 +201,18 @@ impl Containers {
     }
 
     pub fn runtime_path(&self, name: &str) -> Result<&Path> {
-        let name = if name.is_empty() { &self.settings.default_runtime } else { name };
+        let name = if name.is_empty() {
+            &self.settings.default_runtime
+        } else {
+            name
+        };
         self.settings
             .runtimes
             .get(name)
             .map(PathBuf::as_path)
-            .ok_or_else(|| ContainerError::InvalidParameter(format!("Unknown runtime specified {name}")))
+            .ok_or_else(|| {
+                ContainerError::InvalidParameter(format!("Unknown runtime specified {name}"))
+            })
     }
 }
 

@@ -87,19 +87,36 @@ pub fn command(config: &ContainerConfig) -> Result<(String, Vec<String>)> {
     }
 }
 
-fn validate_host_config(hc: &HostConfig, networks: Option<&crate::network::Networks>) -> Result<()> {
+fn validate_host_config(
+    hc: &HostConfig,
+    networks: Option<&crate::network::Networks>,
+) -> Result<()> {
     spec::resources::validate(hc)?;
     let mode = hc.network_mode();
     if !(matches!(mode, "bridge" | "host" | "none") || mode.starts_with("container:")) {
         match networks {
-            Some(n) => n.check_mode(mode).map_err(|e| ContainerError::NotFoundOther(e.to_string()))?,
-            None => return Err(ContainerError::NotFoundOther(format!("network {mode} not found"))),
+            Some(n) => n
+                .check_mode(mode)
+                .map_err(|e| ContainerError::NotFoundOther(e.to_string()))?,
+            None => {
+                return Err(ContainerError::NotFoundOther(format!(
+                    "network {mode} not found"
+                )))
+            }
         }
     }
-    for (what, value) in [("PID", &hc.pid_mode), ("IPC", &hc.ipc_mode), ("UTS", &hc.uts_mode)] {
+    for (what, value) in [
+        ("PID", &hc.pid_mode),
+        ("IPC", &hc.ipc_mode),
+        ("UTS", &hc.uts_mode),
+    ] {
         let ok = match what {
-            "IPC" => matches!(value.as_str(), "" | "host" | "private" | "shareable" | "none")
-                || value.starts_with("container:"),
+            "IPC" => {
+                matches!(
+                    value.as_str(),
+                    "" | "host" | "private" | "shareable" | "none"
+                ) || value.starts_with("container:")
+            }
             "UTS" => matches!(value.as_str(), "" | "host"),
             _ => matches!(value.as_str(), "" | "host") || value.starts_with("container:"),
         };
@@ -128,11 +145,14 @@ fn validate_host_config(hc: &HostConfig, networks: Option<&crate::network::Netwo
         ));
     }
     if hc.restart_policy.maximum_retry_count > 0 && hc.restart_policy.name != "on-failure" {
-        return Err(ContainerError::InvalidParameter(format!(
-            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-        )));
+        return Err(ContainerError::InvalidParameter(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'".into(),
+        ));
     }
-    if !matches!(hc.log_config.kind.as_str(), "" | "json-file" | "none" | "local") {
+    if !matches!(
+        hc.log_config.kind.as_str(),
+        "" | "json-file" | "none" | "local"
+    ) {
         return Err(ContainerError::InvalidParameter(format!(
             "logging driver {:?} is not supported by berth",
             hc.log_config.kind
@@ -167,12 +187,16 @@ impl Containers {
         };
         let mut config = body.config;
         if config.image.is_empty() {
-            return Err(ContainerError::InvalidParameter("config cannot be empty in order to create a container".into()));
+            return Err(ContainerError::InvalidParameter(
+                "config cannot be empty in order to create a container".into(),
+            ));
         }
         let mut host_config = body.host_config.unwrap_or_default();
         validate_host_config(&host_config, self.networks.get().map(|n| n.as_ref()))?;
         let image = self.images.lookup(&config.image).map_err(|e| match e {
-            ImageLookupError::NotFound(r) => ContainerError::NotFoundOther(format!("No such image: {r}")),
+            ImageLookupError::NotFound(r) => {
+                ContainerError::NotFoundOther(format!("No such image: {r}"))
+            }
             ImageLookupError::Invalid(m) => ContainerError::InvalidParameter(m),
             ImageLookupError::Internal(m) => ContainerError::Internal(m),
         })?;
@@ -229,7 +253,11 @@ impl Containers {
                 restart_count: 0,
                 has_been_started: false,
                 mounts: Vec::new(),
-                platform: if image.os.is_empty() { "linux".into() } else { image.os.clone() },
+                platform: if image.os.is_empty() {
+                    "linux".into()
+                } else {
+                    image.os.clone()
+                },
                 runtime,
             };
             let volumes_from = self.volumes_from(&rec.host_config)?;
@@ -267,7 +295,8 @@ impl Containers {
             }
         };
         let mut warnings = Vec::new();
-        if rec.host_config.memory > 0 && !std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+        if rec.host_config.memory > 0
+            && !std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
             && !std::path::Path::new("/sys/fs/cgroup/memory.max").exists()
         {
             warnings.push("Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded.".to_string());
@@ -282,9 +311,24 @@ impl Containers {
     /// (at create, and again at every start, as the host's DNS may change).
     pub(super) fn write_host_files(&self, rec: &ContainerRecord) -> Result<()> {
         let dns = hostfiles::DnsSettings {
-            servers: rec.host_config.dns.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns),
-            search: rec.host_config.dns_search.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns_search),
-            options: rec.host_config.dns_options.as_deref().filter(|d| !d.is_empty()).unwrap_or(&self.settings.dns_options),
+            servers: rec
+                .host_config
+                .dns
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .unwrap_or(&self.settings.dns),
+            search: rec
+                .host_config
+                .dns_search
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .unwrap_or(&self.settings.dns_search),
+            options: rec
+                .host_config
+                .dns_options
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .unwrap_or(&self.settings.dns_options),
         };
         hostfiles::write_all(
             &self.container_dir(&rec.id),
@@ -313,11 +357,16 @@ impl Containers {
                 return Ok(n);
             }
         }
-        Err(ContainerError::Internal("could not generate a free container name".into()))
+        Err(ContainerError::Internal(
+            "could not generate a free container name".into(),
+        ))
     }
 
     /// Mount points of the containers named by `--volumes-from`.
-    fn volumes_from(&self, hc: &HostConfig) -> Result<Vec<(String, Vec<super::record::MountPoint>)>> {
+    fn volumes_from(
+        &self,
+        hc: &HostConfig,
+    ) -> Result<Vec<(String, Vec<super::record::MountPoint>)>> {
         let mut out = Vec::new();
         for spec in hc.volumes_from.iter().flatten() {
             let (reference, mode) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
@@ -339,7 +388,9 @@ mod tests {
 
     #[test]
     fn entrypoint_and_cmd_merging() {
-        let image = cfg(r#"{"Cmd":["sh"],"Env":["PATH=/bin","A=1"],"WorkingDir":"/srv","Labels":{"x":"1"}}"#);
+        let image = cfg(
+            r#"{"Cmd":["sh"],"Env":["PATH=/bin","A=1"],"WorkingDir":"/srv","Labels":{"x":"1"}}"#,
+        );
         let mut c = cfg(r#"{"Image":"busybox","Env":["A=2","B=3"]}"#);
         merge_image_config(&mut c, &image);
         assert_eq!(command(&c).unwrap(), ("sh".to_string(), vec![]));
@@ -354,7 +405,13 @@ mod tests {
         let mut c = cfg(r#"{"Cmd":["ls","-l"]}"#);
         let image = cfg(r#"{"Entrypoint":["/bin/busybox"],"Cmd":["sh"]}"#);
         merge_image_config(&mut c, &image);
-        assert_eq!(command(&c).unwrap(), ("/bin/busybox".to_string(), vec!["ls".to_string(), "-l".to_string()]));
+        assert_eq!(
+            command(&c).unwrap(),
+            (
+                "/bin/busybox".to_string(),
+                vec!["ls".to_string(), "-l".to_string()]
+            )
+        );
 
         let mut c = cfg(r#"{}"#);
         merge_image_config(&mut c, &cfg("{}"));
@@ -363,10 +420,23 @@ mod tests {
 
     #[test]
     fn host_config_checks() {
-        let hc = HostConfig { auto_remove: true, restart_policy: super::super::config::RestartPolicy { name: "always".into(), maximum_retry_count: 0 }, ..Default::default() };
+        let hc = HostConfig {
+            auto_remove: true,
+            restart_policy: super::super::config::RestartPolicy {
+                name: "always".into(),
+                maximum_retry_count: 0,
+            },
+            ..Default::default()
+        };
         assert!(validate_host_config(&hc, None).is_err());
-        let hc = HostConfig { network_mode: "mynet".into(), ..Default::default() };
-        assert_eq!(validate_host_config(&hc, None).unwrap_err().to_string(), "network mynet not found");
+        let hc = HostConfig {
+            network_mode: "mynet".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate_host_config(&hc, None).unwrap_err().to_string(),
+            "network mynet not found"
+        );
         assert!(validate_host_config(&HostConfig::default(), None).is_ok());
     }
 }

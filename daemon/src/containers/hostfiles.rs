@@ -93,9 +93,14 @@ pub fn write_all(
     host_network: bool,
 ) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    write_file_mode(&dir.join("hostname"), format!("{hostname}\n").as_bytes(), 0o644)?;
+    write_file_mode(
+        &dir.join("hostname"),
+        format!("{hostname}\n").as_bytes(),
+        0o644,
+    )?;
     let hosts = if host_network {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_content(hostname, domainname, extra_hosts))
+        std::fs::read_to_string("/etc/hosts")
+            .unwrap_or_else(|_| hosts_content(hostname, domainname, extra_hosts))
     } else {
         hosts_content(hostname, domainname, extra_hosts)
     };
@@ -115,14 +120,25 @@ mod tests {
     #[test]
     fn resolv_drops_loopback_servers() {
         let none: Vec<String> = Vec::new();
-        let dns = DnsSettings { servers: &none, search: &none, options: &none };
+        let dns = DnsSettings {
+            servers: &none,
+            search: &none,
+            options: &none,
+        };
         let r = resolv_content("nameserver 127.0.0.53\nsearch lan\n", &dns, false);
         assert_eq!(r, "nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch lan\n");
         let r = resolv_content("nameserver 127.0.0.53\n", &dns, true);
         assert_eq!(r, "nameserver 127.0.0.53\n");
         let mine = vec!["1.1.1.1".to_string()];
-        let dns = DnsSettings { servers: &mine, search: &none, options: &none };
-        assert_eq!(resolv_content("nameserver 9.9.9.9\n", &dns, false), "nameserver 1.1.1.1\n");
+        let dns = DnsSettings {
+            servers: &mine,
+            search: &none,
+            options: &none,
+        };
+        assert_eq!(
+            resolv_content("nameserver 9.9.9.9\n", &dns, false),
+            "nameserver 1.1.1.1\n"
+        );
     }
 
     #[test]

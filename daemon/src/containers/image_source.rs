@@ -13,7 +13,9 @@ fn convert(e: berth_images::Error) -> ImageLookupError {
     let msg = e.to_string();
     match e.kind() {
         ErrorKind::NotFound => ImageLookupError::NotFound(
-            msg.strip_prefix("No such image: ").unwrap_or(&msg).to_string(),
+            msg.strip_prefix("No such image: ")
+                .unwrap_or(&msg)
+                .to_string(),
         ),
         ErrorKind::InvalidArgument => ImageLookupError::Invalid(msg),
         _ => ImageLookupError::Internal(msg),
@@ -24,8 +26,13 @@ impl ImageSource for ImageStore {
     fn lookup(&self, reference: &str) -> Result<ImageInfo, ImageLookupError> {
         let image = self.resolve(reference).map_err(convert)?;
         let layers = self.layers_of(&image).map_err(convert)?;
-        let config: ContainerConfig = serde_json::from_value(image.container_config())
-            .map_err(|e| ImageLookupError::Internal(format!("image {} has an unreadable config: {e}", image.id)))?;
+        let config: ContainerConfig =
+            serde_json::from_value(image.container_config()).map_err(|e| {
+                ImageLookupError::Internal(format!(
+                    "image {} has an unreadable config: {e}",
+                    image.id
+                ))
+            })?;
         Ok(ImageInfo {
             id: image.id.to_string(),
             config,

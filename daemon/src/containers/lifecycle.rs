@@ -93,12 +93,19 @@ impl Containers {
         self.write_host_files(&rec)?;
         std::fs::create_dir_all(&bundle)
             .map_err(|e| ContainerError::internal(format!("creating {}", bundle.display()), e))?;
-        if let Err(e) = rootfs::mount_rootfs(&self.settings.data_root, &rec.id, &rec.layers, &rootfs_dir) {
+        if let Err(e) =
+            rootfs::mount_rootfs(&self.settings.data_root, &rec.id, &rec.layers, &rootfs_dir)
+        {
             remove_bundle(&bundle);
-            return Err(ContainerError::internal("mounting the container's root filesystem", e));
+            return Err(ContainerError::internal(
+                "mounting the container's root filesystem",
+                e,
+            ));
         }
         let mut wait_conn = None;
-        let result = self.launch(c, &rec, &bundle, &rootfs_dir, &mut wait_conn).await;
+        let result = self
+            .launch(c, &rec, &bundle, &rootfs_dir, &mut wait_conn)
+            .await;
         match result {
             Ok(pid) => {
                 let rec = {
@@ -123,7 +130,12 @@ impl Containers {
                 // The shim may be up with a created container: make it go.
                 let shim = self.shim(&rec.id);
                 if shim.is_alive() {
-                    let _ = shim.call(&Request::Kill { signal: libc::SIGKILL, all: true }).await;
+                    let _ = shim
+                        .call(&Request::Kill {
+                            signal: libc::SIGKILL,
+                            all: true,
+                        })
+                        .await;
                     if let Some(mut conn) = wait_conn {
                         let _ = tokio::time::timeout(SHIM_EXIT_GRACE, conn.response()).await;
                     }
@@ -237,7 +249,8 @@ impl Containers {
                 .unwrap_or(0);
             n.attach(rec, pid).map_err(network_err)?;
         }
-        let pending: Vec<_> = std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
+        let pending: Vec<_> =
+            std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
         for p in pending {
             // The client has its 101 already; its connection is moments away.
             match tokio::time::timeout(Duration::from_secs(5), p.io).await {
@@ -250,13 +263,10 @@ impl Containers {
                 .await
                 .map_err(|e| shim_err("waiting on the container", e))?,
         );
-        let resp = shim
-            .call(&Request::Start)
-            .await
-            .map_err(|e| match e {
-                ShimError::Refused(msg) => start_error(msg),
-                other => shim_err("starting the container", other),
-            })?;
+        let resp = shim.call(&Request::Start).await.map_err(|e| match e {
+            ShimError::Refused(msg) => start_error(msg),
+            other => shim_err("starting the container", other),
+        })?;
         tracing::debug!(id = %rec.id, ms = t0.elapsed().as_secs_f64() * 1e3, "container started");
         match resp.pid {
             Some(pid) => Ok(pid),
@@ -343,7 +353,12 @@ impl Containers {
         });
     }
 
-    pub(super) async fn handle_exit(self: &Arc<Self>, c: &Arc<Container>, exit: ExitStatus, error: String) {
+    pub(super) async fn handle_exit(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        exit: ExitStatus,
+        error: String,
+    ) {
         let rec = {
             let mut r = c.lock();
             r.state.status = Status::Exited;
@@ -401,7 +416,9 @@ impl Containers {
                 }
                 match this.start_locked(&c).await {
                     Ok(()) => this.publish(&c.snapshot(), "start"),
-                    Err(e) => tracing::warn!(id = %c.id, error = %e, "restart policy: start failed"),
+                    Err(e) => {
+                        tracing::warn!(id = %c.id, error = %e, "restart policy: start failed")
+                    }
                 }
             });
         }
@@ -416,7 +433,8 @@ impl Containers {
             "always" | "unless-stopped" => true,
             "on-failure" => {
                 rec.state.exit_code != 0
-                    && (p.maximum_retry_count == 0 || (rec.restart_count as i64) < p.maximum_retry_count)
+                    && (p.maximum_retry_count == 0
+                        || (rec.restart_count as i64) < p.maximum_retry_count)
             }
             _ => false,
         }
@@ -476,7 +494,12 @@ impl Containers {
         Ok(())
     }
 
-    pub async fn stop(self: &Arc<Self>, reference: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+    pub async fn stop(
+        self: &Arc<Self>,
+        reference: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let c = self.get(reference)?;
         let _op = c.op.lock().await;
         if !c.status().is_live() {
@@ -489,7 +512,12 @@ impl Containers {
     }
 
     /// Stop signal, then SIGKILL after `timeout` seconds (-1: wait forever).
-    async fn stop_locked(&self, c: &Arc<Container>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+    async fn stop_locked(
+        &self,
+        c: &Arc<Container>,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let rec = c.snapshot();
         let sig_name = signal
             .filter(|s| !s.is_empty())
@@ -538,7 +566,12 @@ impl Containers {
         }
     }
 
-    pub async fn restart(self: &Arc<Self>, reference: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+    pub async fn restart(
+        self: &Arc<Self>,
+        reference: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let c = self.get(reference)?;
         let _op = c.op.lock().await;
         if c.status().is_live() {
@@ -562,7 +595,10 @@ impl Containers {
         match c.status() {
             Status::Running => {}
             Status::Paused => {
-                return Err(ContainerError::Conflict(format!("Container {} is already paused", c.id)))
+                return Err(ContainerError::Conflict(format!(
+                    "Container {} is already paused",
+                    c.id
+                )))
             }
             _ => return Err(not_running(&c.id)),
         }
@@ -584,7 +620,10 @@ impl Containers {
         let c = self.get(reference)?;
         let _op = c.op.lock().await;
         if c.status() != Status::Paused {
-            return Err(ContainerError::Conflict(format!("Container {} is not paused", c.id)));
+            return Err(ContainerError::Conflict(format!(
+                "Container {} is not paused",
+                c.id
+            )));
         }
         self.shim(&c.id)
             .call(&Request::Resume)
@@ -604,7 +643,12 @@ impl Containers {
 
     // ---- remove & rename -----------------------------------------
 
-    pub async fn remove(self: &Arc<Self>, reference: &str, force: bool, volumes: bool) -> Result<()> {
+    pub async fn remove(
+        self: &Arc<Self>,
+        reference: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
         let c = self.get(reference)?;
         let _op = c.op.lock().await;
         let rec = c.snapshot();
@@ -635,7 +679,12 @@ impl Containers {
             }
             tokio::time::timeout(KILL_GRACE, rx.wait_for(|p| p.exits > before))
                 .await
-                .map_err(|_| ContainerError::Internal(format!("container {} did not exit after SIGKILL", rec.id)))?
+                .map_err(|_| {
+                    ContainerError::Internal(format!(
+                        "container {} did not exit after SIGKILL",
+                        rec.id
+                    ))
+                })?
                 .map_err(|e| ContainerError::internal("waiting for the exit", e))?;
         }
         // Not persisted: the record is deleted next, and a crash half-way
@@ -649,7 +698,8 @@ impl Containers {
             let _ = self.save(&r);
             return result;
         }
-        let parked: Vec<_> = std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
+        let parked: Vec<_> =
+            std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
         for p in parked {
             use tokio::io::AsyncWriteExt;
             if let Ok(Ok(mut io)) = tokio::time::timeout(Duration::from_secs(1), p.io).await {
@@ -746,10 +796,8 @@ impl Containers {
         }
         let rec = r.clone();
         drop(r);
-        self.events.publish(
-            self.event(&rec, "rename")
-                .attr("oldName", old),
-        );
+        self.events
+            .publish(self.event(&rec, "rename").attr("oldName", old));
         Ok(())
     }
 }
@@ -773,13 +821,14 @@ fn parse_size(s: &str) -> Option<u64> {
 /// non-executable command, else 128.
 fn classify_start_error(e: &ContainerError) -> (i32, String) {
     let msg = e.to_string();
-    let code = if msg.contains("executable file not found") || msg.contains("no such file or directory") {
-        127
-    } else if msg.contains("permission denied") {
-        126
-    } else {
-        128
-    };
+    let code =
+        if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+            127
+        } else if msg.contains("permission denied") {
+            126
+        } else {
+            128
+        };
     (code, msg)
 }
 
@@ -788,7 +837,10 @@ fn classify_start_error(e: &ContainerError) -> (i32, String) {
 fn start_error(msg: String) -> ContainerError {
     // Rust's io::Error text capitalises what Go (and so runc, and the
     // docker CLI's exit-code mapping) spells in lower case.
-    let msg = msg.replace("No such file or directory (os error 2)", "no such file or directory");
+    let msg = msg.replace(
+        "No such file or directory (os error 2)",
+        "no such file or directory",
+    );
     let msg = format!("failed to create task for container: {msg}");
     let lower = msg.to_ascii_lowercase();
     if lower.contains("executable file not found")
@@ -860,7 +912,10 @@ mod tests {
         let e = start_error("exec: \"nope\": executable file not found in $PATH".into());
         assert!(matches!(e, ContainerError::InvalidParameter(_)));
         assert_eq!(classify_start_error(&e).0, 127);
-        assert!(matches!(start_error("cgroup trouble".into()), ContainerError::Internal(_)));
+        assert!(matches!(
+            start_error("cgroup trouble".into()),
+            ContainerError::Internal(_)
+        ));
     }
 
     #[test]

@@ -14,7 +14,9 @@ use super::record::ContainerRecord;
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 fn unified_only() -> bool {
-    std::path::Path::new(CGROUP_ROOT).join("cgroup.controllers").exists()
+    std::path::Path::new(CGROUP_ROOT)
+        .join("cgroup.controllers")
+        .exists()
 }
 
 /// The directory of `controller` for the container (v1), or its unified
@@ -39,10 +41,18 @@ fn apply(rel: &str, rec: &ContainerRecord, body: &UpdateBody) -> Result<()> {
     let hc = &rec.host_config;
     if unified_only() {
         if body.memory.is_some() || body.memory_swap.is_some() {
-            let mem = if hc.memory > 0 { hc.memory.to_string() } else { "max".into() };
+            let mem = if hc.memory > 0 {
+                hc.memory.to_string()
+            } else {
+                "max".into()
+            };
             write("memory", rel, "memory.max", mem)?;
             if hc.memory_swap != 0 {
-                let swap = if hc.memory_swap > 0 { (hc.memory_swap - hc.memory).max(0).to_string() } else { "max".into() };
+                let swap = if hc.memory_swap > 0 {
+                    (hc.memory_swap - hc.memory).max(0).to_string()
+                } else {
+                    "max".into()
+                };
                 write("memory", rel, "memory.swap.max", swap)?;
             }
         }
@@ -51,7 +61,11 @@ fn apply(rel: &str, rec: &ContainerRecord, body: &UpdateBody) -> Result<()> {
         }
         if body.nano_cpus.is_some() || body.cpu_quota.is_some() || body.cpu_period.is_some() {
             let (quota, period) = cpu_quota_period(rec);
-            let q = if quota > 0 { quota.to_string() } else { "max".into() };
+            let q = if quota > 0 {
+                quota.to_string()
+            } else {
+                "max".into()
+            };
             write("cpu", rel, "cpu.max", format!("{q} {period}"))?;
         }
         if let Some(shares) = body.cpu_shares.filter(|s| *s > 0) {
@@ -59,7 +73,16 @@ fn apply(rel: &str, rec: &ContainerRecord, body: &UpdateBody) -> Result<()> {
             write("cpu", rel, "cpu.weight", 1 + ((shares - 2) * 9999) / 262142)?;
         }
         if let Some(limit) = body.pids_limit {
-            write("pids", rel, "pids.max", if limit > 0 { limit.to_string() } else { "max".into() })?;
+            write(
+                "pids",
+                rel,
+                "pids.max",
+                if limit > 0 {
+                    limit.to_string()
+                } else {
+                    "max".into()
+                },
+            )?;
         }
         if let Some(c) = &body.cpuset_cpus {
             write("cpuset", rel, "cpuset.cpus", c)?;
@@ -76,7 +99,9 @@ fn apply(rel: &str, rec: &ContainerRecord, body: &UpdateBody) -> Result<()> {
             0 => -1,
             s => s,
         };
-        let memsw = cgroup_dir("memory", rel).join("memory.memsw.limit_in_bytes").exists();
+        let memsw = cgroup_dir("memory", rel)
+            .join("memory.memsw.limit_in_bytes")
+            .exists();
         // memsw must stay >= memory: order the writes by direction.
         if memsw && (swap == -1 || swap >= current_memory(rel).unwrap_or(i64::MAX)) {
             write("memory", rel, "memory.memsw.limit_in_bytes", swap)?;
@@ -89,19 +114,37 @@ fn apply(rel: &str, rec: &ContainerRecord, body: &UpdateBody) -> Result<()> {
         }
     }
     if body.memory_reservation.is_some() {
-        let r = if hc.memory_reservation > 0 { hc.memory_reservation } else { -1 };
+        let r = if hc.memory_reservation > 0 {
+            hc.memory_reservation
+        } else {
+            -1
+        };
         write("memory", rel, "memory.soft_limit_in_bytes", r)?;
     }
     if body.nano_cpus.is_some() || body.cpu_quota.is_some() || body.cpu_period.is_some() {
         let (quota, period) = cpu_quota_period(rec);
         write("cpu", rel, "cpu.cfs_period_us", period)?;
-        write("cpu", rel, "cpu.cfs_quota_us", if quota > 0 { quota } else { -1 })?;
+        write(
+            "cpu",
+            rel,
+            "cpu.cfs_quota_us",
+            if quota > 0 { quota } else { -1 },
+        )?;
     }
     if let Some(shares) = body.cpu_shares.filter(|s| *s > 0) {
         write("cpu", rel, "cpu.shares", shares)?;
     }
     if let Some(limit) = body.pids_limit {
-        write("pids", rel, "pids.max", if limit > 0 { limit.to_string() } else { "max".into() })?;
+        write(
+            "pids",
+            rel,
+            "pids.max",
+            if limit > 0 {
+                limit.to_string()
+            } else {
+                "max".into()
+            },
+        )?;
     }
     if let Some(c) = &body.cpuset_cpus {
         write("cpuset", rel, "cpuset.cpus", c)?;
@@ -129,7 +172,11 @@ fn cpu_quota_period(rec: &ContainerRecord) -> (i64, i64) {
         let period = super::spec::resources::DEFAULT_CPU_PERIOD;
         (hc.nano_cpus * period / 1_000_000_000, period)
     } else {
-        let period = if hc.cpu_period > 0 { hc.cpu_period } else { super::spec::resources::DEFAULT_CPU_PERIOD };
+        let period = if hc.cpu_period > 0 {
+            hc.cpu_period
+        } else {
+            super::spec::resources::DEFAULT_CPU_PERIOD
+        };
         (hc.cpu_quota, period)
     }
 }
@@ -144,8 +191,12 @@ fn cgroup_pids(rel: &str) -> Result<Vec<i32>> {
             Err(e) => last_err = Some((path, e)),
         }
     }
-    let (path, e) = last_err.unwrap_or_else(|| (PathBuf::new(), std::io::Error::other("no cgroup")));
-    Err(ContainerError::internal(format!("reading {}", path.display()), e))
+    let (path, e) =
+        last_err.unwrap_or_else(|| (PathBuf::new(), std::io::Error::other("no cgroup")));
+    Err(ContainerError::internal(
+        format!("reading {}", path.display()),
+        e,
+    ))
 }
 
 /// dockerd's parsing of `ps` output: the PID column of the header says
@@ -173,7 +224,11 @@ pub fn parse_ps(output: &str, pids: &[i32]) -> Result<Value> {
             continue;
         }
         let n = titles.len();
-        let mut row: Vec<String> = fields.iter().take(n.saturating_sub(1)).map(|s| s.to_string()).collect();
+        let mut row: Vec<String> = fields
+            .iter()
+            .take(n.saturating_sub(1))
+            .map(|s| s.to_string())
+            .collect();
         if fields.len() >= n {
             row.push(fields[n - 1..].join(" "));
         }
@@ -197,14 +252,24 @@ impl Containers {
             if rec.state.status.is_live() {
                 continue;
             }
-            let label = |k: &str| rec.config.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str);
+            let label = |k: &str| {
+                rec.config
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(k))
+                    .map(String::as_str)
+            };
             if !filters.matches_labels("label", label) {
                 continue;
             }
-            if filters.get("label!").iter().any(|want| match want.split_once('=') {
-                Some((k, v)) => label(k) == Some(v),
-                None => label(want).is_some(),
-            }) {
+            if filters
+                .get("label!")
+                .iter()
+                .any(|want| match want.split_once('=') {
+                    Some((k, v)) => label(k) == Some(v),
+                    None => label(want).is_some(),
+                })
+            {
                 continue;
             }
             if let Some(until) = until {
@@ -215,7 +280,9 @@ impl Containers {
                     continue;
                 }
             }
-            let size = super::query::dir_size(&super::rootfs::layer_dir(&self.settings.data_root, &rec.id).join("upper"));
+            let size = super::query::dir_size(
+                &super::rootfs::layer_dir(&self.settings.data_root, &rec.id).join("upper"),
+            );
             match self.remove(&rec.id, false, false).await {
                 Ok(()) => {
                     deleted.push(rec.id.clone());
@@ -278,9 +345,13 @@ impl Containers {
                 ));
             }
         }
-        if body.cpu_quota.is_some_and(|q| q > 0) && r.host_config.nano_cpus > 0 && body.nano_cpus.is_none() {
+        if body.cpu_quota.is_some_and(|q| q > 0)
+            && r.host_config.nano_cpus > 0
+            && body.nano_cpus.is_none()
+        {
             return Err(ContainerError::InvalidParameter(
-                "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set".into(),
+                "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set"
+                    .into(),
             ));
         }
         super::spec::resources::validate(&hc)?;

@@ -14,17 +14,27 @@ use crate::api::extract::Filters;
 
 /// The filters `GET /containers/json` knows.
 pub const LIST_FILTERS: &[&str] = &[
-    "id", "name", "label", "status", "ancestor", "exited", "before", "since", "volume",
-    "network", "health", "is-task", "publish", "expose",
+    "id", "name", "label", "status", "ancestor", "exited", "before", "since", "volume", "network",
+    "health", "is-task", "publish", "expose",
 ];
 
-const STATUSES: &[&str] = &["created", "restarting", "running", "removing", "paused", "exited", "dead"];
+const STATUSES: &[&str] = &[
+    "created",
+    "restarting",
+    "running",
+    "removing",
+    "paused",
+    "exited",
+    "dead",
+];
 
 /// Network IDs of the predefined networks until berth has a network store:
 /// stable per name so clients can correlate them.
 pub fn network_id(name: &str) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(format!("berth-predefined-network:{name}").as_bytes()))
+    hex::encode(Sha256::digest(
+        format!("berth-predefined-network:{name}").as_bytes(),
+    ))
 }
 
 fn mount_json(m: &MountPoint) -> Value {
@@ -96,10 +106,18 @@ pub fn status_text(rec: &ContainerRecord) -> String {
     match s.status {
         Status::Running => format!("Up {}", timefmt::since(&s.started_at)),
         Status::Paused => format!("Up {} (Paused)", timefmt::since(&s.started_at)),
-        Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, timefmt::since(&s.finished_at)),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            s.exit_code,
+            timefmt::since(&s.finished_at)
+        ),
         Status::Created => "Created".into(),
         Status::Removing => "Removal In Progress".into(),
-        Status::Exited => format!("Exited ({}) {} ago", s.exit_code, timefmt::since(&s.finished_at)),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            s.exit_code,
+            timefmt::since(&s.finished_at)
+        ),
         Status::Dead => "Dead".into(),
     }
 }
@@ -114,7 +132,9 @@ pub fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let Ok(m) = e.metadata() else { continue };
             if m.is_dir() {
@@ -145,7 +165,12 @@ impl Containers {
         let s = &rec.state;
         let dir = self.container_dir(&rec.id);
         let layer = rootfs::layer_dir(&self.settings.data_root, &rec.id);
-        let lower: Vec<String> = rec.layers.iter().rev().map(|l| l.display().to_string()).collect();
+        let lower: Vec<String> = rec
+            .layers
+            .iter()
+            .rev()
+            .map(|l| l.display().to_string())
+            .collect();
         let merged = self.settings.bundle_dir(&rec.id).join("rootfs");
         let log_path = if rec.host_config.log_config.kind == "none" {
             String::new()
@@ -262,7 +287,13 @@ impl Containers {
     }
 
     /// `GET /containers/json`, newest first.
-    pub fn list(&self, all: bool, limit: Option<i64>, size: bool, filters: &Filters) -> Result<Vec<Value>> {
+    pub fn list(
+        &self,
+        all: bool,
+        limit: Option<i64>,
+        size: bool,
+        filters: &Filters,
+    ) -> Result<Vec<Value>> {
         for s in filters.get("status") {
             if !STATUSES.contains(&s.as_str()) {
                 return Err(ContainerError::InvalidParameter(format!(
@@ -305,7 +336,12 @@ impl Containers {
         let mut out = Vec::new();
         for rec in recs {
             let status = rec.state.status;
-            if !all && !matches!(status, Status::Running | Status::Paused | Status::Restarting) {
+            if !all
+                && !matches!(
+                    status,
+                    Status::Running | Status::Paused | Status::Restarting
+                )
+            {
                 continue;
             }
             let name = rec.name.trim_start_matches('/');
@@ -341,7 +377,10 @@ impl Containers {
                 && !filters.contains("publish");
             let ok = ok
                 && filters.matches_any("expose", |v| {
-                    rec.config.exposed_ports.as_ref().is_some_and(|p| p.contains_key(v) || p.contains_key(&format!("{v}/tcp")))
+                    rec.config
+                        .exposed_ports
+                        .as_ref()
+                        .is_some_and(|p| p.contains_key(v) || p.contains_key(&format!("{v}/tcp")))
                 });
             if !ok {
                 continue;
@@ -392,7 +431,10 @@ impl Containers {
             let _keep = c;
             let done = match until {
                 Until::Now(code, err) => return (code, err),
-                Until::NextExit => rx.wait_for(|p| p.exits > start.exits).await.map(|p| p.clone()),
+                Until::NextExit => rx
+                    .wait_for(|p| p.exits > start.exits)
+                    .await
+                    .map(|p| p.clone()),
                 Until::Removed => rx.wait_for(|p| p.removed).await.map(|p| p.clone()),
             };
             match done {

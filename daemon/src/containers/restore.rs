@@ -38,7 +38,9 @@ impl Containers {
             }
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!("container restore outside the async runtime: live containers not reconciled");
+            tracing::error!(
+                "container restore outside the async runtime: live containers not reconciled"
+            );
             return Ok(());
         };
         let this = Arc::clone(self);
@@ -59,7 +61,9 @@ impl Containers {
         let shim = self.shim(&c.id);
         let state = tokio::time::timeout(Duration::from_secs(5), shim.call(&Request::State)).await;
         match state {
-            Ok(Ok(resp)) if matches!(resp.status, Some(ShimStatus::Running | ShimStatus::Paused)) => {
+            Ok(Ok(resp))
+                if matches!(resp.status, Some(ShimStatus::Running | ShimStatus::Paused)) =>
+            {
                 match shim.send(&Request::Wait).await {
                     Ok(conn) => {
                         {
@@ -81,7 +85,9 @@ impl Containers {
                         self.spawn_monitor(c, conn);
                         return;
                     }
-                    Err(e) => tracing::warn!(id = %c.id, error = %e, "shim answered state but not wait"),
+                    Err(e) => {
+                        tracing::warn!(id = %c.id, error = %e, "shim answered state but not wait")
+                    }
                 }
             }
             Ok(Ok(_)) => {}

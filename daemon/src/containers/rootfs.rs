@@ -41,7 +41,9 @@ pub fn overlay_options(layers: &[PathBuf], upper: &Path, work: &Path) -> String 
 
 /// overlayfs splits on `:` and `,`; escape them.
 fn escape(path: &str) -> String {
-    path.replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,")
+    path.replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace(',', "\\,")
 }
 
 pub fn is_mounted(target: &Path) -> bool {
@@ -56,7 +58,12 @@ pub fn is_mounted(target: &Path) -> bool {
 
 /// Mount the overlay at `target` (created if missing); a no-op when
 /// already mounted (e.g. after a daemon restart).
-pub fn mount_rootfs(data_root: &Path, id: &str, layers: &[PathBuf], target: &Path) -> io::Result<()> {
+pub fn mount_rootfs(
+    data_root: &Path,
+    id: &str,
+    layers: &[PathBuf],
+    target: &Path,
+) -> io::Result<()> {
     fs::create_dir_all(target)?;
     if is_mounted(target) {
         return Ok(());
@@ -77,11 +84,20 @@ pub fn mount_rootfs(data_root: &Path, id: &str, layers: &[PathBuf], target: &Pat
     if opts.len() > 4000 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} layers make overlay options longer than a page", layers.len()),
+            format!(
+                "{} layers make overlay options longer than a page",
+                layers.len()
+            ),
         ));
     }
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-        .map_err(|e| io::Error::other(format!("mounting overlay at {}: {e}", target.display())))
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| io::Error::other(format!("mounting overlay at {}: {e}", target.display())))
 }
 
 /// Unmount whatever is at `target` (lazily, so a straggling process in

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth_common::shim::{Request, Response, ExitStatus, EXIT_FILE, PID_FILE, SOCKET_NAME};
+use berth_common::shim::{ExitStatus, Request, Response, EXIT_FILE, PID_FILE, SOCKET_NAME};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -70,7 +70,11 @@ impl SpawnArgs<'_> {
             a.push("--log-max-files".into());
             a.push(n.to_string());
         }
-        for (flag, on) in [("--tty", self.tty), ("--stdin", self.stdin), ("--stdin-once", self.stdin_once)] {
+        for (flag, on) in [
+            ("--tty", self.tty),
+            ("--stdin", self.stdin),
+            ("--stdin-once", self.stdin_once),
+        ] {
             if on {
                 a.push(flag.into());
             }
@@ -200,7 +204,9 @@ impl Shim {
     /// True while the shim process is alive.
     pub fn is_alive(&self) -> bool {
         match self.pid() {
-            Some(pid) if pid > 0 => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+            Some(pid) if pid > 0 => {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+            }
             _ => false,
         }
     }
@@ -214,7 +220,9 @@ impl Shim {
                 // SAFETY: the AsyncFd owns the pidfd, so it stays open for
                 // as long as it is registered.
                 if let Ok(afd) = unsafe { tokio::io::unix::AsyncFd::register(fd) } {
-                    return tokio::time::timeout_at(deadline, afd.readable()).await.is_ok()
+                    return tokio::time::timeout_at(deadline, afd.readable())
+                        .await
+                        .is_ok()
                         || !self.is_alive();
                 }
             }
@@ -244,7 +252,9 @@ pub fn check(resp: Response) -> Result<Response, ShimError> {
     if resp.ok {
         Ok(resp)
     } else {
-        Err(ShimError::Refused(resp.error.unwrap_or_else(|| "unknown shim error".into())))
+        Err(ShimError::Refused(
+            resp.error.unwrap_or_else(|| "unknown shim error".into()),
+        ))
     }
 }
 

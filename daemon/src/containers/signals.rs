@@ -49,11 +49,21 @@ pub fn parse(raw: &str) -> Result<i32, String> {
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Some(rt) = name.strip_prefix("RTMIN") {
-        let off: i32 = if rt.is_empty() { 0 } else { rt.trim_start_matches('+').parse().map_err(|_| format!("Invalid signal: {raw}"))? };
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('+')
+                .parse()
+                .map_err(|_| format!("Invalid signal: {raw}"))?
+        };
         return Ok(libc::SIGRTMIN() + off);
     }
     if let Some(rt) = name.strip_prefix("RTMAX") {
-        let off: i32 = if rt.is_empty() { 0 } else { rt.parse().map_err(|_| format!("Invalid signal: {raw}"))? };
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.parse().map_err(|_| format!("Invalid signal: {raw}"))?
+        };
         return Ok(libc::SIGRTMAX() + off);
     }
     SIGNALS

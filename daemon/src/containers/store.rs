@@ -49,7 +49,9 @@ impl RecordDir {
             let path = entry?.path().join(RECORD_FILE);
             match read_record(&path) {
                 Ok(rec) => out.push(rec),
-                Err(e) => tracing::error!(path = %path.display(), error = %e, "skipping unreadable container record"),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "skipping unreadable container record")
+                }
             }
         }
         Ok(out)
@@ -113,10 +115,6 @@ impl Index {
         self.by_id.values().cloned().collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
     /// Full ID, then exact name, then unique ID prefix, as dockerd resolves.
     pub fn resolve(&self, reference: &str) -> Result<Arc<Container>, ContainerError> {
         if reference.is_empty() {
@@ -129,7 +127,10 @@ impl Index {
         if let Some(c) = self.names.get(&name).and_then(|id| self.by_id.get(id)) {
             return Ok(c.clone());
         }
-        let mut found = self.by_id.iter().filter(|(id, _)| id.starts_with(reference));
+        let mut found = self
+            .by_id
+            .iter()
+            .filter(|(id, _)| id.starts_with(reference));
         match (found.next(), found.next()) {
             (Some((_, c)), None) => Ok(c.clone()),
             (Some(_), Some(_)) => Err(ContainerError::InvalidParameter(format!(

@@ -24,7 +24,9 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 }
 
 pub fn parse(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Seconds since the epoch of an RFC 3339 time (0 when unparsable).
@@ -82,9 +84,13 @@ mod tests {
 
     #[test]
     fn trims_like_go() {
-        let t = DateTime::parse_from_rfc3339("2026-11-22T06:30:31.120000000Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-11-22T06:30:31.120000000Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(format_time(t), "2026-11-22T06:30:31.12Z");
-        let t = DateTime::parse_from_rfc3339("2026-11-22T06:30:31Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-11-22T06:30:31Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(format_time(t), "2026-11-22T06:30:31Z");
     }
 

@@ -6,7 +6,13 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 /// Directories under /dev that the container gets its own of.
-const SKIP: &[&str] = &["/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/console", "/dev/ptmx"];
+const SKIP: &[&str] = &[
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/dev/console",
+    "/dev/ptmx",
+];
 
 pub fn host_devices() -> Vec<Value> {
     let mut out = Vec::new();

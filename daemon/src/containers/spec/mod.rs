@@ -111,8 +111,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
     let hc = &rec.host_config;
     let privileged = hc.privileged;
 
-    let passwd = user::read_in_root(input.rootfs, "etc/passwd").map_err(|e| invalid(e.to_string()))?;
-    let group = user::read_in_root(input.rootfs, "etc/group").map_err(|e| invalid(e.to_string()))?;
+    let passwd =
+        user::read_in_root(input.rootfs, "etc/passwd").map_err(|e| invalid(e.to_string()))?;
+    let group =
+        user::read_in_root(input.rootfs, "etc/group").map_err(|e| invalid(e.to_string()))?;
     let group_add = hc.group_add.clone().unwrap_or_default();
     let user = user::resolve(&rec.config.user, &group_add, &passwd, &group)
         .map_err(|e| invalid(e.to_string()))?;
@@ -145,7 +147,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
     for (key, value) in hc.security_opts() {
         match key {
             "no-new-privileges" => {
-                no_new_privileges = !matches!(value.to_ascii_lowercase().as_str(), "false" | "0" | "no");
+                no_new_privileges =
+                    !matches!(value.to_ascii_lowercase().as_str(), "false" | "0" | "no");
             }
             "seccomp" => seccomp_opt = Some(value),
             "label" | "apparmor" => {}
@@ -191,8 +194,14 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
     if privileged {
         linux["devices"] = json!(devices::host_devices());
     } else {
-        linux["maskedPaths"] = json!(hc.masked_paths.clone().unwrap_or_else(|| strs(MASKED_PATHS)));
-        linux["readonlyPaths"] = json!(hc.readonly_paths.clone().unwrap_or_else(|| strs(READONLY_PATHS)));
+        linux["maskedPaths"] = json!(hc
+            .masked_paths
+            .clone()
+            .unwrap_or_else(|| strs(MASKED_PATHS)));
+        linux["readonlyPaths"] = json!(hc
+            .readonly_paths
+            .clone()
+            .unwrap_or_else(|| strs(READONLY_PATHS)));
         match seccomp_opt {
             Some("unconfined") => {}
             Some(profile) if !profile.is_empty() => {
@@ -231,12 +240,20 @@ fn ns_path(pid: i32, kind: &str) -> String {
 fn namespaces(input: &SpecInput<'_>) -> Result<(Vec<Value>, Option<String>), ContainerError> {
     let hc = &input.rec.host_config;
     let mut out = vec![json!({ "type": "mount" })];
-    let mut push = |kind: &str, mode: &str, joined: Option<i32>, proc_name: &str| -> Result<bool, ContainerError> {
+    let mut push = |kind: &str,
+                    mode: &str,
+                    joined: Option<i32>,
+                    proc_name: &str|
+     -> Result<bool, ContainerError> {
         if mode == "host" {
             return Ok(false);
         }
         if mode.starts_with("container:") {
-            let pid = joined.ok_or_else(|| invalid(format!("cannot join {kind} namespace of {mode}: container is not running")))?;
+            let pid = joined.ok_or_else(|| {
+                invalid(format!(
+                    "cannot join {kind} namespace of {mode}: container is not running"
+                ))
+            })?;
             out.push(json!({ "type": kind, "path": ns_path(pid, proc_name) }));
             return Ok(false);
         }
@@ -278,29 +295,83 @@ fn mounts(input: &SpecInput<'_>, privileged: bool) -> Result<Vec<Value>, Contain
     let rec = input.rec;
     let hc = &rec.host_config;
     let ro_sys = if privileged { "rw" } else { "ro" };
-    let shm_size = if hc.shm_size > 0 { hc.shm_size } else { DEFAULT_SHM_SIZE };
+    let shm_size = if hc.shm_size > 0 {
+        hc.shm_size
+    } else {
+        DEFAULT_SHM_SIZE
+    };
     let mut m = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
-        mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", ro_sys]),
-        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", ro_sys]),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", ro_sys],
+        ),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", ro_sys],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
     ];
     match hc.ipc_mode.as_str() {
-        "host" => m.push(mount("/dev/shm", "bind", "/dev/shm", &["rbind", "rprivate"])),
+        "host" => m.push(mount(
+            "/dev/shm",
+            "bind",
+            "/dev/shm",
+            &["rbind", "rprivate"],
+        )),
         mode if mode.starts_with("container:") => {
-            let pid = input.join.ipc.ok_or_else(|| invalid(format!("cannot join IPC of {mode}: container is not running")))?;
+            let pid = input.join.ipc.ok_or_else(|| {
+                invalid(format!(
+                    "cannot join IPC of {mode}: container is not running"
+                ))
+            })?;
             let src = format!("/proc/{pid}/root/dev/shm");
             m.push(mount("/dev/shm", "bind", &src, &["rbind", "rprivate"]));
         }
         "none" => {}
         _ => {
             let size = format!("size={shm_size}");
-            m.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &size]));
+            m.push(mount(
+                "/dev/shm",
+                "tmpfs",
+                "shm",
+                &["nosuid", "noexec", "nodev", "mode=1777", &size],
+            ));
         }
     }
-    for (file, dest) in [("resolv.conf", "/etc/resolv.conf"), ("hostname", "/etc/hostname"), ("hosts", "/etc/hosts")] {
+    for (file, dest) in [
+        ("resolv.conf", "/etc/resolv.conf"),
+        ("hostname", "/etc/hostname"),
+        ("hosts", "/etc/hosts"),
+    ] {
         let src = input.container_dir.join(file);
         let mut opts = vec!["rbind", "rprivate"];
         if hc.readonly_rootfs {
@@ -309,11 +380,18 @@ fn mounts(input: &SpecInput<'_>, privileged: bool) -> Result<Vec<Value>, Contain
         m.push(mount(dest, "bind", &src.to_string_lossy(), &opts));
     }
     if let Some(init) = input.init_binary {
-        m.push(mount(INIT_IN_CONTAINER, "bind", &init.to_string_lossy(), &["bind", "ro"]));
+        m.push(mount(
+            INIT_IN_CONTAINER,
+            "bind",
+            &init.to_string_lossy(),
+            &["bind", "ro"],
+        ));
     }
     for (dest, opts) in hc.tmpfs.iter().flatten() {
         if !dest.starts_with('/') {
-            return Err(invalid(format!("invalid tmpfs mount: {dest}: mount path must be absolute")));
+            return Err(invalid(format!(
+                "invalid tmpfs mount: {dest}: mount path must be absolute"
+            )));
         }
         let mut options: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
         options.extend(opts.split(',').filter(|o| !o.is_empty()));
@@ -365,4 +443,147 @@ pub fn default_init_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let p = exe.parent()?.join("berth-init");
     p.is_file().then_some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::containers::config::{ContainerConfig, HostConfig};
+    use crate::containers::record::State;
+
+    fn record(config: ContainerConfig, host_config: HostConfig) -> ContainerRecord {
+        ContainerRecord {
+            id: "0123456789abcdef".repeat(4),
+            name: "/t".into(),
+            created: String::new(),
+            path: "sh".into(),
+            args: vec!["-c".into(), "true".into()],
+            config,
+            host_config,
+            networking_config: serde_json::json!({}),
+            image_id: String::new(),
+            layers: Vec::new(),
+            state: State::default(),
+            restart_count: 0,
+            has_been_started: false,
+            mounts: Vec::new(),
+            platform: "linux".into(),
+            runtime: "berth".into(),
+        }
+    }
+
+    fn build_for(rec: &ContainerRecord, join: JoinTargets) -> Result<Value, ContainerError> {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(root.path().join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
+        build(&SpecInput {
+            rec,
+            rootfs: root.path(),
+            container_dir: Path::new("/data/containers/x"),
+            cgroups_path: "/berth/x".into(),
+            join,
+            init_binary: Some(Path::new("/usr/libexec/berth-init")),
+        })
+    }
+
+    #[test]
+    fn defaults_match_dockerd() {
+        let rec = record(
+            ContainerConfig {
+                user: "user".into(),
+                tty: true,
+                env: Some(vec!["A=1".into()]),
+                ..Default::default()
+            },
+            HostConfig {
+                shm_size: 0,
+                ..Default::default()
+            },
+        );
+        let s = build_for(&rec, JoinTargets::default()).unwrap();
+        assert_eq!(s["process"]["user"]["uid"], 1000);
+        assert_eq!(
+            s["process"]["args"],
+            serde_json::json!(["/sbin/docker-init", "--", "sh", "-c", "true"])
+        );
+        let env: Vec<String> = serde_json::from_value(s["process"]["env"].clone()).unwrap();
+        assert!(env.contains(&"TERM=xterm".to_string()) && env.contains(&"A=1".to_string()));
+        assert!(env.contains(&"HOME=/home/user".to_string()));
+        assert_eq!(
+            s["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            caps::DEFAULT.len()
+        );
+        assert_eq!(s["hostname"], "0123456789ab");
+        assert_eq!(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(s["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("/proc/kcore")));
+        let kinds: Vec<&str> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["mount", "pid", "ipc", "uts", "network"]);
+        let shm = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/dev/shm")
+            .unwrap();
+        assert!(shm["options"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("size=67108864")));
+        assert!(s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == "/etc/resolv.conf"
+                && m["source"] == "/data/containers/x/resolv.conf"));
+    }
+
+    #[test]
+    fn host_and_joined_namespaces() {
+        let rec = record(
+            ContainerConfig::default(),
+            HostConfig {
+                network_mode: "host".into(),
+                pid_mode: "container:abc".into(),
+                uts_mode: "host".into(),
+                privileged: true,
+                readonly_rootfs: true,
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                ..Default::default()
+            },
+        );
+        let s = build_for(
+            &rec,
+            JoinTargets {
+                pid: Some(42),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let ns = s["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&serde_json::json!({"type": "pid", "path": "/proc/42/ns/pid"})));
+        assert!(!ns
+            .iter()
+            .any(|n| n["type"] == "network" || n["type"] == "uts"));
+        assert!(s.get("hostname").is_none());
+        assert!(s["linux"].get("seccomp").is_none() && s["linux"].get("maskedPaths").is_none());
+        assert_eq!(s["root"]["readonly"], true);
+        assert_eq!(s["process"]["noNewPrivileges"], true);
+        // Joining a container that is not running is refused.
+        assert!(build_for(&rec, JoinTargets::default()).is_err());
+    }
 }

@@ -51,19 +51,27 @@ pub fn validate(hc: &HostConfig) -> Result<(), ContainerError> {
         ));
     }
     if hc.nano_cpus < 0 {
-        return Err(invalid("Range of CPUs is from 0.01 to the number of CPUs available"));
+        return Err(invalid(
+            "Range of CPUs is from 0.01 to the number of CPUs available",
+        ));
     }
-    let ncpu = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get() as i64)
+        .unwrap_or(1);
     if hc.nano_cpus > ncpu * 1_000_000_000 {
         return Err(invalid(format!(
             "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
         )));
     }
     if hc.cpu_period != 0 && !(1000..=1_000_000).contains(&hc.cpu_period) {
-        return Err(invalid("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"));
+        return Err(invalid(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ));
     }
     if hc.cpu_quota > 0 && hc.cpu_quota < 1000 {
-        return Err(invalid("CPU cfs quota can not be less than 1ms (i.e. 1000)"));
+        return Err(invalid(
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+        ));
     }
     if hc.blkio_weight > 0 && !(10..=1000).contains(&hc.blkio_weight) {
         return Err(invalid("Range of blkio weight is from 10 to 1000"));
@@ -88,8 +96,20 @@ fn device_rules(privileged: bool) -> Value {
         json!({ "allow": true, "type": "c", "access": "m" }),
         json!({ "allow": true, "type": "b", "access": "m" }),
     ];
-    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (10, 200)] {
-        rules.push(json!({ "allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm" }));
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+        (10, 200),
+    ] {
+        rules.push(
+            json!({ "allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm" }),
+        );
     }
     rules.push(json!({ "allow": true, "type": "c", "major": 136, "access": "rwm" }));
     Value::Array(rules)
@@ -130,7 +150,10 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<Value, ContainerEr
     }
     if hc.nano_cpus > 0 {
         cpu.insert("period".into(), json!(DEFAULT_CPU_PERIOD));
-        cpu.insert("quota".into(), json!(hc.nano_cpus * DEFAULT_CPU_PERIOD / 1_000_000_000));
+        cpu.insert(
+            "quota".into(),
+            json!(hc.nano_cpus * DEFAULT_CPU_PERIOD / 1_000_000_000),
+        );
     } else {
         if hc.cpu_period > 0 {
             cpu.insert("period".into(), json!(hc.cpu_period));
@@ -194,12 +217,29 @@ mod tests {
 
     #[test]
     fn dockerd_validation_messages() {
-        let hc = HostConfig { memory: 1 << 20, ..Default::default() };
-        assert_eq!(resources(&hc, false).unwrap_err().to_string(), "Minimum memory limit allowed is 6MB");
-        let hc = HostConfig { nano_cpus: 1_000_000_000, cpu_quota: 50_000, ..Default::default() };
+        let hc = HostConfig {
+            memory: 1 << 20,
+            ..Default::default()
+        };
+        assert_eq!(
+            resources(&hc, false).unwrap_err().to_string(),
+            "Minimum memory limit allowed is 6MB"
+        );
+        let hc = HostConfig {
+            nano_cpus: 1_000_000_000,
+            cpu_quota: 50_000,
+            ..Default::default()
+        };
         assert!(resources(&hc, false).is_err());
-        let hc = HostConfig { cpu_quota: 20_000, cpu_period: 100_000, ..Default::default() };
+        let hc = HostConfig {
+            cpu_quota: 20_000,
+            cpu_period: 100_000,
+            ..Default::default()
+        };
         let r = resources(&hc, false).unwrap();
-        assert_eq!((r["cpu"]["quota"].as_i64(), r["cpu"]["period"].as_i64()), (Some(20_000), Some(100_000)));
+        assert_eq!(
+            (r["cpu"]["quota"].as_i64(), r["cpu"]["period"].as_i64()),
+            (Some(20_000), Some(100_000))
+        );
     }
 }

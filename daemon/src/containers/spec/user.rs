@@ -128,13 +128,10 @@ pub fn resolve(
     };
     let user_part = if user_part.is_empty() { "0" } else { user_part };
 
-    let entry = users
-        .iter()
-        .find(|e| e.name == user_part)
-        .or_else(|| {
-            let uid: u32 = user_part.parse().ok()?;
-            users.iter().find(|e| e.uid == uid)
-        });
+    let entry = users.iter().find(|e| e.name == user_part).or_else(|| {
+        let uid: u32 = user_part.parse().ok()?;
+        users.iter().find(|e| e.uid == uid)
+    });
     let (uid, mut gid, name, home) = match (entry, user_part.parse::<u32>()) {
         (Some(e), _) => (e.uid, e.gid, Some(e.name.clone()), e.home.clone()),
         (None, Ok(uid)) => (uid, 0, None, "/".to_string()),
@@ -182,7 +179,8 @@ mod tests {
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nuser:x:1000:1000:user:/home/user:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nwheel:x:10:user,root\nnogroup:x:65534:\nuser:x:1000:\naudio:x:29:user\n";
+    const GROUP: &str =
+        "root:x:0:\nwheel:x:10:user,root\nnogroup:x:65534:\nuser:x:1000:\naudio:x:29:user\n";
 
     #[test]
     fn default_is_root() {
@@ -197,7 +195,13 @@ mod tests {
         let r = resolve("user", &[], PASSWD, GROUP).unwrap();
         assert_eq!((r.uid, r.gid), (1000, 1000));
         assert_eq!(r.additional_gids, vec![10, 29]);
-        let r = resolve("1000:nogroup", &["audio".into(), "4242".into()], PASSWD, GROUP).unwrap();
+        let r = resolve(
+            "1000:nogroup",
+            &["audio".into(), "4242".into()],
+            PASSWD,
+            GROUP,
+        )
+        .unwrap();
         assert_eq!((r.uid, r.gid), (1000, 65534));
         assert_eq!(r.additional_gids, vec![29, 4242]);
         let r = resolve("4321:42", &[], PASSWD, GROUP).unwrap();
@@ -207,7 +211,9 @@ mod tests {
     #[test]
     fn unknown_names_fail_like_dockerd() {
         assert_eq!(
-            resolve("ghost", &[], PASSWD, GROUP).unwrap_err().to_string(),
+            resolve("ghost", &[], PASSWD, GROUP)
+                .unwrap_err()
+                .to_string(),
             "unable to find user ghost: no matching entries in passwd file"
         );
         assert!(matches!(
@@ -223,7 +229,11 @@ mod tests {
         // An absolute symlink resolves inside the root, not to the host file.
         std::os::unix::fs::symlink("/secret", dir.path().join("etc/passwd")).unwrap();
         std::fs::write(dir.path().join("secret"), "inside:x:7:7::/:/bin/sh\n").unwrap();
-        std::os::unix::fs::symlink("../../../../../../etc/hostname", dir.path().join("etc/group")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../../../../../etc/hostname",
+            dir.path().join("etc/group"),
+        )
+        .unwrap();
         let passwd = read_in_root(dir.path(), "etc/passwd").unwrap();
         assert_eq!(passwd, "inside:x:7:7::/:/bin/sh\n");
         // `..` cannot climb out: it ends at the root, where etc/hostname is missing.
