@@ -775,3 +775,84 @@ fn docker_py_networks_ports_and_connect() {
         "containers left"
     );
 }
+
+#[test]
+fn internal_networks_and_create_errors() {
+    let g = NetGuard::new();
+    let (d, subnet0) = daemon(&g);
+    let r = rand_u32();
+    let subnet = format!("10.{}.{}.0/24", 50 + r % 90, (r >> 8) % 250 + 1);
+    let bridge = g.bridge("i");
+    let opt = format!("com.docker.network.bridge.name={bridge}");
+    d.docker_ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &subnet,
+        "-o",
+        &opt,
+        "sealed",
+    ]);
+    let rules = iptables_rules();
+    assert!(
+        rules.contains(&format!("-A FORWARD -i {bridge} ! -o {bridge} -j DROP")),
+        "{rules}"
+    );
+    assert!(
+        !rules.contains(&format!("! -o {bridge} -j MASQUERADE")),
+        "an internal network is not NATed: {rules}"
+    );
+    assert_eq!(
+        d.docker_ok(&["network", "inspect", "-f", "{{.Internal}}", "sealed"])
+            .trim(),
+        "true"
+    );
+
+    let dup = d.docker(&["network", "create", "sealed"]);
+    assert!(
+        dup.stderr
+            .contains("network with name sealed already exists"),
+        "{}",
+        dup.stderr
+    );
+    let overlap = d.docker(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{subnet0}.0/24"),
+        "clash",
+    ]);
+    assert!(overlap.stderr.contains("overlaps"), "{}", overlap.stderr);
+    let bad = d.docker(&["network", "create", "--subnet", "10.0.0.0/99", "bad"]);
+    assert!(
+        !bad.success() && bad.stderr.contains("invalid"),
+        "{}",
+        bad.stderr
+    );
+    // The CLI turns any 404 from create into a pull; ask the API directly.
+    let missing = d.curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"Image":"busybox","HostConfig":{"NetworkMode":"nosuchnet"}}"#,
+        "-w",
+        " %{http_code}",
+        "http://localhost/v1.50/containers/create",
+    ]);
+    assert!(
+        missing.stdout.contains("network nosuchnet not found") && missing.stdout.ends_with(" 404"),
+        "{}",
+        missing.stdout
+    );
+
+    d.docker_ok(&["network", "rm", "sealed"]);
+    let rules = iptables_rules();
+    assert!(
+        !rules.contains(&bridge),
+        "rules of the removed network are left: {rules}"
+    );
+    assert!(!links().contains(&bridge));
+}
