@@ -848,6 +848,22 @@ fn internal_networks_and_create_errors() {
         missing.stdout
     );
 
+    // A non-bridge interface is never taken over (nor deleted).
+    let lo = d.docker(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.name=lo",
+        "grab",
+    ]);
+    assert!(
+        lo.stderr
+            .contains("interface lo exists and is not a bridge"),
+        "{}",
+        lo.stderr
+    );
+    assert!(links().contains(&"lo".to_string()));
+
     d.docker_ok(&["network", "rm", "sealed"]);
     let rules = iptables_rules();
     assert!(

@@ -301,6 +301,12 @@ impl Networks {
             return Ok(());
         }
         ready.remove(&net.id);
+        if exists && !is_bridge(&net.bridge) {
+            return Err(NetError::Forbidden(format!(
+                "interface {} exists and is not a bridge: berth will not take it over for network {}",
+                net.bridge, net.name
+            )));
+        }
         let mut nl =
             netlink::Netlink::open().map_err(|e| NetError::internal("opening netlink", e))?;
         if netlink::link_index(&net.bridge)
@@ -328,6 +334,9 @@ impl Networks {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&net.id);
+        if !is_bridge(&net.bridge) {
+            return;
+        }
         if let Ok(Some(idx)) = netlink::link_index(&net.bridge) {
             match netlink::Netlink::open().and_then(|mut nl| nl.del_link(idx)) {
                 Ok(()) => {}
@@ -1041,6 +1050,15 @@ impl Networks {
             s.get("Networks").cloned().unwrap_or(Value::Null),
         )
     }
+}
+
+/// A Linux bridge (never delete or configure anything else by that name).
+fn is_bridge(name: &str) -> bool {
+    !name.contains('/')
+        && Path::new("/sys/class/net")
+            .join(name)
+            .join("bridge")
+            .is_dir()
 }
 
 /// Logs how long a network step of a container took when dropped.
