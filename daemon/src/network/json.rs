@@ -157,6 +157,7 @@ pub fn summary_ports(rec: &ContainerRecord, cn: Option<&ContainerNet>) -> Value 
 /// earlier address) replaced by `ip hostname`.
 pub fn hosts_with_address(hosts: &str, hostname: &str, ip: Ipv4Addr) -> String {
     let mut out = String::new();
+    let mut own_names = hostname.to_string();
     for line in hosts.lines() {
         let mut f = line.split_whitespace();
         let addr = f.next().unwrap_or("");
@@ -165,12 +166,15 @@ pub fn hosts_with_address(hosts: &str, hostname: &str, ip: Ipv4Addr) -> String {
             .first()
             .is_some_and(|n| *n == hostname || n.starts_with(&format!("{hostname}.")))
             && (addr == "127.0.1.1" || addr.parse::<Ipv4Addr>().is_ok_and(|a| !a.is_loopback()));
-        if !own {
+        if own {
+            // Keep `host.domain host` as written at create.
+            own_names = names.join(" ");
+        } else {
             out.push_str(line);
             out.push('\n');
         }
     }
-    out.push_str(&format!("{ip}\t{hostname}\n"));
+    out.push_str(&format!("{ip}\t{own_names}\n"));
     out
 }
 
