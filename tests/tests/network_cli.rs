@@ -699,8 +699,48 @@ fn restart_keeps_addresses_and_published_ports() {
     d.docker_ok(&args);
     wait_http(port, "/hostname");
     let ip = d.docker_ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "keep"]);
+    // And a pair on a user network, resolving each other through the embedded DNS.
+    let r = rand_u32();
+    let subnet = format!("10.{}.{}.0/24", 50 + r % 90, (r >> 8) % 250 + 1);
+    let opt = format!("com.docker.network.bridge.name={}", g.bridge("r"));
+    d.docker_ok(&["network", "create", "--subnet", &subnet, "-o", &opt, "kept"]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dns1",
+        "--network",
+        "kept",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dns2",
+        "--network",
+        "kept",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let dns1_ip = d.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{(index .NetworkSettings.Networks \"kept\").IPAddress}}",
+        "dns1",
+    ]);
     d.kill9();
     d.start_again();
+    let looked_up = d.docker_ok(&["exec", "dns2", "nslookup", "dns1"]);
+    assert!(
+        looked_up.contains(&format!("Address: {}", dns1_ip.trim())),
+        "embedded DNS after a restart: {looked_up}"
+    );
+    d.docker_ok(&["rm", "-f", "dns1", "dns2"]);
+    d.docker_ok(&["network", "rm", "kept"]);
     assert_eq!(
         d.docker_ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "keep"]),
         ip
