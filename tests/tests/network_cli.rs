@@ -789,6 +789,16 @@ fn hosts_and_resolv_conf_options() {
             .any(|l| l.ends_with("\tbox1") && !l.starts_with("127.")),
         "own address line: {out}"
     );
+    let mac = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--mac-address",
+        "02:42:de:ad:be:ef",
+        "busybox",
+        "cat",
+        "/sys/class/net/eth0/address",
+    ]);
+    assert_eq!(mac.trim(), "02:42:de:ad:be:ef");
 }
 
 #[test]

@@ -588,6 +588,19 @@ impl Networks {
                     .collect()
             })
             .unwrap_or_default();
+        // `--mac-address`: per endpoint since API 1.44, in Config before.
+        let requested_mac =
+            match epc
+                .and_then(|e| e.get("MacAddress"))
+                .and_then(Value::as_str)
+                .or(rec.config.mac_address.as_deref())
+                .filter(|m| !m.is_empty())
+            {
+                Some(m) => Some(records::parse_mac(m).map(records::mac_string).ok_or_else(
+                    || NetError::InvalidParameter(format!("invalid MAC address: {m}")),
+                )?),
+                None => None,
+            };
         let name = rec.name.trim_start_matches('/').to_string();
         let hostname = crate::containers::spec::hostname(rec);
         let (net, ep) = {
@@ -596,7 +609,10 @@ impl Networks {
             if net.predefined && (requested_ip.is_some() || !aliases.is_empty()) {
                 return Err(NetError::InvalidParameter("user specified IP address and aliases are supported only for user-defined networks".into()));
             }
-            let ep = self.allocate(&mut st, &net, &rec.id, requested_ip, aliases, "eth0")?;
+            let mut ep = self.allocate(&mut st, &net, &rec.id, requested_ip, aliases, "eth0")?;
+            if let Some(mac) = &requested_mac {
+                ep.mac = mac.clone();
+            }
             let cn = ContainerNet {
                 id: rec.id.clone(),
                 name: name.clone(),
@@ -781,7 +797,7 @@ impl Networks {
         self.ensure_bridge(&net)?;
         let mut nl =
             netlink::Netlink::open().map_err(|e| NetError::internal("opening netlink", e))?;
-        let mac = records::mac_for(ep.ip);
+        let mac = records::parse_mac(&ep.mac).unwrap_or_else(|| records::mac_for(ep.ip));
         nl.add_veth(&ep.host_veth, &ep.ifname, mac, ns.as_raw_fd(), net.mtu)
             .map_err(|e| NetError::internal(format!("creating veth pair {}", ep.host_veth), e))?;
         let mut setup = || -> std::io::Result<()> {
