@@ -10,65 +10,17 @@
 #   bench/exec.sh [RUNS]     (default 30 exec runs; BENCH_EXEC_MB=100)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "bench/exec.sh needs root" >&2; exit 1; }
-command -v curl >/dev/null || { echo "bench/exec.sh needs curl" >&2; exit 1; }
+. bench/lib.sh
+bench_need_root bench/exec.sh
+bench_need bench/exec.sh curl
 
 RUNS=${1:-${BENCH_RUNS:-30}}
 SIZE_MB=${BENCH_EXEC_MB:-100}
-BIN=${BERTH_BIN_DIR:-$PWD/target/release}
-if [ ! -x "$BIN/berthd" ] || [ ! -x "$BIN/berth-shim" ] || [ ! -x "$BIN/berth-runtime" ]; then
-    cargo build --release -p berthd -p berth-shim -p berth-runtime >&2
-fi
-DOCKER=${DOCKER_CLI:-$(command -v /usr/local/bin/docker || command -v docker)}
-FIXTURES=${BERTH_FIXTURES:-$PWD/target/fixtures}
-if [ ! -f "$FIXTURES/busybox.tar" ]; then
-    mkdir -p "$FIXTURES"
-    rootfs-fixtures/build.sh "$FIXTURES" >/dev/null
-fi
-
-WORK=$(mktemp -d /tmp/bexec-bench.XXXXXX)
-chmod 755 "$WORK"
+bench_bins berthd berth-shim berth-runtime
+bench_fixtures
+bench_workdir bexec-bench
 PARENT=bexec-bench-$$
-PIDS=()
-SOCKS=()
-cleanup() {
-    set +e
-    for s in "${SOCKS[@]}"; do
-        DOCKER_HOST="unix://$s" timeout 30 "$DOCKER" rm -f bexec >/dev/null 2>&1
-    done
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-    done
-    findmnt -rn -o TARGET | grep "^$WORK" | sort -r | xargs -r -n1 umount -l
-    for d in /sys/fs/cgroup/*/"$PARENT"* /sys/fs/cgroup/"$PARENT"* /sys/fs/cgroup/unified/"$PARENT"*; do
-        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-now_ns() { date +%s%N; }
-
-wait_sock() { # socket pid
-    for _ in $(seq 300); do
-        [ -S "$1" ] && DOCKER_HOST="unix://$1" "$DOCKER" version >/dev/null 2>&1 && return 0
-        kill -0 "$2" 2>/dev/null || { echo "daemon exited" >&2; return 1; }
-        sleep 0.1
-    done
-    echo "daemon did not come up" >&2
-    return 1
-}
-
-stats() { # file of ms values -> "median p10 p90"
-    sort -n "$1" | awk '{ v[NR] = $1 } END {
-        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        p10 = v[int(NR * 0.1) + 1]; p90 = v[int(NR * 0.9) > 0 ? int(NR * 0.9) : 1]
-        printf "%.1f %.1f %.1f\n", m, p10, p90 }'
-}
-
-ms_since() { awk -v a="$1" -v b="$(now_ns)" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }'; }
+cleanup_hook() { rm_containers_everywhere bexec; }
 
 # One exec through the API: create, then start without an upgrade (the
 # output is the response body), as a client library does it.
@@ -92,8 +44,8 @@ measure() { # name socket
     : >"$WORK/$name-cli.ms"
     : >"$WORK/$name-api.ms"
     for _ in $(seq "$RUNS"); do
-        t0=$(now_ns); "$DOCKER" exec bexec true; ms_since "$t0" >>"$WORK/$name-cli.ms"
-        t0=$(now_ns); api_exec "$sock"; ms_since "$t0" >>"$WORK/$name-api.ms"
+        time_into "$WORK/$name-cli.ms" "$DOCKER" exec bexec true
+        time_into "$WORK/$name-api.ms" api_exec "$sock"
     done
     local tp=()
     for _ in 1 2 3; do
@@ -118,38 +70,21 @@ measure() { # name socket
 # CLI start-up alone, the floor of any `docker ...` figure.
 : >"$WORK/cli.ms"
 for _ in $(seq "$RUNS"); do
-    t0=$(now_ns); "$DOCKER" --version >/dev/null; ms_since "$t0" >>"$WORK/cli.ms"
+    time_into "$WORK/cli.ms" "$DOCKER" --version >/dev/null
 done
 read -r cmed _ _ < <(stats "$WORK/cli.ms")
 echo "docker CLI start-up alone (docker --version): median $cmed ms"
 
 # --- berthd ---------------------------------------------------------------
-mkdir -p "$WORK/berth"
-echo '{}' >"$WORK/berth/daemon.json"
-"$BIN/berthd" -H "unix://$WORK/berth/berth.sock" --data-root "$WORK/berth/data" \
-    --exec-root "$WORK/berth/exec" --pidfile "$WORK/berth/berthd.pid" \
-    --config-file "$WORK/berth/daemon.json" --cgroup-parent "$PARENT-berth" \
-    --log-level warn >"$WORK/berth/log" 2>&1 &
-PIDS+=("$!")
-SOCKS+=("$WORK/berth/berth.sock")
-wait_sock "$WORK/berth/berth.sock" "$!"
-measure berthd "$WORK/berth/berth.sock"
+start_berthd "$WORK/berth" "$PARENT-berth"
+wait_sock "$DAEMON_SOCK" "$DAEMON_PID"
+measure berthd "$DAEMON_SOCK"
 
 # --- dockerd (Debian docker.io, runc), private everything -------------------
 if command -v dockerd >/dev/null; then
-    mkdir -p "$WORK/docker"
-    echo '{}' >"$WORK/docker/daemon.json"
-    dockerd -H "unix://$WORK/docker/docker.sock" --data-root "$WORK/docker/data" \
-        --exec-root "$WORK/docker/exec" --pidfile "$WORK/docker/docker.pid" \
-        --config-file "$WORK/docker/daemon.json" --bridge none --iptables=false \
-        --ip-masq=false --ip-forward=false --storage-driver overlay2 \
-        --cgroup-parent "$PARENT-docker" \
-        --containerd-namespace "bexec$$" --containerd-plugins-namespace "bexecp$$" \
-        >"$WORK/docker/log" 2>&1 &
-    PIDS+=("$!")
-    SOCKS+=("$WORK/docker/docker.sock")
-    wait_sock "$WORK/docker/docker.sock" "$!"
-    measure dockerd "$WORK/docker/docker.sock"
+    start_dockerd "$WORK/docker" bexec "$PARENT-docker"
+    wait_sock "$DAEMON_SOCK" "$DAEMON_PID"
+    measure dockerd "$DAEMON_SOCK"
     awk -v b="${RESULT[berthd]}" -v d="${RESULT[dockerd]}" \
         'BEGIN { printf "docker exec true, berthd/dockerd: %.2fx\n", b / d }'
 else

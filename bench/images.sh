@@ -7,42 +7,14 @@
 # nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "bench/images.sh needs root" >&2; exit 1; }
-
-BIN=${BERTH_BIN_DIR:-$PWD/target/release}
-[ -x "$BIN/berthd" ] || cargo build --release -p berthd
-DOCKER=${DOCKER_CLI:-$(command -v /usr/local/bin/docker || command -v docker)}
-FIXTURES=${BERTH_FIXTURES:-$PWD/target/fixtures}
-if [ ! -f "$FIXTURES/busybox.tar" ]; then
-    mkdir -p "$FIXTURES"
-    rootfs-fixtures/build.sh "$FIXTURES" >/dev/null
-fi
+. bench/lib.sh
+bench_need_root bench/images.sh
+bench_bins berthd
+bench_fixtures
 SIZE_MB=${BENCH_IMAGE_MB:-100}
 RUNS=${BENCH_RUNS:-3}
-
-WORK=$(mktemp -d /tmp/bimages-bench.XXXXXX)
-PIDS=()
+bench_workdir bimages-bench
 declare -A IMAGE_ID
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-    done
-    findmnt -rn -o TARGET | grep "^$WORK" | sort -r | xargs -r -n1 umount -l
-    rm -rf "$WORK"
-    # dockerd creates these even with private roots (plugin dir, trust key);
-    # remove them if it did.
-    for d in "${NEW_HOST_DIRS[@]}"; do
-        if [ "${d%.json}" != "$d" ]; then rm -f "$d"; else rmdir "$d" 2>/dev/null; fi
-    done
-}
-NEW_HOST_DIRS=()
-for d in /run/docker/plugins /run/docker /etc/docker/key.json /etc/docker; do
-    [ -e "$d" ] || NEW_HOST_DIRS+=("$d")
-done
-trap cleanup EXIT
 
 # ~SIZE_MB of random files in one layer, 10 MB each, same bytes every run.
 files=$(( SIZE_MB / 10 ))
@@ -50,22 +22,6 @@ entries=$(python3 -c "import json; print(json.dumps([{'name': 'data/f%02d' % i, 
 python3 tests/py/images_mkarchive.py "{\"out\": \"$WORK/big.tar\", \"images\": [{\"tag\": \"bench/big:1\", \"layers\": [[{\"name\": \"data\", \"type\": \"dir\"}]], \"extra\": 0}]}"
 python3 tests/py/images_mkarchive.py "{\"out\": \"$WORK/big.tar\", \"images\": [{\"tag\": \"bench/big:1\", \"layers\": [$entries]}]}"
 echo "image archive: $(du -m "$WORK/big.tar" | cut -f1) MB, one layer of $files x 10 MB random files"
-
-now_ms() { date +%s%3N; }
-
-wait_sock() { # socket pid
-    for _ in $(seq 300); do
-        [ -S "$1" ] && DOCKER_HOST="unix://$1" "$DOCKER" version >/dev/null 2>&1 && return 0
-        kill -0 "$2" 2>/dev/null || { echo "daemon exited" >&2; return 1; }
-        sleep 0.1
-    done
-    echo "daemon did not come up" >&2
-    return 1
-}
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 measure() { # name socket main-pid extra-rss-pids...
     local name=$1 sock=$2 pid=$3
@@ -96,31 +52,16 @@ measure() { # name socket main-pid extra-rss-pids...
 }
 
 # --- berthd ---------------------------------------------------------------
-mkdir -p "$WORK/berth"
-echo '{}' > "$WORK/berth/daemon.json"
-"$BIN/berthd" -H "unix://$WORK/berth/berth.sock" --data-root "$WORK/berth/data" \
-    --exec-root "$WORK/berth/exec" --pidfile "$WORK/berth/berthd.pid" \
-    --config-file "$WORK/berth/daemon.json" --log-level warn >"$WORK/berth/log" 2>&1 &
-BPID=$!
-PIDS+=("$BPID")
-wait_sock "$WORK/berth/berth.sock" "$BPID"
-measure berthd "$WORK/berth/berth.sock" "$BPID"
+start_berthd "$WORK/berth"
+wait_sock "$DAEMON_SOCK" "$DAEMON_PID"
+measure berthd "$DAEMON_SOCK" "$DAEMON_PID"
 
 # --- dockerd (Debian docker.io), private everything -------------------------
 if command -v dockerd >/dev/null; then
-    mkdir -p "$WORK/docker"
-    echo '{}' > "$WORK/docker/daemon.json"
-    dockerd -H "unix://$WORK/docker/docker.sock" --data-root "$WORK/docker/data" \
-        --exec-root "$WORK/docker/exec" --pidfile "$WORK/docker/docker.pid" \
-        --config-file "$WORK/docker/daemon.json" --bridge none --iptables=false \
-        --ip-masq=false --ip-forward=false --storage-driver overlay2 \
-        --containerd-namespace "bench$$" --containerd-plugins-namespace "benchp$$" \
-        >"$WORK/docker/log" 2>&1 &
-    DPID=$!
-    PIDS+=("$DPID")
-    wait_sock "$WORK/docker/docker.sock" "$DPID"
-    CPID=$(pgrep -P "$DPID" containerd || true)
-    measure dockerd "$WORK/docker/docker.sock" "$DPID" ${CPID:+$CPID}
+    start_dockerd "$WORK/docker" bench
+    wait_sock "$DAEMON_SOCK" "$DAEMON_PID"
+    CPID=$(pgrep -P "$DAEMON_PID" containerd || true)
+    measure dockerd "$DAEMON_SOCK" "$DAEMON_PID" ${CPID:+$CPID}
     # The archive berthd saved loads into dockerd with the same image ID.
     export DOCKER_HOST="unix://$WORK/docker/docker.sock"
     "$DOCKER" load -q -i "$WORK/saved-berthd.tar" >/dev/null

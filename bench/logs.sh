@@ -11,57 +11,18 @@
 #   bench/logs.sh            BENCH_LOG_MB (default 100), BENCH_RUNS (default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "bench/logs.sh needs root" >&2; exit 1; }
-
-BIN=${BERTH_BIN_DIR:-$PWD/target/release}
-[ -x "$BIN/berthd" ] || cargo build --release -p berthd -p berth-shim -p berth-runtime
-DOCKER=${DOCKER_CLI:-$(command -v /usr/local/bin/docker || command -v docker)}
-FIXTURES=${BERTH_FIXTURES:-$PWD/target/fixtures}
-if [ ! -f "$FIXTURES/busybox.tar" ]; then
-    mkdir -p "$FIXTURES"
-    rootfs-fixtures/build.sh "$FIXTURES" >/dev/null
-fi
+. bench/lib.sh
+bench_need_root bench/logs.sh
+bench_bins berthd berth-shim berth-runtime
+bench_fixtures
 LOG_MB=${BENCH_LOG_MB:-100}
 RUNS=${BENCH_RUNS:-3}
 BYTES=$(( LOG_MB * 1024 * 1024 ))
 # 88-byte lines.
 LINE='the quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstuvwxyz ABCDE'
 
-WORK=$(mktemp -d /tmp/blogs-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    set +e
-    for sock in "$WORK"/*/*.sock; do
-        [ -S "$sock" ] && DOCKER_HOST="unix://$sock" "$DOCKER" rm -f biglog >/dev/null 2>&1
-    done
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-    done
-    findmnt -rn -o TARGET | grep "^$WORK" | sort -r | xargs -r -n1 umount -l
-    rm -rf "$WORK"
-    # The engines' (now empty) cgroup parents.
-    for d in /sys/fs/cgroup/*/"berth-bench-logs-$$" /sys/fs/cgroup/*/"dockerd-bench-logs-$$" \
-             /sys/fs/cgroup/unified/"berth-bench-logs-$$" /sys/fs/cgroup/unified/"dockerd-bench-logs-$$"; do
-        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-    done
-    return 0
-}
-trap cleanup EXIT
-
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-wait_sock() { # socket pid
-    for _ in $(seq 300); do
-        [ -S "$1" ] && DOCKER_HOST="unix://$1" "$DOCKER" version >/dev/null 2>&1 && return 0
-        kill -0 "$2" 2>/dev/null || { echo "daemon exited" >&2; return 1; }
-        sleep 0.1
-    done
-    echo "daemon did not come up" >&2
-    return 1
-}
+bench_workdir blogs-bench
+cleanup_hook() { rm_containers_everywhere biglog; }
 
 measure() { # name socket
     local name=$1
@@ -99,32 +60,15 @@ docker_log_dir() { # name
 }
 
 # --- berthd ---------------------------------------------------------------
-mkdir -p "$WORK/berthd"
-echo '{}' > "$WORK/berthd/daemon.json"
-"$BIN/berthd" -H "unix://$WORK/berthd/berth.sock" --data-root "$WORK/berthd/data" \
-    --exec-root "$WORK/berthd/exec" --pidfile "$WORK/berthd/berthd.pid" \
-    --config-file "$WORK/berthd/daemon.json" --cgroup-parent "berth-bench-logs-$$" \
-    --log-level warn >"$WORK/berthd/log" 2>&1 &
-BPID=$!
-PIDS+=("$BPID")
-wait_sock "$WORK/berthd/berth.sock" "$BPID"
-measure berthd "$WORK/berthd/berth.sock"
+start_berthd "$WORK/berthd" "berth-bench-logs-$$"
+wait_sock "$DAEMON_SOCK" "$DAEMON_PID"
+measure berthd "$DAEMON_SOCK"
 
 # --- dockerd (Debian docker.io), private everything -------------------------
 if command -v dockerd >/dev/null; then
-    mkdir -p "$WORK/dockerd"
-    echo '{}' > "$WORK/dockerd/daemon.json"
-    dockerd -H "unix://$WORK/dockerd/docker.sock" --data-root "$WORK/dockerd/data" \
-        --exec-root "$WORK/dockerd/exec" --pidfile "$WORK/dockerd/docker.pid" \
-        --config-file "$WORK/dockerd/daemon.json" --bridge none --iptables=false \
-        --ip-masq=false --ip-forward=false --storage-driver overlay2 \
-        --cgroup-parent "dockerd-bench-logs-$$" \
-        --containerd-namespace "bench$$" --containerd-plugins-namespace "benchp$$" \
-        >"$WORK/dockerd/log" 2>&1 &
-    DPID=$!
-    PIDS+=("$DPID")
-    wait_sock "$WORK/dockerd/docker.sock" "$DPID"
-    measure dockerd "$WORK/dockerd/docker.sock"
+    start_dockerd "$WORK/dockerd" bench "dockerd-bench-logs-$$"
+    wait_sock "$DAEMON_SOCK" "$DAEMON_PID"
+    measure dockerd "$DAEMON_SOCK"
 else
     echo "dockerd not installed: berthd figures only"
 fi

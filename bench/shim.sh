@@ -6,23 +6,19 @@
 # Needs root. Leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "bench/shim.sh needs root" >&2; exit 1; }
-
-BIN=${BERTH_BIN_DIR:-$PWD/target/release}
-[ -x "$BIN/berth-shim" ] || cargo build --release -p berth-shim
+. bench/lib.sh
+bench_need_root bench/shim.sh
+bench_bins berth-shim
 RUNTIME=${BERTH_BENCH_RUNTIME:-$(command -v runc || echo "$BIN/berth-runtime")}
-FIXTURES=${BERTH_FIXTURES:-$PWD/target/fixtures}
-if [ ! -d "$FIXTURES/busybox/rootfs" ]; then
-    mkdir -p "$FIXTURES"
-    rootfs-fixtures/build.sh "$FIXTURES" >/dev/null
-fi
+bench_fixtures
 
-WORK=$(mktemp -d /tmp/bshim-bench.XXXXXX)
+bench_workdir bshim-bench
 ID=bench-shim-$$
 NS=berth-bench-$$
 CD_PID=
-cleanup() {
-    set +e
+# Shims and containers first; bench_cleanup then stops containerd (in PIDS)
+# and removes its cgroup parent $NS.
+cleanup_hook() {
     for p in "$WORK"/s*/shim.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null; done
     for i in $(seq "${N:-0}"); do "$RUNTIME" --root "$WORK/rt" delete --force "$ID-$i" >/dev/null 2>&1; done
     if [ -n "$CD_PID" ]; then
@@ -30,17 +26,12 @@ cleanup() {
         sleep 0.3
         ctr -a "$WORK/cd/containerd.sock" -n "$NS" task delete -f bench-sleep >/dev/null 2>&1
         ctr -a "$WORK/cd/containerd.sock" -n "$NS" container delete bench-sleep >/dev/null 2>&1
-        kill "$CD_PID" 2>/dev/null; wait "$CD_PID" 2>/dev/null
-        for d in /sys/fs/cgroup/*/"$NS"; do [ -d "$d" ] && rmdir "$d"; done
     fi
-    findmnt -rn -o TARGET | grep "^$WORK" | sort -r | xargs -r -n1 umount -l
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
 
 mem_of() { # pid -> "RSS RSS N kB, PSS N kB, Private N kB" (sortable by RSS)
     local rss pss priv
-    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status")
+    rss=$(rss_kb "$1")
     pss=$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup")
     priv=$(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/smaps_rollup")
     echo "$rss RSS ${rss} kB, PSS ${pss} kB, Private ${priv} kB"
@@ -156,6 +147,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 EOF
     containerd --config "$WORK/cd/config.toml" >"$WORK/cd/log" 2>&1 &
     CD_PID=$!
+    PIDS+=("$CD_PID")
+    CGROUP_PARENTS+=("$NS")
     for _ in $(seq 100); do [ -S "$WORK/cd/containerd.sock" ] && break; sleep 0.1; done
     CTR=(ctr -a "$WORK/cd/containerd.sock" -n "$NS")
     "${CTR[@]}" images import "$FIXTURES/busybox.tar" >/dev/null

@@ -1,0 +1,214 @@
+# Helpers shared by bench/*.sh (sourced, not run). Each script does:
+#
+#   set -euo pipefail
+#   cd "$(dirname "$0")/.."
+#   . bench/lib.sh
+#   bench_need_root bench/x.sh
+#   bench_bins berthd berth-shim ...    # BIN: release binaries, built if missing
+#   bench_fixtures                      # FIXTURES: busybox rootfs and busybox.tar
+#   bench_workdir bx-bench              # WORK, cleanup trap on EXIT
+#
+# then starts engines with start_berthd / start_dockerd (private socket, data
+# root, exec root, pidfile; never /var/run/docker.sock) and waits for them
+# with wait_sock or wait_ping. On exit bench_cleanup runs the script's own
+# `cleanup_hook` (if defined), stops every daemon started, unmounts what is
+# left under WORK, removes the registered cgroup parents and bridges, what
+# dockerd created under /run/docker and /etc/docker, and WORK itself.
+
+DOCKER=${DOCKER_CLI:-$(command -v /usr/local/bin/docker || command -v docker)}
+
+PIDS=()            # daemons to stop
+SOCKS=()           # their API sockets
+CGROUP_PARENTS=()  # cgroup parents to remove (with everything below them)
+BRIDGES=()         # links to delete
+NEW_HOST_PATHS=()  # paths dockerd creates even with private roots
+
+bench_need_root() { # script-name
+    [ "$(id -u)" = 0 ] || { echo "$1 needs root" >&2; exit 1; }
+}
+
+bench_need() { # script-name command...
+    local script=$1 c
+    shift
+    for c in "$@"; do
+        command -v "$c" >/dev/null || { echo "$script needs $c" >&2; exit 1; }
+    done
+}
+
+# BIN = BERTH_BIN_DIR or target/release; builds the given packages (one
+# binary each, same name) when one of them is missing there.
+bench_bins() { # package...
+    BIN=${BERTH_BIN_DIR:-$PWD/target/release}
+    local b args=()
+    for b in "$@"; do args+=(-p "$b"); done
+    for b in "$@"; do
+        if [ ! -x "$BIN/$b" ]; then
+            cargo build --release "${args[@]}" >&2
+            return 0
+        fi
+    done
+}
+
+# FIXTURES = BERTH_FIXTURES or target/fixtures, built when missing.
+bench_fixtures() {
+    FIXTURES=${BERTH_FIXTURES:-$PWD/target/fixtures}
+    if [ ! -f "$FIXTURES/busybox.tar" ] || [ ! -d "$FIXTURES/busybox/rootfs" ]; then
+        mkdir -p "$FIXTURES"
+        rootfs-fixtures/build.sh "$FIXTURES" >/dev/null
+    fi
+}
+
+# WORK = a new directory under /tmp; bench_cleanup runs on exit.
+bench_workdir() { # name-prefix
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+    chmod 755 "$WORK"
+    trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+    set +e
+    if declare -F cleanup_hook >/dev/null; then cleanup_hook; fi
+    local p d
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+    done
+    [ -n "${WORK:-}" ] && findmnt -rn -o TARGET | grep "^$WORK" | sort -r | xargs -r -n1 umount -l
+    for p in "${CGROUP_PARENTS[@]}"; do
+        for d in /sys/fs/cgroup/*/"$p" /sys/fs/cgroup/"$p"; do
+            [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+        done
+    done
+    for p in "${BRIDGES[@]}"; do ip link del "$p" 2>/dev/null; done
+    [ -n "${WORK:-}" ] && rm -rf "$WORK"
+    for p in "${NEW_HOST_PATHS[@]}"; do
+        if [ -d "$p" ]; then rmdir "$p" 2>/dev/null; else rm -f "$p"; fi
+    done
+    return 0
+}
+
+# Removes the named containers (or, with no names, all of them) in every
+# engine started, e.g. from a cleanup_hook.
+rm_containers_everywhere() { # name...
+    local s ids
+    for s in "${SOCKS[@]}"; do
+        [ -S "$s" ] || continue
+        if [ $# -gt 0 ]; then
+            DOCKER_HOST="unix://$s" timeout 30 "$DOCKER" rm -f "$@" >/dev/null 2>&1
+        else
+            ids=$(DOCKER_HOST="unix://$s" timeout 30 "$DOCKER" ps -aq 2>/dev/null)
+            # shellcheck disable=SC2086
+            [ -n "$ids" ] && DOCKER_HOST="unix://$s" timeout 30 "$DOCKER" rm -f $ids >/dev/null 2>&1
+        fi
+    done
+    return 0
+}
+
+# Starts berthd on DIR/berth.sock with its data and exec roots in DIR and
+# DIR/daemon.json as config (written as `{}` unless it exists). Sets
+# DAEMON_PID, DAEMON_SOCK and DAEMON_T0 (µs, right before the exec).
+start_berthd() { # dir [cgroup-parent] [more berthd args...]
+    local dir=$1 parent=${2:-}
+    shift
+    [ $# -gt 0 ] && shift
+    mkdir -p "$dir"
+    [ -f "$dir/daemon.json" ] || echo '{}' >"$dir/daemon.json"
+    local cg=()
+    if [ -n "$parent" ]; then
+        cg=(--cgroup-parent "$parent")
+        CGROUP_PARENTS+=("$parent")
+    fi
+    DAEMON_SOCK=$dir/berth.sock
+    DAEMON_T0=$(now_us)
+    "$BIN/berthd" -H "unix://$DAEMON_SOCK" --data-root "$dir/data" \
+        --exec-root "$dir/exec" --pidfile "$dir/berthd.pid" \
+        --config-file "$dir/daemon.json" "${cg[@]}" \
+        --log-level warn "$@" >"$dir/log" 2>&1 &
+    DAEMON_PID=$!
+    PIDS+=("$DAEMON_PID")
+    SOCKS+=("$DAEMON_SOCK")
+}
+
+# Starts Debian's dockerd (and the containerd it runs) the same way: own
+# socket DIR/docker.sock, data root, exec root, pidfile, containerd
+# namespaces NS$$ / NSp$$, --bridge ${DOCKERD_BRIDGE:-none}, no iptables.
+# Sets DAEMON_PID, DAEMON_SOCK and DAEMON_T0 like start_berthd.
+start_dockerd() { # dir containerd-ns [cgroup-parent] [more dockerd args...]
+    local dir=$1 ns=$2 parent=${3:-}
+    shift 2
+    [ $# -gt 0 ] && shift
+    local p
+    for p in /run/docker/plugins /run/docker /etc/docker/key.json /etc/docker; do
+        [ -e "$p" ] || NEW_HOST_PATHS+=("$p")
+    done
+    mkdir -p "$dir"
+    [ -f "$dir/daemon.json" ] || echo '{}' >"$dir/daemon.json"
+    local cg=()
+    if [ -n "$parent" ]; then
+        cg=(--cgroup-parent "$parent")
+        CGROUP_PARENTS+=("$parent")
+    fi
+    DAEMON_SOCK=$dir/docker.sock
+    DAEMON_T0=$(now_us)
+    dockerd -H "unix://$DAEMON_SOCK" --data-root "$dir/data" \
+        --exec-root "$dir/exec" --pidfile "$dir/docker.pid" \
+        --config-file "$dir/daemon.json" --bridge "${DOCKERD_BRIDGE:-none}" --iptables=false \
+        --ip-masq=false --ip-forward=false --storage-driver overlay2 \
+        "${cg[@]}" --containerd-namespace "$ns$$" --containerd-plugins-namespace "${ns}p$$" \
+        "$@" >"$dir/log" 2>&1 &
+    DAEMON_PID=$!
+    PIDS+=("$DAEMON_PID")
+    SOCKS+=("$DAEMON_SOCK")
+}
+
+# Waits until `docker version` answers on the socket.
+wait_sock() { # socket pid
+    for _ in $(seq 300); do
+        [ -S "$1" ] && DOCKER_HOST="unix://$1" "$DOCKER" version >/dev/null 2>&1 && return 0
+        kill -0 "$2" 2>/dev/null || { echo "daemon exited" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "daemon did not come up" >&2
+    return 1
+}
+
+# Prints the microseconds from start_us until `GET /_ping` answers.
+wait_ping() { # socket pid start_us
+    for _ in $(seq 3000); do
+        if curl -sf --unix-socket "$1" http://localhost/_ping >/dev/null 2>&1; then
+            echo $(( $(now_us) - $3 ))
+            return 0
+        fi
+        kill -0 "$2" 2>/dev/null || { echo "daemon exited" >&2; return 1; }
+        sleep 0.005
+    done
+    echo "daemon did not come up" >&2
+    return 1
+}
+
+now_ns() { date +%s%N; }
+now_us() { echo $(( $(date +%s%N) / 1000 )); }
+now_ms() { date +%s%3N; }
+ms_since() { awk -v a="$1" -v b="$(now_ns)" 'BEGIN { printf "%.3f\n", (b - a) / 1e6 }'; } # start_ns
+
+# Runs the command once and appends its duration (ms) to the file.
+time_into() { # file command...
+    local file=$1 t0
+    shift
+    t0=$(now_ns)
+    "$@"
+    ms_since "$t0" >>"$file"
+}
+
+# Lower median of the numbers on stdin.
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+stats() { # file-of-numbers [decimals, default 1] -> "median p10 p90"
+    sort -n "$1" | awk -v d="${2:-1}" '{ v[NR] = $1 } END {
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        p10 = v[int(NR * 0.1) + 1]; p90 = v[int(NR * 0.9) > 0 ? int(NR * 0.9) : 1]
+        f = "%." d "f %." d "f %." d "f\n"; printf f, m, p10, p90 }'
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
