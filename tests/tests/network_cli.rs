@@ -582,6 +582,23 @@ fn none_host_and_container_modes() {
         "eth0",
     ]);
     assert!(seen.contains(owner_ip.trim()), "{seen}");
+    let clash = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:owner",
+        "-p",
+        "80",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        clash
+            .stderr
+            .contains("conflicting options: port publishing and the container type network mode"),
+        "{}",
+        clash.stderr
+    );
     d.docker_ok(&["rm", "-f", "owner", "nonet"]);
 }
 

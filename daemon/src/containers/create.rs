@@ -105,6 +105,17 @@ fn validate_host_config(
             }
         }
     }
+    let publishes = hc.publish_all_ports
+        || hc
+            .port_bindings
+            .as_ref()
+            .and_then(|p| p.as_object())
+            .is_some_and(|p| !p.is_empty());
+    if mode.starts_with("container:") && publishes {
+        return Err(ContainerError::InvalidParameter(
+            "conflicting options: port publishing and the container type network mode".into(),
+        ));
+    }
     for (what, value) in [
         ("PID", &hc.pid_mode),
         ("IPC", &hc.ipc_mode),
