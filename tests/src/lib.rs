@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub mod cleanup;
+pub mod dockerd;
 
 /// The workspace checkout.
 pub fn workspace_root() -> PathBuf {

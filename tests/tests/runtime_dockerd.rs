@@ -4,159 +4,18 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use berth_tests::{
-    bin_path, busybox_tar, cleanup, docker_cli, require_root, run_with_timeout, tail, wait_until,
-    Output,
-};
+use berth_tests::dockerd::PrivateDockerd;
+use berth_tests::{bin_path, busybox_tar, cleanup, run_with_timeout};
 
-const DOCKERD: &str = "/usr/sbin/dockerd";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A private dockerd. Drop stops it (SIGTERM, then whatever is left gets
-/// SIGKILL), unmounts and removes its directories and cgroups.
-struct Dockerd {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    cgroup_parent: String,
-    created_run_docker: bool,
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
-        require_root();
-        for tool in [
-            DOCKERD,
-            "/usr/bin/containerd",
-            "/usr/bin/containerd-shim-runc-v2",
-        ] {
-            assert!(
-                Path::new(tool).is_file(),
-                "{tool} is missing: install Debian's docker.io package (apt-get install docker.io)"
-            );
-        }
-        // Short path: containerd's sockets live below the exec root.
-        let dir = tempfile::Builder::new()
-            .prefix("bdk-")
-            .tempdir_in("/var/tmp")
-            .expect("tempdir");
-        let cgroup_parent = format!(
-            "berth-dockerd-{}",
-            dir.path()
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("x")
-        );
-        let p = dir.path();
-        for sub in ["data", "exec", "cli"] {
-            fs::create_dir_all(p.join(sub)).expect("mkdir");
-        }
-        // The trust key would otherwise be written to /etc/docker/key.json.
-        let config = serde_json::json!({ "deprecated-key-path": p.join("key.json") });
-        fs::write(p.join("daemon.json"), config.to_string()).expect("daemon.json");
-        let log = fs::File::create(p.join("dockerd.log")).expect("log file");
-        // dockerd creates /run/docker/plugins whatever its exec root is.
-        let created_run_docker = !Path::new("/run/docker").exists();
-        let runtime = bin_path("berth-runtime");
-        let child = Command::new(DOCKERD)
-            .arg("--data-root")
-            .arg(p.join("data"))
-            .arg("--exec-root")
-            .arg(p.join("exec"))
-            .arg("--pidfile")
-            .arg(p.join("dockerd.pid"))
-            .arg("--host")
-            .arg(format!("unix://{}", p.join("docker.sock").display()))
-            .arg("--config-file")
-            .arg(p.join("daemon.json"))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-masq=false",
-                "--userland-proxy=false",
-                "--exec-opt=native.cgroupdriver=cgroupfs",
-            ])
-            .arg(format!("--cgroup-parent={cgroup_parent}"))
-            .arg(format!("--add-runtime=berth={}", runtime.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn dockerd");
-        let d = Dockerd {
-            dir,
-            child: Some(child),
-            cgroup_parent,
-            created_run_docker,
-        };
-        let up = wait_until(Duration::from_secs(60), || d.docker(&["version"]).success());
-        assert!(up, "dockerd did not come up:\n{}", tail(&d.log(), 30));
-        d
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(docker_cli());
-        cmd.env(
-            "DOCKER_HOST",
-            format!("unix://{}", self.dir.path().join("docker.sock").display()),
-        )
-        .env("DOCKER_CONFIG", self.dir.path().join("cli"))
-        .args(args);
-        run_with_timeout(&mut cmd, None, TIMEOUT)
-    }
-
-    #[track_caller]
-    fn docker_ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.success(),
-            "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndockerd log:\n{}",
-            out.status,
-            out.stdout,
-            out.stderr,
-            tail(&self.log(), 20)
-        );
-        out.stdout
-    }
-
-    /// SIGTERM and wait: dockerd stops its containerd, which stops shims.
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // SAFETY: signalling the dockerd we spawned.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let exited = wait_until(Duration::from_secs(30), || {
-            matches!(child.try_wait(), Ok(Some(_)))
-        });
-        if !exited {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        self.stop();
-        cleanup::remove_everything_under(self.dir.path(), &self.cgroup_parent);
-        if self.created_run_docker {
-            // rmdir only: another dockerd started meanwhile may use them.
-            let _ = fs::remove_dir("/run/docker/plugins");
-            let _ = fs::remove_dir("/run/docker");
-        }
-    }
+/// dockerd with berth-runtime added as the runtime `berth`.
+fn start_dockerd() -> PrivateDockerd {
+    let runtime = bin_path("berth-runtime");
+    PrivateDockerd::start_with(&[format!("--add-runtime=berth={}", runtime.display())])
 }
 
 fn leftover_cgroups(parent: &str) -> Vec<PathBuf> {
@@ -187,7 +46,7 @@ fn berth_runtime_memory_dir(parent: &str, id: &str) -> PathBuf {
 
 #[test]
 fn dockerd_runs_and_execs_with_berth_runtime() {
-    let mut d = Dockerd::start();
+    let mut d = start_dockerd();
     let tar = busybox_tar();
     d.docker_ok(&["load", "-i", tar.to_str().expect("utf-8 path")]);
 
@@ -310,7 +169,7 @@ fn dockerd_runs_and_execs_with_berth_runtime() {
     assert_eq!(state["status"], "running", "{state}");
     let pid = d.docker_ok(&["inspect", "-f", "{{.State.Pid}}", "sleeper"]);
     assert_eq!(state["pid"].to_string(), pid.trim(), "{state}");
-    let memory = berth_runtime_memory_dir(&d.cgroup_parent, id.trim());
+    let memory = berth_runtime_memory_dir(d.cgroup_parent(), id.trim());
     let limit = fs::read_to_string(memory.join("memory.limit_in_bytes"))
         .or_else(|_| fs::read_to_string(memory.join("memory.max")))
         .unwrap_or_else(|e| panic!("reading the limit in {}: {e}", memory.display()));
@@ -357,7 +216,7 @@ fn dockerd_runs_and_execs_with_berth_runtime() {
     d.stop();
     let path = d.path().to_path_buf();
     assert!(
-        cleanup::processes_under(&path, &d.cgroup_parent).is_empty(),
+        cleanup::processes_under(&path, d.cgroup_parent()).is_empty(),
         "dockerd, containerd or shims survived the stop"
     );
     let mounts: Vec<PathBuf> = cleanup::mounts_under(&path);
@@ -365,7 +224,7 @@ fn dockerd_runs_and_execs_with_berth_runtime() {
         mounts.is_empty(),
         "mounts left after dockerd stopped: {mounts:?}"
     );
-    let cgroups: Vec<PathBuf> = leftover_cgroups(&d.cgroup_parent)
+    let cgroups: Vec<PathBuf> = leftover_cgroups(d.cgroup_parent())
         .into_iter()
         .flat_map(|p| {
             fs::read_dir(p)
