@@ -262,3 +262,53 @@ fn kill_wait_restart_pause() {
     d.docker_ok(&["rm", "-f", "k1"]);
     assert_nothing_left(&d);
 }
+
+#[test]
+fn restart_policies() {
+    let d = started();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let v = inspect(&d, "flaky");
+            v["RestartCount"] == 2 && v["State"]["Status"] == "exited"
+        }),
+        "on-failure:2 did not restart twice: {}",
+        inspect(&d, "flaky")
+    );
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ]);
+    assert!(wait_until(Duration::from_secs(20), || inspect(
+        &d, "always"
+    )["RestartCount"]
+        .as_u64()
+        >= Some(2)));
+    // A stopped container stays stopped.
+    d.docker_ok(&["stop", "always"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(inspect(&d, "always")["State"]["Status"], "exited");
+    let bad = d.docker(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert!(!bad.success());
+    d.docker_ok(&["rm", "-f", "flaky", "always"]);
+    assert_nothing_left(&d);
+}

@@ -501,11 +501,13 @@ impl Containers {
         signal: Option<&str>,
     ) -> Result<()> {
         let c = self.get(reference)?;
+        // Set first: a restart-policy start pending after an exit must not
+        // bring back a container the user stopped.
+        c.manually_stopped.store(true, Ordering::SeqCst);
         let _op = c.op.lock().await;
         if !c.status().is_live() {
             return Err(ContainerError::NotModified);
         }
-        c.manually_stopped.store(true, Ordering::SeqCst);
         self.stop_locked(&c, timeout, signal).await?;
         self.publish(&c.snapshot(), "stop");
         Ok(())
