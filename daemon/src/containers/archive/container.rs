@@ -16,11 +16,63 @@ use crate::containers::rootfs;
 pub struct ContainerFs {
     // Field order matters: the view's fds close before the unmount.
     pub view: FsView,
+    _rootfs: ContainerRootfs,
+}
+
+/// A container's root file system to read from: the running container's
+/// mount in its bundle, or a private mount of a stopped one's overlay
+/// (under `<exec-root>/<purpose>/`), unmounted and removed on drop.
+pub struct ContainerRootfs {
+    pub path: PathBuf,
     _temp_mount: Option<TempMount>,
 }
 
 /// A private mount of a stopped container's rootfs, unmounted on drop.
-struct TempMount(PathBuf);
+struct TempMount {
+    path: PathBuf,
+    purpose: &'static str,
+}
+
+impl ContainerRootfs {
+    /// `live`: the container is running (its rootfs mounted in the
+    /// bundle). Otherwise the caller holds the container's op lock, so it
+    /// cannot start while we have its layers mounted.
+    pub fn open(
+        containers: &Containers,
+        rec: &ContainerRecord,
+        live: bool,
+        purpose: &'static str,
+    ) -> Result<ContainerRootfs, ArchiveError> {
+        let bundle_rootfs = containers.settings.bundle_dir(&rec.id).join("rootfs");
+        if live && rootfs::is_mounted(&bundle_rootfs) {
+            return Ok(ContainerRootfs {
+                path: bundle_rootfs,
+                _temp_mount: None,
+            });
+        }
+        let target = containers.settings.exec_root.join(purpose).join(format!(
+            "{}-{}",
+            &rec.id[..12.min(rec.id.len())],
+            hex::encode(rand::random::<[u8; 4]>())
+        ));
+        let mounted = rootfs::mount_rootfs(
+            &containers.settings.data_root,
+            &rec.id,
+            &rec.layers,
+            &target,
+        );
+        // Whatever happened, the guard cleans up the mount point.
+        let guard = TempMount {
+            path: target.clone(),
+            purpose,
+        };
+        mounted.map_err(ArchiveError::io("mounting the container's file system"))?;
+        Ok(ContainerRootfs {
+            path: target,
+            _temp_mount: Some(guard),
+        })
+    }
+}
 
 impl ContainerFs {
     /// `live`: the container is running (its rootfs mounted in the
@@ -31,30 +83,11 @@ impl ContainerFs {
         rec: &ContainerRecord,
         live: bool,
     ) -> Result<ContainerFs, ArchiveError> {
-        let bundle_rootfs = containers.settings.bundle_dir(&rec.id).join("rootfs");
-        let (root, temp_mount) = if live && rootfs::is_mounted(&bundle_rootfs) {
-            (bundle_rootfs, None)
-        } else {
-            let target = containers.settings.exec_root.join("archive").join(format!(
-                "{}-{}",
-                &rec.id[..12.min(rec.id.len())],
-                hex::encode(rand::random::<[u8; 4]>())
-            ));
-            let mounted = rootfs::mount_rootfs(
-                &containers.settings.data_root,
-                &rec.id,
-                &rec.layers,
-                &target,
-            );
-            // Whatever happened, the guard cleans up the mount point.
-            let guard = TempMount(target.clone());
-            mounted.map_err(ArchiveError::io("mounting the container's file system"))?;
-            (target, Some(guard))
-        };
+        let root = ContainerRootfs::open(containers, rec, live, "archive")?;
         let ro = rec.host_config.readonly_rootfs;
         let mut mounts = vec![ViewMount {
             destination: "/".into(),
-            source: root,
+            source: root.path.clone(),
             read_only: ro,
         }];
         let dir = containers.container_dir(&rec.id);
@@ -84,18 +117,18 @@ impl ContainerFs {
         }
         Ok(ContainerFs {
             view: FsView::new(mounts)?,
-            _temp_mount: temp_mount,
+            _rootfs: root,
         })
     }
 }
 
 impl Drop for TempMount {
     fn drop(&mut self) {
-        if let Err(e) = rootfs::unmount_rootfs(&self.0) {
-            tracing::error!(path = %self.0.display(), error = %e, "unmounting a container file system after a copy");
+        if let Err(e) = rootfs::unmount_rootfs(&self.path) {
+            tracing::error!(path = %self.path.display(), error = %e, purpose = self.purpose, "unmounting a container file system after reading it");
             return;
         }
-        let _ = std::fs::remove_dir(&self.0);
+        let _ = std::fs::remove_dir(&self.path);
     }
 }
 
