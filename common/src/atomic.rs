@@ -1,5 +1,10 @@
 //! Crash-safe file writes: write a temp file beside the target, fsync it,
 //! rename it over the target, then fsync the directory.
+//!
+//! Files under a volatile root (the exec root, the runtime's state under
+//! /run) use [`write_file_volatile`]: the rename still means a reader never
+//! sees a torn file, but nothing is forced to disk, because such files do
+//! not outlive a reboot anyway.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -12,6 +17,16 @@ pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 pub fn write_file_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, data, mode, true)
+}
+
+/// Replace `path` with `data` through a rename, without fsync: for files
+/// that live on volatile storage.
+pub fn write_file_volatile(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, data, mode, false)
+}
+
+fn replace(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
@@ -28,9 +43,14 @@ pub fn write_file_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durable {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -110,11 +110,14 @@ impl Root {
             .map_err(|e| Error::invalid(format!("corrupt state {}: {e}", path.display())))
     }
 
+    /// The state root is volatile (/run by default): replaced through a
+    /// rename, never torn, but not forced to disk.
     pub fn save(&self, c: &Container) -> Result<()> {
         let path = self.container_dir(&c.id).join(STATE_FILE);
         let data = serde_json::to_vec(c)
             .map_err(|e| Error::invalid(format!("encode state of {}: {e}", c.id)))?;
-        berth_common::atomic::write_file(&path, &data).ctx(|| format!("write {}", path.display()))
+        berth_common::atomic::write_file_volatile(&path, &data, 0o600)
+            .ctx(|| format!("write {}", path.display()))
     }
 
     pub fn remove(&self, id: &str) -> Result<()> {

@@ -232,7 +232,7 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
             .ctx(|| "current directory")?
             .join(path)
     };
-    berth_common::atomic::write_file_mode(&abs, pid.to_string().as_bytes(), 0o644)
+    berth_common::atomic::write_file_volatile(&abs, pid.to_string().as_bytes(), 0o644)
         .ctx(|| format!("write pid file {}", abs.display()))
 }
 
