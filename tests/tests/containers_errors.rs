@@ -223,6 +223,8 @@ fn list_filters() {
         names(&["-a", "--filter", "before=gamma"]),
         ["alpha", "beta"]
     );
+    assert_eq!(names(&["--filter", "network=bridge"]), ["gamma"]);
+    assert!(names(&["-a", "--filter", "network=none"]).is_empty());
     assert_eq!(
         d.docker_ok(&["ps", "-a", "-n", "1", "--format", "{{.Names}}"])
             .trim(),

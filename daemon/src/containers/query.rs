@@ -368,8 +368,17 @@ impl Containers {
                     rec.mounts.iter().any(|m| m.name == v || m.destination == v || m.source == v)
                 })
                 && filters.matches_any("network", |v| {
-                    let n = network_name(&rec);
-                    n == v || network_id(&n).starts_with(v)
+                    // Names and IDs of the networks the container is on.
+                    let nets = match self.networks.get() {
+                        Some(n) => n.summary(&rec).1,
+                        None => networks_json(&rec),
+                    };
+                    nets.as_object().is_some_and(|m| {
+                        m.iter().any(|(name, ep)| {
+                            name == v
+                                || ep["NetworkID"].as_str().is_some_and(|id| !v.is_empty() && id.starts_with(v))
+                        })
+                    })
                 })
                 && filters.matches_any("health", |v| v == "none")
                 && filters.matches_any("is-task", |v| v == "false")
