@@ -166,20 +166,40 @@ fn adopt_fd(fd: RawFd) -> Result<Listener> {
     }
 }
 
-/// Serves `service` on every listener until `shutdown` fires, then stops
-/// accepting, removes unix socket files and gives open requests a short
-/// grace period. Hijacked (attach/exec) connections are not waited for.
-pub async fn serve<S>(listeners: Vec<Listener>, service: S, mut shutdown: watch::Receiver<bool>)
-where
+/// What the connections are served with (the API router): one request
+/// service, cloned per connection.
+pub trait ApiService:
+    tower::Service<
+        hyper::Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> ApiService for S where
     S: tower::Service<
             hyper::Request<hyper::body::Incoming>,
             Response = axum::response::Response,
             Error = std::convert::Infallible,
+            Future: Send + 'static,
         > + Clone
         + Send
-        + 'static,
-    S::Future: Send + 'static,
+        + 'static
 {
+}
+
+/// Serves `service` on every listener until `shutdown` fires, then stops
+/// accepting, removes unix socket files and gives open requests a short
+/// grace period. Hijacked (attach/exec) connections are not waited for.
+pub async fn serve<S: ApiService>(
+    listeners: Vec<Listener>,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut accept_loops = JoinSet::new();
     let mut socket_paths = Vec::new();
     for listener in listeners {
@@ -220,17 +240,11 @@ impl Listener {
     }
 }
 
-async fn accept_loop<S>(listener: Listener, service: S, mut shutdown: watch::Receiver<bool>)
-where
-    S: tower::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+async fn accept_loop<S: ApiService>(
+    listener: Listener,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -257,14 +271,7 @@ where
 async fn serve_connection<IO, S>(io: IO, service: S, mut shutdown: watch::Receiver<bool>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: ApiService,
 {
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
