@@ -85,6 +85,15 @@ fn stat_header(stat: &PathStat) -> ApiResult<HeaderValue> {
         .map_err(|e| ApiError::from_internal("encoding the path stat", e))
 }
 
+/// A response with the path stat header and the given content type.
+fn stat_response(body: Body, stat: &PathStat, content_type: &'static str) -> ApiResult<Response> {
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(STAT_HEADER, stat_header(stat)?);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(resp)
+}
+
 async fn head_archive(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -96,13 +105,7 @@ async fn head_archive(
     let stat = with_fs(containers, c, move |fs| archive::stat_path(&fs.view, &p))
         .await
         .map_err(|e| map_err(e, &path, &id))?;
-    let mut resp = Response::new(Body::empty());
-    resp.headers_mut().insert(STAT_HEADER, stat_header(&stat)?);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(resp)
+    stat_response(Body::empty(), &stat, "application/json")
 }
 
 async fn get_archive(
@@ -149,13 +152,7 @@ async fn get_archive(
             .await
             .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
     });
-    let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(STAT_HEADER, stat_header(&stat)?);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
-    );
-    Ok(resp)
+    stat_response(Body::from_stream(stream), &stat, "application/x-tar")
 }
 
 async fn put_archive(
