@@ -198,11 +198,54 @@ pub async fn drain<R: AsyncRead + Unpin>(mut shim_r: R) {
 mod tests {
     use super::*;
     use berth_common::shim::frame_header;
+    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
 
     fn framed(stream: u8, data: &[u8]) -> Vec<u8> {
         let mut v = frame_header(stream, data.len()).to_vec();
         v.extend_from_slice(data);
         v
+    }
+
+    /// The client connection and the shim connection (split, as the relay
+    /// takes it), each with the peer the test drives.
+    struct Pipes {
+        client: DuplexStream,
+        client_peer: DuplexStream,
+        shim_r: ReadHalf<DuplexStream>,
+        shim_w: WriteHalf<DuplexStream>,
+        shim_peer: DuplexStream,
+    }
+
+    fn pipes() -> Pipes {
+        let (client, client_peer) = tokio::io::duplex(1 << 16);
+        let (shim_side, shim_peer) = tokio::io::duplex(1 << 16);
+        let (shim_r, shim_w) = tokio::io::split(shim_side);
+        Pipes {
+            client,
+            client_peer,
+            shim_r,
+            shim_w,
+            shim_peer,
+        }
+    }
+
+    fn tty_opts(detach_keys: Option<Vec<u8>>) -> RelayOptions {
+        RelayOptions {
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            detach_keys,
+        }
+    }
+
+    /// Nothing to read and no EOF within 100 ms: the other side is neither
+    /// closed nor half-closed.
+    async fn still_open(peer: &mut DuplexStream) -> bool {
+        let mut probe = [0u8; 1];
+        tokio::time::timeout(std::time::Duration::from_millis(100), peer.read(&mut probe))
+            .await
+            .is_err()
     }
 
     #[test]
@@ -219,9 +262,7 @@ mod tests {
 
     #[tokio::test]
     async fn relays_filters_and_half_closes() {
-        let (client, mut client_peer) = tokio::io::duplex(1 << 16);
-        let (shim_side, mut shim_peer) = tokio::io::duplex(1 << 16);
-        let (sr, sw) = tokio::io::split(shim_side);
+        let mut p = pipes();
         let opts = RelayOptions {
             tty: false,
             stdin: true,
@@ -229,104 +270,80 @@ mod tests {
             stderr: false,
             detach_keys: None,
         };
-        let task = tokio::spawn(relay(client, sr, sw, opts));
-        client_peer.write_all(b"input").await.unwrap();
-        client_peer.shutdown().await.unwrap();
+        let task = tokio::spawn(relay(p.client, p.shim_r, p.shim_w, opts));
+        p.client_peer.write_all(b"input").await.unwrap();
+        p.client_peer.shutdown().await.unwrap();
         let mut got = Vec::new();
-        shim_peer
+        p.shim_peer
             .write_all(&[framed(1, b"out"), framed(2, b"hidden")].concat())
             .await
             .unwrap();
         let mut stdin = vec![0u8; 5];
-        shim_peer.read_exact(&mut stdin).await.unwrap();
+        p.shim_peer.read_exact(&mut stdin).await.unwrap();
         assert_eq!(&stdin, b"input");
         // The client's half-close reached the shim side.
         let mut rest = Vec::new();
-        shim_peer.read_to_end(&mut rest).await.unwrap_or(0);
-        drop(shim_peer);
+        p.shim_peer.read_to_end(&mut rest).await.unwrap_or(0);
+        drop(p.shim_peer);
         let (end, mut cw, _, _) = task.await.unwrap();
         assert_eq!(end, RelayEnd::OutputEnded);
         cw.shutdown().await.unwrap();
-        client_peer.read_to_end(&mut got).await.unwrap();
+        p.client_peer.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, framed(1, b"out"));
     }
 
     #[tokio::test]
     async fn attach_session_keeps_stdin_open_after_detach() {
-        let (client, mut client_peer) = tokio::io::duplex(1 << 16);
-        let (shim_side, mut shim_peer) = tokio::io::duplex(1 << 16);
-        let (sr, sw) = tokio::io::split(shim_side);
+        let mut p = pipes();
         let task = tokio::spawn(attach_session(
-            client,
-            sr,
-            sw,
+            p.client,
+            p.shim_r,
+            p.shim_w,
             true,
             true,
             Some(vec![16, 17]),
         ));
-        client_peer.write_all(b"hi\x10\x11").await.unwrap();
+        p.client_peer.write_all(b"hi\x10\x11").await.unwrap();
         // The client sees the end of its stream...
         let mut rest = Vec::new();
-        client_peer.read_to_end(&mut rest).await.unwrap();
+        p.client_peer.read_to_end(&mut rest).await.unwrap();
         let mut stdin = vec![0u8; 2];
-        shim_peer.read_exact(&mut stdin).await.unwrap();
+        p.shim_peer.read_exact(&mut stdin).await.unwrap();
         assert_eq!(&stdin, b"hi");
         // ...while the shim side is neither closed nor half-closed.
-        let mut probe = [0u8; 1];
-        let pending = tokio::time::timeout(
-            std::time::Duration::from_millis(100),
-            shim_peer.read(&mut probe),
-        )
-        .await;
-        assert!(pending.is_err(), "stdin was closed after a detach");
-        drop(shim_peer);
+        assert!(
+            still_open(&mut p.shim_peer).await,
+            "stdin was closed after a detach"
+        );
+        drop(p.shim_peer);
         task.await.unwrap();
     }
 
     #[tokio::test]
     async fn a_terminal_keeps_its_input_when_the_client_closes() {
-        let (client, client_peer) = tokio::io::duplex(1 << 16);
-        let (shim_side, mut shim_peer) = tokio::io::duplex(1 << 16);
-        let (sr, sw) = tokio::io::split(shim_side);
-        let opts = RelayOptions {
-            tty: true,
-            stdin: true,
-            stdout: true,
-            stderr: true,
-            detach_keys: None,
-        };
-        let task = tokio::spawn(relay(client, sr, sw, opts));
-        drop(client_peer);
-        let mut probe = [0u8; 1];
-        let r = tokio::time::timeout(
-            std::time::Duration::from_millis(100),
-            shim_peer.read(&mut probe),
-        )
-        .await;
-        assert!(r.is_err(), "the terminal's input was closed");
-        drop(shim_peer);
+        let mut p = pipes();
+        let opts = tty_opts(None);
+        let task = tokio::spawn(relay(p.client, p.shim_r, p.shim_w, opts));
+        drop(p.client_peer);
+        assert!(
+            still_open(&mut p.shim_peer).await,
+            "the terminal's input was closed"
+        );
+        drop(p.shim_peer);
         let (end, _, _, _) = task.await.unwrap();
         assert_eq!(end, RelayEnd::OutputEnded);
     }
 
     #[tokio::test]
     async fn detach_keys_end_the_relay() {
-        let (client, mut client_peer) = tokio::io::duplex(1 << 16);
-        let (shim_side, mut shim_peer) = tokio::io::duplex(1 << 16);
-        let (sr, sw) = tokio::io::split(shim_side);
-        let opts = RelayOptions {
-            tty: true,
-            stdin: true,
-            stdout: true,
-            stderr: true,
-            detach_keys: Some(vec![16, 17]),
-        };
-        let task = tokio::spawn(relay(client, sr, sw, opts));
-        client_peer.write_all(b"ls\x10\x11").await.unwrap();
+        let mut p = pipes();
+        let opts = tty_opts(Some(vec![16, 17]));
+        let task = tokio::spawn(relay(p.client, p.shim_r, p.shim_w, opts));
+        p.client_peer.write_all(b"ls\x10\x11").await.unwrap();
         let (end, _, _, _) = task.await.unwrap();
         assert_eq!(end, RelayEnd::Detached);
         let mut stdin = vec![0u8; 2];
-        shim_peer.read_exact(&mut stdin).await.unwrap();
+        p.shim_peer.read_exact(&mut stdin).await.unwrap();
         assert_eq!(&stdin, b"ls");
     }
 }
