@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub mod cleanup;
 pub mod dockerd;
+pub mod py;
 
 /// The workspace checkout.
 pub fn workspace_root() -> PathBuf {

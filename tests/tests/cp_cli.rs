@@ -7,7 +7,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 
-use berth_tests::{run_with_timeout, Daemon, DEFAULT_TIMEOUT};
+use berth_tests::{py, run_with_timeout, Daemon, DEFAULT_TIMEOUT};
 
 fn started(d: &Daemon, args: &[&str]) -> String {
     let mut all = vec!["run", "-d"];
@@ -268,17 +268,8 @@ fn cp_escape_attempts_change_nothing_on_the_host() {
 fn cp_docker_py_archive_api() {
     let d = Daemon::start();
     d.load_busybox();
-    let out = d.python_file(
-        &berth_tests::workspace_root().join("tests/py/cp_docker_py.py"),
-        &[],
-    );
-    assert!(
-        out.success() && out.stdout.contains("cp_docker_py: ok"),
-        "cp_docker_py.py failed:\n{}\n{}\nberthd log:\n{}",
-        out.stdout,
-        out.stderr,
-        berth_tests::tail(&d.log(), 30)
-    );
+    let out = py::run_ok(&d, "cp_docker_py.py");
+    assert!(out.stdout.contains("cp_docker_py: ok"), "{}", out.stdout);
 }
 
 #[test]

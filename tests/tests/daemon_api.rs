@@ -2,7 +2,7 @@
 //! system df, /_ping headers, version prefixes, 404/501/400 errors, and the
 //! response shapes against the Engine API spec.
 
-use berth_tests::{assert_matches_spec, Daemon, Output};
+use berth_tests::{assert_matches_spec, py, Daemon, Output};
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
@@ -286,14 +286,6 @@ fn malformed_json_and_bad_queries_are_400s() {
 #[test]
 fn docker_py_system_calls() {
     let d = Daemon::start();
-    let script = berth_tests::workspace_root().join("tests/py/daemon_system.py");
-    let out = d.python_file(&script, &[]);
-    assert!(
-        out.success(),
-        "daemon_system.py failed:\n{}\n{}\nberthd log:\n{}",
-        out.stdout,
-        out.stderr,
-        berth_tests::tail(&d.log(), 30)
-    );
+    let out = py::run_ok(&d, "daemon_system.py");
     assert!(out.stdout.contains("daemon_system ok"), "{}", out.stdout);
 }

@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_tests::{workspace_root, Daemon};
+use berth_tests::{py, Daemon};
 
 fn started(d: &Daemon, extra: &[&str]) -> String {
     let mut args = vec!["run", "-d"];
@@ -295,14 +295,6 @@ fn client_disconnect_mid_stream_leaves_container_running() {
 fn docker_py_exec_run() {
     let d = Daemon::start();
     d.load_busybox();
-    let script = workspace_root().join("tests/py/exec_docker_py.py");
-    let out = d.python_file(&script, &[]);
-    assert!(
-        out.success(),
-        "exec_docker_py.py failed:\n{}\n{}\nberthd log:\n{}",
-        out.stdout,
-        out.stderr,
-        berth_tests::tail(&d.log(), 40)
-    );
+    let out = py::run_ok(&d, "exec_docker_py.py");
     assert!(out.stdout.contains("exec_docker_py: ok"), "{}", out.stdout);
 }

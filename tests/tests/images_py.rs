@@ -1,17 +1,10 @@
 //! docker-py drives the image API (tests/py/images_dockerpy.py).
 
-use berth_tests::{workspace_root, Daemon};
+use berth_tests::{py, Daemon};
 
 #[test]
 fn docker_py_image_workflow() {
     let d = Daemon::start();
-    let script = workspace_root().join("tests/py/images_dockerpy.py");
-    let out = d.python_file(&script, &[]);
-    assert!(
-        out.success() && out.stdout.trim() == "ok",
-        "docker-py script failed:\nstdout: {}\nstderr: {}\nberthd log:\n{}",
-        out.stdout,
-        out.stderr,
-        berth_tests::tail(&d.log(), 30)
-    );
+    let out = py::run_ok(&d, "images_dockerpy.py");
+    assert_eq!(out.stdout.trim(), "ok");
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use berth_tests::{workspace_root, Daemon};
+use berth_tests::{py, Daemon};
 
 fn started() -> Daemon {
     let d = Daemon::start();
@@ -280,13 +280,6 @@ fn init_reaps_orphans_and_passes_the_exit_code() {
 #[test]
 fn docker_py_streams_logs() {
     let d = started();
-    let script = workspace_root().join("tests/py/logs_stream.py");
-    let out = d.python_file(&script, &[]);
-    assert!(
-        out.success(),
-        "stdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
+    let out = py::run_ok(&d, "logs_stream.py");
     assert!(out.stdout.contains("ok"), "{}", out.stdout);
 }

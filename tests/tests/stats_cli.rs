@@ -4,7 +4,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use berth_tests::{assert_matches_spec, Daemon};
+use berth_tests::{assert_matches_spec, py, Daemon};
 
 /// The cgroup v1 directory of `controller` for process `pid`, or the v2
 /// directory when the host has no v1 hierarchy for it.
@@ -238,15 +238,6 @@ fn stats_match_the_cgroup_files() {
 fn stats_docker_py() {
     let d = Daemon::start();
     d.load_busybox();
-    let out = d.python_file(
-        &berth_tests::workspace_root().join("tests/py/stats_docker_py.py"),
-        &[],
-    );
-    assert!(
-        out.success() && out.stdout.contains("stats_docker_py: ok"),
-        "stats_docker_py.py failed:\n{}\n{}\nberthd log:\n{}",
-        out.stdout,
-        out.stderr,
-        berth_tests::tail(&d.log(), 30)
-    );
+    let out = py::run_ok(&d, "stats_docker_py.py");
+    assert!(out.stdout.contains("stats_docker_py: ok"), "{}", out.stdout);
 }
