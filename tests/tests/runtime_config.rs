@@ -108,14 +108,7 @@ fn no_pivot_runs_in_a_chroot() {
 fn kill_all_reaches_every_process() {
     let mut b = Bundle::new();
     // Without a pid namespace the init does not take its children down.
-    let ns: Vec<serde_json::Value> = b.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["type"] != "pid")
-        .cloned()
-        .collect();
-    b.config["linux"]["namespaces"] = json!(ns);
+    b.remove_namespace("pid");
     b.set_args(&["sleep", "1000"]);
     let id = b.start_detached("killall");
     let out = b.rt_detached(&["exec", "--detach", &id, "sleep", "999"]);

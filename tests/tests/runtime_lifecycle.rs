@@ -19,14 +19,7 @@ fn exit_code_passes_through() {
     assert_eq!(b.run("true").code(), Some(0));
     // Killed by a signal: 128 + signal, like a shell reports it. (A pid
     // namespace's init cannot SIGKILL itself, so share the host's.)
-    let ns: Vec<serde_json::Value> = b.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["type"] != "pid")
-        .cloned()
-        .collect();
-    b.config["linux"]["namespaces"] = serde_json::json!(ns);
+    b.remove_namespace("pid");
     b.set_args(&["sh", "-c", "kill -9 $$"]);
     assert_eq!(b.run("signal").code(), Some(137));
 }

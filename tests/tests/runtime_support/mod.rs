@@ -81,6 +81,19 @@ impl Bundle {
         self.config["process"]["args"] = json!(args);
     }
 
+    /// Drops the namespace of this type (e.g. "pid") from the config: the
+    /// container shares the host's.
+    pub fn remove_namespace(&mut self, kind: &str) {
+        let ns: Vec<serde_json::Value> = self.config["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] != kind)
+            .cloned()
+            .collect();
+        self.config["linux"]["namespaces"] = json!(ns);
+    }
+
     /// Write config.json, with a cgroupsPath below our private parent.
     pub fn write_config(&self, id: &str) {
         let mut c = self.config.clone();
