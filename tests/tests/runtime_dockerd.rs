@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use berth_tests::dockerd::PrivateDockerd;
-use berth_tests::{bin_path, busybox_tar, cleanup, run_with_timeout};
+use berth_tests::{bin_path, busybox_tar, cleanup, run_with_timeout, Output};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -16,6 +16,16 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 fn start_dockerd() -> PrivateDockerd {
     let runtime = bin_path("berth-runtime");
     PrivateDockerd::start_with(&[format!("--add-runtime=berth={}", runtime.display())])
+}
+
+/// `docker run --rm --runtime berth --network none <args…>` on `d`.
+fn run_rm(d: &PrivateDockerd, args: &[&str]) -> Output {
+    let args = [
+        &["run", "--rm", "--runtime", "berth", "--network", "none"][..],
+        args,
+    ]
+    .concat();
+    d.docker(&args)
 }
 
 fn leftover_cgroups(parent: &str) -> Vec<PathBuf> {
@@ -52,30 +62,9 @@ fn dockerd_runs_and_execs_with_berth_runtime() {
 
     // A foreground run: output and exit status come back through
     // containerd-shim-runc-v2 and berth-runtime.
-    let out = d.docker_ok(&[
-        "run",
-        "--rm",
-        "--runtime",
-        "berth",
-        "--network",
-        "none",
-        "busybox",
-        "echo",
-        "hi",
-    ]);
+    let out = run_rm(&d, &["busybox", "echo", "hi"]).ok();
     assert_eq!(out.trim(), "hi");
-    let status = d.docker(&[
-        "run",
-        "--rm",
-        "--runtime",
-        "berth",
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "exit 7",
-    ]);
+    let status = run_rm(&d, &["busybox", "sh", "-c", "exit 7"]);
     assert_eq!(
         status.code(),
         Some(7),
@@ -85,36 +74,22 @@ fn dockerd_runs_and_execs_with_berth_runtime() {
 
     // dockerd's default seccomp profile is compiled by berth: a syscall it
     // denies (unshare of a user namespace needs CAP_SYS_ADMIN here) fails.
-    let denied = d.docker(&[
-        "run",
-        "--rm",
-        "--runtime",
-        "berth",
-        "--network",
-        "none",
-        "busybox",
-        "unshare",
-        "-U",
-        "true",
-    ]);
+    let denied = run_rm(&d, &["busybox", "unshare", "-U", "true"]);
     assert!(
         !denied.success(),
         "unshare should be refused inside a default container"
     );
-    let unconfined = d.docker(&[
-        "run",
-        "--rm",
-        "--runtime",
-        "berth",
-        "--network",
-        "none",
-        "--security-opt",
-        "seccomp=unconfined",
-        "busybox",
-        "unshare",
-        "-U",
-        "true",
-    ]);
+    let unconfined = run_rm(
+        &d,
+        &[
+            "--security-opt",
+            "seccomp=unconfined",
+            "busybox",
+            "unshare",
+            "-U",
+            "true",
+        ],
+    );
     assert!(
         unconfined.success(),
         "without seccomp the same unshare works, so the profile refused it: {}",
