@@ -90,6 +90,21 @@ impl Containers {
                     }
                 }
             }
+            Ok(Ok(resp)) if resp.status == Some(ShimStatus::Created) => {
+                // berthd died between the shim's create and start: the start
+                // never happened, so end the half-started container and let
+                // its shim record the exit like any other.
+                tracing::info!(id = %c.id, "ending a container whose start was interrupted");
+                if let Err(e) = shim
+                    .call(&Request::Kill {
+                        signal: libc::SIGKILL,
+                        all: true,
+                    })
+                    .await
+                {
+                    tracing::warn!(id = %c.id, error = %e, "kill of an unstarted container failed");
+                }
+            }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::info!(id = %c.id, error = %e, "shim not reachable"),
             Err(_) => tracing::warn!(id = %c.id, "shim did not answer state within 5s"),
