@@ -112,10 +112,6 @@ impl QueryParams {
             .collect()
     }
 
-    pub fn contains(&self, key: &str) -> bool {
-        self.pairs.iter().any(|(k, _)| k == key)
-    }
-
     /// dockerd's BoolValue: absent, "", "0", "no", "false", "none" are false
     /// (case-insensitive); anything else is true.
     pub fn bool(&self, key: &str) -> bool {

@@ -19,14 +19,10 @@ pub mod stats;
 pub mod system;
 pub mod volumes;
 
-// Shared helpers for the resource routers; not every helper is used yet.
-#[allow(dead_code)]
+// Shared helpers for the resource routers.
 pub mod error;
-#[allow(dead_code)]
 pub mod extract;
-#[allow(dead_code)]
 pub mod stream;
-#[allow(dead_code)]
 pub mod version;
 
 use axum::body::Body;

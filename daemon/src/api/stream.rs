@@ -63,6 +63,7 @@ impl Hijack {
     /// True when the client asked for `Upgrade: tcp` (docker CLI, docker-py
     /// sockets); otherwise the stream is served as a plain response body
     /// and reads see EOF at once.
+    #[cfg(test)]
     pub fn is_upgrade(&self) -> bool {
         self.on_upgrade.is_some()
     }
@@ -141,11 +142,6 @@ impl ChunkSender {
         };
         line.push(b'\n');
         self.send(line).await
-    }
-
-    /// One multiplexed frame (see [`frame`]).
-    pub async fn send_frame(&self, stream: u8, data: &[u8]) -> Result<(), Disconnected> {
-        self.send(frame(stream, data)).await
     }
 
     /// Resolves when the client has gone away.

@@ -32,11 +32,6 @@ impl ApiVersion {
         ApiVersion { major, minor }
     }
 
-    /// True when the client speaks `major.minor` or older.
-    pub fn at_most(self, major: u32, minor: u32) -> bool {
-        self <= ApiVersion::new(major, minor)
-    }
-
     pub fn at_least(self, major: u32, minor: u32) -> bool {
         self >= ApiVersion::new(major, minor)
     }

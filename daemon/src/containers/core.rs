@@ -47,7 +47,7 @@ impl Settings {
                 .collect(),
             default_runtime: config.default_runtime.clone(),
             cgroup_parent: config.cgroup_parent.clone(),
-            init_binary: super::spec::default_init_binary(),
+            init_binary: None,
             log_driver: config.log_driver.clone(),
             log_opts: config.log_opts.clone(),
             dns: config.dns.clone(),

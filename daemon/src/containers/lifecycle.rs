@@ -171,7 +171,7 @@ impl Containers {
         let init = if rec.host_config.init == Some(true) {
             Some(self.settings.init_binary.clone().ok_or_else(|| {
                 ContainerError::InvalidParameter(
-                    "--init: the berth-init binary is not installed next to berthd".into(),
+                    "--init: no init binary is installed in this daemon".into(),
                 )
             })?)
         } else {

@@ -9,7 +9,7 @@ pub mod seccomp;
 pub mod user;
 
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::error::ContainerError;
 use super::record::ContainerRecord;
@@ -436,13 +436,6 @@ fn sysctls(hc: &super::config::HostConfig) -> Result<Value, ContainerError> {
         out.insert(key.clone(), json!(value));
     }
     Ok(Value::Object(out))
-}
-
-/// The init binary shipped with berth (`--init`), next to berthd.
-pub fn default_init_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.join("berth-init");
-    p.is_file().then_some(p)
 }
 
 #[cfg(test)]
