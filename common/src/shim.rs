@@ -221,9 +221,23 @@ mod tests {
     #[test]
     fn request_wire_format() {
         let r: Request = serde_json::from_str(r#"{"op":"kill","signal":9}"#).unwrap();
-        assert_eq!(r, Request::Kill { signal: 9, all: false });
-        let s = serde_json::to_string(&Request::Attach { stdin: true, stdout: true, stderr: false }).unwrap();
-        assert_eq!(s, r#"{"op":"attach","stdin":true,"stdout":true,"stderr":false}"#);
+        assert_eq!(
+            r,
+            Request::Kill {
+                signal: 9,
+                all: false
+            }
+        );
+        let s = serde_json::to_string(&Request::Attach {
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        })
+        .unwrap();
+        assert_eq!(
+            s,
+            r#"{"op":"attach","stdin":true,"stdout":true,"stderr":false}"#
+        );
     }
 
     #[test]
