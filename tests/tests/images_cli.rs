@@ -16,6 +16,24 @@ fn image_id(d: &Daemon, name: &str) -> String {
     inspect(d, name)["Id"].as_str().expect("Id").to_owned()
 }
 
+/// The busybox fixture's root file system as a tar (gzipped if `name` ends
+/// in .gz) in the daemon's directory, for `docker import`.
+fn busybox_rootfs_tar(d: &Daemon, name: &str) -> std::path::PathBuf {
+    let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
+    let tar = d.dir.path().join(name);
+    let flags = if name.ends_with(".gz") { "-czf" } else { "-cf" };
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg(flags)
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    tar
+}
+
 fn layer_dirs(d: &Daemon) -> usize {
     fs::read_dir(d.data_root.join("overlay/layers"))
         .map(|r| r.count())
@@ -110,17 +128,7 @@ fn tag_and_rmi() {
 fn rmi_of_one_image_keeps_the_others_layers() {
     let d = Daemon::start();
     d.load_busybox();
-    let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
-    let tar = d.dir.path().join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tar = busybox_rootfs_tar(&d, "rootfs.tar");
     d.docker_ok(&["import", &tar.display().to_string(), "imported:1"]);
     assert_eq!(layer_dirs(&d), 2);
     let out = d.docker_ok(&["rmi", "imported:1"]);
@@ -179,17 +187,7 @@ fn save_load_round_trip_keeps_ids() {
 #[test]
 fn import_with_changes_and_history() {
     let d = Daemon::start();
-    let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
-    let tar = d.dir.path().join("rootfs.tar.gz");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-czf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tar = busybox_rootfs_tar(&d, "rootfs.tar.gz");
     let out = d.docker_ok(&[
         "import",
         "--change",
@@ -239,17 +237,7 @@ fn import_with_changes_and_history() {
 fn prune_dangling_then_all() {
     let d = Daemon::start();
     d.load_busybox();
-    let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
-    let tar = d.dir.path().join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tar = busybox_rootfs_tar(&d, "rootfs.tar");
     d.docker_ok(&["import", &tar.display().to_string()]);
     assert_eq!(d.docker_ok(&["images", "-q"]).lines().count(), 2);
     let out = d.docker_ok(&["image", "prune", "-f"]);
@@ -279,17 +267,7 @@ fn events_show_image_actions() {
     let saved = d.dir.path().join("ev.tar");
     d.docker_ok(&["save", "-o", &saved.display().to_string(), "busybox"]);
     d.docker_ok(&["rmi", "busybox"]);
-    let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
-    let tar = d.dir.path().join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tar = busybox_rootfs_tar(&d, "rootfs.tar");
     let imported = d
         .docker_ok(&["import", &tar.display().to_string(), "ev:imp"])
         .trim()
