@@ -24,15 +24,27 @@ fn request(d: &Daemon, method: &str, path: &str, body: &str) -> (String, String)
     (head.to_string(), body.to_string())
 }
 
+/// The JSON object in a response body (which may be chunked).
+fn json_in(body: &str) -> serde_json::Value {
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    serde_json::from_str(json).unwrap()
+}
+
+/// A daemon with busybox loaded and a running `sleep 1000` container (its ID).
+fn daemon_with_sleeper() -> (Daemon, String) {
+    let d = Daemon::start();
+    d.load_busybox();
+    let c = d
+        .docker_ok(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    (d, c)
+}
+
 fn create_exec(d: &Daemon, c: &str, body: &str) -> String {
     let (head, body) = request(d, "POST", &format!("/v1.50/containers/{c}/exec"), body);
     assert!(head.starts_with("HTTP/1.1 201"), "{head}\n{body}");
-    // The body may be chunked: find the JSON object in it.
-    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
-    serde_json::from_str::<serde_json::Value>(json).unwrap()["Id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    json_in(&body)["Id"].as_str().unwrap().to_string()
 }
 
 /// Start with `Upgrade: tcp`; returns the 101 head and the hijacked stream.
@@ -73,12 +85,7 @@ fn frames(mut data: &[u8]) -> Vec<(u8, Vec<u8>)> {
 
 #[test]
 fn hijacked_exec_multiplexed_with_half_close() {
-    let d = Daemon::start();
-    d.load_busybox();
-    let c = d
-        .docker_ok(&["run", "-d", "busybox", "sleep", "1000"])
-        .trim()
-        .to_string();
+    let (d, c) = daemon_with_sleeper();
     let id = create_exec(
         &d,
         &c,
@@ -112,8 +119,7 @@ fn hijacked_exec_multiplexed_with_half_close() {
     assert_eq!(stderr, b"to-stderr\n");
     // The exit code is recorded by the time the stream ends.
     let (_, body) = request(&d, "GET", &format!("/v1.50/exec/{id}/json"), "");
-    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let v = json_in(&body);
     assert_eq!(v["ExitCode"], 9, "{v}");
     assert_eq!(v["Running"], false);
     d.docker_ok(&["rm", "-f", &c]);
@@ -121,12 +127,7 @@ fn hijacked_exec_multiplexed_with_half_close() {
 
 #[test]
 fn hijacked_exec_tty_raw_and_resize() {
-    let d = Daemon::start();
-    d.load_busybox();
-    let c = d
-        .docker_ok(&["run", "-d", "busybox", "sleep", "1000"])
-        .trim()
-        .to_string();
+    let (d, c) = daemon_with_sleeper();
     let id = create_exec(
         &d,
         &c,
@@ -165,12 +166,7 @@ fn hijacked_exec_tty_raw_and_resize() {
 
 #[test]
 fn detach_keys_sent_by_a_raw_client_detach_the_exec() {
-    let d = Daemon::start();
-    d.load_busybox();
-    let c = d
-        .docker_ok(&["run", "-d", "busybox", "sleep", "1000"])
-        .trim()
-        .to_string();
+    let (d, c) = daemon_with_sleeper();
     let id = create_exec(
         &d,
         &c,
@@ -183,8 +179,7 @@ fn detach_keys_sent_by_a_raw_client_detach_the_exec() {
     let mut data = Vec::new();
     let _ = s.read_to_end(&mut data);
     let (_, body) = request(&d, "GET", &format!("/v1.50/exec/{id}/json"), "");
-    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let v = json_in(&body);
     assert_eq!(v["Running"], true, "{v}");
     assert!(v["ExitCode"].is_null(), "{v}");
     let until = std::time::SystemTime::now()
