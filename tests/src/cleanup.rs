@@ -184,17 +184,6 @@ fn walk_dirs(d: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape_mount_path("/a\\040b"), PathBuf::from("/a b"));
-        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
-    }
-}
-
 /// Deletes the bridge `name`, the veths enslaved to it, and every iptables
 /// rule that names it.
 pub fn remove_network(name: &str) {
@@ -228,5 +217,16 @@ pub fn remove_network(name: &str) {
             args.extend(&words[1..]);
             let _ = run(&args);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/a\\040b"), PathBuf::from("/a b"));
+        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
     }
 }

@@ -141,8 +141,9 @@ mod tests {
 
     #[test]
     fn ordering() {
-        assert!(ApiVersion::new(1, 41).at_most(1, 44));
-        assert!(ApiVersion::new(1, 9).at_most(1, 24));
+        assert!(!ApiVersion::new(1, 41).at_least(1, 44));
+        assert!(!ApiVersion::new(1, 9).at_least(1, 24));
         assert!(ApiVersion::new(1, 50).at_least(1, 48));
+        assert!(ApiVersion::new(1, 48).at_least(1, 48));
     }
 }
