@@ -4,7 +4,7 @@
 use std::fs;
 use std::process::Command;
 
-use berth_tests::{busybox_tar, Daemon};
+use berth_tests::{busybox_tar, tarball, Daemon};
 
 fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
     let out = d.docker_ok(&["image", "inspect", name]);
@@ -19,18 +19,12 @@ fn image_id(d: &Daemon, name: &str) -> String {
 /// The busybox fixture's root file system as a tar (gzipped if `name` ends
 /// in .gz) in the daemon's directory, for `docker import`.
 fn busybox_rootfs_tar(d: &Daemon, name: &str) -> std::path::PathBuf {
-    let rootfs = berth_tests::fixtures_dir().join("busybox/rootfs");
     let tar = d.dir.path().join(name);
-    let flags = if name.ends_with(".gz") { "-czf" } else { "-cf" };
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg(flags)
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tarball::create(
+        &berth_tests::fixtures_dir().join("busybox/rootfs"),
+        &tar,
+        ".",
+    );
     tar
 }
 

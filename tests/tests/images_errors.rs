@@ -88,15 +88,11 @@ fn unknown_and_invalid_images() {
         out.stderr
     );
     let big = d.dir.path().join("big.tar");
-    let st = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(berth_tests::fixtures_dir().join("busybox/rootfs"))
-        .arg("-cf")
-        .arg(&big)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    berth_tests::tarball::create(
+        &berth_tests::fixtures_dir().join("busybox/rootfs"),
+        &big,
+        ".",
+    );
     let out = d.docker(&["import", &big.display().to_string(), "Bad:1"]);
     assert!(!out.success());
     assert!(out.stderr.contains("must be lowercase"), "{}", out.stderr);

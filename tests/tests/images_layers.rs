@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth_tests::{workspace_root, Daemon};
+use berth_tests::{tarball, workspace_root, Daemon};
 use serde_json::{json, Value};
 
 /// Build a docker-archive with tests/py/images_mkarchive.py.
@@ -227,15 +227,7 @@ fn compressed_layers_in_an_oci_layout() {
     fs::create_dir_all(layer_src.join("data")).unwrap();
     fs::write(layer_src.join("data/hello"), "hi from gzip").unwrap();
     let plain = d.dir.path().join("layer.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&layer_src)
-        .arg("-cf")
-        .arg(&plain)
-        .arg("data")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tarball::create(&layer_src, &plain, "data");
     let plain_bytes = fs::read(&plain).unwrap();
     let gz = Command::new("gzip")
         .arg("-c")
@@ -278,15 +270,7 @@ fn compressed_layers_in_an_oci_layout() {
     fs::write(work.join("index.json"), index.to_string()).unwrap();
     fs::write(work.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let archive = d.dir.path().join("oci.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&work)
-        .arg("-cf")
-        .arg(&archive)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tarball::create(&work, &archive, ".");
 
     let out = d.docker_ok(&["load", "-i", &archive.display().to_string()]);
     assert_eq!(out.trim(), "Loaded image: oci-test:1");
@@ -317,15 +301,7 @@ fn compressed_layers_in_an_oci_layout() {
         json!({"schemaVersion": 2, "manifests": [{"digest": bm, "size": bms}]}).to_string(),
     )
     .unwrap();
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&work)
-        .arg("-cf")
-        .arg(&archive)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tarball::create(&work, &archive, ".");
     let out = d.docker(&["load", "-i", &archive.display().to_string()]);
     assert!(!out.success());
     assert!(out.stderr.contains("digest mismatch"), "{}", out.stderr);
