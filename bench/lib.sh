@@ -112,19 +112,30 @@ start_berthd() { # dir [cgroup-parent] [more berthd args...]
     local dir=$1 parent=${2:-}
     shift
     [ $# -gt 0 ] && shift
-    mkdir -p "$dir"
-    [ -f "$dir/daemon.json" ] || echo '{}' >"$dir/daemon.json"
-    local cg=()
-    if [ -n "$parent" ]; then
-        cg=(--cgroup-parent "$parent")
-        CGROUP_PARENTS+=("$parent")
-    fi
-    DAEMON_SOCK=$dir/berth.sock
-    DAEMON_T0=$(now_us)
+    daemon_dir "$dir" "$parent" berth.sock
     "$BIN/berthd" -H "unix://$DAEMON_SOCK" --data-root "$dir/data" \
         --exec-root "$dir/exec" --pidfile "$dir/berthd.pid" \
-        --config-file "$dir/daemon.json" "${cg[@]}" \
+        --config-file "$dir/daemon.json" "${CGROUP_ARGS[@]}" \
         --log-level warn "$@" >"$dir/log" 2>&1 &
+    daemon_started
+}
+
+# For start_*: makes DIR with a default daemon.json, registers the cgroup
+# parent (CGROUP_ARGS: its flag, if any), sets DAEMON_SOCK and DAEMON_T0.
+daemon_dir() { # dir cgroup-parent socket-name
+    mkdir -p "$1"
+    [ -f "$1/daemon.json" ] || echo '{}' >"$1/daemon.json"
+    CGROUP_ARGS=()
+    if [ -n "$2" ]; then
+        CGROUP_ARGS=(--cgroup-parent "$2")
+        CGROUP_PARENTS+=("$2")
+    fi
+    DAEMON_SOCK=$1/$3
+    DAEMON_T0=$(now_us)
+}
+
+# For start_*, right after the daemon was put in the background.
+daemon_started() {
     DAEMON_PID=$!
     PIDS+=("$DAEMON_PID")
     SOCKS+=("$DAEMON_SOCK")
@@ -142,24 +153,14 @@ start_dockerd() { # dir containerd-ns [cgroup-parent] [more dockerd args...]
     for p in /run/docker/plugins /run/docker /etc/docker/key.json /etc/docker; do
         [ -e "$p" ] || NEW_HOST_PATHS+=("$p")
     done
-    mkdir -p "$dir"
-    [ -f "$dir/daemon.json" ] || echo '{}' >"$dir/daemon.json"
-    local cg=()
-    if [ -n "$parent" ]; then
-        cg=(--cgroup-parent "$parent")
-        CGROUP_PARENTS+=("$parent")
-    fi
-    DAEMON_SOCK=$dir/docker.sock
-    DAEMON_T0=$(now_us)
+    daemon_dir "$dir" "$parent" docker.sock
     dockerd -H "unix://$DAEMON_SOCK" --data-root "$dir/data" \
         --exec-root "$dir/exec" --pidfile "$dir/docker.pid" \
         --config-file "$dir/daemon.json" --bridge "${DOCKERD_BRIDGE:-none}" --iptables=false \
         --ip-masq=false --ip-forward=false --storage-driver overlay2 \
-        "${cg[@]}" --containerd-namespace "$ns$$" --containerd-plugins-namespace "${ns}p$$" \
+        "${CGROUP_ARGS[@]}" --containerd-namespace "$ns$$" --containerd-plugins-namespace "${ns}p$$" \
         "$@" >"$dir/log" 2>&1 &
-    DAEMON_PID=$!
-    PIDS+=("$DAEMON_PID")
-    SOCKS+=("$DAEMON_SOCK")
+    daemon_started
 }
 
 # Waits until `docker version` answers on the socket.
