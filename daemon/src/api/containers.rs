@@ -13,6 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, OptionalJsonBody, QueryParams};
 use super::stream::{streaming_response, Hijack, MULTIPLEXED_STREAM, RAW_STREAM};
 use crate::containers::config::{CreateBody, UpdateBody};
+use crate::containers::exec::detach;
 use crate::containers::{AttachRequest, ContainerError, Containers, LIST_FILTERS};
 use crate::daemon::AppState;
 
@@ -242,12 +243,15 @@ async fn attach(
     let containers = store(&state);
     let c = containers.get(&id)?;
     let tty = c.snapshot().config.tty;
+    let detach_keys = detach::parse(query.get("detachKeys").unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let req = AttachRequest {
         stdin: query.bool("stdin"),
         stdout: query.bool("stdout"),
         stderr: query.bool("stderr"),
         stream: query.bool("stream"),
         logs: query.bool("logs"),
+        detach_keys,
     };
     if !req.stream && !req.logs {
         return Err(ApiError::bad_request(

@@ -6,20 +6,23 @@
 use std::sync::Arc;
 
 use berth_common::shim::Request;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::core::{Containers, PendingAttach};
+use super::exec::relay::attach_session;
 use super::record::{ContainerRecord, Status};
-use super::shim::Connection;
 use crate::api::stream::HijackedIo;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AttachRequest {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
     pub stream: bool,
     pub logs: bool,
+    /// Typed by a client with a terminal, this sequence detaches it and
+    /// leaves the container running.
+    pub detach_keys: Vec<u8>,
 }
 
 /// Where an attach goes, decided before the request is answered.
@@ -54,7 +57,7 @@ impl Containers {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(PendingAttach {
-                        request: *req,
+                        request: req.clone(),
                         io: rx,
                     });
                 AttachTicket::Parked(tx)
@@ -124,8 +127,14 @@ impl Containers {
                 return;
             }
         };
-        let tty = rec.config.tty;
-        tokio::spawn(relay(io, conn, tty, req.stdin));
+        tokio::spawn(attach_session(
+            io,
+            conn.reader,
+            conn.writer,
+            rec.config.tty,
+            req.stdin,
+            Some(req.detach_keys),
+        ));
     }
 
     /// `logs=1`: what the json-file log holds so far, framed like the
@@ -157,71 +166,5 @@ impl Containers {
         .unwrap_or_default();
         let _ = io.write_all(&data).await;
         let _ = io.flush().await;
-    }
-}
-
-/// Client ⇄ shim. Output frames pass through as they are without a TTY and
-/// lose their headers with one; the client's half-close reaches the shim
-/// as ours, so the process gets EOF on stdin while output keeps flowing.
-async fn relay(client: HijackedIo, conn: Connection, tty: bool, stdin: bool) {
-    let (mut client_r, mut client_w) = tokio::io::split(client);
-    let Connection {
-        mut reader,
-        mut writer,
-    } = conn;
-
-    let input = async move {
-        if !stdin {
-            // Nothing to forward; keep our write side open until output ends.
-            std::future::pending::<()>().await;
-        }
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match client_r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if writer.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = writer.shutdown().await;
-        std::future::pending::<()>().await;
-    };
-
-    let output = async move {
-        let mut header = [0u8; 8];
-        let mut payload = vec![0u8; 64 * 1024];
-        loop {
-            if reader.read_exact(&mut header).await.is_err() {
-                break;
-            }
-            let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-            if !tty && client_w.write_all(&header).await.is_err() {
-                return;
-            }
-            let mut left = len;
-            while left > 0 {
-                let n = left.min(payload.len());
-                if reader.read_exact(&mut payload[..n]).await.is_err() {
-                    let _ = client_w.shutdown().await;
-                    return;
-                }
-                if client_w.write_all(&payload[..n]).await.is_err() {
-                    return;
-                }
-                left -= n;
-            }
-            let _ = client_w.flush().await;
-        }
-        let _ = client_w.flush().await;
-        let _ = client_w.shutdown().await;
-    };
-
-    // Output ending (process gone, or client gone) ends the session.
-    tokio::select! {
-        _ = output => {}
-        _ = input => {}
     }
 }

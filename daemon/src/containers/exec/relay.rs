@@ -1,9 +1,8 @@
-//! Relaying a hijacked client connection and a shim stdio connection
-//! (exec, and attach when detach keys are wanted): client bytes go to the
-//! process's stdin, scanned for the detach sequence; the shim's 8-byte
-//! framed output goes to the client framed (no TTY) or raw (TTY), only
-//! for the streams the client asked for. Every read is cancel-safe, so
-//! both directions run in one `select!` loop.
+//! Relaying a hijacked client connection and a shim stdio connection (exec
+//! and attach): client bytes go to the process's stdin, scanned for the
+//! detach sequence; the shim's 8-byte framed output goes to the client
+//! framed (no TTY) or raw (TTY), only for the streams the client asked for.
+//! Every read is cancel-safe, so both directions run in one `select!` loop.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 
@@ -151,7 +150,6 @@ where
 /// closed), so a `StdinOnce` container keeps its stdin for the next
 /// `docker attach`. A client that closes (the docker CLI detaches by
 /// closing; it keeps the keys to itself) ends stdin only without a TTY.
-#[allow(dead_code)]
 pub async fn attach_session<C, R, W>(
     client: C,
     shim_r: R,
