@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod attach_ws;
+pub mod commit;
 pub mod container_files;
 pub mod containers;
 pub mod events;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(stats::routes())
         .merge(exec::routes())
         .merge(attach_ws::routes())
+        .merge(commit::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .with_state(state)
