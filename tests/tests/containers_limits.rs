@@ -108,6 +108,23 @@ fn cpu_and_pids_limits_reach_the_cgroup() {
         (128u64 << 20).to_string()
     );
     assert_eq!(inspect(&d, id)["HostConfig"]["PidsLimit"], 30);
+    // Lowering memory below the current swap limit, and a CPU limit.
+    d.docker_ok(&[
+        "update",
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "48m",
+        "--cpus",
+        "0.5",
+        id,
+    ]);
+    assert_eq!(
+        cgroup_file(&d, id, "memory", "memory.limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_file(&d, id, "cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_file(&d, id, "cpu", "cpu.cfs_period_us"), "100000");
     d.docker_ok(&["rm", "-f", id]);
 
     let id = d.docker_ok(&[

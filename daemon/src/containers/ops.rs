@@ -1,7 +1,9 @@
-//! `update` (resources of a live container through its cgroup files) and
+//! `update` (resources of a live container, applied by the runtime) and
 //! `top` (host `ps` filtered to the container's processes).
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
@@ -27,157 +29,6 @@ fn cgroup_dir(controller: &str, rel: &str) -> PathBuf {
         PathBuf::from(CGROUP_ROOT).join(rel)
     } else {
         PathBuf::from(CGROUP_ROOT).join(controller).join(rel)
-    }
-}
-
-fn write(controller: &str, rel: &str, file: &str, value: impl ToString) -> Result<()> {
-    let path = cgroup_dir(controller, rel).join(file);
-    std::fs::write(&path, value.to_string())
-        .map_err(|e| ContainerError::internal(format!("writing {}", path.display()), e))
-}
-
-/// Apply the record's resources to the running container's cgroups.
-fn apply(rel: &str, rec: &ContainerRecord, body: &UpdateBody) -> Result<()> {
-    let hc = &rec.host_config;
-    if unified_only() {
-        if body.memory.is_some() || body.memory_swap.is_some() {
-            let mem = if hc.memory > 0 {
-                hc.memory.to_string()
-            } else {
-                "max".into()
-            };
-            write("memory", rel, "memory.max", mem)?;
-            if hc.memory_swap != 0 {
-                let swap = if hc.memory_swap > 0 {
-                    (hc.memory_swap - hc.memory).max(0).to_string()
-                } else {
-                    "max".into()
-                };
-                write("memory", rel, "memory.swap.max", swap)?;
-            }
-        }
-        if body.memory_reservation.is_some() {
-            write("memory", rel, "memory.low", hc.memory_reservation)?;
-        }
-        if body.nano_cpus.is_some() || body.cpu_quota.is_some() || body.cpu_period.is_some() {
-            let (quota, period) = cpu_quota_period(rec);
-            let q = if quota > 0 {
-                quota.to_string()
-            } else {
-                "max".into()
-            };
-            write("cpu", rel, "cpu.max", format!("{q} {period}"))?;
-        }
-        if let Some(shares) = body.cpu_shares.filter(|s| *s > 0) {
-            // The kernel's conversion from v1 shares to v2 weight.
-            write("cpu", rel, "cpu.weight", 1 + ((shares - 2) * 9999) / 262142)?;
-        }
-        if let Some(limit) = body.pids_limit {
-            write(
-                "pids",
-                rel,
-                "pids.max",
-                if limit > 0 {
-                    limit.to_string()
-                } else {
-                    "max".into()
-                },
-            )?;
-        }
-        if let Some(c) = &body.cpuset_cpus {
-            write("cpuset", rel, "cpuset.cpus", c)?;
-        }
-        if let Some(m) = &body.cpuset_mems {
-            write("cpuset", rel, "cpuset.mems", m)?;
-        }
-        return Ok(());
-    }
-    if body.memory.is_some() || body.memory_swap.is_some() {
-        let mem = if hc.memory > 0 { hc.memory } else { -1 };
-        let swap = match hc.memory_swap {
-            0 if hc.memory > 0 => hc.memory * 2,
-            0 => -1,
-            s => s,
-        };
-        let memsw = cgroup_dir("memory", rel)
-            .join("memory.memsw.limit_in_bytes")
-            .exists();
-        // memsw must stay >= memory: order the writes by direction.
-        if memsw && (swap == -1 || swap >= current_memory(rel).unwrap_or(i64::MAX)) {
-            write("memory", rel, "memory.memsw.limit_in_bytes", swap)?;
-            write("memory", rel, "memory.limit_in_bytes", mem)?;
-        } else {
-            write("memory", rel, "memory.limit_in_bytes", mem)?;
-            if memsw {
-                write("memory", rel, "memory.memsw.limit_in_bytes", swap)?;
-            }
-        }
-    }
-    if body.memory_reservation.is_some() {
-        let r = if hc.memory_reservation > 0 {
-            hc.memory_reservation
-        } else {
-            -1
-        };
-        write("memory", rel, "memory.soft_limit_in_bytes", r)?;
-    }
-    if body.nano_cpus.is_some() || body.cpu_quota.is_some() || body.cpu_period.is_some() {
-        let (quota, period) = cpu_quota_period(rec);
-        write("cpu", rel, "cpu.cfs_period_us", period)?;
-        write(
-            "cpu",
-            rel,
-            "cpu.cfs_quota_us",
-            if quota > 0 { quota } else { -1 },
-        )?;
-    }
-    if let Some(shares) = body.cpu_shares.filter(|s| *s > 0) {
-        write("cpu", rel, "cpu.shares", shares)?;
-    }
-    if let Some(limit) = body.pids_limit {
-        write(
-            "pids",
-            rel,
-            "pids.max",
-            if limit > 0 {
-                limit.to_string()
-            } else {
-                "max".into()
-            },
-        )?;
-    }
-    if let Some(c) = &body.cpuset_cpus {
-        write("cpuset", rel, "cpuset.cpus", c)?;
-    }
-    if let Some(m) = &body.cpuset_mems {
-        write("cpuset", rel, "cpuset.mems", m)?;
-    }
-    if let Some(w) = body.blkio_weight.filter(|w| *w > 0) {
-        write("blkio", rel, "blkio.weight", w)?;
-    }
-    Ok(())
-}
-
-fn current_memory(rel: &str) -> Option<i64> {
-    std::fs::read_to_string(cgroup_dir("memory", rel).join("memory.limit_in_bytes"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn cpu_quota_period(rec: &ContainerRecord) -> (i64, i64) {
-    let hc = &rec.host_config;
-    if hc.nano_cpus > 0 {
-        let period = super::spec::resources::DEFAULT_CPU_PERIOD;
-        (hc.nano_cpus * period / 1_000_000_000, period)
-    } else {
-        let period = if hc.cpu_period > 0 {
-            hc.cpu_period
-        } else {
-            super::spec::resources::DEFAULT_CPU_PERIOD
-        };
-        (hc.cpu_quota, period)
     }
 }
 
@@ -358,8 +209,7 @@ impl Containers {
         let mut updated = r.clone();
         updated.host_config = hc;
         if updated.state.status.is_live() {
-            let rel = cgroup_path(&self.settings.cgroup_parent, &updated);
-            apply(&rel, &updated, &body)?;
+            self.apply_resources(&updated)?;
         }
         self.save(&updated)?;
         *r = updated;
@@ -367,6 +217,43 @@ impl Containers {
         drop(r);
         self.publish(&rec, "update");
         Ok(Vec::new())
+    }
+
+    /// Hand the record's resources to the runtime (`update --resources -`),
+    /// which knows the host's cgroup layout (v1, v2 or hybrid). Devices are
+    /// left as they were set at create.
+    fn apply_resources(&self, rec: &ContainerRecord) -> Result<()> {
+        let mut resources =
+            super::spec::resources::resources(&rec.host_config, rec.host_config.privileged)?;
+        if let Some(r) = resources.as_object_mut() {
+            r.remove("devices");
+        }
+        let runtime = self.runtime_path(&rec.host_config.runtime)?;
+        let mut child = Command::new(runtime)
+            .arg("--root")
+            .arg(self.settings.runtime_root())
+            .args(["update", "--resources", "-", &rec.id])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ContainerError::internal("running the runtime's update", e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(resources.to_string().as_bytes())
+                .map_err(|e| ContainerError::internal("sending resources to the runtime", e))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| ContainerError::internal("waiting for the runtime's update", e))?;
+        if !out.status.success() {
+            return Err(ContainerError::Internal(format!(
+                "Cannot update container {}: {}",
+                rec.id,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
     }
 
     pub async fn top(&self, reference: &str, ps_args: &str) -> Result<Value> {
