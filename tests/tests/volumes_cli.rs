@@ -448,6 +448,11 @@ fn docker_py_volumes() {
     let d = started();
     let script = berth_tests::workspace_root().join("tests/py/volumes_dockerpy.py");
     let out = d.python_file(&script, &[]);
-    assert!(out.success(), "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    assert!(
+        out.success(),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
     assert!(out.stdout.contains("ok"), "{}", out.stdout);
 }
