@@ -25,8 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 venv=${BERTH_VENV:-$PWD/.venv}
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import docker, websocket' 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -r tests/py/requirements.txt
-fi
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+# Idempotent: brings an existing venv up to tests/py/requirements.txt too.
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/py/requirements.txt
 echo "deps: ok (venv $venv)"
