@@ -307,6 +307,22 @@ impl Daemon {
         d
     }
 
+    /// A daemon with the busybox fixture image loaded.
+    pub fn with_busybox() -> Daemon {
+        let d = Self::start();
+        d.load_busybox();
+        d
+    }
+
+    /// `docker inspect --type KIND NAME` (container, image, volume,
+    /// network): the one object.
+    #[track_caller]
+    pub fn inspect(&self, kind: &str, name: &str) -> serde_json::Value {
+        let out = self.docker_ok(&["inspect", "--type", kind, name]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+        v[0].clone()
+    }
+
     /// The arguments berthd is started with.
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![

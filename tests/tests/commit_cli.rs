@@ -5,18 +5,6 @@
 
 use berth_tests::Daemon;
 
-fn started() -> Daemon {
-    let d = Daemon::start();
-    d.load_busybox();
-    d
-}
-
-fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
-    let out = d.docker_ok(&["image", "inspect", name]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
-    v[0].clone()
-}
-
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -26,7 +14,7 @@ fn now_secs() -> u64 {
 
 #[test]
 fn commit_stopped_container_with_changes_and_message() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let since = now_secs();
     d.docker_ok(&[
         "run",
@@ -66,9 +54,9 @@ fn commit_stopped_container_with_changes_and_message() {
     );
 
     // Config: the change, completed from the container's config.
-    let img = inspect(&d, "me/app:v2");
+    let img = d.inspect("image", "me/app:v2");
     assert_eq!(img["Id"], id);
-    let busybox = inspect(&d, "busybox");
+    let busybox = d.inspect("image", "busybox");
     assert_eq!(img["Parent"], busybox["Id"]);
     assert_eq!(img["Comment"], "msg");
     assert_eq!(img["Author"], "me <me@x>");
@@ -112,17 +100,17 @@ fn commit_stopped_container_with_changes_and_message() {
     let out = d.docker_ok(&["commit", "cc"]);
     let bare = out.trim();
     assert!(bare.starts_with("sha256:"), "{out}");
-    assert_eq!(inspect(&d, bare)["RepoTags"], serde_json::json!([]));
+    assert_eq!(d.inspect("image", bare)["RepoTags"], serde_json::json!([]));
     // No change: the container's own Cmd.
     assert_eq!(
-        inspect(&d, bare)["Config"]["Cmd"],
+        d.inspect("image", bare)["Config"]["Cmd"],
         serde_json::json!(["sh", "-c", "echo x > /newfile; rm /etc/group"])
     );
 }
 
 #[test]
 fn commit_errors() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let out = d.docker(&["commit", "ghost", "x:y"]);
     assert!(!out.success());
     assert!(
@@ -153,7 +141,7 @@ fn commit_errors() {
 
 #[test]
 fn commit_running_container_pauses_it() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&[
         "run",
         "-d",
@@ -237,7 +225,7 @@ fn commit_running_container_pauses_it() {
 
 #[test]
 fn commit_api_body_config_and_repeated_changes() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&[
         "run", "--name", "api", "-e", "A=1", "-e", "B=2", "--label", "l1=x", "busybox", "true",
     ]);
@@ -260,7 +248,7 @@ fn commit_api_body_config_and_repeated_changes() {
         .as_str()
         .unwrap()
         .to_owned();
-    let img = inspect(&d, "viaapi:t1");
+    let img = d.inspect("image", "viaapi:t1");
     assert_eq!(img["Id"], id);
     let cfg = &img["Config"];
     let env: Vec<&str> = cfg["Env"]
@@ -297,7 +285,7 @@ fn commit_api_body_config_and_repeated_changes() {
 
 #[test]
 fn commit_through_docker_py() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let out = d.python(
         r#"
 import docker

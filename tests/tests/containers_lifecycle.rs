@@ -8,18 +8,6 @@ use std::time::Duration;
 use berth_tests::cleanup::{cgroup_dirs, mounts_under, processes_under};
 use berth_tests::{wait_until, Daemon};
 
-fn started() -> Daemon {
-    let d = Daemon::start();
-    d.load_busybox();
-    d
-}
-
-fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
-    let out = d.docker_ok(&["inspect", "--type", "container", name]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
-    v[0].clone()
-}
-
 /// Nothing of any container remains: no mounts, no shim or container
 /// processes, no container cgroups, no bundles, records or rw layers.
 #[track_caller]
@@ -55,7 +43,7 @@ fn assert_nothing_left(d: &Daemon) {
 
 #[test]
 fn run_rm_prints_and_cleans_up() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let out = d.docker_ok(&["run", "--rm", "busybox", "echo", "hello"]);
     assert_eq!(out, "hello\n");
     assert!(
@@ -70,7 +58,7 @@ fn run_rm_prints_and_cleans_up() {
 
 #[test]
 fn exit_codes_pass_through() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let out = d.docker(&[
         "run",
         "--name",
@@ -83,7 +71,7 @@ fn exit_codes_pass_through() {
     assert_eq!(out.code(), Some(3), "stderr: {}", out.stderr);
     assert_eq!(out.stdout, "out\n");
     assert_eq!(out.stderr, "err\n");
-    let v = inspect(&d, "three");
+    let v = d.inspect("container", "three");
     assert_eq!(v["State"]["Status"], "exited");
     assert_eq!(v["State"]["ExitCode"], 3);
     assert_ne!(v["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
@@ -94,13 +82,13 @@ fn exit_codes_pass_through() {
 
 #[test]
 fn detached_ps_stop_start_rm() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let id = d.docker_ok(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"]);
     let id = id.trim();
     assert_eq!(id.len(), 64, "{id}");
     let ps = d.docker_ok(&["ps", "--format", "{{.ID}} {{.Names}} {{.Status}}"]);
     assert!(ps.starts_with(&format!("{} web Up", &id[..12])), "{ps}");
-    let v = inspect(&d, "web");
+    let v = d.inspect("container", "web");
     assert_eq!(v["State"]["Running"], true);
     let pid = v["State"]["Pid"].as_i64().unwrap();
     assert!(pid > 0);
@@ -109,14 +97,14 @@ fn detached_ps_stop_start_rm() {
 
     // sleep as PID 1 ignores SIGTERM: the stop timeout ends in SIGKILL.
     d.docker_ok(&["stop", "-t", "1", "web"]);
-    let v = inspect(&d, "web");
+    let v = d.inspect("container", "web");
     assert_eq!(v["State"]["Status"], "exited");
     assert_eq!(v["State"]["ExitCode"], 137);
     assert!(d.docker_ok(&["ps", "-q"]).trim().is_empty());
     assert!(d.docker_ok(&["ps", "-aq"]).contains(&id[..12]));
 
     d.docker_ok(&["start", "web"]);
-    assert_eq!(inspect(&d, "web")["State"]["Status"], "running");
+    assert_eq!(d.inspect("container", "web")["State"]["Status"], "running");
     let busy = d.docker(&["rm", "web"]);
     assert!(!busy.success());
     assert!(
@@ -131,7 +119,7 @@ fn detached_ps_stop_start_rm() {
 
 #[test]
 fn names_rename_and_conflicts() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let id = d.docker_ok(&["create", "--name", "first", "busybox", "true"]);
     let id = id.trim();
     let clash = d.docker(&["create", "--name", "first", "busybox", "true"]);
@@ -144,13 +132,13 @@ fn names_rename_and_conflicts() {
         clash.stderr
     );
     d.docker_ok(&["rename", "first", "second"]);
-    assert_eq!(inspect(&d, "second")["Name"], "/second");
+    assert_eq!(d.inspect("container", "second")["Name"], "/second");
     assert!(!d
         .docker(&["inspect", "--type", "container", "first"])
         .success());
     // The old name is free again; a short ID prefix resolves.
     d.docker_ok(&["create", "--name", "first", "busybox", "true"]);
-    assert_eq!(inspect(&d, &id[..6])["Name"], "/second");
+    assert_eq!(d.inspect("container", &id[..6])["Name"], "/second");
     let bad = d.docker(&["create", "--name", "-bad", "busybox", "true"]);
     assert!(
         bad.stderr.contains("Invalid container name (-bad)"),
@@ -159,7 +147,7 @@ fn names_rename_and_conflicts() {
     );
     // Generated names look like dockerd's.
     let gen = d.docker_ok(&["create", "busybox", "true"]);
-    let name = inspect(&d, gen.trim())["Name"]
+    let name = d.inspect("container", gen.trim())["Name"]
         .as_str()
         .unwrap()
         .to_string();
@@ -171,7 +159,7 @@ fn names_rename_and_conflicts() {
 
 #[test]
 fn env_workdir_user_entrypoint_cmd() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let out = d.docker_ok(&[
         "run",
         "--rm",
@@ -215,7 +203,7 @@ fn env_workdir_user_entrypoint_cmd() {
 
 #[test]
 fn stdin_is_piped_and_closed() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let out = d.docker_stdin(&["run", "-i", "--rm", "busybox", "cat"], Some(b"hi\n"));
     assert!(out.success(), "{}", out.stderr);
     assert_eq!(out.stdout, "hi\n");
@@ -227,7 +215,7 @@ fn stdin_is_piped_and_closed() {
 
 #[test]
 fn kill_wait_restart_pause() {
-    let d = started();
+    let d = Daemon::with_busybox();
     // PID 1 only dies of signals it handles: trap USR1.
     d.docker_ok(&[
         "run",
@@ -240,13 +228,15 @@ fn kill_wait_restart_pause() {
         "trap 'exit 5' USR1; while true; do sleep 0.1; done",
     ]);
     d.docker_ok(&["pause", "k1"]);
-    assert_eq!(inspect(&d, "k1")["State"]["Status"], "paused");
+    assert_eq!(d.inspect("container", "k1")["State"]["Status"], "paused");
     assert!(d.docker_ok(&["ps"]).contains("(Paused)"));
     d.docker_ok(&["unpause", "k1"]);
-    assert_eq!(inspect(&d, "k1")["State"]["Status"], "running");
-    let pid1 = inspect(&d, "k1")["State"]["Pid"].as_i64().unwrap();
+    assert_eq!(d.inspect("container", "k1")["State"]["Status"], "running");
+    let pid1 = d.inspect("container", "k1")["State"]["Pid"]
+        .as_i64()
+        .unwrap();
     d.docker_ok(&["restart", "-t", "0", "k1"]);
-    let v = inspect(&d, "k1");
+    let v = d.inspect("container", "k1");
     assert_eq!(v["State"]["Status"], "running");
     assert_ne!(v["State"]["Pid"].as_i64().unwrap(), pid1);
     d.docker_ok(&["kill", "-s", "USR1", "k1"]);
@@ -265,7 +255,7 @@ fn kill_wait_restart_pause() {
 
 #[test]
 fn restart_policies() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&[
         "run",
         "-d",
@@ -280,11 +270,11 @@ fn restart_policies() {
     ]);
     assert!(
         wait_until(Duration::from_secs(20), || {
-            let v = inspect(&d, "flaky");
+            let v = d.inspect("container", "flaky");
             v["RestartCount"] == 2 && v["State"]["Status"] == "exited"
         }),
         "on-failure:2 did not restart twice: {}",
-        inspect(&d, "flaky")
+        d.inspect("container", "flaky")
     );
     d.docker_ok(&[
         "run",
@@ -298,15 +288,17 @@ fn restart_policies() {
         "-c",
         "sleep 0.2",
     ]);
-    assert!(wait_until(Duration::from_secs(20), || inspect(
-        &d, "always"
-    )["RestartCount"]
+    assert!(wait_until(Duration::from_secs(20), || d
+        .inspect("container", "always")["RestartCount"]
         .as_u64()
         >= Some(2)));
     // A stopped container stays stopped.
     d.docker_ok(&["stop", "always"]);
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(inspect(&d, "always")["State"]["Status"], "exited");
+    assert_eq!(
+        d.inspect("container", "always")["State"]["Status"],
+        "exited"
+    );
     let bad = d.docker(&["run", "--rm", "--restart", "always", "busybox", "true"]);
     assert!(!bad.success());
     d.docker_ok(&["rm", "-f", "flaky", "always"]);

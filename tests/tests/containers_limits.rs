@@ -7,18 +7,6 @@ use std::path::PathBuf;
 
 use berth_tests::Daemon;
 
-fn started() -> Daemon {
-    let d = Daemon::start();
-    d.load_busybox();
-    d
-}
-
-fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
-    let out = d.docker_ok(&["inspect", "--type", "container", name]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
-    v[0].clone()
-}
-
 /// A container's cgroup file (v1 controller dir, or the unified tree).
 fn cgroup_file(d: &Daemon, id: &str, controller: &str, file: &str) -> String {
     let candidates = [
@@ -42,7 +30,7 @@ fn cgroup_file(d: &Daemon, id: &str, controller: &str, file: &str) -> String {
 
 #[test]
 fn memory_hog_is_oom_killed() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let out = d.docker(&[
         "run",
         "--name",
@@ -57,7 +45,7 @@ fn memory_hog_is_oom_killed() {
         "x=a; while true; do x=$x$x; done",
     ]);
     assert_eq!(out.code(), Some(137), "stderr: {}", out.stderr);
-    let v = inspect(&d, "hog");
+    let v = d.inspect("container", "hog");
     assert_eq!(v["State"]["OOMKilled"], true);
     assert_eq!(v["State"]["ExitCode"], 137);
     assert_eq!(v["HostConfig"]["Memory"], 16 << 20);
@@ -66,7 +54,7 @@ fn memory_hog_is_oom_killed() {
 
 #[test]
 fn cpu_and_pids_limits_reach_the_cgroup() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let id = d.docker_ok(&[
         "run",
         "-d",
@@ -107,7 +95,7 @@ fn cpu_and_pids_limits_reach_the_cgroup() {
         cgroup_file(&d, id, "memory", "memory.limit_in_bytes"),
         (128u64 << 20).to_string()
     );
-    assert_eq!(inspect(&d, id)["HostConfig"]["PidsLimit"], 30);
+    assert_eq!(d.inspect("container", id)["HostConfig"]["PidsLimit"], 30);
     // Lowering memory below the current swap limit, and a CPU limit.
     d.docker_ok(&[
         "update",
@@ -163,7 +151,7 @@ fn cpu_and_pids_limits_reach_the_cgroup() {
 
 #[test]
 fn read_only_rootfs_and_capabilities() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let out = d.docker(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert!(!out.success());
     assert!(
@@ -289,7 +277,7 @@ fn read_only_rootfs_and_capabilities() {
 
 #[test]
 fn namespaces_and_hostname() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let out = d.docker_ok(&[
         "run",
         "--rm",

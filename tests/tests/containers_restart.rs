@@ -5,12 +5,6 @@ use std::time::Duration;
 
 use berth_tests::{wait_until, Daemon};
 
-fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
-    let out = d.docker_ok(&["inspect", "--type", "container", name]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
-    v[0].clone()
-}
-
 fn alive(pid: i64) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -31,7 +25,11 @@ fn kill9_daemon_and_adopt_containers() {
             "-c",
             "trap 'exit 42' TERM; while true; do sleep 0.2; done",
         ]);
-        pids.push(inspect(&d, name)["State"]["Pid"].as_i64().unwrap());
+        pids.push(
+            d.inspect("container", name)["State"]["Pid"]
+                .as_i64()
+                .unwrap(),
+        );
     }
     d.docker_ok(&[
         "run",
@@ -43,7 +41,7 @@ fn kill9_daemon_and_adopt_containers() {
         "-c",
         "sleep 2; exit 7",
     ]);
-    let started_four = inspect(&d, "four")["State"]["StartedAt"]
+    let started_four = d.inspect("container", "four")["State"]["StartedAt"]
         .as_str()
         .unwrap()
         .to_string();
@@ -61,11 +59,11 @@ fn kill9_daemon_and_adopt_containers() {
     names.sort();
     assert_eq!(names, ["one", "three", "two"]);
     for (name, pid) in ["one", "two", "three"].iter().zip(&pids) {
-        let v = inspect(&d, name);
+        let v = d.inspect("container", name);
         assert_eq!(v["State"]["Status"], "running");
         assert_eq!(v["State"]["Pid"].as_i64(), Some(*pid));
     }
-    let v = inspect(&d, "four");
+    let v = d.inspect("container", "four");
     assert_eq!(v["State"]["Status"], "exited");
     assert_eq!(v["State"]["ExitCode"], 7);
     let finished = v["State"]["FinishedAt"].as_str().unwrap();
@@ -76,7 +74,7 @@ fn kill9_daemon_and_adopt_containers() {
 
     // The adopted containers are fully controllable.
     d.docker_ok(&["stop", "one"]);
-    assert_eq!(inspect(&d, "one")["State"]["ExitCode"], 42);
+    assert_eq!(d.inspect("container", "one")["State"]["ExitCode"], 42);
     let waiter = {
         let mut cmd = d.docker_command();
         cmd.args(["wait", "two"])
@@ -92,7 +90,10 @@ fn kill9_daemon_and_adopt_containers() {
     // Restart again with a container running: still adopted.
     d.kill9();
     d.start_again();
-    assert_eq!(inspect(&d, "three")["State"]["Status"], "running");
+    assert_eq!(
+        d.inspect("container", "three")["State"]["Status"],
+        "running"
+    );
     d.docker_ok(&["rm", "-f", "one", "two", "three", "four"]);
     assert!(d.docker_ok(&["ps", "-aq"]).trim().is_empty());
     assert!(!alive(pids[2]));

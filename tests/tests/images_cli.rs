@@ -6,14 +6,11 @@ use std::process::Command;
 
 use berth_tests::{busybox_tar, tarball, Daemon};
 
-fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
-    let out = d.docker_ok(&["image", "inspect", name]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
-    v[0].clone()
-}
-
 fn image_id(d: &Daemon, name: &str) -> String {
-    inspect(d, name)["Id"].as_str().expect("Id").to_owned()
+    d.inspect("image", name)["Id"]
+        .as_str()
+        .expect("Id")
+        .to_owned()
 }
 
 /// The busybox fixture's root file system as a tar (gzipped if `name` ends
@@ -40,7 +37,7 @@ fn load_list_inspect() {
     let out = d.docker_ok(&["load", "-i", &busybox_tar().display().to_string()]);
     assert_eq!(out.trim(), "Loaded image: busybox:latest");
     let list = d.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
-    let img = inspect(&d, "busybox");
+    let img = d.inspect("image", "busybox");
     let id = img["Id"].as_str().unwrap();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
     assert_eq!(list.trim(), format!("busybox:latest {}", &id[7..19]));
@@ -69,7 +66,7 @@ fn tag_and_rmi() {
     let short = &id[7..19];
     d.docker_ok(&["tag", "busybox", "localhost:5000/team/app:v1"]);
     d.docker_ok(&["tag", short, "other"]);
-    let tags = inspect(&d, "busybox")["RepoTags"].clone();
+    let tags = d.inspect("image", "busybox")["RepoTags"].clone();
     assert_eq!(
         tags,
         // Sorted by the full reference, as dockerd sorts them.
@@ -197,7 +194,7 @@ fn import_with_changes_and_history() {
     ]);
     let id = out.trim();
     assert!(id.starts_with("sha256:"), "{out}");
-    let img = inspect(&d, "mine:imported");
+    let img = d.inspect("image", "mine:imported");
     assert_eq!(img["Id"], id);
     assert_eq!(img["Config"]["Cmd"], serde_json::json!(["sh"]));
     assert_eq!(img["Config"]["Env"], serde_json::json!(["FOO=bar"]));
@@ -324,7 +321,7 @@ fn restart_keeps_images_and_tags() {
     d.docker_ok(&["tag", "busybox", "after:crash"]);
     d.kill9();
     d.start_again();
-    let tags = inspect(&d, "busybox")["RepoTags"].clone();
+    let tags = d.inspect("image", "busybox")["RepoTags"].clone();
     assert_eq!(
         tags,
         serde_json::json!(["keep/me:too", "after:crash", "busybox:latest"])
@@ -369,7 +366,7 @@ fn parallel_loads_share_one_layer() {
         loader.join().unwrap();
     });
     d.load_busybox();
-    let upper = inspect(&d, "busybox")["GraphDriver"]["Data"]["UpperDir"]
+    let upper = d.inspect("image", "busybox")["GraphDriver"]["Data"]["UpperDir"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -28,11 +28,6 @@ fn dir(name: &str) -> Value {
     json!({"name": name, "type": "dir"})
 }
 
-fn inspect(d: &Daemon, name: &str) -> Value {
-    let out = d.docker_ok(&["image", "inspect", name]);
-    serde_json::from_str::<Value>(&out).expect("inspect JSON")[0].clone()
-}
-
 fn sorted_names(p: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(p)
         .unwrap_or_else(|e| panic!("list {}: {e}", p.display()))
@@ -56,7 +51,7 @@ fn whiteouts_and_opaque_dirs_in_the_merged_view() {
         ]}]),
     );
     d.docker_ok(&["load", "-i", &archive.display().to_string()]);
-    let img = inspect(&d, "layered:1");
+    let img = d.inspect("image", "layered:1");
     assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 2);
     let data = &img["GraphDriver"]["Data"];
     let upper = data["UpperDir"].as_str().unwrap();
@@ -108,7 +103,7 @@ fn whiteouts_and_opaque_dirs_in_the_merged_view() {
             .count(),
         2
     );
-    let base = inspect(&d, "layered:2")["GraphDriver"]["Data"]["LowerDir"]
+    let base = d.inspect("image", "layered:2")["GraphDriver"]["Data"]["LowerDir"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -161,7 +156,7 @@ fn hostile_layers_change_nothing_outside_the_store() {
     let out = load_hostile(&d, "absolute", json!([file(&format!("{ts}/pwned"), "x")]));
     assert!(out.success(), "absolute names are confined: {}", out.stderr);
     assert_untouched(&t);
-    let upper = inspect(&d, "absolute:x")["GraphDriver"]["Data"]["UpperDir"]
+    let upper = d.inspect("image", "absolute:x")["GraphDriver"]["Data"]["UpperDir"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -274,7 +269,7 @@ fn compressed_layers_in_an_oci_layout() {
 
     let out = d.docker_ok(&["load", "-i", &archive.display().to_string()]);
     assert_eq!(out.trim(), "Loaded image: oci-test:1");
-    let img = inspect(&d, "oci-test:1");
+    let img = d.inspect("image", "oci-test:1");
     assert_eq!(img["Id"], config_digest);
     assert_eq!(img["RootFS"]["Layers"], json!([diff_id]));
     let upper = img["GraphDriver"]["Data"]["UpperDir"].as_str().unwrap();
@@ -287,7 +282,7 @@ fn compressed_layers_in_an_oci_layout() {
     d.docker_ok(&["save", "-o", &saved.display().to_string(), "oci-test:1"]);
     d.docker_ok(&["rmi", "oci-test:1"]);
     d.docker_ok(&["load", "-i", &saved.display().to_string()]);
-    assert_eq!(inspect(&d, "oci-test:1")["Id"], config_digest);
+    assert_eq!(d.inspect("image", "oci-test:1")["Id"], config_digest);
 
     // A layer whose content does not match its diff ID is refused.
     let bad_config = json!({"architecture": "amd64", "os": "linux",

@@ -7,12 +7,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_tests::{py, Daemon};
 
-fn started() -> Daemon {
-    let d = Daemon::start();
-    d.load_busybox();
-    d
-}
-
 fn seq(range: std::ops::Range<u32>) -> String {
     range.map(|i| format!("line-{i}\n")).collect()
 }
@@ -38,7 +32,7 @@ fn rfc3339_utc_nanos(ts: &str) -> i64 {
 
 #[test]
 fn stdout_and_stderr_are_kept_apart() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&[
         "run",
         "--name",
@@ -59,7 +53,7 @@ fn stdout_and_stderr_are_kept_apart() {
 
 #[test]
 fn tail_timestamps_since_until() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let script = format!("{}; sleep 1.2; echo late", print_lines(50));
     d.docker_ok(&["run", "--name", "c1", "busybox", "sh", "-c", &script]);
     assert_eq!(
@@ -99,7 +93,7 @@ fn tail_timestamps_since_until() {
 
 #[test]
 fn follow_streams_and_ends_when_the_container_stops() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&[
         "run",
         "-d",
@@ -128,7 +122,7 @@ fn follow_streams_and_ends_when_the_container_stops() {
 
 #[test]
 fn rotation_loses_and_splits_no_line() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&[
         "run",
         "--name",
@@ -177,7 +171,7 @@ fn rotation_loses_and_splits_no_line() {
 
 #[test]
 fn a_20k_line_comes_back_whole() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&[
         "run",
         "--name",
@@ -193,7 +187,7 @@ fn a_20k_line_comes_back_whole() {
 
 #[test]
 fn none_driver_cannot_be_read() {
-    let d = started();
+    let d = Daemon::with_busybox();
     assert_eq!(
         d.docker_ok(&[
             "run",
@@ -234,7 +228,7 @@ fn zombies(d: &Daemon, name: &str) -> Vec<String> {
 
 #[test]
 fn init_reaps_orphans_and_passes_the_exit_code() {
-    let d = started();
+    let d = Daemon::with_busybox();
     // A subshell leaves an orphaned `sleep 0.2` behind; PID 1 (or the
     // command under the init) then becomes `sleep 100`, which never waits.
     let script = "(sh -c 'sleep 0.2 &'); exec sleep 100";
@@ -279,7 +273,7 @@ fn init_reaps_orphans_and_passes_the_exit_code() {
 
 #[test]
 fn docker_py_streams_logs() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let out = py::run_ok(&d, "logs_stream.py");
     assert!(out.stdout.contains("ok"), "{}", out.stdout);
 }

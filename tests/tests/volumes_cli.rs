@@ -8,12 +8,6 @@ use std::path::Path;
 use berth_tests::cleanup::mounts_under;
 use berth_tests::{assert_matches_spec, Daemon};
 
-fn started() -> Daemon {
-    let d = Daemon::start();
-    d.load_busybox();
-    d
-}
-
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
@@ -39,7 +33,7 @@ fn assert_no_mounts_left(d: &Daemon) {
 
 #[test]
 fn every_kind_of_mount_persists_as_dockerd() {
-    let d = started();
+    let d = Daemon::with_busybox();
     // Named volume, created on demand.
     d.docker_ok(&[
         "run",
@@ -156,7 +150,7 @@ fn every_kind_of_mount_persists_as_dockerd() {
 
 #[test]
 fn new_volumes_are_filled_from_the_image() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&["run", "--rm", "-v", "etc:/etc", "busybox", "true"]);
     let passwd = d.docker_ok(&["run", "--rm", "-v", "etc:/x", "busybox", "cat", "/x/passwd"]);
     assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");
@@ -215,7 +209,7 @@ fn new_volumes_are_filled_from_the_image() {
 
 #[test]
 fn volume_commands_and_conflicts() {
-    let d = started();
+    let d = Daemon::with_busybox();
     assert_eq!(
         d.docker_ok(&["volume", "create", "--label", "team=a", "v1"]),
         "v1\n"
@@ -302,7 +296,7 @@ fn volume_commands_and_conflicts() {
 
 #[test]
 fn rm_v_removes_only_anonymous_volumes() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&[
         "run",
         "--name",
@@ -333,7 +327,7 @@ fn rm_v_removes_only_anonymous_volumes() {
 
 #[test]
 fn inspect_mounts_shape() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let host = d.dir.path().join("h");
     fs::create_dir_all(&host).unwrap();
     let bind = format!("{}:/b:ro", host.display());
@@ -371,7 +365,7 @@ fn inspect_mounts_shape() {
 
 #[test]
 fn bad_mount_specs_get_dockerds_errors() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let cases: [(&[&str], &str); 4] = [
         (
             &["-v", "/x:rel"],
@@ -418,7 +412,7 @@ fn bad_mount_specs_get_dockerds_errors() {
 
 #[test]
 fn volume_events() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&["volume", "create", "ev"]);
     d.docker_ok(&["volume", "rm", "ev"]);
     let until = std::time::SystemTime::now()
@@ -445,7 +439,7 @@ fn volume_events() {
 
 #[test]
 fn docker_py_volumes() {
-    let d = started();
+    let d = Daemon::with_busybox();
     let script = berth_tests::workspace_root().join("tests/py/volumes_dockerpy.py");
     let out = d.python_file(&script, &[]);
     assert!(

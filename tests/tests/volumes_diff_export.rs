@@ -8,15 +8,9 @@ use std::process::Command;
 use berth_tests::cleanup::mounts_under;
 use berth_tests::{assert_matches_spec, Daemon};
 
-fn started() -> Daemon {
-    let d = Daemon::start();
-    d.load_busybox();
-    d
-}
-
 #[test]
 fn diff_shows_added_changed_and_deleted_paths() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&["run", "--name", "chg", "-v", "/vol", "busybox", "sh", "-c",
         "echo x > /tmp/new; rm /bin/ls; echo y >> /etc/passwd; mkdir -p /srv/a; echo z > /vol/in-volume"]);
     let out = d.docker_ok(&["diff", "chg"]);
@@ -73,7 +67,7 @@ fn tar_list(d: &Daemon, container: &str) -> (Vec<String>, String) {
 
 #[test]
 fn export_stopped_and_running_containers() {
-    let d = started();
+    let d = Daemon::with_busybox();
     d.docker_ok(&[
         "run",
         "--name",
@@ -120,7 +114,7 @@ fn export_stopped_and_running_containers() {
 
 #[test]
 fn volume_users_survive_a_daemon_restart() {
-    let mut d = started();
+    let mut d = Daemon::with_busybox();
     d.docker_ok(&[
         "create", "--name", "user", "-v", "kept:/d", "busybox", "true",
     ]);
