@@ -1,8 +1,8 @@
-//! `update` (resources of a live container, applied by the runtime) and
-//! `top` (host `ps` filtered to the container's processes).
+//! `update` (resources of a live container) and `top` (host `ps` filtered
+//! to the container's processes). Both ask the runtime, which knows the
+//! container's cgroups on any host layout.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
@@ -10,45 +10,7 @@ use serde_json::{json, Value};
 use super::config::UpdateBody;
 use super::core::Containers;
 use super::error::{ContainerError, Result};
-use super::lifecycle::cgroup_path;
 use super::record::ContainerRecord;
-
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-fn unified_only() -> bool {
-    std::path::Path::new(CGROUP_ROOT)
-        .join("cgroup.controllers")
-        .exists()
-}
-
-/// The directory of `controller` for the container (v1), or its unified
-/// cgroup (v2).
-fn cgroup_dir(controller: &str, rel: &str) -> PathBuf {
-    let rel = rel.trim_start_matches('/');
-    if unified_only() {
-        PathBuf::from(CGROUP_ROOT).join(rel)
-    } else {
-        PathBuf::from(CGROUP_ROOT).join(controller).join(rel)
-    }
-}
-
-/// Pids in the container's cgroup.
-fn cgroup_pids(rel: &str) -> Result<Vec<i32>> {
-    let mut last_err = None;
-    for controller in ["pids", "memory", "cpu", "freezer"] {
-        let path = cgroup_dir(controller, rel).join("cgroup.procs");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => return Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
-            Err(e) => last_err = Some((path, e)),
-        }
-    }
-    let (path, e) =
-        last_err.unwrap_or_else(|| (PathBuf::new(), std::io::Error::other("no cgroup")));
-    Err(ContainerError::internal(
-        format!("reading {}", path.display()),
-        e,
-    ))
-}
 
 /// dockerd's parsing of `ps` output: the PID column of the header says
 /// which field to match; the last column takes the rest of the line.
@@ -219,40 +181,59 @@ impl Containers {
         Ok(Vec::new())
     }
 
-    /// Hand the record's resources to the runtime (`update --resources -`),
-    /// which knows the host's cgroup layout (v1, v2 or hybrid). Devices are
-    /// left as they were set at create.
+    /// Run `runtime --root R OP ARGS…` for the container, feeding `input`;
+    /// its stdout, or an error carrying the runtime's message.
+    fn runtime_call(
+        &self,
+        rec: &ContainerRecord,
+        op: &str,
+        args: &[&str],
+        input: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
+        let runtime = self.runtime_path(&rec.host_config.runtime)?;
+        let mut child = Command::new(runtime)
+            .arg("--root")
+            .arg(self.settings.runtime_root())
+            .arg(op)
+            .args(args)
+            .arg(&rec.id)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ContainerError::internal(format!("running the runtime's {op}"), e))?;
+        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin
+                .write_all(data)
+                .map_err(|e| ContainerError::internal(format!("feeding the runtime's {op}"), e))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| ContainerError::internal(format!("waiting for the runtime's {op}"), e))?;
+        if !out.status.success() {
+            return Err(ContainerError::Internal(format!(
+                "runtime {op} of container {}: {}",
+                rec.id,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Hand the record's resources to the runtime (`update --resources -`).
+    /// Devices are left as they were set at create.
     fn apply_resources(&self, rec: &ContainerRecord) -> Result<()> {
         let mut resources =
             super::spec::resources::resources(&rec.host_config, rec.host_config.privileged)?;
         if let Some(r) = resources.as_object_mut() {
             r.remove("devices");
         }
-        let runtime = self.runtime_path(&rec.host_config.runtime)?;
-        let mut child = Command::new(runtime)
-            .arg("--root")
-            .arg(self.settings.runtime_root())
-            .args(["update", "--resources", "-", &rec.id])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| ContainerError::internal("running the runtime's update", e))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(resources.to_string().as_bytes())
-                .map_err(|e| ContainerError::internal("sending resources to the runtime", e))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| ContainerError::internal("waiting for the runtime's update", e))?;
-        if !out.status.success() {
-            return Err(ContainerError::Internal(format!(
-                "Cannot update container {}: {}",
-                rec.id,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        let input = resources.to_string();
+        self.runtime_call(rec, "update", &["--resources", "-"], Some(input.as_bytes()))?;
         Ok(())
     }
 
@@ -264,8 +245,9 @@ impl Containers {
                 rec.id
             )));
         }
-        let rel = cgroup_path(&self.settings.cgroup_parent, &rec);
-        let pids = cgroup_pids(&rel)?;
+        let out = self.runtime_call(&rec, "ps", &["--format", "json"], None)?;
+        let pids: Vec<i32> = serde_json::from_slice(&out)
+            .map_err(|e| ContainerError::internal("reading the runtime's ps output", e))?;
         let args: Vec<&str> = if ps_args.trim().is_empty() {
             vec!["-ef"]
         } else {
