@@ -13,6 +13,7 @@ mod host;
 mod init;
 mod instance;
 mod network;
+mod private_dirs;
 mod server;
 mod volumes;
 
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    raise_fd_limit();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -63,9 +65,7 @@ fn init_logging(config: &Config) {
 }
 
 fn run(config: Config) -> Result<()> {
-    for dir in [&config.data_root, &config.exec_root] {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    private_dirs::prepare(&config.data_root, &config.exec_root)?;
     let _instance = instance::Instance::acquire(&config.data_root, &config.pidfile)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,6 +100,21 @@ fn run(config: Config) -> Result<()> {
     // Streams still open (events, hijacked attach) must not delay exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
+}
+
+/// Tree walks keep one fd per directory level and every connection holds
+/// one: use the hard limit, as dockerd's unit does (LimitNOFILE=infinity).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("raising the open file limit to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("reading the open file limit: {e}"),
+    }
 }
 
 /// SIGTERM or SIGINT. Containers are left running: their shims keep them.

@@ -53,7 +53,7 @@ pub fn changes(rec: &ContainerRecord, upper: &Path) -> io::Result<Vec<Change>> {
         hidden: &hidden,
     };
     let mut out = Vec::new();
-    match walker.walk(upper, "", &mut out) {
+    match walker.walk(upper, &mut out) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         r => {
             r?;
@@ -63,6 +63,41 @@ pub fn changes(rec: &ContainerRecord, upper: &Path) -> io::Result<Vec<Change>> {
     Ok(out)
 }
 
+/// A directory being walked.
+struct Frame {
+    path: PathBuf,
+    /// Its container path (`""` for the root).
+    prefix: String,
+    entries: Vec<fs::DirEntry>,
+    /// Whether anything below it changed.
+    any: bool,
+    /// Its own entry in the output, decided once its content is known.
+    dir: Option<DirChange>,
+}
+
+struct DirChange {
+    /// Index of its entry in the output.
+    at: usize,
+    /// The image's version of it, if any.
+    lower: Option<fs::Metadata>,
+    md: fs::Metadata,
+}
+
+impl Frame {
+    fn open(path: &Path, prefix: String, dir: Option<DirChange>) -> io::Result<Frame> {
+        let mut entries = fs::read_dir(path)?.collect::<io::Result<Vec<_>>>()?;
+        // Popped from the end.
+        entries.reverse();
+        Ok(Frame {
+            path: path.to_path_buf(),
+            prefix,
+            entries,
+            any: false,
+            dir,
+        })
+    }
+}
+
 struct Walker<'a> {
     /// Image layers, lowest first.
     layers: &'a [PathBuf],
@@ -70,21 +105,38 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    /// Adds the changes below `dir` (container path `prefix`) and returns
-    /// whether there were any.
-    fn walk(&self, dir: &Path, prefix: &str, out: &mut Vec<Change>) -> io::Result<bool> {
-        let mut any = false;
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
+    /// Adds the changes below `top`. Depth-first with an explicit stack, so
+    /// a tree of any depth costs heap, never call stack.
+    fn walk(&self, top: &Path, out: &mut Vec<Change>) -> io::Result<()> {
+        let mut stack = vec![Frame::open(top, String::new(), None)?];
+        while let Some(frame) = stack.last_mut() {
+            let Some(entry) = frame.entries.pop() else {
+                let Some(done) = stack.pop() else { break };
+                let (Some(dir), Some(parent)) = (done.dir, stack.last_mut()) else {
+                    continue;
+                };
+                match dir.lower {
+                    None => out[dir.at].kind = Kind::Added as u8,
+                    // A directory copied up only because something below it
+                    // was (or a hidden mount point was created in it).
+                    Some(l) if !done.any && same_attrs(&l, &dir.md) && !is_opaque(&done.path) => {
+                        out.truncate(dir.at);
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+                parent.any = true;
+                continue;
+            };
             let name = entry.file_name();
-            let path = format!("{prefix}/{}", name.to_string_lossy());
+            let path = format!("{}/{}", frame.prefix, name.to_string_lossy());
             let md = entry.metadata()?;
             if is_whiteout(&md) {
                 out.push(Change {
                     path,
                     kind: Kind::Deleted as u8,
                 });
-                any = true;
+                frame.any = true;
                 continue;
             }
             let lower = self.lower(&path);
@@ -97,18 +149,8 @@ impl Walker<'_> {
                     path: path.clone(),
                     kind: Kind::Modified as u8,
                 });
-                let children = self.walk(&entry.path(), &path, out)?;
-                match lower {
-                    None => out[at].kind = Kind::Added as u8,
-                    // A directory copied up only because something below it
-                    // was (or a hidden mount point was created in it).
-                    Some(l) if !children && same_attrs(&l, &md) && !is_opaque(&entry.path()) => {
-                        out.remove(at);
-                        continue;
-                    }
-                    Some(_) => {}
-                }
-                any = true;
+                let child = Frame::open(&entry.path(), path, Some(DirChange { at, lower, md }))?;
+                stack.push(child);
                 continue;
             }
             let kind = if lower.is_some() {
@@ -120,9 +162,9 @@ impl Walker<'_> {
                 path,
                 kind: kind as u8,
             });
-            any = true;
+            frame.any = true;
         }
-        Ok(any)
+        Ok(())
     }
 
     /// The metadata of `path` in the image, if it is there (the topmost

@@ -884,7 +884,7 @@ pub(super) fn remove_bundle(bundle: &Path) {
             if entry.file_name() == "rootfs" {
                 std::fs::remove_dir(&path)
             } else {
-                std::fs::remove_dir_all(&path)
+                berth_common::tree::remove_all(&path)
             }
         } else {
             std::fs::remove_file(&path)

@@ -18,10 +18,8 @@ pub fn create_layer(data_root: &Path, id: &str) -> io::Result<()> {
 }
 
 pub fn remove_layer(data_root: &Path, id: &str) -> io::Result<()> {
-    match fs::remove_dir_all(layer_dir(data_root, id)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+    // Container-made content: any depth (see berth_common::tree).
+    berth_common::tree::remove_all(&layer_dir(data_root, id))
 }
 
 /// The overlay mount options (top layer first in `lowerdir`).

@@ -58,10 +58,7 @@ impl RecordDir {
     }
 
     pub fn remove(&self, id: &str) -> io::Result<()> {
-        match fs::remove_dir_all(self.dir(id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        berth_common::tree::remove_all(&self.dir(id))
     }
 }
 

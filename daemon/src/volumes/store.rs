@@ -250,7 +250,8 @@ impl VolumeStore {
             }
             _ => {}
         }
-        fs::remove_dir_all(&dir).map_err(VolumeError::io(format!("remove {}", volume.name)))
+        berth_common::tree::remove_all(&dir)
+            .map_err(VolumeError::io(format!("remove {}", volume.name)))
     }
 
     /// Removes every unused volume `select` accepts; returns the removed

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -96,6 +97,15 @@ pub fn set_oom_score_adj(process: &Process) -> Result<()> {
 /// As root inside the container: cwd (verified), rlimits, no_new_privs.
 pub fn prepare_process(process: &Process) -> Result<()> {
     let cwd = process.cwd();
+    if let Err(nix::errno::Errno::ENOENT) = nix::unistd::chdir(cwd) {
+        // As runc: a missing cwd is created (we are inside the new root, so
+        // the path cannot leave it).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(cwd)
+            .ctx(|| format!("create cwd {}", cwd.display()))?;
+    }
     nix::unistd::chdir(cwd).ctx(|| format!("chdir to cwd {}", cwd.display()))?;
     // A cwd reached through a leaked host fd or a moved mount resolves
     // outside our root; getcwd then fails or does not name an absolute path.

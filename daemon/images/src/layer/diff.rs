@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -27,8 +27,16 @@ pub fn write_diff<W: Write>(upper: &Path, out: W) -> Result<W> {
         tar: tar::Builder::new(out),
         hardlinks: HashMap::new(),
     };
-    w.walk(root.as_fd(), Path::new(""))?;
+    w.walk(root)?;
     w.tar.into_inner().ctx(|| "finish layer tar".to_owned())
+}
+
+/// A directory being archived: its open fd, path in the layer, and the
+/// names still to archive.
+struct Level {
+    fd: OwnedFd,
+    prefix: PathBuf,
+    names: Vec<std::ffi::CString>,
 }
 
 struct DiffWriter<W: Write> {
@@ -58,16 +66,39 @@ fn empty_file(mtime: i64) -> tar::Header {
 }
 
 impl<W: Write> DiffWriter<W> {
-    fn walk(&mut self, dir: BorrowedFd<'_>, prefix: &Path) -> Result<()> {
-        let mut names = sys::list_dir(dir).ctx(|| format!("list {}", prefix.display()))?;
-        names.sort();
-        for name in names {
-            self.entry(dir, prefix, &name)?;
+    /// Archives the tree below `root` depth-first with an explicit stack
+    /// (one open fd per level, never call stack), names sorted.
+    fn walk(&mut self, root: OwnedFd) -> Result<()> {
+        let mut stack = vec![self.level(root, PathBuf::new())?];
+        while let Some(level) = stack.last_mut() {
+            let Some(name) = level.names.pop() else {
+                stack.pop();
+                continue;
+            };
+            let (fd, prefix) = (level.fd.as_fd(), level.prefix.clone());
+            if let Some((child, rel)) = self.entry(fd, &prefix, &name)? {
+                let next = self.level(child, rel)?;
+                stack.push(next);
+            }
         }
         Ok(())
     }
 
-    fn entry(&mut self, dir: BorrowedFd<'_>, prefix: &Path, name: &CStr) -> Result<()> {
+    fn level(&self, fd: OwnedFd, prefix: PathBuf) -> Result<Level> {
+        let mut names = sys::list_dir(fd.as_fd()).ctx(|| format!("list {}", prefix.display()))?;
+        // Popped from the end: reverse order gives sorted output.
+        names.sort_by(|a, b| b.cmp(a));
+        Ok(Level { fd, prefix, names })
+    }
+
+    /// Archives one entry; a directory is returned (open, with its path)
+    /// for the caller to descend into.
+    fn entry(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        prefix: &Path,
+        name: &CStr,
+    ) -> Result<Option<(OwnedFd, PathBuf)>> {
         let rel = prefix.join(OsStr::from_bytes(name.to_bytes()));
         let err = |what: &str| {
             let rel = rel.clone();
@@ -106,7 +137,7 @@ impl<W: Write> DiffWriter<W> {
                         .append_data(&mut h, rel.join(".wh..wh..opq"), io::empty())
                         .map_err(err("archive"))?;
                 }
-                self.walk(fd.as_fd(), &rel)?;
+                return Ok(Some((fd, rel)));
             }
             libc::S_IFREG => {
                 let key = (st.st_dev, st.st_ino);
@@ -115,7 +146,7 @@ impl<W: Write> DiffWriter<W> {
                         let mut h = header(&st, tar::EntryType::Link);
                         let first = first.clone();
                         self.tar.append_link(&mut h, &rel, first).map_err(tar_err)?;
-                        return Ok(());
+                        return Ok(None);
                     }
                     self.hardlinks.insert(key, rel.clone());
                 }
@@ -158,7 +189,7 @@ impl<W: Write> DiffWriter<W> {
             // Sockets cannot be archived; dockerd skips them too.
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// PAX records for the next entry's xattrs (overlay's own excluded).

@@ -564,7 +564,10 @@ pub(crate) fn remove_tree(p: &Path) -> Result<()> {
             context: format!("stat {}", p.display()),
             source: e,
         }),
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p).ctx(|| format!("remove {}", p.display())),
+        // Image-made content: any depth (see berth_common::tree).
+        Ok(m) if m.is_dir() => {
+            berth_common::tree::remove_all(p).ctx(|| format!("remove {}", p.display()))
+        }
         Ok(_) => fs::remove_file(p).ctx(|| format!("remove {}", p.display())),
     }
 }

@@ -36,8 +36,17 @@ pub fn write_tar<W: Write>(
         out: builder,
         seen: HashMap::new(),
     };
-    let mut path = parts.to_vec();
-    packer.add(&mut path, rebase.to_string(), true)?;
+    // Depth-first with an explicit stack: a tree of any depth costs heap,
+    // never call stack.
+    let mut todo = vec![(parts.to_vec(), rebase.to_string(), true)];
+    while let Some((parts, name, top)) = todo.pop() {
+        let children = packer.add(&parts, name, top)?;
+        for (child, child_name) in children.into_iter().rev() {
+            let mut p = parts.clone();
+            p.push(child);
+            todo.push((p, child_name, false));
+        }
+    }
     packer
         .out
         .into_inner()
@@ -45,16 +54,18 @@ pub fn write_tar<W: Write>(
 }
 
 impl<W: Write> Packer<'_, W> {
+    /// Archives `parts` as `name`; for a directory, returns its entries
+    /// (name, archive name) to archive next.
     fn add(
         &mut self,
-        parts: &mut Vec<OsString>,
+        parts: &[OsString],
         name: String,
         top: bool,
-    ) -> Result<(), ArchiveError> {
+    ) -> Result<Vec<(OsString, String)>, ArchiveError> {
         let fd = match self.view.open(parts, libc::O_PATH) {
             Ok(fd) => fd,
             // Removed while we walk a running container: leave it out.
-            Err(e) if is_not_found(&e) && !top => return Ok(()),
+            Err(e) if is_not_found(&e) && !top => return Ok(Vec::new()),
             Err(e) if is_not_found(&e) => return Err(ArchiveError::NotFound),
             Err(e) => return Err(ArchiveError::io("opening for the archive")(e)),
         };
@@ -74,6 +85,7 @@ impl<W: Write> Packer<'_, W> {
                 return self
                     .out
                     .append_link(&mut header, &name, &first)
+                    .map(|()| Vec::new())
                     .map_err(ArchiveError::io("writing the archive"));
             }
             self.seen.insert(key, name.clone());
@@ -92,6 +104,7 @@ impl<W: Write> Packer<'_, W> {
                 let data = file.take(size).chain(io::repeat(0)).take(size);
                 self.out
                     .append_data(&mut header, &name, data)
+                    .map(|()| Vec::new())
                     .map_err(ArchiveError::io("writing the archive"))
             }
             libc::S_IFDIR => {
@@ -108,16 +121,13 @@ impl<W: Write> Packer<'_, W> {
                     .map_err(ArchiveError::io("opening a directory"))?;
                 let names = sys::read_dir_names(dir.as_fd())
                     .map_err(ArchiveError::io("reading a directory"))?;
-                drop(dir);
-                drop(fd);
-                for child in names {
-                    parts.push(child.clone());
-                    let child_name = format!("{}{}", dir_name, child.to_string_lossy());
-                    let res = self.add(parts, child_name, false);
-                    parts.pop();
-                    res?;
-                }
-                Ok(())
+                Ok(names
+                    .into_iter()
+                    .map(|child| {
+                        let child_name = format!("{}{}", dir_name, child.to_string_lossy());
+                        (child, child_name)
+                    })
+                    .collect())
             }
             libc::S_IFLNK => {
                 let target = sys::readlink_at(fd.as_fd(), OsStr::new(""))
@@ -125,6 +135,7 @@ impl<W: Write> Packer<'_, W> {
                 header.set_entry_type(tar::EntryType::Symlink);
                 self.out
                     .append_link(&mut header, &name, &target)
+                    .map(|()| Vec::new())
                     .map_err(ArchiveError::io("writing the archive"))
             }
             libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
@@ -142,10 +153,11 @@ impl<W: Write> Packer<'_, W> {
                 }
                 self.out
                     .append_data(&mut header, &name, io::empty())
+                    .map(|()| Vec::new())
                     .map_err(ArchiveError::io("writing the archive"))
             }
             // Sockets cannot be archived (as with GNU tar and dockerd).
-            _ => Ok(()),
+            _ => Ok(Vec::new()),
         }
     }
 }

@@ -5,14 +5,15 @@
 //! hostile symlinks in the archive, nor symlinks swapped in by a running
 //! container can make it write outside the container.
 
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use super::sys;
-use super::view::{components, is_not_found, join, FsView};
+use super::view::{components, is_not_found, join, FsView, MAX_SYMLINKS};
 use super::ArchiveError;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,6 +34,7 @@ pub fn extract_tar<R: Read>(
     let mut archive = tar::Archive::new(input);
     let entries = archive.entries().map_err(bad_archive)?;
     let mut dir_times: Vec<(Vec<OsString>, i64)> = Vec::new();
+    let mut last_dir: Option<LastDir> = None;
     for entry in entries {
         let mut entry = entry.map_err(bad_archive)?;
         let raw_name = entry.path_bytes().into_owned();
@@ -64,12 +66,12 @@ pub fn extract_tar<R: Read>(
                 join(&target)
             )));
         }
-        let mut parent: Vec<OsString> = dest.to_vec();
-        parent.extend(parent_rel.iter().cloned());
-        let parent = ensure_dir(view, &parent)?;
-        let parent_fd = view
-            .open(&parent, libc::O_PATH | libc::O_DIRECTORY)
-            .map_err(ArchiveError::io("opening the extraction directory"))?;
+        let mut parent_raw: Vec<OsString> = dest.to_vec();
+        parent_raw.extend(parent_rel.iter().cloned());
+        let (parent, parent_fd) = match last_dir.take() {
+            Some(d) if d.raw == parent_raw => (d.resolved, d.fd),
+            _ => ensure_dir(view, &parent_raw)?,
+        };
         let dir = parent_fd.as_fd();
         let header = entry.header().clone();
         let mode = header.mode().map_err(bad_archive)? & 0o7777;
@@ -83,13 +85,22 @@ pub fn extract_tar<R: Read>(
         let mtime = header.mtime().map_err(bad_archive)? as i64;
         let name = base.as_os_str();
 
-        clear_target(
+        let replaced = clear_target(
             dir,
             name,
             kind.is_dir(),
             opts.no_overwrite_dir_non_dir,
             &target,
         )?;
+        // Keep the parent for the next entry, unless something was removed
+        // (a cached directory may have been below it).
+        let keep = |resolved: Vec<OsString>, fd: OwnedFd| {
+            (!replaced).then(|| LastDir {
+                raw: parent_raw.clone(),
+                resolved,
+                fd,
+            })
+        };
         match kind {
             tar::EntryType::Directory => {
                 match sys::mkdir_at(dir, name, 0o700) {
@@ -102,7 +113,14 @@ pub fn extract_tar<R: Read>(
                 set_owner_mode(fd.as_fd(), uid, gid, mode)?;
                 let mut resolved = parent.clone();
                 resolved.push(name.to_os_string());
-                dir_times.push((resolved, mtime));
+                dir_times.push((resolved.clone(), mtime));
+                // Its content most likely comes next.
+                last_dir = (!replaced).then(|| LastDir {
+                    raw: target.clone(),
+                    resolved,
+                    fd,
+                });
+                continue;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let fd = sys::create_file(dir, name, 0o600)
@@ -173,6 +191,7 @@ pub fn extract_tar<R: Read>(
                 )))
             }
         }
+        last_dir = keep(parent, parent_fd);
     }
     // Directory times last: creating entries inside changed them.
     for (parts, mtime) in dir_times.iter().rev() {
@@ -182,6 +201,16 @@ pub fn extract_tar<R: Read>(
         }
     }
     Ok(())
+}
+
+/// The directory the previous entry was written in (or, for a directory
+/// entry, that directory): archives list a directory right before its
+/// content, so most entries find their parent here without a lookup.
+struct LastDir {
+    /// The parent as the archive names it, below the extraction point.
+    raw: Vec<OsString>,
+    resolved: Vec<OsString>,
+    fd: OwnedFd,
 }
 
 fn bad_archive(e: impl std::fmt::Display) -> ArchiveError {
@@ -211,22 +240,22 @@ fn set_owner_mode(fd: BorrowedFd<'_>, uid: u32, gid: u32, mode: u32) -> Result<(
 /// Make room for a new entry `name` in `dir`: an existing directory stays
 /// for a directory entry; anything else is removed, unless that would
 /// replace a directory by a non-directory or the reverse and
-/// `no_overwrite` is set.
+/// `no_overwrite` is set. Returns whether anything was removed.
 fn clear_target(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     new_is_dir: bool,
     no_overwrite: bool,
     target: &[OsString],
-) -> Result<(), ArchiveError> {
+) -> Result<bool, ArchiveError> {
     let st = match sys::lstat_at(dir, name) {
         Ok(st) => st,
-        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) if is_not_found(&e) => return Ok(false),
         Err(e) => return Err(ArchiveError::io("stat")(e)),
     };
     let old_is_dir = sys::file_type(&st) == libc::S_IFDIR;
     match (old_is_dir, new_is_dir) {
-        (true, true) => Ok(()),
+        (true, true) => Ok(false),
         (true, false) if no_overwrite => Err(ArchiveError::BadArchive(format!(
             "cannot overwrite directory {:?} with non-directory",
             join(target)
@@ -235,66 +264,132 @@ fn clear_target(
             "cannot overwrite non-directory {:?} with directory",
             join(target)
         ))),
-        (true, false) => remove_all(dir, name).map_err(ArchiveError::io("removing a directory")),
-        (false, _) => sys::unlink_at(dir, name, false).map_err(ArchiveError::io("removing a file")),
+        (true, false) => remove_all(dir, name)
+            .map(|()| true)
+            .map_err(ArchiveError::io("removing a directory")),
+        (false, _) => sys::unlink_at(dir, name, false)
+            .map(|()| true)
+            .map_err(ArchiveError::io("removing a file")),
     }
 }
 
-/// `rm -rf name` relative to `dir`, never following symlinks.
+/// `rm -rf name` relative to `dir`, never following symlinks. Iterative:
+/// the depth of the tree costs one open fd per level, never stack.
 fn remove_all(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
-    let child = sys::open_child(dir, name, libc::O_RDONLY | libc::O_DIRECTORY)?;
-    for entry in sys::read_dir_names(child.as_fd())? {
-        let st = sys::lstat_at(child.as_fd(), &entry)?;
+    struct Level {
+        fd: OwnedFd,
+        entries: Vec<OsString>,
+    }
+    let open = |parent: BorrowedFd<'_>, name: &OsStr| -> io::Result<Level> {
+        let fd = sys::open_child(parent, name, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let entries = sys::read_dir_names(fd.as_fd())?;
+        Ok(Level { fd, entries })
+    };
+    let mut stack = vec![open(dir, name)?];
+    while let Some(level) = stack.last_mut() {
+        let Some(entry) = level.entries.pop() else {
+            stack.pop();
+            continue;
+        };
+        let st = sys::lstat_at(level.fd.as_fd(), &entry)?;
         if sys::file_type(&st) == libc::S_IFDIR {
-            remove_all(child.as_fd(), &entry)?;
+            let child = open(level.fd.as_fd(), &entry)?;
+            // Re-listed after its content is gone, then unlinked as a file
+            // of the parent would be: push the name back first.
+            level.entries.push(entry);
+            if child.entries.is_empty() {
+                drop(child);
+                let name = level.entries.pop().unwrap_or_default();
+                sys::unlink_at(level.fd.as_fd(), &name, true)?;
+            } else {
+                stack.push(child);
+            }
         } else {
-            sys::unlink_at(child.as_fd(), &entry, false)?;
+            sys::unlink_at(level.fd.as_fd(), &entry, false)?;
         }
     }
-    drop(child);
     sys::unlink_at(dir, name, true)
 }
 
 /// Resolve the directory `parts` inside the container, creating missing
-/// components (0755, root) like `mkdir -p`. Returns its canonical path.
-fn ensure_dir(view: &FsView, parts: &[OsString]) -> Result<Vec<OsString>, ArchiveError> {
+/// components (0755, root) like `mkdir -p`. Returns its canonical path and
+/// an `O_PATH` fd of it.
+///
+/// The walk goes one component at a time from an open directory fd, so a
+/// path `depth` components deep costs `depth` lookups, not `depth²`; only
+/// symlinks on the way (rare) send it back through the view's resolution.
+fn ensure_dir(view: &FsView, parts: &[OsString]) -> Result<(Vec<OsString>, OwnedFd), ArchiveError> {
+    let open_dir = |p: &[OsString]| {
+        view.open(p, libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(ArchiveError::io("opening a directory"))
+    };
+    // (component, must exist): components from the middle of a symlink's
+    // target must exist, as a lookup through the link would need them.
+    let mut todo: VecDeque<(OsString, bool)> = parts.iter().map(|c| (c.clone(), false)).collect();
     let mut cur: Vec<OsString> = Vec::new();
-    for c in parts {
-        let mut next = cur.clone();
-        next.push(c.clone());
-        let resolved = match view.resolve(join(&next).as_bytes(), true) {
-            Ok(r) => r,
-            Err(ArchiveError::NotFound) => {
-                return Err(ArchiveError::BadArchive(format!(
-                    "cannot create directory {}: a symlink on the way leads nowhere",
-                    join(&next)
-                )))
-            }
-            Err(e) => return Err(e),
+    let mut fd = open_dir(&cur)?;
+    let mut followed = 0usize;
+    while let Some((c, must_exist)) = todo.pop_front() {
+        if c == ".." {
+            cur.pop();
+            fd = open_dir(&cur)?;
+            continue;
+        }
+        cur.push(c);
+        if view.mount_at(&cur).is_some() {
+            fd = open_dir(&cur)?;
+            continue;
+        }
+        let name = cur[cur.len() - 1].as_os_str();
+        let st = match sys::lstat_at(fd.as_fd(), name) {
+            Ok(st) => Some(st),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(ArchiveError::io("stat")(e)),
         };
-        match view.lstat(&resolved).map_err(ArchiveError::io("stat"))? {
-            Some(st) if sys::file_type(&st) == libc::S_IFDIR => {}
+        match st.map(|st| sys::file_type(&st)) {
+            Some(libc::S_IFDIR) => {}
+            Some(libc::S_IFLNK) => {
+                followed += 1;
+                if followed > MAX_SYMLINKS {
+                    return Err(ArchiveError::Io {
+                        context: "resolving symlinks".into(),
+                        source: io::Error::from_raw_os_error(libc::ELOOP),
+                    });
+                }
+                let target =
+                    sys::readlink_at(fd.as_fd(), name).map_err(ArchiveError::io("readlink"))?;
+                cur.pop();
+                if target.as_bytes().first() == Some(&b'/') {
+                    cur.clear();
+                }
+                let link_parts = components(target.as_bytes());
+                let n = link_parts.len();
+                for (i, t) in link_parts.into_iter().enumerate().rev() {
+                    todo.push_front((t, i + 1 < n));
+                }
+                fd = open_dir(&cur)?;
+                continue;
+            }
             Some(_) => {
                 return Err(ArchiveError::BadArchive(format!(
                     "{} is not a directory",
-                    join(&resolved)
+                    join(&cur)
                 )));
             }
-            None => {
-                let Some((last, up)) = resolved.split_last() else {
-                    return Err(ArchiveError::NotFound);
-                };
-                let up_fd = view
-                    .open(up, libc::O_PATH | libc::O_DIRECTORY)
-                    .map_err(ArchiveError::io("opening a directory"))?;
-                match sys::mkdir_at(up_fd.as_fd(), last, 0o755) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                    Err(e) => return Err(ArchiveError::io("creating a directory")(e)),
-                }
+            None if must_exist => {
+                return Err(ArchiveError::BadArchive(format!(
+                    "cannot create directory {}: a symlink on the way leads nowhere",
+                    join(&cur)
+                )))
             }
+            None => match sys::mkdir_at(fd.as_fd(), name, 0o755) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(ArchiveError::io("creating a directory")(e)),
+            },
         }
-        cur = resolved;
+        fd = sys::open_child(fd.as_fd(), name, libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(ArchiveError::io("opening a directory"))?;
     }
-    Ok(cur)
+    Ok((cur, fd))
 }

@@ -16,7 +16,7 @@ use super::sys;
 use super::ArchiveError;
 
 /// Linux's limit on symlinks followed in one lookup.
-const MAX_SYMLINKS: usize = 40;
+pub(super) const MAX_SYMLINKS: usize = 40;
 
 /// One piece of the container's file system.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub struct Located {
 
 pub struct FsView {
     mounts: Vec<ViewMount>,
+    /// Each mount's destination as components, to match paths without
+    /// joining them into strings (deep paths stay linear).
+    dests: Vec<Vec<OsString>>,
     /// Open `O_PATH` fds of each mount's source, opened on first use.
     roots: Vec<std::cell::OnceCell<OwnedFd>>,
 }
@@ -79,7 +82,15 @@ impl FsView {
         // Longest destination first: the first match is the covering mount.
         mounts.sort_by_key(|m| std::cmp::Reverse(components(m.destination.as_bytes()).len()));
         let roots = mounts.iter().map(|_| std::cell::OnceCell::new()).collect();
-        Ok(FsView { mounts, roots })
+        let dests = mounts
+            .iter()
+            .map(|m| components(m.destination.as_bytes()))
+            .collect();
+        Ok(FsView {
+            mounts,
+            dests,
+            roots,
+        })
     }
 
     pub fn mount(&self, idx: usize) -> &ViewMount {
@@ -88,15 +99,13 @@ impl FsView {
 
     /// The mount whose destination is exactly `parts`, if any.
     pub fn mount_at(&self, parts: &[OsString]) -> Option<usize> {
-        let path = join(parts);
-        self.mounts.iter().position(|m| m.destination == path)
+        self.dests.iter().position(|d| d.as_slice() == parts)
     }
 
     /// The mount covering the container path `parts` and the rest of the
     /// path below it.
     pub fn locate(&self, parts: &[OsString]) -> Located {
-        for (i, m) in self.mounts.iter().enumerate() {
-            let dest = components(m.destination.as_bytes());
+        for (i, dest) in self.dests.iter().enumerate() {
             if parts.len() >= dest.len() && parts[..dest.len()] == dest[..] {
                 let rel: PathBuf = parts[dest.len()..].iter().collect();
                 return Located { mount: i, rel };
