@@ -69,6 +69,19 @@ pub fn read_keyed(dir: &Path, file: &str) -> Result<BTreeMap<String, u64>, Cgrou
         .collect())
 }
 
+/// An exclusive flock on the directory `dir` (a hierarchy's root), held
+/// until the returned fd is dropped; shared by every berth-runtime on the
+/// host.
+pub fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>, CgroupError> {
+    let err = |source| CgroupError::Create {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let file = fs::File::open(dir).map_err(err)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| err(io::Error::from(e)))
+}
+
 /// mkdir -p that reports which directories it created (top-down), so a
 /// failed setup can remove exactly those.
 ///

@@ -636,3 +636,30 @@ fn join_v1_then_clone_into_cgroup_places_the_init_everywhere() {
         "the clone3(CLONE_INTO_CGROUP) child is not in the container's v1 and v2 cgroups"
     );
 }
+
+/// Issue 9.6: a parent another start has just created (still with empty
+/// cpuset.cpus/mems) must be filled in, not copied empty into the leaf,
+/// which would then refuse the task with ENOSPC.
+#[test]
+fn a_leaf_below_an_unfilled_cpuset_parent_accepts_tasks() {
+    require_root();
+    let h = Hierarchy::detect().unwrap();
+    let Some(cpuset_root) = h.v1.get("cpuset").cloned() else {
+        eprintln!("no v1 cpuset hierarchy on this host: nothing to race");
+        return;
+    };
+    let path = unique_path();
+    let parent_rel = path.trim_start_matches('/').trim_end_matches("/ctr");
+    let parent = cpuset_root.join(parent_rel);
+    // What a racing start leaves for a moment: the parent made, not filled.
+    std::fs::create_dir(&parent).unwrap();
+    assert_eq!(read(parent.clone(), "cpuset.cpus"), "");
+    let mut child = Child::spawn(|| 0);
+    let cg = Cgroup::new(Some(&path), "unused").unwrap();
+    let applied = cg.apply(child.pid, Some(&resources(|b| b)));
+    child.cgroup = Some(cg);
+    applied.expect("apply below an unfilled parent");
+    assert_ne!(read(parent.clone(), "cpuset.cpus"), "");
+    child.release();
+    assert_eq!(child.wait(), 0);
+}

@@ -333,15 +333,24 @@ impl Cgroup {
                 .hierarchy
                 .root_of(&dir)
                 .ok_or(CgroupError::NoCgroupMount)?;
-            let made = fsutil::create_dirs(&dir, &root)?;
             let is_cpuset = self
                 .hierarchy
                 .v1
                 .get("cpuset")
                 .is_some_and(|m| dir.starts_with(m));
+            // Two starts sharing a new parent must not see it before its
+            // cpus/mems are filled in (the second one's leaf would copy the
+            // empty values and refuse tasks with ENOSPC): create and fill
+            // the whole path under one host-wide lock.
+            let _lock = if is_cpuset {
+                Some(fsutil::lock_dir(&root)?)
+            } else {
+                None
+            };
+            let made = fsutil::create_dirs(&dir, &root)?;
             created.extend(made.iter().cloned());
             if is_cpuset {
-                v1::init_cpuset(&made)?;
+                v1::init_cpuset(&root, &dir)?;
             }
         }
         if let Some(unified) = &self.hierarchy.unified {

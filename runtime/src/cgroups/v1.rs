@@ -109,13 +109,20 @@ pub fn set_cpuset(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
 }
 
 /// A fresh v1 cpuset cgroup has empty cpus/mems and refuses tasks until
-/// they are filled in; copy them down from the parent, top to bottom.
-pub fn init_cpuset(created: &[std::path::PathBuf]) -> Result<(), CgroupError> {
-    for dir in created {
-        let Some(parent) = dir.parent() else { continue };
+/// they are filled in; fill every empty one on the way from `root` down to
+/// `leaf` from its parent, top to bottom (a parent another start created a
+/// moment ago may still be empty).
+pub fn init_cpuset(root: &Path, leaf: &Path) -> Result<(), CgroupError> {
+    let Ok(below) = leaf.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut dir = root.to_path_buf();
+    for part in below.components() {
+        let parent = dir.clone();
+        dir.push(part);
         for file in ["cpuset.cpus", "cpuset.mems"] {
-            if read(dir, file)?.trim().is_empty() {
-                write(dir, file, read(parent, file)?.trim())?;
+            if read(&dir, file)?.trim().is_empty() {
+                write(&dir, file, read(&parent, file)?.trim())?;
             }
         }
     }
