@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod attach_ws;
+mod body_timeout;
 pub mod commit;
 pub mod container_files;
 pub mod containers;
@@ -74,7 +75,7 @@ pub fn service(
        + 'static {
     let app = axum::middleware::from_fn(prepare).layer(router(state));
     tower::ServiceExt::map_request(app, |req: hyper::Request<hyper::body::Incoming>| {
-        req.map(Body::new)
+        req.map(|b| Body::new(body_timeout::IdleTimeout::new(b, body_timeout::IDLE)))
     })
 }
 
