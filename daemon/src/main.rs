@@ -12,6 +12,7 @@ mod events;
 mod host;
 mod init;
 mod instance;
+mod memory;
 mod network;
 mod private_dirs;
 mod server;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use config::{Config, Flags};
 
 fn main() -> ExitCode {
+    memory::limit_arenas();
     let matches = Flags::command().get_matches();
     let explicit_config = matches.value_source("config_file") == Some(ValueSource::CommandLine);
     let config = Flags::from_arg_matches(&matches)
@@ -86,6 +88,7 @@ fn run(config: Config) -> Result<()> {
             data_root = %daemon.config.data_root.display(),
             "berthd started"
         );
+        tokio::spawn(memory::trim_periodically());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let events = daemon.events.clone();
         tokio::spawn(async move {

@@ -95,9 +95,11 @@ pub fn set_oom_score_adj(process: &Process) -> Result<()> {
 }
 
 /// As root inside the container: cwd (verified), rlimits, no_new_privs.
-pub fn prepare_process(process: &Process) -> Result<()> {
+/// `create_cwd`: for the init only; an exec into a missing cwd fails, as
+/// with runc.
+pub fn prepare_process(process: &Process, create_cwd: bool) -> Result<()> {
     let cwd = process.cwd();
-    if let Err(nix::errno::Errno::ENOENT) = nix::unistd::chdir(cwd) {
+    if create_cwd && nix::unistd::chdir(cwd) == Err(nix::errno::Errno::ENOENT) {
         // As runc: a missing cwd is created (we are inside the new root, so
         // the path cannot leave it).
         std::fs::DirBuilder::new()

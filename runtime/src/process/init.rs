@@ -141,7 +141,7 @@ fn stage2(chan: &Channel, cfg: &InitConfig, cgroup_lines: &[String]) -> Result<I
     rootfs::write_sysctls(spec)?;
     rootfs::finish(spec)?;
     let mut plan = finalize::plan(process, linux.and_then(|l| l.seccomp().as_ref()))?;
-    finalize::prepare_process(process)?;
+    finalize::prepare_process(process, true)?;
     plan.apply_seccomp_early()?;
     crate::identity::switch(process)?;
     chan.send(&Msg::Ready)?;

@@ -75,7 +75,7 @@ fn stage2(chan: &Channel, cfg: &TenantConfig) -> Result<Infallible> {
         crate::tty::setup(console, size, false)?;
     }
     let mut plan = finalize::plan(process, cfg.seccomp.as_ref())?;
-    finalize::prepare_process(process)?;
+    finalize::prepare_process(process, false)?;
     plan.apply_seccomp_early()?;
     crate::identity::switch(process)?;
     plan.exec(cfg.preserve_fds)
