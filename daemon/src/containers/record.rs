@@ -108,6 +108,25 @@ pub struct ContainerRecord {
     pub platform: String,
     /// Which runtime binary runs it (name from the daemon's `runtimes`).
     pub runtime: String,
+    /// An operation whose side effects a crash could leave half done;
+    /// written before the first of them, cleared when it completes, so
+    /// restore knows what to finish or undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// See [`ContainerRecord::pending`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "op")]
+pub enum Pending {
+    /// Create has resolved the mounts and goes on with the host files,
+    /// the container layer and the image hold; restore removes it all.
+    Creating,
+    /// Start may have mounted the rootfs, spawned the shim, created and
+    /// started the runtime container; restore tears that down.
+    Starting,
+    /// Removal has begun; restore finishes it.
+    Removing { volumes: bool },
 }
 
 impl ContainerRecord {
