@@ -579,6 +579,7 @@ impl Containers {
         if graceful {
             return Ok(true);
         }
+        let mut kill = Ok(());
         {
             // Someone else (`rm -f`, a shorter stop) may hold the lock while
             // ending the container: its exit is our answer then.
@@ -589,15 +590,23 @@ impl Containers {
             };
             // Under the lock, so a run started after the exit is not killed.
             if !exited(&c.progress.borrow()) && c.status().is_live() {
-                self.kill_now(c).await?;
+                kill = self.kill_now(c).await;
             }
         }
-        let killed = tokio::time::timeout(KILL_GRACE, rx.wait_for(exited))
+        // A kill that failed because the container was already on its way
+        // out is no failure: its exit is what counts.
+        let limit = if kill.is_ok() {
+            KILL_GRACE
+        } else {
+            SHIM_EXIT_GRACE
+        };
+        let killed = tokio::time::timeout(limit, rx.wait_for(exited))
             .await
             .is_ok();
         if killed {
             Ok(true)
         } else {
+            kill?;
             Err(ContainerError::Internal(format!(
                 "container {} did not exit within {}s of SIGKILL",
                 rec.id,
@@ -749,16 +758,20 @@ impl Containers {
             c.manually_stopped.store(true, Ordering::SeqCst);
             let mut rx = c.progress.subscribe();
             let before = rx.borrow().exits;
-            self.kill_now(&c).await?;
-            tokio::time::timeout(KILL_GRACE, rx.wait_for(|p| p.exits > before))
-                .await
-                .map_err(|_| {
-                    ContainerError::Internal(format!(
-                        "container {} did not exit after SIGKILL",
-                        rec.id
-                    ))
-                })?
-                .map_err(|e| ContainerError::internal("waiting for the exit", e))?;
+            let kill = self.kill_now(&c).await;
+            let limit = if kill.is_ok() {
+                KILL_GRACE
+            } else {
+                SHIM_EXIT_GRACE
+            };
+            let exited = tokio::time::timeout(limit, rx.wait_for(|p| p.exits > before)).await;
+            if !matches!(exited, Ok(Ok(_))) {
+                kill?;
+                return Err(ContainerError::Internal(format!(
+                    "container {} did not exit after SIGKILL",
+                    rec.id
+                )));
+            }
         }
         {
             // Persisted, so restore finishes a removal a crash interrupts.
