@@ -28,6 +28,12 @@ const LOOP: &[&str] = &[
 /// Restart berthd with the crash hook armed at `point`, run `docker args`
 /// (which must die with the daemon), then restart it unarmed.
 fn crash_during(d: &mut Daemon, point: &str, args: &[&str]) {
+    crash_at(d, point, args);
+    d.start_again();
+}
+
+/// As [`crash_during`], leaving berthd down.
+fn crash_at(d: &mut Daemon, point: &str, args: &[&str]) {
     d.stop();
     d.set_env(CRASH_ENV, Some(point));
     d.start_again();
@@ -48,7 +54,6 @@ fn crash_during(d: &mut Daemon, point: &str, args: &[&str]) {
         berth_tests::tail(&d.log(), 30)
     );
     d.set_env(CRASH_ENV, None);
-    d.start_again();
 }
 
 /// Container cgroups (below this daemon's cgroup parent) in any hierarchy.
@@ -157,6 +162,27 @@ fn start_interrupted_at_every_step_is_undone() {
         .log()
         .contains("undid a start that was interrupted")));
     assert_eq!(status(&d, "ctr"), "exited");
+    start_stop_remove(&d, "ctr");
+    assert_nothing_left(&d);
+
+    // A record written by a berthd without the start marker (the state the
+    // bug left: `created`, with a live shim, init, mount and cgroup).
+    let mut args = vec!["create", "--name", "ctr", "busybox"];
+    args.extend(LOOP);
+    let id = d.docker_ok(&args).trim().to_string();
+    crash_at(&mut d, "start:after-runtime-start", &["start", "ctr"]);
+    let record = d.data_root.join("containers").join(&id).join("config.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(rec["pending"]["op"], "starting");
+    rec.as_object_mut().unwrap().remove("pending");
+    fs::write(&record, rec.to_string()).unwrap();
+    fs::write(&d.log_file, "").unwrap();
+    d.start_again();
+    assert!(wait_until(Duration::from_secs(30), || d
+        .log()
+        .contains("undid a start that was interrupted")));
+    assert_eq!(status(&d, "ctr"), "created");
     start_stop_remove(&d, "ctr");
     assert_nothing_left(&d);
 }

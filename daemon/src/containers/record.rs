@@ -142,3 +142,31 @@ impl ContainerRecord {
         self.config.labels.iter().flatten()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_marker_round_trips_and_defaults_to_none() {
+        let v = serde_json::to_value(Pending::Removing { volumes: true }).unwrap();
+        assert_eq!(v, serde_json::json!({"op": "removing", "volumes": true}));
+        let back: Pending = serde_json::from_value(v).unwrap();
+        assert_eq!(back, Pending::Removing { volumes: true });
+        assert_eq!(
+            serde_json::to_value(Pending::Starting).unwrap(),
+            serde_json::json!({"op": "starting"})
+        );
+        // Records written before the marker existed load without one.
+        let rec: ContainerRecord = serde_json::from_value(serde_json::json!({
+            "id": "c", "name": "/c", "created": "", "path": "", "args": [], "config": {},
+            "host_config": {}, "networking_config": {}, "image_id": "", "layers": [],
+            "state": {"status":"created","pid":0,"exit_code":0,"error":"","oom_killed":false,
+                      "started_at":"","finished_at":""},
+            "restart_count": 0, "has_been_started": false, "platform": "linux", "runtime": "berth"
+        }))
+        .unwrap();
+        assert_eq!(rec.pending, None);
+        assert!(!serde_json::to_string(&rec).unwrap().contains("pending"));
+    }
+}

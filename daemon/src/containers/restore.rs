@@ -159,8 +159,11 @@ impl Containers {
     /// container keeps the status it had before that start.
     async fn settle(self: &Arc<Self>, c: &Arc<Container>) {
         let rec = c.snapshot();
-        let interrupted = rec.pending == Some(Pending::Starting);
         let shim = self.shim(&rec.id);
+        // Without the marker too: records of an older berthd do not have it.
+        let interrupted = rec.pending == Some(Pending::Starting)
+            || shim.is_alive()
+            || self.settings.runtime_root().join(&rec.id).exists();
         if shim.is_alive() {
             tracing::info!(id = %rec.id, "ending the shim of a start that was interrupted");
             end_shim(&shim).await;

@@ -172,3 +172,28 @@ impl SharedIndex {
         self.0.write().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_without_a_record_are_reported_not_loaded() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = RecordDir::new(root.path().to_path_buf());
+        let partial = "0a".repeat(32);
+        fs::create_dir_all(dir.dir(&partial)).unwrap();
+        fs::write(dir.dir(&partial).join("hostname"), "x").unwrap();
+        // Not a container ID: left alone, reported as unreadable.
+        fs::create_dir_all(root.path().join("lost+found")).unwrap();
+        // A corrupt record is never treated as an unfinished create.
+        let corrupt = "0b".repeat(32);
+        fs::create_dir_all(dir.dir(&corrupt)).unwrap();
+        fs::write(dir.dir(&corrupt).join(RECORD_FILE), "{").unwrap();
+        let (records, incomplete) = dir.load_all().unwrap();
+        assert!(records.is_empty());
+        assert_eq!(incomplete, vec![partial]);
+        assert!(!is_container_id(&"0A".repeat(32)));
+        assert!(!is_container_id("abc"));
+    }
+}
