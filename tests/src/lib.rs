@@ -243,6 +243,8 @@ pub struct Daemon {
     pub network: Option<TestNetwork>,
     docker_config: PathBuf,
     options: DaemonOptions,
+    /// Extra environment of berthd (see `set_env`).
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -294,6 +296,7 @@ impl Daemon {
             cgroup_parent: format!("berth-test-{suffix}"),
             docker_config,
             options,
+            env: Vec::new(),
             child: None,
             dir,
         };
@@ -363,6 +366,7 @@ impl Daemon {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -522,6 +526,28 @@ impl Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Set (or with `None` unset) an environment variable of berthd for
+    /// its next start (`start_again`).
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
+    /// True once the berthd process has exited (e.g. crashed); it is then
+    /// reaped, so `start_again` can follow.
+    pub fn exited(&mut self) -> bool {
+        let done = self
+            .child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+        if done {
+            self.child = None;
+        }
+        done
     }
 
     /// Starts berthd again on the same directories.

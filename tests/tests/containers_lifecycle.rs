@@ -304,3 +304,148 @@ fn restart_policies() {
     d.docker_ok(&["rm", "-f", "flaky", "always"]);
     assert_nothing_left(&d);
 }
+
+/// A container whose init ignores SIGTERM: a stop waits its whole timeout.
+fn run_stubborn(d: &Daemon, name: &str) {
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    ]);
+}
+
+fn unix_now() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
+}
+
+/// `docker stop -t SECS NAME` in the background, returned once its
+/// SIGTERM has been sent (the container's `kill` event says so).
+fn pending_stop(d: &Daemon, name: &str, secs: &str) -> std::process::Child {
+    let since = unix_now();
+    let child = d
+        .docker_command()
+        .args(["stop", "-t", secs, name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn docker stop");
+    let sent = wait_until(Duration::from_secs(20), || {
+        let until = unix_now();
+        let filter = format!("container={name}");
+        d.docker_ok(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            &filter,
+            "--filter",
+            "event=kill",
+            "--format",
+            "{{.Actor.Attributes.signal}}",
+        ])
+        .lines()
+        .any(|s| s == "15")
+    });
+    assert!(sent, "the stop of {name} never sent SIGTERM");
+    child
+}
+
+/// The background request must finish (successfully) within `limit`.
+#[track_caller]
+fn finishes(mut child: std::process::Child, limit: Duration, what: &str) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            assert!(st.success(), "{what} failed: {err}");
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still waiting after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `docker X` that must succeed well before the pending stop's timeout
+/// (a functional bound: the bug made these wait for the whole timeout).
+#[track_caller]
+fn at_once(d: &Daemon, args: &[&str]) {
+    let t0 = std::time::Instant::now();
+    d.docker_ok(args);
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "docker {} waited {took:?} behind a pending stop",
+        args.join(" ")
+    );
+}
+
+#[test]
+fn force_operations_do_not_wait_behind_a_stop() {
+    let d = Daemon::with_busybox();
+    // rm -f kills at once; the pending stop returns as the container exits.
+    run_stubborn(&d, "slow1");
+    let stop = pending_stop(&d, "slow1", "30");
+    at_once(&d, &["rm", "-f", "slow1"]);
+    finishes(stop, Duration::from_secs(10), "the pending stop (rm -f)");
+    assert!(!d.docker_ok(&["ps", "-a"]).contains("slow1"));
+
+    // A shorter stop.
+    run_stubborn(&d, "slow2");
+    let stop = pending_stop(&d, "slow2", "30");
+    at_once(&d, &["stop", "-t", "0", "slow2"]);
+    finishes(
+        stop,
+        Duration::from_secs(10),
+        "the pending stop (stop -t 0)",
+    );
+    assert_eq!(d.inspect("container", "slow2")["State"]["Status"], "exited");
+
+    // restart -t 0: killed at once and running again.
+    d.docker_ok(&["start", "slow2"]);
+    let pid = d.inspect("container", "slow2")["State"]["Pid"].as_i64();
+    let stop = pending_stop(&d, "slow2", "30");
+    at_once(&d, &["restart", "-t", "0", "slow2"]);
+    finishes(
+        stop,
+        Duration::from_secs(10),
+        "the pending stop (restart -t 0)",
+    );
+    let v = d.inspect("container", "slow2");
+    assert_eq!(v["State"]["Status"], "running");
+    assert_ne!(v["State"]["Pid"].as_i64(), pid);
+    d.docker_ok(&["rm", "-f", "slow2"]);
+    assert_nothing_left(&d);
+}
+
+#[test]
+fn pause_answers_during_a_pending_stop() {
+    let d = Daemon::with_busybox();
+    run_stubborn(&d, "slowp");
+    let stop = pending_stop(&d, "slowp", "60");
+    // As dockerd: the container is still running, so it pauses.
+    at_once(&d, &["pause", "slowp"]);
+    assert_eq!(d.inspect("container", "slowp")["State"]["Status"], "paused");
+    // Killing the paused container ends it (and the pending stop).
+    at_once(&d, &["kill", "slowp"]);
+    finishes(stop, Duration::from_secs(10), "the pending stop (kill)");
+    assert_eq!(d.inspect("container", "slowp")["State"]["Status"], "exited");
+    d.docker_ok(&["rm", "slowp"]);
+    assert_nothing_left(&d);
+}

@@ -96,8 +96,11 @@ pub struct PendingAttach {
 pub struct Container {
     pub id: String,
     record: Mutex<ContainerRecord>,
-    /// Held across slow operations (start, stop, remove) of this container.
-    pub op: tokio::sync::Mutex<()>,
+    /// Held across the state changes of this container (start, the
+    /// signalling part of stop, pause, remove); never across a stop's
+    /// grace period, so a force removal or a shorter stop is not held up.
+    /// Shared so restore can hold it from a background task.
+    pub op: Arc<tokio::sync::Mutex<()>>,
     pub progress: watch::Sender<Progress>,
     pub pending_attach: Mutex<Vec<PendingAttach>>,
     /// Set by `docker stop`: the restart policy must not bring it back.
@@ -114,7 +117,7 @@ impl Container {
         Arc::new(Container {
             id: rec.id.clone(),
             record: Mutex::new(rec),
-            op: tokio::sync::Mutex::new(()),
+            op: Arc::new(tokio::sync::Mutex::new(())),
             progress,
             pending_attach: Mutex::new(Vec::new()),
             manually_stopped: std::sync::atomic::AtomicBool::new(false),

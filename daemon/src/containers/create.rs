@@ -7,8 +7,8 @@ use super::config::{ContainerConfig, CreateBody, HostConfig};
 use super::core::{Container, Containers};
 use super::error::{ContainerError, Result};
 use super::hooks::{ImageLookupError, MountError, MountRequest};
-use super::record::{ContainerRecord, State};
-use super::{hostfiles, names, rootfs, spec, timefmt};
+use super::record::{ContainerRecord, Pending, State};
+use super::{crashpoint, hostfiles, names, rootfs, spec, timefmt};
 
 /// Image defaults under the user's settings, as dockerd merges them.
 pub fn merge_image_config(user: &mut ContainerConfig, image: &ContainerConfig) {
@@ -248,6 +248,7 @@ impl Containers {
             config.hostname = id[..12].to_string();
         }
         let name = self.reserve_name(name, &id)?;
+        let mut resolved = Vec::new();
         let created = (|| {
             let mut rec = ContainerRecord {
                 id: id.clone(),
@@ -270,6 +271,7 @@ impl Containers {
                     image.os.clone()
                 },
                 runtime,
+                pending: None,
             };
             let volumes_from = self.volumes_from(&rec.host_config)?;
             rec.mounts = self
@@ -286,12 +288,20 @@ impl Containers {
                     MountError::NotFound(m) => ContainerError::NotFoundOther(m),
                     MountError::Internal(m) => ContainerError::Internal(m),
                 })?;
+            resolved = rec.mounts.clone();
+            // From here on a crash leaves files behind: the marked record
+            // tells restore to remove them (see `restore`).
+            rec.pending = Some(Pending::Creating);
+            self.save(&rec)?;
+            crashpoint::reached("create:after-record");
             self.write_host_files(&rec)?;
             rootfs::create_layer(&self.settings.data_root, &id)
                 .map_err(|e| ContainerError::internal("creating the container layer", e))?;
+            crashpoint::reached("create:after-layer");
             self.images
                 .hold(&id, &image)
                 .map_err(|e| ContainerError::internal("holding the image layers", e))?;
+            rec.pending = None;
             self.save(&rec)?;
             Ok(rec)
         })();
@@ -299,9 +309,7 @@ impl Containers {
             Ok(rec) => rec,
             Err(e) => {
                 self.index.write().release_name(&name, &id);
-                let _ = self.records.remove(&id);
-                let _ = rootfs::remove_layer(&self.settings.data_root, &id);
-                let _ = self.images.release(&id);
+                self.undo_create(&id, &resolved);
                 return Err(e);
             }
         };
@@ -316,6 +324,23 @@ impl Containers {
         let c = Container::new(rec);
         self.index.write().insert(Arc::clone(&c), &name);
         Ok((id, warnings))
+    }
+
+    /// Remove what an unfinished create left: volumes it made, the image
+    /// hold, the container layer, the record directory.
+    pub(super) fn undo_create(&self, id: &str, mounts: &[super::record::MountPoint]) {
+        if let Err(e) = self.mounts.release(id, mounts, true) {
+            tracing::warn!(%id, error = %e, "releasing the mounts of an unfinished create");
+        }
+        if let Err(e) = self.images.release(id) {
+            tracing::warn!(%id, error = %e, "releasing the image of an unfinished create");
+        }
+        if let Err(e) = rootfs::remove_layer(&self.settings.data_root, id) {
+            tracing::warn!(%id, error = %e, "removing the layer of an unfinished create");
+        }
+        if let Err(e) = self.records.remove(id) {
+            tracing::warn!(%id, error = %e, "removing the directory of an unfinished create");
+        }
     }
 
     /// /etc/hostname, /etc/hosts and /etc/resolv.conf for the container

@@ -10,15 +10,15 @@ use berth_common::shim::{ExitStatus, Request};
 
 use super::core::{Container, Containers};
 use super::error::{ContainerError, Result};
-use super::record::{ContainerRecord, Status};
+use super::record::{ContainerRecord, Pending, Status};
 use super::shim::{self as shimc, Connection, ShimError, SpawnArgs};
 use super::spec::{self, JoinTargets, SpecInput};
-use super::{rootfs, signals, timefmt};
+use super::{crashpoint, rootfs, signals, timefmt};
 
 /// How long `stop` waits after SIGKILL before giving up.
 const KILL_GRACE: Duration = Duration::from_secs(30);
 /// How long exit handling waits for the shim to finish and go.
-const SHIM_EXIT_GRACE: Duration = Duration::from_secs(10);
+pub(super) const SHIM_EXIT_GRACE: Duration = Duration::from_secs(10);
 
 fn shim_err(context: &str, e: ShimError) -> ContainerError {
     ContainerError::internal(context, e)
@@ -85,23 +85,39 @@ impl Containers {
 
     /// Start with `c.op` held by the caller.
     pub(super) async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
-        let rec = c.snapshot();
+        let rec = {
+            // Before the first side effect: restore undoes whatever part of
+            // the start a crash interrupts (mount, shim, runtime state).
+            let mut r = c.lock();
+            r.pending = Some(Pending::Starting);
+            if let Err(e) = self.save(&r) {
+                r.pending = None;
+                return Err(e);
+            }
+            r.clone()
+        };
+        crashpoint::reached("start:after-marker");
         let bundle = self.settings.bundle_dir(&rec.id);
         let rootfs_dir = bundle.join("rootfs");
         // Leftovers of an earlier run that could not be cleaned.
         remove_bundle(&bundle);
-        self.write_host_files(&rec)?;
+        if let Err(e) = self.write_host_files(&rec) {
+            self.clear_pending(c);
+            return Err(e);
+        }
         std::fs::create_dir_all(&bundle)
             .map_err(|e| ContainerError::internal(format!("creating {}", bundle.display()), e))?;
         if let Err(e) =
             rootfs::mount_rootfs(&self.settings.data_root, &rec.id, &rec.layers, &rootfs_dir)
         {
             remove_bundle(&bundle);
+            self.clear_pending(c);
             return Err(ContainerError::internal(
                 "mounting the container's root filesystem",
                 e,
             ));
         }
+        crashpoint::reached("start:after-mount");
         let mut wait_conn = None;
         let result = self
             .launch(c, &rec, &bundle, &rootfs_dir, &mut wait_conn)
@@ -117,6 +133,7 @@ impl Containers {
                     r.state.error.clear();
                     r.state.oom_killed = false;
                     r.has_been_started = true;
+                    r.pending = None;
                     self.save(&r)?;
                     r.clone()
                 };
@@ -145,6 +162,7 @@ impl Containers {
                 let (code, message) = classify_start_error(&e);
                 {
                     let mut r = c.lock();
+                    r.pending = None;
                     r.state.error = message.clone();
                     r.state.exit_code = code;
                     if r.state.status != Status::Created {
@@ -238,6 +256,7 @@ impl Containers {
             ShimError::Spawn(msg) => start_error(msg),
             other => shim_err("starting the shim", other),
         })?;
+        crashpoint::reached("start:after-runtime-create");
 
         let shim = self.shim(&rec.id);
         if let Some(n) = self.networks.get() {
@@ -267,6 +286,7 @@ impl Containers {
             ShimError::Refused(msg) => start_error(msg),
             other => shim_err("starting the container", other),
         })?;
+        crashpoint::reached("start:after-runtime-start");
         tracing::debug!(id = %rec.id, ms = t0.elapsed().as_secs_f64() * 1e3, "container started");
         match resp.pid {
             Some(pid) => Ok(pid),
@@ -504,22 +524,25 @@ impl Containers {
         // Set first: a restart-policy start pending after an exit must not
         // bring back a container the user stopped.
         c.manually_stopped.store(true, Ordering::SeqCst);
-        let _op = c.op.lock().await;
-        if !c.status().is_live() {
+        if !self.stop_container(&c, timeout, signal).await? {
             return Err(ContainerError::NotModified);
         }
-        self.stop_locked(&c, timeout, signal).await?;
         self.publish(&c.snapshot(), "stop");
         Ok(())
     }
 
-    /// Stop signal, then SIGKILL after `timeout` seconds (-1: wait forever).
-    async fn stop_locked(
+    /// Stop signal, then SIGKILL after `timeout` seconds (-1: wait forever);
+    /// false when the container was not running. `c.op` is held only to
+    /// signal, never across the grace period: as in dockerd, a force
+    /// removal, a shorter stop, a kill or a pause meanwhile go ahead at
+    /// once, and this returns as soon as the container has exited,
+    /// whoever ended it.
+    async fn stop_container(
         &self,
         c: &Arc<Container>,
         timeout: Option<i64>,
         signal: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let rec = c.snapshot();
         let sig_name = signal
             .filter(|s| !s.is_empty())
@@ -529,17 +552,22 @@ impl Containers {
         let sig = signals::parse(&sig_name).map_err(ContainerError::InvalidParameter)?;
         let timeout = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         let mut rx = c.progress.subscribe();
-        let before = rx.borrow().exits;
-        if !c.status().is_live() {
-            return Ok(());
-        }
-        if let Err(e) = self.signal(&rec, sig, false).await {
-            tracing::warn!(id = %rec.id, error = %e, "stop signal failed; killing");
-        }
-        if rec.state.status == Status::Paused {
-            let _ = self.shim(&rec.id).call(&Request::Resume).await;
-        }
-        let exited = |p: &super::core::Progress| p.exits > before;
+        let before = {
+            let _op = c.op.lock().await;
+            let rec = c.snapshot();
+            if !rec.state.status.is_live() {
+                return Ok(false);
+            }
+            let before = rx.borrow().exits;
+            if let Err(e) = self.signal(&rec, sig, false).await {
+                tracing::warn!(id = %rec.id, error = %e, "stop signal failed; killing");
+            }
+            if rec.state.status == Status::Paused {
+                let _ = self.shim(&rec.id).call(&Request::Resume).await;
+            }
+            before
+        };
+        let exited = move |p: &super::core::Progress| p.exits > before;
         let graceful = if timeout < 0 {
             rx.wait_for(exited).await.is_ok()
         } else {
@@ -549,23 +577,53 @@ impl Containers {
                 .unwrap_or(false)
         };
         if graceful {
-            return Ok(());
+            return Ok(true);
         }
-        if c.status().is_live() {
-            self.signal(&rec, libc::SIGKILL, true).await?;
+        let mut kill = Ok(());
+        {
+            // Someone else (`rm -f`, a shorter stop) may hold the lock while
+            // ending the container: its exit is our answer then.
+            let mut exits = c.progress.subscribe();
+            let _op = tokio::select! {
+                _ = exits.wait_for(exited) => return Ok(true),
+                op = c.op.lock() => op,
+            };
+            // Under the lock, so a run started after the exit is not killed.
+            if !exited(&c.progress.borrow()) && c.status().is_live() {
+                kill = self.kill_now(c).await;
+            }
         }
-        let killed = tokio::time::timeout(KILL_GRACE, rx.wait_for(exited))
+        // A kill that failed because the container was already on its way
+        // out is no failure: its exit is what counts.
+        let limit = if kill.is_ok() {
+            KILL_GRACE
+        } else {
+            SHIM_EXIT_GRACE
+        };
+        let killed = tokio::time::timeout(limit, rx.wait_for(exited))
             .await
             .is_ok();
         if killed {
-            Ok(())
+            Ok(true)
         } else {
+            kill?;
             Err(ContainerError::Internal(format!(
                 "container {} did not exit within {}s of SIGKILL",
                 rec.id,
                 KILL_GRACE.as_secs()
             )))
         }
+    }
+
+    /// SIGKILL to every process of the container (with `c.op` held); a
+    /// paused one is resumed so the signal lands, as dockerd does.
+    async fn kill_now(&self, c: &Container) -> Result<()> {
+        let rec = c.snapshot();
+        self.signal(&rec, libc::SIGKILL, true).await?;
+        if rec.state.status == Status::Paused {
+            let _ = self.shim(&rec.id).call(&Request::Resume).await;
+        }
+        Ok(())
     }
 
     pub async fn restart(
@@ -575,18 +633,43 @@ impl Containers {
         signal: Option<&str>,
     ) -> Result<()> {
         let c = self.get(reference)?;
-        let _op = c.op.lock().await;
         if c.status().is_live() {
             c.manually_stopped.store(true, Ordering::SeqCst);
-            self.stop_locked(&c, timeout, signal).await?;
-            self.publish(&c.snapshot(), "stop");
+            if self.stop_container(&c, timeout, signal).await? {
+                self.publish(&c.snapshot(), "stop");
+            }
         }
-        c.manually_stopped.store(false, Ordering::SeqCst);
-        self.start_locked(&c).await?;
-        let rec = c.snapshot();
-        self.publish(&rec, "start");
-        self.publish(&rec, "restart");
+        // The stop left the lock free: the container may have been removed
+        // or started by someone else meanwhile.
+        let _op = c.op.lock().await;
+        if c.progress.borrow().removed {
+            return Err(ContainerError::NotFound(reference.to_string()));
+        }
+        match c.status() {
+            Status::Removing | Status::Dead => {
+                return Err(ContainerError::Conflict(format!(
+                    "cannot restart container {}: container is marked for removal",
+                    c.id
+                )))
+            }
+            Status::Running | Status::Paused | Status::Restarting => {}
+            Status::Created | Status::Exited => {
+                c.manually_stopped.store(false, Ordering::SeqCst);
+                self.start_locked(&c).await?;
+                self.publish(&c.snapshot(), "start");
+            }
+        }
+        self.publish(&c.snapshot(), "restart");
         Ok(())
+    }
+
+    /// Drop the `pending` marker of a start that failed before the shim.
+    fn clear_pending(&self, c: &Container) {
+        let mut r = c.lock();
+        r.pending = None;
+        if let Err(e) = self.save(&r) {
+            tracing::warn!(id = %r.id, error = %e, "clearing the start marker");
+        }
     }
 
     // ---- pause -----------------------------------------------------
@@ -675,28 +758,40 @@ impl Containers {
             c.manually_stopped.store(true, Ordering::SeqCst);
             let mut rx = c.progress.subscribe();
             let before = rx.borrow().exits;
-            self.signal(&rec, libc::SIGKILL, true).await?;
-            if rec.state.status == Status::Paused {
-                let _ = self.shim(&rec.id).call(&Request::Resume).await;
+            let kill = self.kill_now(&c).await;
+            let limit = if kill.is_ok() {
+                KILL_GRACE
+            } else {
+                SHIM_EXIT_GRACE
+            };
+            let exited = tokio::time::timeout(limit, rx.wait_for(|p| p.exits > before)).await;
+            if !matches!(exited, Ok(Ok(_))) {
+                kill?;
+                return Err(ContainerError::Internal(format!(
+                    "container {} did not exit after SIGKILL",
+                    rec.id
+                )));
             }
-            tokio::time::timeout(KILL_GRACE, rx.wait_for(|p| p.exits > before))
-                .await
-                .map_err(|_| {
-                    ContainerError::Internal(format!(
-                        "container {} did not exit after SIGKILL",
-                        rec.id
-                    ))
-                })?
-                .map_err(|e| ContainerError::internal("waiting for the exit", e))?;
         }
-        // Not persisted: the record is deleted next, and a crash half-way
-        // leaves an exited container whose removal can simply be retried.
-        c.lock().state.status = Status::Removing;
+        {
+            // Persisted, so restore finishes a removal a crash interrupts.
+            let mut r = c.lock();
+            let previous = r.state.status;
+            r.state.status = Status::Removing;
+            r.pending = Some(Pending::Removing { volumes });
+            if let Err(e) = self.save(&r) {
+                r.state.status = previous;
+                r.pending = None;
+                return Err(e);
+            }
+        }
+        crashpoint::reached("remove:after-marker");
         let result = self.destroy(&c, volumes).await;
         if let Err(e) = &result {
             let mut r = c.lock();
             r.state.status = Status::Dead;
             r.state.error = e.to_string();
+            r.pending = None;
             let _ = self.save(&r);
             return result;
         }
@@ -714,7 +809,7 @@ impl Containers {
         Ok(())
     }
 
-    async fn destroy(&self, c: &Container, volumes: bool) -> Result<()> {
+    pub(super) async fn destroy(&self, c: &Container, volumes: bool) -> Result<()> {
         let rec = c.snapshot();
         let t0 = std::time::Instant::now();
         self.cleanup_runtime(&rec.id).await;
@@ -731,6 +826,7 @@ impl Containers {
             .map_err(|e| ContainerError::internal("releasing volumes", e))?;
         rootfs::remove_layer(&self.settings.data_root, &rec.id)
             .map_err(|e| ContainerError::internal("removing the container layer", e))?;
+        crashpoint::reached("remove:after-layer");
         self.images
             .release(&rec.id)
             .map_err(|e| ContainerError::internal("releasing the image layers", e))?;
@@ -742,7 +838,7 @@ impl Containers {
     }
 
     /// A shim that died without `runtime delete` leaves runtime state; clear it.
-    async fn force_delete_runtime_state(&self, rec: &ContainerRecord) {
+    pub(super) async fn force_delete_runtime_state(&self, rec: &ContainerRecord) {
         let root = self.settings.runtime_root();
         if !root.join(&rec.id).exists() {
             return;

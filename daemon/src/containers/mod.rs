@@ -8,6 +8,7 @@
 mod attach;
 pub mod config;
 pub mod core;
+pub mod crashpoint;
 mod create;
 pub mod error;
 pub mod hooks;

@@ -108,6 +108,25 @@ pub struct ContainerRecord {
     pub platform: String,
     /// Which runtime binary runs it (name from the daemon's `runtimes`).
     pub runtime: String,
+    /// An operation whose side effects a crash could leave half done;
+    /// written before the first of them, cleared when it completes, so
+    /// restore knows what to finish or undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// See [`ContainerRecord::pending`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "op")]
+pub enum Pending {
+    /// Create has resolved the mounts and goes on with the host files,
+    /// the container layer and the image hold; restore removes it all.
+    Creating,
+    /// Start may have mounted the rootfs, spawned the shim, created and
+    /// started the runtime container; restore tears that down.
+    Starting,
+    /// Removal has begun; restore finishes it.
+    Removing { volumes: bool },
 }
 
 impl ContainerRecord {
@@ -121,5 +140,33 @@ impl ContainerRecord {
 
     pub fn labels(&self) -> impl Iterator<Item = (&String, &String)> {
         self.config.labels.iter().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_marker_round_trips_and_defaults_to_none() {
+        let v = serde_json::to_value(Pending::Removing { volumes: true }).unwrap();
+        assert_eq!(v, serde_json::json!({"op": "removing", "volumes": true}));
+        let back: Pending = serde_json::from_value(v).unwrap();
+        assert_eq!(back, Pending::Removing { volumes: true });
+        assert_eq!(
+            serde_json::to_value(Pending::Starting).unwrap(),
+            serde_json::json!({"op": "starting"})
+        );
+        // Records written before the marker existed load without one.
+        let rec: ContainerRecord = serde_json::from_value(serde_json::json!({
+            "id": "c", "name": "/c", "created": "", "path": "", "args": [], "config": {},
+            "host_config": {}, "networking_config": {}, "image_id": "", "layers": [],
+            "state": {"status":"created","pid":0,"exit_code":0,"error":"","oom_killed":false,
+                      "started_at":"","finished_at":""},
+            "restart_count": 0, "has_been_started": false, "platform": "linux", "runtime": "berth"
+        }))
+        .unwrap();
+        assert_eq!(rec.pending, None);
+        assert!(!serde_json::to_string(&rec).unwrap().contains("pending"));
     }
 }

@@ -36,30 +36,47 @@ impl RecordDir {
         berth_common::atomic::write_file(&dir.join(RECORD_FILE), &data)
     }
 
-    /// Every readable record; unreadable ones are logged and skipped (they
-    /// are never deleted automatically).
-    pub fn load_all(&self) -> io::Result<Vec<ContainerRecord>> {
+    /// Every readable record, and the IDs of directories without a record
+    /// (a create interrupted before its first record write, or a removal
+    /// interrupted half-way through deleting the directory). Unreadable
+    /// records are logged and skipped (they are never deleted
+    /// automatically).
+    pub fn load_all(&self) -> io::Result<(Vec<ContainerRecord>, Vec<String>)> {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
             Err(e) => return Err(e),
         };
         let mut out = Vec::new();
+        let mut incomplete = Vec::new();
         for entry in entries {
-            let path = entry?.path().join(RECORD_FILE);
+            let entry = entry?;
+            let path = entry.path().join(RECORD_FILE);
             match read_record(&path) {
                 Ok(rec) => out.push(rec),
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        && entry.file_type().is_ok_and(|t| t.is_dir())
+                        && entry.file_name().to_str().is_some_and(is_container_id) =>
+                {
+                    incomplete.push(entry.file_name().to_string_lossy().into_owned());
+                }
                 Err(e) => {
                     tracing::error!(path = %path.display(), error = %e, "skipping unreadable container record")
                 }
             }
         }
-        Ok(out)
+        Ok((out, incomplete))
     }
 
     pub fn remove(&self, id: &str) -> io::Result<()> {
         berth_common::tree::remove_all(&self.dir(id))
     }
+}
+
+/// 64 lower-case hex digits, as generated at create.
+fn is_container_id(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn read_record(path: &Path) -> io::Result<ContainerRecord> {
@@ -150,5 +167,30 @@ impl SharedIndex {
 
     pub fn write(&self) -> RwLockWriteGuard<'_, Index> {
         self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_without_a_record_are_reported_not_loaded() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = RecordDir::new(root.path().to_path_buf());
+        let partial = "0a".repeat(32);
+        fs::create_dir_all(dir.dir(&partial)).unwrap();
+        fs::write(dir.dir(&partial).join("hostname"), "x").unwrap();
+        // Not a container ID: left alone, reported as unreadable.
+        fs::create_dir_all(root.path().join("lost+found")).unwrap();
+        // A corrupt record is never treated as an unfinished create.
+        let corrupt = "0b".repeat(32);
+        fs::create_dir_all(dir.dir(&corrupt)).unwrap();
+        fs::write(dir.dir(&corrupt).join(RECORD_FILE), "{").unwrap();
+        let (records, incomplete) = dir.load_all().unwrap();
+        assert!(records.is_empty());
+        assert_eq!(incomplete, vec![partial]);
+        assert!(!is_container_id(&"0A".repeat(32)));
+        assert!(!is_container_id("abc"));
     }
 }

@@ -462,6 +462,7 @@ mod tests {
             mounts: Vec::new(),
             platform: "linux".into(),
             runtime: "berth".into(),
+            pending: None,
         }
     }
 
