@@ -233,6 +233,24 @@ fn ports_answer_while_the_daemon_is_down_and_rules_follow_containers() {
         &id,
     );
 
+    // A port bound to one host address is forwarded for that address only.
+    let port2 = free_port();
+    let publish = format!("{gw}:{port2}:80");
+    let mut args = vec!["run", "-d", "--name", "bound", "-p", &publish];
+    args.extend(HTTPD);
+    let id2 = d.docker_ok(&args).trim().to_string();
+    answers(
+        "bound address from another namespace",
+        || net.get_from_ns(&gw, port2),
+        &id2,
+    );
+    assert_eq!(net.get_from_ns(&from_ns, port2), None);
+    assert!(rules_naming(&id2)
+        .iter()
+        .any(|r| r.contains(&format!("-d {gw}/32 ")) && r.contains("-j DNAT")));
+    d.docker_ok(&["rm", "-f", "bound"]);
+    assert_eq!(rules_naming(&id2), Vec::<String>::new());
+
     // The daemon dies: the kernel still forwards, only loopback (served by
     // the daemon, as dockerd's default userland proxy) goes dark.
     d.kill9();

@@ -156,11 +156,7 @@ impl Networks {
             .load_containers()
             .map_err(internal("reading container endpoints"))?;
         let nat = Nat::detect(cfg.iptables);
-        let mut fwd = Forwarder::detect(cfg.iptables, &cfg.bridge, cfg.userland_proxy);
-        if let Err(e) = fwd.setup() {
-            tracing::error!(error = %e, "setting up the published-port chains: berthd serves published ports itself");
-            fwd = Forwarder::detect(false, &cfg.bridge, true);
-        }
+        let fwd = Forwarder::detect(cfg.iptables, &cfg.bridge, cfg.userland_proxy);
         let this = Networks {
             nat,
             fwd,
@@ -876,6 +872,11 @@ impl Networks {
     /// The container stopped or is going away: close its ports, stop its
     /// DNS, remove its veths and give its addresses back.
     pub fn release(&self, id: &str) {
+        self.release_with(id, true)
+    }
+
+    /// `forwarding` false: the published-port rules are already gone.
+    fn release_with(&self, id: &str, forwarding: bool) {
         let _t = scopeguard_log("release", id, std::time::Instant::now());
         if let Some(tasks) = self
             .tasks
@@ -917,7 +918,7 @@ impl Networks {
             tracing::error!(%id, error = %e, "removing the endpoint record");
         }
         drop(st);
-        if !cn.ports.is_empty() {
+        if forwarding && !cn.ports.is_empty() {
             if let Err(e) = self.fwd.remove(id) {
                 tracing::error!(%id, error = %e, "removing the published-port rules");
             }
@@ -955,13 +956,14 @@ impl Networks {
                 .filter(|cn| live.iter().any(|(id, _)| *id == cn.id))
                 .flat_map(|cn| self.mappings(&st, cn))
                 .collect();
-            if let Err(e) = self.fwd.sync(&maps) {
-                tracing::error!(error = %e, "re-syncing the published-port rules");
+            if let Err(e) = self.fwd.start(&maps) {
+                tracing::error!(error = %e, "setting up the published-port rules: berthd serves published ports itself");
             }
         }
         for cn in conts {
             let Some((_, pid)) = live.iter().find(|(id, _)| *id == cn.id) else {
-                self.release(&cn.id);
+                // fwd.start() above dropped its rules.
+                self.release_with(&cn.id, false);
                 continue;
             };
             let mut handles = Vec::new();

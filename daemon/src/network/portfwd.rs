@@ -3,7 +3,8 @@
 //! restarting and no byte of it passes through the daemon.
 //!
 //! Every daemon owns three chains named after its default bridge (tests run
-//! several daemons side by side, each with its own bridge):
+//! several daemons side by side, each with its own bridge), made when it
+//! first publishes a port:
 //!
 //! - nat `BERTH-<bridge>`, jumped to from PREROUTING and OUTPUT for local
 //!   destinations: one `DNAT --to-destination CIP:CPORT` per published
@@ -20,24 +21,29 @@
 //! batch: rules of containers that died while the daemon was away go,
 //! adopted containers get theirs rewritten without a gap.
 //!
-//! Loopback: the kernel does not NAT packets to 127.0.0.1 unless
-//! `route_localnet` lets them leave through the bridge with a loopback
-//! source. Like dockerd, berthd by default keeps the userland proxy for
-//! that case (`userland-proxy: true`): the OUTPUT jump skips 127.0.0.0/8
-//! and DNAT skips traffic arriving from the container's own bridge, which
-//! the proxy serves. `localhost:PORT` on the host therefore goes dark while
-//! berthd is down, every other path (host addresses, other hosts, other
-//! networks) keeps answering. With `userland-proxy: false` the kernel does
-//! everything, as dockerd then does: `route_localnet=1` on the bridge, the
-//! OUTPUT jump covers 127.0.0.0/8, loopback sources are masqueraded, DNAT
-//! also applies on the bridge and veth ports get hairpin mode; the daemon
-//! then only holds the host port bound (never accepting) so that no other
-//! program or container can take it.
+//! Loopback is what the kernel cannot do alone: a connection to 127.0.0.1
+//! that DNAT sends out of the bridge keeps its loopback source, and the
+//! kernel drops it unless `route_localnet` is set on the bridge. Like
+//! dockerd, berthd by default (`userland-proxy: true`) leaves that case to
+//! the userland proxy: the OUTPUT jump skips 127.0.0.0/8 and DNAT skips
+//! traffic arriving from the container's own bridge, both of which reach
+//! the proxy's socket on the host port. The proxy lives inside berthd (one
+//! process for every port, not a docker-proxy per port), so `localhost:PORT`
+//! on the host goes dark while berthd is down; every other path (the
+//! host's addresses, other hosts, other networks and namespaces) keeps
+//! answering. With `userland-proxy: false` the kernel does everything, as
+//! dockerd then does: `route_localnet=1` on the bridge, the OUTPUT jump
+//! covers 127.0.0.0/8, loopback sources are masqueraded, DNAT also applies
+//! on the bridge and veth ports get hairpin mode; berthd then only holds the
+//! host port (never accepting on it) so that no other program or container
+//! can take it, and localhost keeps answering while berthd is away.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::ports::Published;
 
@@ -51,13 +57,17 @@ pub struct Mapping<'a> {
     pub port: &'a Published,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Forwarder {
     /// None: iptables is off or missing; the userland proxy does it all.
     bins: Option<Bins>,
     chain: String,
     post_chain: String,
     userland_proxy: bool,
+    /// Setting the chains up failed: the proxy serves every port.
+    failed: AtomicBool,
+    /// The chains and jumps exist and hold what they should.
+    ready: Mutex<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,17 +106,19 @@ impl Forwarder {
             bins,
             chain: format!("BERTH-{key}"),
             post_chain: format!("BERTH-{key}-POST"),
+            failed: AtomicBool::new(false),
+            ready: Mutex::new(false),
         }
     }
 
     pub fn active(&self) -> bool {
-        self.bins.is_some()
+        self.bins.is_some() && !self.failed.load(Ordering::Relaxed)
     }
 
     /// Whether berthd listens on published ports itself (else it only
     /// holds them bound).
     pub fn userland_proxy(&self) -> bool {
-        self.userland_proxy
+        self.userland_proxy || !self.active()
     }
 
     /// The jumps into our chains, as (table, chain, rule).
@@ -138,70 +150,6 @@ impl Forwarder {
             .args(args)
             .output()
             .map_err(|e| format!("running {}: {e}", b.iptables.display()))
-    }
-
-    /// Create the chains and the jumps into them (idempotent); drop the
-    /// OUTPUT jump of the other `userland-proxy` setting.
-    pub fn setup(&self) -> Result<(), String> {
-        if self.bins.is_none() {
-            return Ok(());
-        }
-        for (table, chain) in [
-            ("nat", &self.chain),
-            ("nat", &self.post_chain),
-            ("filter", &self.chain),
-        ] {
-            if self.iptables(&["-t", table, "-S", chain])?.status.success() {
-                continue;
-            }
-            let out = self.iptables(&["-t", table, "-N", chain])?;
-            if !out.status.success() {
-                return Err(format!(
-                    "iptables -t {table} -N {chain}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        for (table, chain, rule) in self.jumps(!self.userland_proxy) {
-            if chain == "OUTPUT" {
-                self.delete_all(table, &chain, &rule);
-            }
-        }
-        for (table, chain, rule) in self.jumps(self.userland_proxy) {
-            let mut check = vec!["-t", table, "-C", &chain];
-            check.extend(rule.iter().map(String::as_str));
-            if self.iptables(&check)?.status.success() {
-                continue;
-            }
-            // FORWARD: before any DROP of the host's own firewall.
-            let mut add = vec!["-t", table];
-            if table == "filter" {
-                add.extend(["-I", &chain, "1"]);
-            } else {
-                add.extend(["-A", &chain]);
-            }
-            add.extend(rule.iter().map(String::as_str));
-            let out = self.iptables(&add)?;
-            if !out.status.success() {
-                return Err(format!(
-                    "iptables {}: {}",
-                    add.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn delete_all(&self, table: &str, chain: &str, rule: &[String]) {
-        let mut del = vec!["-t", table, "-D", chain];
-        del.extend(rule.iter().map(String::as_str));
-        for _ in 0..8 {
-            match self.iptables(&del) {
-                Ok(o) if o.status.success() => {}
-                _ => return,
-            }
-        }
     }
 
     /// The rules that forward one published port.
@@ -328,8 +276,17 @@ impl Forwarder {
     /// Install the rules of a container's published ports (one atomic
     /// batch: all or nothing).
     pub fn add(&self, maps: &[Mapping]) -> Result<(), String> {
-        if self.bins.is_none() || maps.is_empty() {
+        if !self.active() || maps.is_empty() {
             return Ok(());
+        }
+        {
+            // The first port of a daemon without chains makes them (empty:
+            // no rule was added before).
+            let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+            if !*ready {
+                self.start_batch(&[])?;
+                *ready = true;
+            }
         }
         self.prepare_bridges(maps);
         let adds: Vec<Rule> = maps.iter().flat_map(|m| self.rules(m)).collect();
@@ -338,7 +295,7 @@ impl Forwarder {
 
     /// Remove every rule of `container` (whatever setting installed it).
     pub fn remove(&self, container: &str) -> Result<(), String> {
-        if self.bins.is_none() {
+        if !self.active() {
             return Ok(());
         }
         let dels: Vec<Rule> = self
@@ -352,23 +309,97 @@ impl Forwarder {
         self.restore(&dels, &[])
     }
 
-    /// After a restart: exactly the rules of `maps` (the live containers)
-    /// remain, swapped in at once so adopted ports never stop answering.
-    pub fn sync(&self, maps: &[Mapping]) -> Result<(), String> {
+    /// At daemon start: create the chains and the jumps into them (dropping
+    /// the OUTPUT jump of the other `userland-proxy` setting) and make the
+    /// chains hold exactly the rules of `maps`, the live containers. One
+    /// atomic batch, so adopted ports never stop answering and rules of
+    /// containers that died while berthd was away are gone. On failure the
+    /// kernel forwards nothing new and the userland proxy serves every port.
+    ///
+    /// A daemon that never published a port has no chains: they are made
+    /// with the first published port, and nothing is done here while none
+    /// exist.
+    pub fn start(&self, maps: &[Mapping]) -> Result<(), String> {
         if self.bins.is_none() {
             return Ok(());
         }
-        self.prepare_bridges(maps);
-        let dels: Vec<Rule> = self
-            .listed()?
-            .into_iter()
-            .filter(|(_, _, r)| comment_of(r).is_some())
-            .collect();
-        let adds: Vec<Rule> = maps.iter().flat_map(|m| self.rules(m)).collect();
-        if dels.is_empty() && adds.is_empty() {
+        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        if maps.is_empty()
+            && !self
+                .iptables(&["-t", "nat", "-S", &self.chain])?
+                .status
+                .success()
+        {
             return Ok(());
         }
-        self.restore(&dels, &adds)
+        let result = self.start_batch(maps);
+        match &result {
+            Ok(()) => *ready = true,
+            Err(_) => self.failed.store(true, Ordering::Relaxed),
+        }
+        result
+    }
+
+    fn start_batch(&self, maps: &[Mapping]) -> Result<(), String> {
+        self.prepare_bridges(maps);
+        let rules: Vec<Rule> = maps.iter().flat_map(|m| self.rules(m)).collect();
+        let mut script = String::new();
+        for table in ["nat", "filter"] {
+            let out = self.iptables(&["-t", table, "-S"])?;
+            if !out.status.success() {
+                return Err(format!(
+                    "iptables -t {table} -S: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            let listing = String::from_utf8_lossy(&out.stdout);
+            script.push_str(&self.start_script(table, &listing, &rules));
+        }
+        self.restore_raw(&script)
+    }
+
+    /// The start batch for one table, given what `iptables -t TABLE -S`
+    /// lists now.
+    fn start_script(&self, table: &str, listing: &str, rules: &[Rule]) -> String {
+        let present: std::collections::HashSet<&str> = listing.lines().collect();
+        let has = |chain: &str, rule: &[String]| {
+            present.contains(format!("-A {chain} {}", rule.join(" ")).as_str())
+        };
+        let mut script = format!("*{table}\n");
+        for chain in self.chains(table) {
+            // Declared (created if missing), then emptied.
+            script.push_str(&format!(":{chain} - [0:0]\n-F {chain}\n"));
+        }
+        for (t, chain, rule) in self.jumps(!self.userland_proxy) {
+            if t == table && chain == "OUTPUT" && has(&chain, &rule) {
+                script.push_str(&format!("-D {chain} {}\n", rule.join(" ")));
+            }
+        }
+        for (t, chain, rule) in self.jumps(self.userland_proxy) {
+            if t != table || has(&chain, &rule) {
+                continue;
+            }
+            // FORWARD: before any DROP of the host's own firewall.
+            let op = if table == "filter" {
+                format!("-I {chain} 1")
+            } else {
+                format!("-A {chain}")
+            };
+            script.push_str(&format!("{op} {}\n", rule.join(" ")));
+        }
+        for (_, chain, rule) in rules.iter().filter(|r| r.0 == table) {
+            script.push_str(&format!("-A {chain} {}\n", rule.join(" ")));
+        }
+        script.push_str("COMMIT\n");
+        script
+    }
+
+    fn chains(&self, table: &str) -> Vec<&String> {
+        if table == "nat" {
+            vec![&self.chain, &self.post_chain]
+        } else {
+            vec![&self.chain]
+        }
     }
 
     fn prepare_bridges(&self, maps: &[Mapping]) {
@@ -381,7 +412,7 @@ impl Forwarder {
     /// the bridge (called when a bridge is set up, and again for bridges
     /// that existed before a restart).
     pub fn prepare_bridge(&self, bridge: &str) {
-        if self.userland_proxy || self.bins.is_none() {
+        if self.userland_proxy() {
             return;
         }
         if bridge.contains('/') || bridge.starts_with('.') {
@@ -420,10 +451,13 @@ impl Forwarder {
     }
 
     fn restore(&self, dels: &[Rule], adds: &[Rule]) -> Result<(), String> {
+        self.restore_raw(&restore_script(dels, adds))
+    }
+
+    fn restore_raw(&self, script: &str) -> Result<(), String> {
         let Some(b) = &self.bins else {
             return Ok(());
         };
-        let script = restore_script(dels, adds);
         let mut child = Command::new(&b.restore)
             .args(["-w", "--noflush"])
             .stdin(Stdio::piped())
@@ -498,6 +532,8 @@ mod tests {
             chain: "BERTH-bt0".into(),
             post_chain: "BERTH-bt0-POST".into(),
             userland_proxy: proxy,
+            failed: AtomicBool::new(false),
+            ready: Mutex::new(false),
         }
     }
 
@@ -547,6 +583,31 @@ mod tests {
             "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j BERTH-bt0"
         );
         assert_eq!(out(false), "-m addrtype --dst-type LOCAL -j BERTH-bt0");
+    }
+
+    #[test]
+    fn start_creates_chains_fixes_jumps_and_refills() {
+        let f = fwd(true);
+        let listing = "-P OUTPUT ACCEPT\n-N BERTH-bt0\n-A PREROUTING -m addrtype --dst-type LOCAL -j BERTH-bt0\n-A OUTPUT -m addrtype --dst-type LOCAL -j BERTH-bt0\n-A BERTH-bt0 -p tcp -m tcp --dport 1 -m comment --comment dead -j DNAT --to-destination 10.1.2.9:80\n";
+        let rule = (
+            "nat",
+            "BERTH-bt0".to_string(),
+            words(&["-p", "udp", "-j", "DNAT"]),
+        );
+        let s = f.start_script("nat", listing, &[rule]);
+        assert_eq!(
+            s,
+            "*nat\n:BERTH-bt0 - [0:0]\n-F BERTH-bt0\n:BERTH-bt0-POST - [0:0]\n-F BERTH-bt0-POST\n\
+             -D OUTPUT -m addrtype --dst-type LOCAL -j BERTH-bt0\n\
+             -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j BERTH-bt0\n\
+             -A POSTROUTING -j BERTH-bt0-POST\n\
+             -A BERTH-bt0 -p udp -j DNAT\nCOMMIT\n"
+        );
+        let s = f.start_script("filter", "-P FORWARD DROP\n", &[]);
+        assert_eq!(
+            s,
+            "*filter\n:BERTH-bt0 - [0:0]\n-F BERTH-bt0\n-I FORWARD 1 -j BERTH-bt0\nCOMMIT\n"
+        );
     }
 
     #[test]
