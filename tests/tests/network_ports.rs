@@ -169,6 +169,16 @@ fn rules_naming(needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// One datagram to `host:port` comes back.
+fn udp_echo(host: &str, port: u16) -> bool {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp socket");
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let _ = s.send_to(b"datagram", (host, port));
+    let mut b = [0u8; 64];
+    s.recv(&mut b).ok().map(|n| &b[..n] == b"datagram") == Some(true)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("0.0.0.0:0")
         .unwrap()
@@ -251,12 +261,42 @@ fn ports_answer_while_the_daemon_is_down_and_rules_follow_containers() {
     d.docker_ok(&["rm", "-f", "bound"]);
     assert_eq!(rules_naming(&id2), Vec::<String>::new());
 
+    // A UDP echo (the host's socat, run with the host's loader).
+    let uport = std::net::UdpSocket::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("{uport}:5353/udp");
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "echo",
+        "-p",
+        &publish,
+        "-v",
+        "/usr:/usr:ro",
+        "busybox",
+        "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "--library-path",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/bin/socat",
+        "UDP4-RECVFROM:5353,fork",
+        "EXEC:/bin/cat",
+    ]);
+    assert!(wait_until(Duration::from_secs(10), || udp_echo(&gw, uport)));
+
     // The daemon dies: the kernel still forwards, only loopback (served by
     // the daemon, as dockerd's default userland proxy) goes dark.
     d.kill9();
     assert_eq!(curl(None, &gw, port).as_deref(), Some(&id[..12]));
     assert_eq!(net.get_from_ns(&from_ns, port).as_deref(), Some(&id[..12]));
     assert_eq!(curl(None, "127.0.0.1", port), None);
+    assert!(
+        udp_echo(&gw, uport),
+        "UDP through DNAT while berthd is down"
+    );
 
     // Adopted: the same rules once (no duplicates), loopback back.
     d.start_again();
@@ -299,12 +339,14 @@ fn ports_answer_while_the_daemon_is_down_and_rules_follow_containers() {
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
     }));
     d.start_again();
+    // Gone at restore, or once the adopted shim reports the exit.
+    wait_until(Duration::from_secs(10), || rules_naming(&id).is_empty());
     assert_eq!(
         rules_naming(&id),
         Vec::<String>::new(),
         "rules of a container that died while berthd was down"
     );
-    d.docker_ok(&["rm", "-f", "web"]);
+    d.docker_ok(&["rm", "-f", "web", "echo"]);
 
     // Nothing of this daemon is left once the test's clean-up ran.
     let bridge = net.bridge.clone();
