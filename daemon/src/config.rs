@@ -75,6 +75,10 @@ pub struct Flags {
     /// Add iptables rules for NAT and published ports (default true)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub iptables: Option<bool>,
+    /// Serve published ports on loopback from berthd (default true);
+    /// false: the kernel forwards loopback too (route_localnet)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub userland_proxy: Option<bool>,
     /// MTU of container interfaces (0: the network's default)
     #[arg(long)]
     pub mtu: Option<u32>,
@@ -101,6 +105,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "bridge",
     "fixed-cidr",
     "iptables",
+    "userland-proxy",
     "mtu",
     "labels",
     "dns",
@@ -166,7 +171,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "tlscert",
     "tlskey",
     "tlsverify",
-    "userland-proxy",
     "userland-proxy-path",
     "userns-remap",
 ];
@@ -190,6 +194,7 @@ struct FileConfig {
     bridge: Option<String>,
     fixed_cidr: Option<String>,
     iptables: Option<bool>,
+    userland_proxy: Option<bool>,
     mtu: Option<u32>,
     labels: Option<Vec<String>>,
     dns: Option<Vec<String>>,
@@ -295,6 +300,7 @@ pub struct Config {
     pub bridge: Option<String>,
     pub fixed_cidr: Option<String>,
     pub iptables: bool,
+    pub userland_proxy: bool,
     pub mtu: u32,
     pub labels: Vec<String>,
     pub dns: Vec<String>,
@@ -423,6 +429,10 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
         ("bridge", flags.bridge.clone()),
         ("fixed-cidr", flags.fixed_cidr.clone()),
         ("iptables", flags.iptables.map(|b| b.to_string())),
+        (
+            "userland-proxy",
+            flags.userland_proxy.map(|b| b.to_string()),
+        ),
         ("mtu", flags.mtu.map(|m| m.to_string())),
         (
             "labels",
@@ -572,6 +582,7 @@ fn merge(
         bridge: flags.bridge.or(file.bridge),
         fixed_cidr: flags.fixed_cidr.or(file.fixed_cidr),
         iptables: flags.iptables.or(file.iptables).unwrap_or(true),
+        userland_proxy: flags.userland_proxy.or(file.userland_proxy).unwrap_or(true),
         mtu: flags.mtu.or(file.mtu).unwrap_or(0),
         labels,
         dns: file.dns.unwrap_or_default(),
@@ -677,6 +688,17 @@ mod tests {
         assert!(load(&["--iptables"], "{}").unwrap().iptables);
         let c = load(&[], r#"{"iptables":false,"mtu":9000}"#).unwrap();
         assert_eq!((c.iptables, c.mtu), (false, 9000));
+        assert!(c.userland_proxy);
+        assert!(
+            !load(&[], r#"{"userland-proxy":false}"#)
+                .unwrap()
+                .userland_proxy
+        );
+        assert!(
+            !load(&["--userland-proxy=false"], "{}")
+                .unwrap()
+                .userland_proxy
+        );
         assert!(load(&["--mtu", "1400"], r#"{"mtu":1500}"#).is_err());
     }
 

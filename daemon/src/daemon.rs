@@ -56,6 +56,7 @@ impl Daemon {
             fixed_cidr: config.fixed_cidr.clone(),
             mtu: config.mtu,
             iptables: config.iptables,
+            userland_proxy: config.userland_proxy,
         })
         .context("setting up networking")?;
         let mut settings = crate::containers::Settings::from_config(&config);

@@ -184,9 +184,43 @@ fn walk_dirs(d: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Deletes the bridge `name`, the veths enslaved to it, and every iptables
-/// rule that names it.
+/// The iptables chains of published ports of a daemon whose default bridge
+/// is `bridge` (see daemon/src/network/portfwd.rs), as (table, chain).
+pub fn port_chains(bridge: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("nat", format!("BERTH-{bridge}")),
+        ("nat", format!("BERTH-{bridge}-POST")),
+        ("filter", format!("BERTH-{bridge}")),
+    ]
+}
+
+/// Deletes the published-port chains of the daemon on `bridge` and the
+/// jumps into them.
+pub fn remove_port_chains(bridge: &str) {
+    use std::process::Command;
+    let iptables = |args: &[&str]| Command::new("iptables").arg("-w").args(args).output();
+    for (table, chain) in port_chains(bridge) {
+        let Ok(out) = iptables(&["-t", table, "-S"]) else {
+            continue;
+        };
+        for rule in String::from_utf8_lossy(&out.stdout).lines() {
+            let words: Vec<&str> = rule.split_whitespace().collect();
+            let jumps = words.windows(2).any(|w| w == ["-j", chain.as_str()]);
+            if words.first() == Some(&"-A") && jumps {
+                let mut args = vec!["-t", table, "-D"];
+                args.extend(&words[1..]);
+                let _ = iptables(&args);
+            }
+        }
+        let _ = iptables(&["-t", table, "-F", &chain]);
+        let _ = iptables(&["-t", table, "-X", &chain]);
+    }
+}
+
+/// Deletes the bridge `name`, the veths enslaved to it, every iptables
+/// rule that names it and the published-port chains of a daemon on it.
 pub fn remove_network(name: &str) {
+    remove_port_chains(name);
     use std::process::Command;
     let run = |args: &[&str]| Command::new(args[0]).args(&args[1..]).output();
     if let Ok(out) = run(&["ip", "-o", "link", "show", "master", name]) {

@@ -59,6 +59,7 @@ fn iptables_rules() -> String {
 
 impl Drop for NetGuard {
     fn drop(&mut self) {
+        berth_tests::cleanup::remove_port_chains(&self.bridge("0"));
         for l in links().into_iter().filter(|l| l.starts_with(&self.prefix)) {
             let _ = Command::new("ip").args(["link", "del", &l]).status();
         }

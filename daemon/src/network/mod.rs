@@ -1,6 +1,7 @@
 //! Networking: bridge networks (the predefined `bridge` and user-defined
 //! ones), per-container veth endpoints set up over netlink, IPAM, NAT,
-//! the userland port proxy and the embedded DNS server.
+//! published ports (forwarded by the kernel, with the userland proxy for
+//! loopback) and the embedded DNS server.
 //!
 //! Containers call in at three points: [`Networks::prepare`] before the
 //! spec is written (addresses, published ports, hosts/resolv.conf),
@@ -15,6 +16,7 @@ mod json;
 mod nat;
 mod netlink;
 mod netns;
+mod portfwd;
 mod ports;
 mod proxy;
 mod records;
@@ -31,6 +33,7 @@ use crate::containers::record::ContainerRecord;
 pub use error::{NetError, Result};
 use ipam::{Cidr, Pool};
 use nat::Nat;
+use portfwd::{Forwarder, Mapping};
 use records::{ContainerNet, Dirs, Endpoint, NetworkRecord};
 
 pub const DEFAULT_BRIDGE: &str = "berth0";
@@ -48,6 +51,9 @@ pub struct NetConfig {
     pub fixed_cidr: Option<String>,
     pub mtu: u32,
     pub iptables: bool,
+    /// `userland-proxy`: berthd itself serves published ports on loopback
+    /// (and to containers on the same bridge); the kernel does the rest.
+    pub userland_proxy: bool,
 }
 
 struct State {
@@ -59,6 +65,7 @@ pub struct Networks {
     cfg: NetConfig,
     dirs: Dirs,
     nat: Nat,
+    fwd: Forwarder,
     state: Mutex<State>,
     /// Container ID → its proxy and DNS tasks.
     tasks: Mutex<HashMap<String, Vec<AbortHandle>>>,
@@ -149,8 +156,10 @@ impl Networks {
             .load_containers()
             .map_err(internal("reading container endpoints"))?;
         let nat = Nat::detect(cfg.iptables);
+        let fwd = Forwarder::detect(cfg.iptables, &cfg.bridge, cfg.userland_proxy);
         let this = Networks {
             nat,
+            fwd,
             dirs,
             state: Mutex::new(State {
                 nets: nets.into_iter().map(|n| (n.id.clone(), n)).collect(),
@@ -323,6 +332,7 @@ impl Networks {
             .map_err(|e| NetError::internal(ctx("adding the gateway address to"), e))?;
         nl.set_up(idx)
             .map_err(|e| NetError::internal(ctx("bringing up"), e))?;
+        self.fwd.prepare_bridge(&net.bridge);
         self.nat
             .add(&net.bridge, &net.pool.subnet, net.internal)
             .map_err(NetError::Internal)?;
@@ -631,15 +641,32 @@ impl Networks {
             rec.config.exposed_ports.as_ref(),
         )
         .map_err(NetError::InvalidParameter)?;
+        let programming = |m: String| {
+            NetError::Internal(format!(
+                "driver failed programming external connectivity on endpoint {name} ({}): {m}",
+                ep.endpoint_id
+            ))
+        };
         let mut bound = Vec::new();
         for r in &reqs {
-            let b = proxy::bind(r).map_err(|m| {
-                NetError::Internal(format!(
-                    "driver failed programming external connectivity on endpoint {name} ({}): {m}",
-                    ep.endpoint_id
-                ))
-            })?;
-            bound.push(b);
+            bound.push(proxy::bind(r, self.fwd.userland_proxy()).map_err(programming)?);
+        }
+        if !bound.is_empty() {
+            let ports: Vec<ports::Published> = bound.iter().map(|(p, _)| p.clone()).collect();
+            if let Some(cn) = self.lock().conts.get_mut(&rec.id) {
+                // Before the rules go in, so that release() removes them.
+                cn.ports = ports.clone();
+            }
+            let maps: Vec<Mapping> = ports
+                .iter()
+                .map(|p| Mapping {
+                    container: &rec.id,
+                    bridge: &net.bridge,
+                    container_ip: ep.ip,
+                    port: p,
+                })
+                .collect();
+            self.fwd.add(&maps).map_err(programming)?;
         }
         let mut handles = Vec::new();
         let mut published = Vec::new();
@@ -806,6 +833,13 @@ impl Networks {
             let br = netlink::link_index(&net.bridge)?
                 .ok_or_else(|| std::io::Error::other(format!("bridge {} vanished", net.bridge)))?;
             nl.set_master_up(host, br)?;
+            if self.fwd.active() && !self.fwd.userland_proxy() {
+                // Kernel hairpin: a container reaching its own published port.
+                std::fs::write(
+                    format!("/sys/class/net/{}/brport/hairpin_mode", ep.host_veth),
+                    "1",
+                )?;
+            }
             let (ifname, ip, prefix, gw) = (
                 ep.ifname.clone(),
                 ep.ip,
@@ -838,6 +872,11 @@ impl Networks {
     /// The container stopped or is going away: close its ports, stop its
     /// DNS, remove its veths and give its addresses back.
     pub fn release(&self, id: &str) {
+        self.release_with(id, true)
+    }
+
+    /// `forwarding` false: the published-port rules are already gone.
+    fn release_with(&self, id: &str, forwarding: bool) {
         let _t = scopeguard_log("release", id, std::time::Instant::now());
         if let Some(tasks) = self
             .tasks
@@ -878,15 +917,53 @@ impl Networks {
         if let Err(e) = self.dirs.remove_container(id) {
             tracing::error!(%id, error = %e, "removing the endpoint record");
         }
+        drop(st);
+        if forwarding && !cn.ports.is_empty() {
+            if let Err(e) = self.fwd.remove(id) {
+                tracing::error!(%id, error = %e, "removing the published-port rules");
+            }
+        }
+    }
+
+    /// The kernel forwarding of a container's published ports (to its
+    /// first endpoint, as the proxy does).
+    fn mappings<'a>(&self, st: &'a State, cn: &'a ContainerNet) -> Vec<Mapping<'a>> {
+        let Some(ep) = cn.endpoints.first() else {
+            return Vec::new();
+        };
+        let Some(net) = st.nets.get(&ep.network_id) else {
+            return Vec::new();
+        };
+        cn.ports
+            .iter()
+            .map(|p| Mapping {
+                container: &cn.id,
+                bridge: &net.bridge,
+                container_ip: ep.ip,
+                port: p,
+            })
+            .collect()
     }
 
     /// After a daemon restart: running containers get their ports and DNS
     /// back; endpoints of containers that are gone are released.
     pub fn restore(self: &Arc<Self>, live: &[(String, i32)]) {
         let conts: Vec<ContainerNet> = self.lock().conts.values().cloned().collect();
+        {
+            let st = self.lock();
+            let maps: Vec<Mapping> = conts
+                .iter()
+                .filter(|cn| live.iter().any(|(id, _)| *id == cn.id))
+                .flat_map(|cn| self.mappings(&st, cn))
+                .collect();
+            if let Err(e) = self.fwd.start(&maps) {
+                tracing::error!(error = %e, "setting up the published-port rules: berthd serves published ports itself");
+            }
+        }
         for cn in conts {
             let Some((_, pid)) = live.iter().find(|(id, _)| *id == cn.id) else {
-                self.release(&cn.id);
+                // fwd.start() above dropped its rules.
+                self.release_with(&cn.id, false);
                 continue;
             };
             let mut handles = Vec::new();
@@ -898,7 +975,7 @@ impl Networks {
                         host_ip: p.host_ip,
                         host_ports: (p.host_port, p.host_port),
                     };
-                    match proxy::bind(&req).and_then(|(_, b)| {
+                    match proxy::bind(&req, self.fwd.userland_proxy()).and_then(|(_, b)| {
                         proxy::spawn(b, SocketAddrV4::new(ep.ip, p.container_port))
                             .map_err(|e| e.to_string())
                     }) {

@@ -1,11 +1,15 @@
 //! The userland port proxy: one tokio task per published port inside
-//! berthd (no process per port). TCP connections are spliced to the
-//! container; UDP datagrams are relayed through one upstream socket per
-//! client address, dropped after a quiet minute.
+//! berthd (no process per port). With iptables the kernel forwards
+//! published ports (see `portfwd`) and this proxy only answers what the
+//! kernel leaves to it: connections to 127.0.0.1 and from containers on the
+//! same bridge. TCP connections are spliced to the container; UDP datagrams
+//! are relayed through one upstream socket per client address, dropped
+//! after a quiet minute.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,28 +25,42 @@ const TCP_BUFFER: usize = 64 * 1024;
 pub enum Bound {
     Tcp(TcpListener),
     Udp(UdpSocket),
+    /// Bound, never served: the kernel forwards the port (DNAT happens
+    /// before a socket is looked up) and the socket only keeps anyone else
+    /// from taking it.
+    Reserved(OwnedFd),
 }
 
-fn bind_one(proto: Proto, addr: SocketAddrV4) -> io::Result<Bound> {
-    Ok(match proto {
-        Proto::Tcp => Bound::Tcp(TcpListener::bind(addr)?),
-        Proto::Udp => Bound::Udp(UdpSocket::bind(addr)?),
-    })
+fn bind_one(proto: Proto, addr: SocketAddrV4, serve: bool) -> io::Result<(u16, Bound)> {
+    let (port, fd): (u16, OwnedFd) = match proto {
+        Proto::Tcp => {
+            let l = TcpListener::bind(addr)?;
+            if serve {
+                return Ok((l.local_addr()?.port(), Bound::Tcp(l)));
+            }
+            // Listening (never accepting) keeps the port exclusively ours;
+            // a bound-only socket would not stop a second SO_REUSEADDR bind.
+            (l.local_addr()?.port(), l.into())
+        }
+        Proto::Udp => {
+            let u = UdpSocket::bind(addr)?;
+            if serve {
+                return Ok((u.local_addr()?.port(), Bound::Udp(u)));
+            }
+            (u.local_addr()?.port(), u.into())
+        }
+    };
+    Ok((port, Bound::Reserved(fd)))
 }
 
-/// Open the host side of `req` (trying each port of a range).
-pub fn bind(req: &PortRequest) -> Result<(Published, Bound), String> {
+/// Open the host side of `req` (trying each port of a range); `serve`
+/// false only reserves the port.
+pub fn bind(req: &PortRequest, serve: bool) -> Result<(Published, Bound), String> {
     let (lo, hi) = req.host_ports;
     let mut last_err = None;
     for port in lo..=hi {
-        match bind_one(req.proto, SocketAddrV4::new(req.host_ip, port)) {
-            Ok(b) => {
-                let actual = match &b {
-                    Bound::Tcp(l) => l.local_addr(),
-                    Bound::Udp(u) => u.local_addr(),
-                }
-                .map(|a| a.port())
-                .map_err(|e| e.to_string())?;
+        match bind_one(req.proto, SocketAddrV4::new(req.host_ip, port), serve) {
+            Ok((actual, b)) => {
                 let p = Published {
                     proto: req.proto,
                     container_port: req.container_port,
@@ -78,6 +96,11 @@ pub fn spawn(bound: Bound, target: SocketAddrV4) -> io::Result<AbortHandle> {
             let u = Arc::new(tokio::net::UdpSocket::from_std(u)?);
             Ok(tokio::spawn(udp_loop(u, target)).abort_handle())
         }
+        Bound::Reserved(fd) => Ok(tokio::spawn(async move {
+            let _held = fd;
+            std::future::pending::<()>().await
+        })
+        .abort_handle()),
     }
 }
 
@@ -199,15 +222,31 @@ mod tests {
             host_ports: (port, port),
         };
         assert_eq!(
-            bind(&req).err().unwrap(),
+            bind(&req, true).err().unwrap(),
             format!("Bind for 127.0.0.1:{port} failed: port is already allocated")
         );
         let any = PortRequest {
             host_ports: (0, 0),
             ..req
         };
-        let (p, _b) = bind(&any).unwrap();
+        let (p, _b) = bind(&any, true).unwrap();
         assert_ne!(p.host_port, 0);
+        // A reservation holds the port without listening on it.
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let req = PortRequest {
+                proto,
+                ..any.clone()
+            };
+            let (p, b) = bind(&req, false).unwrap();
+            assert!(matches!(b, Bound::Reserved(_)));
+            assert_ne!(p.host_port, 0);
+            let again = PortRequest {
+                host_ports: (p.host_port, p.host_port),
+                ..req
+            };
+            assert!(bind(&again, false).is_err());
+            assert!(bind(&again, true).is_err());
+        }
     }
 
     #[tokio::test]
@@ -229,7 +268,7 @@ mod tests {
             host_ip: Ipv4Addr::LOCALHOST,
             host_ports: (0, 0),
         };
-        let (p, b) = bind(&req).unwrap();
+        let (p, b) = bind(&req, true).unwrap();
         let h = spawn(b, target).unwrap();
         let mut c = tokio::net::TcpStream::connect(("127.0.0.1", p.host_port))
             .await
@@ -255,7 +294,7 @@ mod tests {
             host_ip: Ipv4Addr::LOCALHOST,
             host_ports: (0, 0),
         };
-        let (p, b) = bind(&req).unwrap();
+        let (p, b) = bind(&req, true).unwrap();
         let h = spawn(b, utarget).unwrap();
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         client
