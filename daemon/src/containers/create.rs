@@ -204,6 +204,7 @@ impl Containers {
         }
         let mut host_config = body.host_config.unwrap_or_default();
         validate_host_config(&host_config, self.networks.get().map(|n| n.as_ref()))?;
+        super::validate::create_request(&config, &host_config)?;
         let image = self.images.lookup(&config.image).map_err(|e| match e {
             ImageLookupError::NotFound(r) => {
                 ContainerError::NotFoundOther(format!("No such image: {r}"))

@@ -3,6 +3,7 @@
 //! masked paths, namespaces and cgroup resources.
 
 pub mod caps;
+mod cpuset;
 mod devices;
 pub mod resources;
 pub mod seccomp;
@@ -137,8 +138,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
     for u in hc.ulimits.iter().flatten() {
         rlimits.push(json!({
             "type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
-            "hard": u.hard,
-            "soft": u.soft,
+            "hard": rlimit_value(u.hard),
+            "soft": rlimit_value(u.soft),
         }));
     }
 
@@ -191,9 +192,17 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
         "resources": resources(hc, privileged)?,
         "sysctl": sysctls(hc)?,
     });
+    let (mapped, rules) = mapped_devices(hc)?;
     if privileged {
-        linux["devices"] = json!(devices::host_devices());
+        let mut all = devices::host_devices();
+        all.retain(|d| !mapped.iter().any(|m| m["path"] == d["path"]));
+        all.extend(mapped);
+        linux["devices"] = json!(all);
     } else {
+        linux["devices"] = json!(mapped);
+        if let Some(list) = linux["resources"]["devices"].as_array_mut() {
+            list.extend(rules);
+        }
         linux["maskedPaths"] = json!(hc
             .masked_paths
             .clone()
@@ -225,6 +234,25 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
         }
     }
     Ok(spec)
+}
+
+/// A ulimit value for the OCI spec: -1 (and any negative) is RLIM_INFINITY.
+fn rlimit_value(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// `HostConfig.Devices`: the device nodes and their cgroup rules.
+pub fn mapped_devices(
+    hc: &super::config::HostConfig,
+) -> Result<(Vec<Value>, Vec<Value>), ContainerError> {
+    let mut nodes = Vec::new();
+    let mut rules = Vec::new();
+    for raw in hc.devices.iter().flatten() {
+        let (n, r) = devices::from_mapping(raw).map_err(invalid)?;
+        nodes.extend(n);
+        rules.extend(r);
+    }
+    Ok((nodes, rules))
 }
 
 fn strs(v: &[&str]) -> Vec<String> {

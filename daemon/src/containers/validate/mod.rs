@@ -1,0 +1,219 @@
+//! Create-time checks of `Config` and `HostConfig`, so that a request that
+//! cannot work is refused with a 400 before anything exists, instead of
+//! failing at start (or being silently ignored). Messages are dockerd's (or
+//! the docker CLI's) where it has one. Resource limits are checked in
+//! `spec::resources::validate`, shared with `update`; mounts and tmpfs
+//! options in the volumes module.
+
+mod ports;
+
+use serde_json::Value;
+
+use super::config::{ContainerConfig, HostConfig, Ulimit};
+use super::error::{ContainerError, Result};
+use super::signals;
+
+/// The kernel's HOST_NAME_MAX (also the limit of `setdomainname`).
+const MAX_HOSTNAME: usize = 64;
+/// A healthcheck duration below this (but not 0) is refused, as dockerd does.
+const MIN_HEALTH_DURATION_NS: i64 = 1_000_000;
+/// NAME_MAX: a longer cgroup path component cannot be created.
+const MAX_NAME: usize = 255;
+
+/// Ulimit names dockerd knows (go-units; `as` is left out there too).
+const ULIMITS: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+fn invalid(msg: impl Into<String>) -> ContainerError {
+    ContainerError::InvalidParameter(msg.into())
+}
+
+/// Everything in a create request berth can check up front.
+pub fn create_request(config: &ContainerConfig, hc: &HostConfig) -> Result<()> {
+    container_config(config)?;
+    host_config(hc)?;
+    ports::check(config, hc)
+}
+
+fn container_config(c: &ContainerConfig) -> Result<()> {
+    no_nul("Cmd", c.cmd.iter().flatten())?;
+    no_nul("Entrypoint", c.entrypoint.iter().flatten())?;
+    no_nul("Env", c.env.iter().flatten())?;
+    no_nul(
+        "Config",
+        [&c.working_dir, &c.user, &c.hostname, &c.domainname],
+    )?;
+    if !c.working_dir.is_empty() && !c.working_dir.starts_with('/') {
+        return Err(invalid(format!(
+            "the working directory '{}' is invalid, it needs to be an absolute path",
+            c.working_dir
+        )));
+    }
+    for var in c.env.iter().flatten() {
+        if var.split('=').next().unwrap_or_default().is_empty() {
+            return Err(invalid(format!("invalid environment variable: {var}")));
+        }
+    }
+    if let Some(sig) = c.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+        signals::parse(sig).map_err(invalid)?;
+    }
+    // -1 waits for ever (as in dockerd); anything lower is a mistake.
+    if let Some(t) = c.stop_timeout.filter(|t| *t < -1) {
+        return Err(invalid(format!(
+            "invalid StopTimeout ({t}): use a number of seconds, or -1 to wait without a limit"
+        )));
+    }
+    for (what, name) in [("hostname", &c.hostname), ("domainname", &c.domainname)] {
+        if name.len() > MAX_HOSTNAME {
+            return Err(invalid(format!(
+                "{what} {name:?} is too long (maximum {MAX_HOSTNAME} bytes)"
+            )));
+        }
+    }
+    if let Some(h) = &c.healthcheck {
+        healthcheck(h)?;
+    }
+    Ok(())
+}
+
+/// A NUL byte cannot reach the kernel (exec, chdir, sethostname).
+fn no_nul<'a>(field: &str, values: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    if values.into_iter().any(|v| v.contains('\0')) {
+        return Err(invalid(format!(
+            "invalid {field}: a value contains a NUL byte"
+        )));
+    }
+    Ok(())
+}
+
+/// `Config.Healthcheck`: durations in nanoseconds, 0 meaning the default.
+fn healthcheck(h: &Value) -> Result<()> {
+    let Some(obj) = h.as_object() else {
+        if h.is_null() {
+            return Ok(());
+        }
+        return Err(invalid("invalid Healthcheck: must be an object"));
+    };
+    let int = |key: &str| -> Result<i64> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(0),
+            Some(v) => v.as_i64().ok_or_else(|| {
+                invalid(format!(
+                    "invalid Healthcheck: {key} must be an integer (nanoseconds for durations)"
+                ))
+            }),
+        }
+    };
+    for key in ["Interval", "Timeout", "StartPeriod", "StartInterval"] {
+        let v = int(key)?;
+        if v != 0 && v < MIN_HEALTH_DURATION_NS {
+            return Err(invalid(format!(
+                "{key} in Healthcheck cannot be less than 1ms"
+            )));
+        }
+    }
+    if int("Retries")? < 0 {
+        return Err(invalid("Retries in Healthcheck cannot be negative"));
+    }
+    match obj.get("Test") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {}
+        Some(_) => {
+            return Err(invalid(
+                "invalid Healthcheck: Test must be a list of strings",
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn host_config(hc: &HostConfig) -> Result<()> {
+    if hc.shm_size < 0 {
+        return Err(invalid("SHM size can not be less than 0"));
+    }
+    cgroup_parent(&hc.cgroup_parent)?;
+    for u in hc.ulimits.iter().flatten() {
+        ulimit(u)?;
+    }
+    super::spec::mapped_devices(hc)?;
+    Ok(())
+}
+
+fn cgroup_parent(parent: &str) -> Result<()> {
+    let bad = |why: &str| invalid(format!("invalid CgroupParent {parent:?}: {why}"));
+    if parent.contains('\0') {
+        return Err(bad("contains a NUL byte"));
+    }
+    for part in parent.split('/') {
+        if part == ".." {
+            return Err(bad("\"..\" is not allowed"));
+        }
+        if part.len() > MAX_NAME {
+            return Err(bad("a path component is longer than 255 bytes"));
+        }
+    }
+    Ok(())
+}
+
+/// The ceiling of RLIMIT_NOFILE: setrlimit fails above it even for root.
+fn nr_open() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn ulimit(u: &Ulimit) -> Result<()> {
+    if !ULIMITS.contains(&u.name.as_str()) {
+        return Err(invalid(format!("invalid ulimit type: {}", u.name)));
+    }
+    if u.soft < -1 || u.hard < -1 {
+        return Err(invalid(format!(
+            "invalid ulimit {}: limits must be -1 (unlimited) or positive, got {}:{}",
+            u.name, u.soft, u.hard
+        )));
+    }
+    if u.hard != -1 {
+        if u.soft == -1 {
+            return Err(invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: soft: -1 (unlimited), hard: {}",
+                u.hard
+            )));
+        }
+        if u.soft > u.hard {
+            return Err(invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                u.soft, u.hard
+            )));
+        }
+    }
+    if u.name == "nofile" {
+        let hard = u64::try_from(u.hard).unwrap_or(u64::MAX);
+        if let Some(max) = nr_open().filter(|max| hard > *max) {
+            return Err(invalid(format!(
+                "ulimit nofile: hard limit {} is above the host's maximum (fs.nr_open = {max})",
+                u.hard
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
