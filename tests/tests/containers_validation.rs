@@ -186,6 +186,32 @@ fn bad_creates() -> Vec<(Value, String)> {
             "invalid volume name: 5000 bytes long, the maximum is 255".into(),
         ),
     ];
+    cases.extend([
+        (
+            hc(json!({"Memory": 16 << 20, "MemorySwap": -5})),
+            "invalid MemorySwap (-5): use -1 for unlimited swap".to_string(),
+        ),
+        (
+            json!({"MacAddress": "zz"}),
+            "invalid MAC address: zz".into(),
+        ),
+        (
+            hc(json!({"LogConfig": {"Type": "json-file", "Config": {"max-size": "abc"}}})),
+            "invalid max-size \"abc\"".into(),
+        ),
+        (
+            hc(json!({"SecurityOpt": ["bogus"]})),
+            "invalid --security-opt: \"bogus\"".into(),
+        ),
+        (
+            hc(json!({"SecurityOpt": ["seccomp=not json"]})),
+            "Decoding seccomp profile failed*".into(),
+        ),
+        (
+            hc(json!({"Sysctls": {"kernel.foo": "1"}})),
+            "sysctl 'kernel.foo' is not whitelisted".into(),
+        ),
+    ]);
     for key in ["Interval", "Timeout", "StartPeriod", "StartInterval"] {
         cases.push((
             json!({"Healthcheck": {"Test": ["CMD", "true"], key: 999_999}}),

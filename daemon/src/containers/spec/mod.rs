@@ -143,19 +143,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
         }));
     }
 
-    let mut no_new_privileges = false;
-    let mut seccomp_opt: Option<&str> = None;
-    for (key, value) in hc.security_opts() {
-        match key {
-            "no-new-privileges" => {
-                no_new_privileges =
-                    !matches!(value.to_ascii_lowercase().as_str(), "false" | "0" | "no");
-            }
-            "seccomp" => seccomp_opt = Some(value),
-            "label" | "apparmor" => {}
-            other => return Err(invalid(format!("invalid --security-opt: {other:?}"))),
-        }
-    }
+    let SecurityOpts {
+        no_new_privileges,
+        seccomp: seccomp_opt,
+    } = security_opts(hc)?;
 
     let cwd = if rec.config.working_dir.is_empty() {
         "/".to_string()
@@ -253,6 +244,32 @@ pub fn mapped_devices(
         rules.extend(r);
     }
     Ok((nodes, rules))
+}
+
+pub struct SecurityOpts<'a> {
+    pub no_new_privileges: bool,
+    /// `seccomp=`: `unconfined` or a profile's JSON text.
+    pub seccomp: Option<&'a str>,
+}
+
+/// `HostConfig.SecurityOpt`, checked.
+pub fn security_opts(hc: &super::config::HostConfig) -> Result<SecurityOpts<'_>, ContainerError> {
+    let mut out = SecurityOpts {
+        no_new_privileges: false,
+        seccomp: None,
+    };
+    for (key, value) in hc.security_opts() {
+        match key {
+            "no-new-privileges" => {
+                out.no_new_privileges =
+                    !matches!(value.to_ascii_lowercase().as_str(), "false" | "0" | "no");
+            }
+            "seccomp" => out.seccomp = Some(value),
+            "label" | "apparmor" => {}
+            other => return Err(invalid(format!("invalid --security-opt: {other:?}"))),
+        }
+    }
+    Ok(out)
 }
 
 fn strs(v: &[&str]) -> Vec<String> {
@@ -445,7 +462,7 @@ fn mounts(input: &SpecInput<'_>, privileged: bool) -> Result<Vec<Value>, Contain
     Ok(deduped)
 }
 
-fn sysctls(hc: &super::config::HostConfig) -> Result<Value, ContainerError> {
+pub fn sysctls(hc: &super::config::HostConfig) -> Result<Value, ContainerError> {
     let mut out = serde_json::Map::new();
     for (key, value) in hc.sysctls.iter().flatten() {
         let namespaced = key.starts_with("kernel.msg")

@@ -27,6 +27,12 @@ pub fn validate(hc: &HostConfig) -> Result<(), ContainerError> {
             "Minimum memoryswap limit should be larger than memory limit, see usage",
         ));
     }
+    if hc.memory_swap < -1 {
+        return Err(invalid(format!(
+            "invalid MemorySwap ({}): use -1 for unlimited swap",
+            hc.memory_swap
+        )));
+    }
     if hc.memory_swap > 0 && hc.memory == 0 {
         return Err(invalid(
             "You should always set the Memory limit when using Memoryswap limit, see usage",

@@ -85,6 +85,11 @@ fn container_config(c: &ContainerConfig) -> Result<()> {
             )));
         }
     }
+    if let Some(mac) = c.mac_address.as_deref().filter(|m| !m.is_empty()) {
+        if !valid_mac(mac) {
+            return Err(invalid(format!("invalid MAC address: {mac}")));
+        }
+    }
     if let Some(h) = &c.healthcheck {
         healthcheck(h)?;
     }
@@ -151,7 +156,45 @@ fn host_config(hc: &HostConfig) -> Result<()> {
         ulimit(u)?;
     }
     super::spec::mapped_devices(hc)?;
+    super::spec::sysctls(hc)?;
+    let security = super::spec::security_opts(hc)?;
+    if let Some(profile) = security
+        .seccomp
+        .filter(|p| !p.is_empty() && *p != "unconfined")
+    {
+        let caps = super::spec::caps::effective(
+            hc.privileged,
+            hc.cap_add.as_deref().unwrap_or_default(),
+            hc.cap_drop.as_deref().unwrap_or_default(),
+        )?;
+        super::spec::seccomp::from_docker_profile(profile, &caps)?;
+    }
+    log_opts(&hc.log_config.config)
+}
+
+/// The json-file/local options berth's log writer takes.
+fn log_opts(opts: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    if let Some(s) = opts.get("max-size") {
+        if super::lifecycle::parse_size(s).is_none() {
+            return Err(invalid(format!("invalid max-size {s:?}")));
+        }
+    }
+    if let Some(s) = opts.get("max-file") {
+        if s.parse::<u32>().is_err() {
+            return Err(invalid(format!("invalid max-file {s:?}")));
+        }
+    }
     Ok(())
+}
+
+/// `aa:bb:cc:dd:ee:ff`, and unicast: it becomes an interface's address.
+fn valid_mac(m: &str) -> bool {
+    let parts: Vec<&str> = m.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
+        && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0)
 }
 
 fn cgroup_parent(parent: &str) -> Result<()> {
