@@ -480,6 +480,11 @@ fn network_volume_archive_update_resize() {
             "Requested CPUs are not available - requested 0-999",
         ),
         (r#"{"PidsLimit":-5}"#, "invalid PidsLimit (-5)"),
+        (r#"{"MemorySwap":-7}"#, "invalid MemorySwap (-7)"),
+        (
+            r#"{"RestartPolicy":{"Name":"bogus"}}"#,
+            "invalid restart policy: unknown policy 'bogus'",
+        ),
     ] {
         let (code, body) = call(&d, "POST", "/containers/box/update", Some(update));
         assert_eq!(code, 400, "{update}: {body}");
@@ -489,6 +494,29 @@ fn network_volume_archive_update_resize() {
     assert_eq!(
         (hc["CpuQuota"].as_i64(), hc["CpuShares"].as_i64()),
         (Some(0), Some(0))
+    );
+
+    let (code, body) = call(&d, "GET", "/containers/box/top?ps_args=-o%00x", None);
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (400, "invalid ps_args: contains a NUL byte")
+    );
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/containers/box/exec",
+        Some(r#"{"Cmd":["tr\u0000ue"]}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = call(
+        &d,
+        "POST",
+        "/volumes/create",
+        Some(r#"{"Name":"t1","DriverOpts":{"type":"tmpfs","device":"tmpfs","o":"size=abc"}}"#),
+    );
+    assert_eq!(
+        (code, message(&body).as_str()),
+        (400, "invalid tmpfs option \"size=abc\": bad value for size")
     );
 
     // No TTY: nothing to resize, and dockerd answers 200.

@@ -9,7 +9,7 @@ mod ports;
 
 use serde_json::Value;
 
-use super::config::{ContainerConfig, HostConfig, Ulimit};
+use super::config::{ContainerConfig, HostConfig, RestartPolicy, Ulimit};
 use super::error::{ContainerError, Result};
 use super::signals;
 
@@ -48,6 +48,29 @@ pub fn create_request(config: &ContainerConfig, hc: &HostConfig) -> Result<()> {
     container_config(config)?;
     host_config(hc)?;
     ports::check(config, hc)
+}
+
+/// At create and at update.
+pub fn restart_policy(p: &RestartPolicy) -> Result<()> {
+    match p.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
+        other => {
+            return Err(invalid(format!(
+                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            )))
+        }
+    }
+    if p.maximum_retry_count < 0 {
+        return Err(invalid(
+            "invalid restart policy: maximum retry count can't be negative",
+        ));
+    }
+    if p.maximum_retry_count > 0 && p.name != "on-failure" {
+        return Err(invalid(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+        ));
+    }
+    Ok(())
 }
 
 fn container_config(c: &ContainerConfig) -> Result<()> {
