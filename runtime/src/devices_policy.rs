@@ -49,13 +49,24 @@ pub fn with_required_devices(
     let Some(mut rules) = r.devices().clone() else {
         return Some(r);
     };
+    // A device the config already has a rule for keeps that rule's access
+    // (`--device /dev/x:/dev/x:r` stays read-only).
+    let configured = rules.clone();
     rules.extend(defaults());
     for d in devices {
         let typ = match d.typ() {
             LinuxDeviceType::U => LinuxDeviceType::C,
             t => t,
         };
-        rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+        let has_rule = configured.iter().any(|r| {
+            r.allow()
+                && r.typ() == Some(typ)
+                && r.major() == Some(d.major())
+                && r.minor() == Some(d.minor())
+        });
+        if !has_rule {
+            rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+        }
     }
     r.set_devices(Some(rules));
     Some(r)
@@ -79,5 +90,36 @@ mod tests {
         assert!(rules
             .iter()
             .any(|r| r.major() == Some(1) && r.minor() == Some(3)));
+    }
+
+    #[test]
+    fn configured_access_is_kept() {
+        let mut deny = LinuxDeviceCgroup::default();
+        deny.set_allow(false);
+        deny.set_access(Some("rwm".into()));
+        let read_only = rule(LinuxDeviceType::C, Some(1), Some(11), "r");
+        let mut res = LinuxResources::default();
+        res.set_devices(Some(vec![deny, read_only]));
+        let mut dev = LinuxDevice::default();
+        dev.set_typ(LinuxDeviceType::C);
+        dev.set_major(1);
+        dev.set_minor(11);
+        let other = {
+            let mut d = dev.clone();
+            d.set_minor(12);
+            d
+        };
+        let out = with_required_devices(Some(&res), &[dev, other]).unwrap();
+        let for_dev = |minor: i64| -> Vec<String> {
+            out.devices()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .filter(|r| r.major() == Some(1) && r.minor() == Some(minor))
+                .map(|r| r.access().clone().unwrap_or_default())
+                .collect()
+        };
+        assert_eq!(for_dev(11), ["r"]);
+        assert_eq!(for_dev(12), ["rwm"]);
     }
 }

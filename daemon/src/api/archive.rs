@@ -37,17 +37,48 @@ fn map_err(e: ArchiveError, path: &str, container: &str) -> ApiError {
         ArchiveError::NotADirectory => ApiError::bad_request("extraction point is not a directory"),
         ArchiveError::ReadOnly(m) => ApiError::forbidden(m),
         ArchiveError::BadArchive(m) => ApiError::bad_request(m),
+        // Symlinks inside the container can still make the resolved path
+        // too long or loop: the caller's path, not the daemon, is at fault.
+        ArchiveError::Io { ref source, .. }
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::ENAMETOOLONG | libc::ELOOP)
+            ) =>
+        {
+            ApiError::bad_request(format!("invalid path {path}: {source}"))
+        }
         e @ (ArchiveError::Io { .. } | ArchiveError::Internal(_)) => {
             ApiError::internal(e.to_string())
         }
     }
 }
 
+/// Longest path the kernel takes (PATH_MAX, with its NUL) and longest
+/// component (NAME_MAX).
+const PATH_MAX: usize = 4096;
+const NAME_MAX: usize = 255;
+
 fn required_path(q: &QueryParams) -> ApiResult<String> {
-    match q.get("path") {
-        Some(p) if !p.is_empty() => Ok(p.to_string()),
-        _ => Err(ApiError::bad_request("path cannot be empty")),
+    let p = match q.get("path") {
+        Some(p) if !p.is_empty() => p,
+        _ => return Err(ApiError::bad_request("path cannot be empty")),
+    };
+    if p.contains('\0') {
+        return Err(ApiError::bad_request("invalid path: contains a NUL byte"));
     }
+    if p.len() >= PATH_MAX {
+        return Err(ApiError::bad_request(format!(
+            "invalid path: {} bytes long, the maximum is {}",
+            p.len(),
+            PATH_MAX - 1
+        )));
+    }
+    if p.split('/').any(|c| c.len() > NAME_MAX) {
+        return Err(ApiError::bad_request(format!(
+            "invalid path: a file name is longer than {NAME_MAX} bytes"
+        )));
+    }
+    Ok(p.to_string())
 }
 
 fn container(state: &AppState, reference: &str) -> ApiResult<(Arc<Containers>, Arc<Container>)> {

@@ -63,12 +63,22 @@ async fn resize(
             rec.id
         )));
     }
-    state
+    // Without a TTY there is nothing to resize: dockerd (containerd's shim)
+    // answers 200 all the same.
+    if rec.config.tty {
+        state
+            .containers
+            .shim(&rec.id)
+            .call(&ShimRequest::Resize { width, height })
+            .await
+            .map_err(|e| ApiError::internal(format!("resizing the terminal of {}: {e}", rec.id)))?;
+    }
+    let event = state
         .containers
-        .shim(&rec.id)
-        .call(&ShimRequest::Resize { width, height })
-        .await
-        .map_err(|e| ApiError::internal(format!("resizing the terminal of {}: {e}", rec.id)))?;
+        .event(&rec, "resize")
+        .attr("height", height.to_string())
+        .attr("width", width.to_string());
+    state.containers.events.publish(event);
     Ok(StatusCode::OK.into_response())
 }
 

@@ -145,6 +145,18 @@ async fn create(
         return Err(ApiError::bad_request("No exec command specified"));
     }
     detach::parse(&body.detach_keys).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // A NUL byte cannot reach execve or chdir.
+    let env = body.env.as_deref().unwrap_or_default();
+    if cmd
+        .iter()
+        .chain(env)
+        .chain([&body.working_dir, &body.user])
+        .any(|v| v.contains('\0'))
+    {
+        return Err(ApiError::bad_request(
+            "invalid exec configuration: a value contains a NUL byte",
+        ));
+    }
     if !body.working_dir.is_empty() && !body.working_dir.starts_with('/') {
         return Err(ApiError::bad_request(format!(
             "the working directory '{}' is invalid, it needs to be an absolute path",

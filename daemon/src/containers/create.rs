@@ -142,24 +142,7 @@ fn validate_host_config(
             "can't create 'AutoRemove' container with restart policy".into(),
         ));
     }
-    match hc.restart_policy.name.as_str() {
-        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
-        other => {
-            return Err(ContainerError::InvalidParameter(format!(
-                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
-            )))
-        }
-    }
-    if hc.restart_policy.maximum_retry_count < 0 {
-        return Err(ContainerError::InvalidParameter(
-            "invalid restart policy: maximum retry count can't be negative".into(),
-        ));
-    }
-    if hc.restart_policy.maximum_retry_count > 0 && hc.restart_policy.name != "on-failure" {
-        return Err(ContainerError::InvalidParameter(
-            "invalid restart policy: maximum retry count can only be used with 'on-failure'".into(),
-        ));
-    }
+    super::validate::restart_policy(&hc.restart_policy)?;
     if !matches!(
         hc.log_config.kind.as_str(),
         "" | "json-file" | "none" | "local"
@@ -204,6 +187,7 @@ impl Containers {
         }
         let mut host_config = body.host_config.unwrap_or_default();
         validate_host_config(&host_config, self.networks.get().map(|n| n.as_ref()))?;
+        super::validate::create_request(&config, &host_config)?;
         let image = self.images.lookup(&config.image).map_err(|e| match e {
             ImageLookupError::NotFound(r) => {
                 ContainerError::NotFoundOther(format!("No such image: {r}"))

@@ -901,7 +901,7 @@ impl Containers {
 }
 
 /// `10m`, `1g`, `512k`, `1024` → bytes.
-fn parse_size(s: &str) -> Option<u64> {
+pub(super) fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim().to_ascii_lowercase();
     let s = s.trim_end_matches('b');
     let (num, mult) = match s.chars().last()? {

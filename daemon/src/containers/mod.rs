@@ -26,6 +26,7 @@ pub mod signals;
 pub mod spec;
 mod store;
 pub mod timefmt;
+mod validate;
 
 pub use attach::AttachRequest;
 pub use core::{Container, Containers, Settings};

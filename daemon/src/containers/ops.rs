@@ -139,6 +139,7 @@ impl Containers {
             hc.pids_limit = Some(l);
         }
         if let Some(p) = body.restart_policy.clone() {
+            super::validate::restart_policy(&p)?;
             if hc.auto_remove && !matches!(p.name.as_str(), "" | "no") {
                 return Err(ContainerError::InvalidParameter(
                     "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
@@ -245,6 +246,11 @@ impl Containers {
                 rec.id
             )));
         }
+        if ps_args.contains('\0') {
+            return Err(ContainerError::InvalidParameter(
+                "invalid ps_args: contains a NUL byte".into(),
+            ));
+        }
         let out = self.runtime_call(&rec, "ps", &["--format", "json"], None)?;
         let pids: Vec<i32> = serde_json::from_slice(&out)
             .map_err(|e| ContainerError::internal("reading the runtime's ps output", e))?;
@@ -258,8 +264,9 @@ impl Containers {
             .output()
             .await
             .map_err(|e| ContainerError::internal("running ps", e))?;
+        // ps ran; what it refuses are the caller's arguments.
         if !out.status.success() {
-            return Err(ContainerError::Internal(format!(
+            return Err(ContainerError::InvalidParameter(format!(
                 "ps: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             )));

@@ -17,7 +17,7 @@ mod nat;
 mod netlink;
 mod netns;
 mod portfwd;
-mod ports;
+pub(crate) mod ports;
 mod proxy;
 mod records;
 
@@ -372,6 +372,13 @@ impl Networks {
         if matches!(req.name.as_str(), "bridge" | "host" | "none") {
             return Err(NetError::Forbidden(format!(
                 "{} is a pre-defined network and cannot be created",
+                req.name
+            )));
+        }
+        // `.` and `..` would name the records directory or its parent.
+        if matches!(req.name.as_str(), "." | "..") {
+            return Err(NetError::InvalidParameter(format!(
+                "invalid network name {:?}: \".\" and \"..\" are not allowed",
                 req.name
             )));
         }

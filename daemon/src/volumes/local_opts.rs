@@ -27,6 +27,12 @@ pub fn validate(opts: &BTreeMap<String, String>) -> Result<()> {
     if has("o") && !has("type") {
         return Err(VolumeError::invalid("missing required option: \"type\""));
     }
+    // A tmpfs's options can be checked now rather than when it is mounted.
+    if opts.get("type").is_some_and(|t| t == "tmpfs") {
+        let o = opts.get("o").map(String::as_str).unwrap_or("");
+        super::tmpfs_opts::check(o.split(',').filter(|s| !s.is_empty()))
+            .map_err(VolumeError::invalid)?;
+    }
     Ok(())
 }
 

@@ -22,6 +22,7 @@ mod populate;
 mod resolve;
 mod spec;
 mod store;
+mod tmpfs_opts;
 
 pub use error::VolumeError;
 pub use store::{CreateRequest, Volume, VolumeStore, ANONYMOUS_LABEL};

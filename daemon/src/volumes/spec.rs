@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use super::error::{Result, VolumeError};
 use super::name;
+use super::tmpfs_opts;
 
 /// Where a mount's content comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,13 +360,16 @@ pub fn parse_mount(value: &serde_json::Value) -> Result<Planned> {
             if let Some(mode) = to.mode.filter(|m| *m != 0) {
                 data.push(format!("mode={:o}", mode & 0o7777));
             }
+            // dockerd takes only exec/noexec here (as [flag] or [flag, value]).
             for opt in to.options.unwrap_or_default() {
                 match opt.as_slice() {
                     [flag] if flag == "exec" || flag == "noexec" => data.push(flag.clone()),
-                    [k, v] => data.push(format!("{k}={v}")),
-                    _ => return Err(err(&format!("invalid tmpfs option {opt:?}"))),
+                    [k, v] if k == "exec" || k == "noexec" => data.push(format!("{k}={v}")),
+                    [k] | [k, _] => return Err(err(&format!("invalid option: {k}"))),
+                    _ => return Err(err("invalid option array length")),
                 }
             }
+            tmpfs_opts::check(data.iter().map(String::as_str)).map_err(|e| err(&e))?;
             Ok(Planned {
                 destination,
                 source: Source::Tmpfs { data },
@@ -384,6 +388,12 @@ pub fn parse_mount(value: &serde_json::Value) -> Result<Planned> {
 /// One `HostConfig.Tmpfs` entry: `/run` → `size=64m,mode=1777,ro`.
 pub fn parse_tmpfs(dest: &str, options: &str) -> Result<Planned> {
     let destination = check_destination("", "tmpfs", dest)?;
+    let opts: Vec<&str> = options
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
+    tmpfs_opts::check(opts.iter().copied()).map_err(VolumeError::invalid)?;
     let mut rw = true;
     let mut data = Vec::new();
     for opt in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {

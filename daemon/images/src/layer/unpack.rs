@@ -117,6 +117,24 @@ fn entry_err(name: &[u8], what: &str, e: io::Error) -> Error {
     }
 }
 
+/// A parent path that cannot be a directory inside the layer (it passes
+/// through a file, a dangling or looping symlink, or one that leads out of
+/// the layer) is the archive's fault: refuse the entry, not a daemon error.
+fn parent_err(path: &[u8], e: io::Error) -> Error {
+    let reason = match e.raw_os_error() {
+        Some(libc::ENOTDIR) | Some(libc::EXDEV) => {
+            "as a parent directory it passes through a symbolic link or file that does not lead to a directory inside the layer"
+        }
+        Some(libc::ELOOP) => "as a parent directory it passes through a symbolic link loop",
+        Some(libc::ENAMETOOLONG) => "as a parent directory its path is too long",
+        _ => return entry_err(path, "open parent directory", e),
+    };
+    Error::UnsafeEntry {
+        entry: String::from_utf8_lossy(path).into_owned(),
+        reason: reason.into(),
+    }
+}
+
 fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
     let h: &Header = entry.header();
     let bad = |what: &str, e: io::Error| Error::invalid(format!("layer tar header {what}: {e}"));
@@ -357,7 +375,7 @@ impl Extractor {
         if !hit {
             let fd = self
                 .open_or_create_dir(path)
-                .map_err(|e| entry_err(path, "open parent directory", e))?;
+                .map_err(|e| parent_err(path, e))?;
             self.parent_cache = Some((path.to_vec(), fd));
         }
         match &self.parent_cache {

@@ -3,6 +3,7 @@
 //! masked paths, namespaces and cgroup resources.
 
 pub mod caps;
+mod cpuset;
 mod devices;
 pub mod resources;
 pub mod seccomp;
@@ -137,24 +138,15 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
     for u in hc.ulimits.iter().flatten() {
         rlimits.push(json!({
             "type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
-            "hard": u.hard,
-            "soft": u.soft,
+            "hard": rlimit_value(u.hard),
+            "soft": rlimit_value(u.soft),
         }));
     }
 
-    let mut no_new_privileges = false;
-    let mut seccomp_opt: Option<&str> = None;
-    for (key, value) in hc.security_opts() {
-        match key {
-            "no-new-privileges" => {
-                no_new_privileges =
-                    !matches!(value.to_ascii_lowercase().as_str(), "false" | "0" | "no");
-            }
-            "seccomp" => seccomp_opt = Some(value),
-            "label" | "apparmor" => {}
-            other => return Err(invalid(format!("invalid --security-opt: {other:?}"))),
-        }
-    }
+    let SecurityOpts {
+        no_new_privileges,
+        seccomp: seccomp_opt,
+    } = security_opts(hc)?;
 
     let cwd = if rec.config.working_dir.is_empty() {
         "/".to_string()
@@ -191,9 +183,17 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
         "resources": resources(hc, privileged)?,
         "sysctl": sysctls(hc)?,
     });
+    let (mapped, rules) = mapped_devices(hc)?;
     if privileged {
-        linux["devices"] = json!(devices::host_devices());
+        let mut all = devices::host_devices();
+        all.retain(|d| !mapped.iter().any(|m| m["path"] == d["path"]));
+        all.extend(mapped);
+        linux["devices"] = json!(all);
     } else {
+        linux["devices"] = json!(mapped);
+        if let Some(list) = linux["resources"]["devices"].as_array_mut() {
+            list.extend(rules);
+        }
         linux["maskedPaths"] = json!(hc
             .masked_paths
             .clone()
@@ -225,6 +225,51 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
         }
     }
     Ok(spec)
+}
+
+/// A ulimit value for the OCI spec: -1 (and any negative) is RLIM_INFINITY.
+fn rlimit_value(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// `HostConfig.Devices`: the device nodes and their cgroup rules.
+pub fn mapped_devices(
+    hc: &super::config::HostConfig,
+) -> Result<(Vec<Value>, Vec<Value>), ContainerError> {
+    let mut nodes = Vec::new();
+    let mut rules = Vec::new();
+    for raw in hc.devices.iter().flatten() {
+        let (n, r) = devices::from_mapping(raw).map_err(invalid)?;
+        nodes.extend(n);
+        rules.extend(r);
+    }
+    Ok((nodes, rules))
+}
+
+pub struct SecurityOpts<'a> {
+    pub no_new_privileges: bool,
+    /// `seccomp=`: `unconfined` or a profile's JSON text.
+    pub seccomp: Option<&'a str>,
+}
+
+/// `HostConfig.SecurityOpt`, checked.
+pub fn security_opts(hc: &super::config::HostConfig) -> Result<SecurityOpts<'_>, ContainerError> {
+    let mut out = SecurityOpts {
+        no_new_privileges: false,
+        seccomp: None,
+    };
+    for (key, value) in hc.security_opts() {
+        match key {
+            "no-new-privileges" => {
+                out.no_new_privileges =
+                    !matches!(value.to_ascii_lowercase().as_str(), "false" | "0" | "no");
+            }
+            "seccomp" => out.seccomp = Some(value),
+            "label" | "apparmor" => {}
+            other => return Err(invalid(format!("invalid --security-opt: {other:?}"))),
+        }
+    }
+    Ok(out)
 }
 
 fn strs(v: &[&str]) -> Vec<String> {
@@ -417,7 +462,7 @@ fn mounts(input: &SpecInput<'_>, privileged: bool) -> Result<Vec<Value>, Contain
     Ok(deduped)
 }
 
-fn sysctls(hc: &super::config::HostConfig) -> Result<Value, ContainerError> {
+pub fn sysctls(hc: &super::config::HostConfig) -> Result<Value, ContainerError> {
     let mut out = serde_json::Map::new();
     for (key, value) in hc.sysctls.iter().flatten() {
         let namespaced = key.starts_with("kernel.msg")

@@ -4,10 +4,14 @@ use serde_json::{json, Map, Value};
 
 use super::super::config::HostConfig;
 use super::super::error::ContainerError;
+use super::cpuset;
 
 /// dockerd refuses smaller memory limits.
 pub const MIN_MEMORY: i64 = 6 << 20;
 pub const DEFAULT_CPU_PERIOD: i64 = 100_000;
+/// The kernel's largest CFS quota in µs (`MAX_BW`, 2^44 - 1): larger values
+/// make the cgroup write fail with EINVAL.
+pub const MAX_CPU_QUOTA: i64 = (1 << 44) - 1;
 
 fn invalid(msg: impl Into<String>) -> ContainerError {
     ContainerError::InvalidParameter(msg.into())
@@ -23,10 +27,19 @@ pub fn validate(hc: &HostConfig) -> Result<(), ContainerError> {
             "Minimum memoryswap limit should be larger than memory limit, see usage",
         ));
     }
+    if hc.memory_swap < -1 {
+        return Err(invalid(format!(
+            "invalid MemorySwap ({}): use -1 for unlimited swap",
+            hc.memory_swap
+        )));
+    }
     if hc.memory_swap > 0 && hc.memory == 0 {
         return Err(invalid(
             "You should always set the Memory limit when using Memoryswap limit, see usage",
         ));
+    }
+    if hc.memory_reservation > 0 && hc.memory_reservation < MIN_MEMORY {
+        return Err(invalid("Minimum memory reservation allowed is 6MB"));
     }
     if hc.memory > 0 && hc.memory_reservation > hc.memory {
         return Err(invalid(
@@ -72,6 +85,38 @@ pub fn validate(hc: &HostConfig) -> Result<(), ContainerError> {
         return Err(invalid(
             "CPU cfs quota can not be less than 1ms (i.e. 1000)",
         ));
+    }
+    if hc.cpu_quota > MAX_CPU_QUOTA {
+        return Err(invalid(format!(
+            "CPU cfs quota can not be larger than {MAX_CPU_QUOTA} (the kernel's maximum)"
+        )));
+    }
+    if hc.cpu_shares < 0 {
+        return Err(invalid(format!(
+            "invalid CPU shares ({}): value must be a positive integer",
+            hc.cpu_shares
+        )));
+    }
+    if hc.cpu_realtime_period < 0 || hc.cpu_realtime_runtime < -1 {
+        return Err(invalid(
+            "cpu real-time period and runtime can not be negative",
+        ));
+    }
+    if hc.cpu_realtime_period != 0
+        && hc.cpu_realtime_runtime != 0
+        && hc.cpu_realtime_runtime > hc.cpu_realtime_period
+    {
+        return Err(invalid(
+            "cpu real-time runtime cannot be higher than cpu real-time period",
+        ));
+    }
+    cpuset::check(cpuset::Kind::Cpus, &hc.cpuset_cpus).map_err(invalid)?;
+    cpuset::check(cpuset::Kind::Mems, &hc.cpuset_mems).map_err(invalid)?;
+    // dockerd takes 0 and -1 as unlimited; below that is a mistake.
+    if let Some(l) = hc.pids_limit.filter(|l| *l < -1) {
+        return Err(invalid(format!(
+            "invalid PidsLimit ({l}): use a positive number, or 0 or -1 for unlimited"
+        )));
     }
     if hc.blkio_weight > 0 && !(10..=1000).contains(&hc.blkio_weight) {
         return Err(invalid("Range of blkio weight is from 10 to 1000"));
