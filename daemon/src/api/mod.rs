@@ -11,6 +11,7 @@ pub mod attach_ws;
 pub mod commit;
 pub mod container_files;
 pub mod containers;
+pub mod distribution;
 pub mod events;
 pub mod exec;
 pub mod images;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(system::routes())
         .merge(events::routes())
         .merge(images::routes())
+        .merge(distribution::routes())
         .merge(containers::routes())
         .merge(volumes::routes())
         .merge(networks::routes())
