@@ -178,6 +178,13 @@ impl Session {
         }
     }
 
+    /// Whether any credentials were given for this registry.
+    pub fn has_credentials(&self) -> bool {
+        self.auth.basic().is_some()
+            || !self.auth.identitytoken.is_empty()
+            || !self.auth.registrytoken.is_empty()
+    }
+
     pub fn challenge(&self) -> Option<&Challenge> {
         self.challenge.as_ref()
     }

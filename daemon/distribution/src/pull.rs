@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use berth_images::layer::{chain_ids, LayerBlob, Pin, StagedLayer};
 use berth_images::{Digest, Image, Reference};
 
-use crate::auth::AuthConfig;
+use crate::auth::{AuthConfig, Challenge};
 use crate::client::Session;
 use crate::error::{Error, Result};
 use crate::fetch::Repo;
@@ -62,7 +62,7 @@ impl Distribution {
                 Error::NotFound(format!("manifest for {familiar} not found: {text}"))
             })
             .await
-            .map_err(|e| access_error(e, r))?;
+            .map_err(|e| access_error(e, r, &repo, &tag_or_digest))?;
         let (media_type, config, layers) = match manifest::parse(&top.bytes, &top.content_type)? {
             Parsed::Image {
                 media_type,
@@ -302,10 +302,17 @@ impl Distribution {
     }
 }
 
-/// dockerd's answer when the registry refuses a pull.
-fn access_error(e: Error, r: &Reference) -> Error {
+/// dockerd's answer when the registry refuses a pull. Not a 401: the
+/// docker CLI would take that for "log in first" and prompt for a password.
+fn access_error(e: Error, r: &Reference, repo: &Repo, tag_or_digest: &str) -> Error {
     match e {
-        Error::Unauthorized(text) | Error::Forbidden(text) => Error::Unauthorized(format!(
+        Error::Unauthorized(_) if matches!(repo.sess.challenge(), Some(Challenge::Basic)) && !repo.sess.has_credentials() => {
+            Error::Upstream(format!(
+                "Head \"{}\": no basic auth credentials",
+                repo.sess.url(&format!("/v2/{}/manifests/{tag_or_digest}", repo.path))
+            ))
+        }
+        Error::Unauthorized(text) | Error::Forbidden(text) => Error::NotFound(format!(
             "pull access denied for {}, repository does not exist or may require 'docker login': {text}",
             r.familiar_name()
         )),

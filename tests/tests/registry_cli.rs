@@ -1,0 +1,289 @@
+//! Registry client through the real docker CLI against Debian's
+//! `docker-registry` (plain HTTP on 127.0.0.1, insecure by default as in
+//! dockerd), populated with skopeo: pull by tag and by digest, run of a
+//! missing image, push and pull back, login with htpasswd basic auth, and
+//! dockerd's errors for unknown repositories and tags.
+
+use std::fs;
+use std::path::Path;
+
+use berth_tests::registry::Registry;
+use berth_tests::Daemon;
+
+/// No half-written blob or staged layer is left behind.
+fn assert_no_temp_files(d: &Daemon) {
+    for sub in ["image/tmp", "overlay/tmp"] {
+        let dir = d.data_root.join(sub);
+        let left: Vec<_> = fs::read_dir(&dir)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+    }
+}
+
+fn image_id(d: &Daemon, name: &str) -> String {
+    d.inspect("image", name)["Id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn pull_by_tag_and_digest_then_run_missing_image() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let digest = reg.digest("test/busybox:1");
+    let d = Daemon::start();
+    let name = reg.image("test/busybox:1");
+
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains("1: Pulling from test/busybox"), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    let img = d.inspect("image", &name);
+    let want_digest = format!("{}@{digest}", reg.image("test/busybox"));
+    assert!(
+        img["RepoDigests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == &serde_json::json!(want_digest)),
+        "{img}"
+    );
+    // The same content as the archive the registry was filled from.
+    let loaded = Daemon::with_busybox();
+    assert_eq!(image_id(&d, &name), image_id(&loaded, "busybox"));
+    drop(loaded);
+
+    let again = d.docker_ok(&["pull", &name]);
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {name}")),
+        "{again}"
+    );
+    assert!(!again.contains("Pull complete"), "{again}");
+
+    // By digest, after removing the image entirely.
+    d.docker_ok(&["rmi", &name]);
+    let out = d.docker_ok(&["pull", &want_digest]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {want_digest}")),
+        "{out}"
+    );
+    d.docker_ok(&["rmi", &want_digest]);
+
+    // docker run of an image the daemon lacks pulls it (the CLI does so
+    // after create answers 404).
+    let run = d.docker(&["run", "--rm", &name, "echo", "hello from the registry"]);
+    assert!(run.success(), "{}\n{}", run.stderr, d.log());
+    assert!(
+        run.stdout.contains("hello from the registry"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("Unable to find image '{name}' locally")),
+        "{}",
+        run.stderr
+    );
+    // --pull never with a missing image fails without pulling.
+    let other = reg.image("test/busybox:2");
+    reg.push_fixture("test/busybox:2");
+    let never = d.docker(&["run", "--rm", "--pull", "never", &other, "true"]);
+    assert!(!never.success());
+    assert!(never.stderr.contains("No such image"), "{}", never.stderr);
+    // --pull always pulls even though the image is there.
+    let always = d.docker_ok(&["create", "--pull", "always", &name, "true"]);
+    assert!(!always.trim().is_empty());
+
+    let events = d.docker_ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "type=image",
+        "--filter",
+        "event=pull",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert!(events.lines().any(|l| l == name), "{events}");
+    assert_no_temp_files(&d);
+}
+
+#[test]
+fn push_then_pull_back_gives_the_same_image() {
+    let reg = Registry::start();
+    let d = Daemon::with_busybox();
+    let name = reg.image("pushed/bb:v1");
+    d.docker_ok(&["tag", "busybox", &name]);
+
+    let out = d.docker_ok(&["push", &name]);
+    assert!(
+        out.contains(&format!(
+            "The push refers to repository [{}]",
+            reg.image("pushed/bb")
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Pushed"), "{out}");
+    let digest = reg.digest("pushed/bb:v1");
+    assert!(
+        out.contains(&format!("v1: digest: {digest} size: ")),
+        "{out}\nregistry says {digest}"
+    );
+    // Layers stored uncompressed are gzipped deterministically: a second
+    // push finds every layer and gives the same manifest digest.
+    let again = d.docker_ok(&["push", &name]);
+    assert!(again.contains("Layer already exists"), "{again}");
+    assert!(
+        again.contains(&format!("v1: digest: {digest} size: ")),
+        "{again}"
+    );
+    let img = d.inspect("image", &name);
+    assert!(
+        img["RepoDigests"].to_string().contains(&digest),
+        "push records the digest: {img}"
+    );
+
+    // Another daemon pulls it back: the same image ID.
+    let other = Daemon::start();
+    other.docker_ok(&["pull", &name]);
+    assert_eq!(image_id(&other, &name), image_id(&d, "busybox"));
+    let run = other.docker_ok(&["run", "--rm", &name, "cat", "/etc/hostname"]);
+    assert!(!run.trim().is_empty());
+
+    // Pushing every tag of a repository (no tag given).
+    d.docker_ok(&["tag", "busybox", &reg.image("pushed/bb:v2")]);
+    let all = d.docker_ok(&["push", "--all-tags", &reg.image("pushed/bb")]);
+    assert!(all.contains("v2: digest: "), "{all}");
+    assert_eq!(reg.digest("pushed/bb:v2"), digest);
+
+    let events = d.docker_ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "event=push",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert!(events.lines().any(|l| l == name), "{events}");
+    assert_no_temp_files(&d);
+    assert_no_temp_files(&other);
+}
+
+#[test]
+fn unknown_repository_tag_and_registry_errors() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let d = Daemon::start();
+
+    let tag = d.docker(&["pull", &reg.image("test/busybox:nope")]);
+    assert!(!tag.success());
+    assert!(
+        tag.stderr.contains(&format!(
+            "Error response from daemon: manifest for {} not found: manifest unknown",
+            reg.image("test/busybox:nope")
+        )),
+        "{}",
+        tag.stderr
+    );
+    let repo = d.docker(&["pull", &reg.image("no/such-repo:1")]);
+    assert!(!repo.success());
+    assert!(
+        repo.stderr.contains(&format!(
+            "manifest for {} not found",
+            reg.image("no/such-repo:1")
+        )),
+        "{}",
+        repo.stderr
+    );
+    // The same through the API: a plain 404 JSON error, not a stream.
+    let api = d.curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        &format!(
+            "http://localhost/images/create?fromImage={}&tag=nope",
+            reg.image("test/busybox")
+        ),
+    ]);
+    assert_eq!(api.stdout.trim(), "404");
+
+    // Pushing an image the daemon does not have.
+    let push = d.docker(&["push", &reg.image("absent/img:1")]);
+    assert!(!push.success());
+    assert!(
+        push.stderr
+            .contains("An image does not exist locally with the tag"),
+        "{}",
+        push.stderr
+    );
+    // Nothing listens on that port any more.
+    let host = reg.host();
+    drop(reg);
+    let gone = d.docker(&["pull", &format!("{host}/test/busybox:1")]);
+    assert!(!gone.success());
+    assert!(
+        gone.stderr.contains(&format!("\"http://{host}/v2/\"")),
+        "{}",
+        gone.stderr
+    );
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    assert_no_temp_files(&d);
+}
+
+#[test]
+fn login_with_basic_auth() {
+    let reg = Registry::with_basic_auth("alice", "s3cret");
+    reg.push_fixture("private/bb:1");
+    let d = Daemon::start();
+    let host = reg.host();
+    let name = reg.image("private/bb:1");
+
+    // Without credentials: dockerd's error, not a 401 (which would make
+    // the CLI prompt for a login).
+    let anon = d.docker(&["pull", &name]);
+    assert!(!anon.success());
+    assert!(
+        anon.stderr.contains("no basic auth credentials"),
+        "{}",
+        anon.stderr
+    );
+
+    let bad = d.docker(&["login", &host, "-u", "alice", "-p", "wrong"]);
+    assert!(!bad.success());
+    assert!(
+        bad.stderr.contains(&format!(
+            "login attempt to http://{host}/v2/ failed with status: 401 Unauthorized"
+        )),
+        "{}",
+        bad.stderr
+    );
+    let good = d.docker_ok(&["login", &host, "-u", "alice", "-p", "s3cret"]);
+    assert!(good.contains("Login Succeeded"), "{good}");
+
+    // The CLI now sends the credentials with pull and push.
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    d.docker_ok(&["tag", &name, &reg.image("private/copy:2")]);
+    let push = d.docker_ok(&["push", &reg.image("private/copy:2")]);
+    assert!(
+        push.contains("Layer already exists") || push.contains("Pushed"),
+        "{push}"
+    );
+    assert!(push.contains(&reg.digest("private/copy:2")), "{push}");
+    assert!(Path::new(&d.data_root).exists());
+    assert_no_temp_files(&d);
+}
