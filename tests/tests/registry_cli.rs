@@ -287,3 +287,124 @@ fn login_with_basic_auth() {
     assert!(Path::new(&d.data_root).exists());
     assert_no_temp_files(&d);
 }
+
+/// A proxy in front of the registry that flips one byte in the middle of
+/// every blob body larger than 4 KiB (one request per connection).
+struct CorruptingProxy {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CorruptingProxy {
+    fn start(upstream: u16) -> CorruptingProxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let serve = move |mut c: TcpStream| -> std::io::Result<()> {
+            c.set_nonblocking(false)?;
+            c.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if c.read(&mut b)? == 0 {
+                    return Ok(());
+                }
+                head.push(b[0]);
+            }
+            let text = String::from_utf8_lossy(&head).to_string();
+            let blob = text.lines().next().unwrap_or("").contains("/blobs/sha256:");
+            let req: String = text
+                .split("\r\n")
+                .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
+                .map(|l| format!("{l}\r\n"))
+                .collect::<String>()
+                + "Connection: close\r\n\r\n";
+            let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+            up.write_all(req.as_bytes())?;
+            let mut resp = Vec::new();
+            up.read_to_end(&mut resp)?;
+            if let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+                let body_len = resp.len() - split - 4;
+                if blob && body_len > 4096 && resp.starts_with(b"HTTP/1.1 200") {
+                    let i = split + 4 + body_len / 2;
+                    resp[i] ^= 0xff;
+                }
+            }
+            c.write_all(&resp)?;
+            Ok(())
+        };
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        let _ = serve(c);
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        CorruptingProxy {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CorruptingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn corrupted_blob_is_refused_and_nothing_is_stored() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let layer = reg.layers("test/busybox:1")[0].clone();
+    let proxy = CorruptingProxy::start(reg.port);
+    let d = Daemon::start();
+    let via_proxy = format!("127.0.0.1:{}/test/busybox:1", proxy.port);
+    let out = d.docker(&["pull", &via_proxy]);
+    assert!(
+        !out.success(),
+        "{}\n{}",
+        out.stdout,
+        berth_tests::tail(&d.log(), 30)
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "filesystem layer verification failed for digest {layer}"
+        )),
+        "{}\n{}",
+        out.stderr,
+        out.stdout
+    );
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    let layers: Vec<_> = fs::read_dir(d.data_root.join("overlay/layers"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(layers.is_empty(), "{layers:?}");
+    assert!(
+        !d.data_root
+            .join("image/blobs/sha256")
+            .join(layer.trim_start_matches("sha256:"))
+            .exists(),
+        "the corrupt blob was kept"
+    );
+    assert_no_temp_files(&d);
+    drop(proxy);
+    // The registry itself serves the blob intact: the next pull works.
+    let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
+    assert!(ok.contains("Pull complete"), "{ok}");
+}

@@ -274,13 +274,12 @@ impl Distribution {
         out: &Progress,
     ) -> Result<()> {
         for i in 0..layers.len() {
-            let Some(h) = handles[i].as_mut() else {
+            let Some(h) = handles[i].take() else {
                 continue;
             };
             let staged = h
                 .await
                 .map_err(|e| Error::Internal(format!("download task: {e}")))??;
-            handles[i] = None;
             let parent = if i == 0 {
                 None
             } else {

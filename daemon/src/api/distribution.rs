@@ -99,7 +99,8 @@ pub async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> ApiR
         auth: registry_auth(headers)?,
     };
     let (progress, rx) = Progress::channel(64);
-    tokio::spawn(async move {
+    let guard = progress.clone();
+    let task = tokio::spawn(async move {
         let dist = state.registry.clone();
         let res = if all_tags {
             dist.pull_all_tags(&opts, &progress).await
@@ -123,6 +124,7 @@ pub async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> ApiR
             }
         }
     });
+    report_panic(task, guard);
     progress_stream(rx).await
 }
 
@@ -149,7 +151,8 @@ pub async fn push(
             .map_err(|e| ApiError::from_internal("push", e))??;
     }
     let (progress, rx) = Progress::channel(64);
-    tokio::spawn(async move {
+    let guard = progress.clone();
+    let task = tokio::spawn(async move {
         match state.registry.push(&opts, &progress).await {
             Ok(out) => {
                 for (tag, _, _) in out.pushed {
@@ -168,7 +171,22 @@ pub async fn push(
             }
         }
     });
+    report_panic(task, guard);
     progress_stream(rx).await
+}
+
+/// A pull or push that died must not look like a success to the client.
+fn report_panic(task: tokio::task::JoinHandle<()>, progress: Progress) {
+    tokio::spawn(async move {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "registry operation failed");
+            progress
+                .fail(berth_distribution::Error::Internal(format!(
+                    "registry operation failed: {e}"
+                )))
+                .await;
+        }
+    });
 }
 
 async fn auth(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
