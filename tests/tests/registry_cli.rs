@@ -408,3 +408,21 @@ fn corrupted_blob_is_refused_and_nothing_is_stored() {
     let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
     assert!(ok.contains("Pull complete"), "{ok}");
 }
+
+#[test]
+fn docker_py_pull_run_push() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let d = Daemon::start();
+    let script = berth_tests::workspace_root().join("tests/py/registry_dockerpy.py");
+    let out = d.python_file(&script, &[&reg.host()]);
+    assert!(
+        out.success(),
+        "{}\n{}\n{}",
+        out.stdout,
+        out.stderr,
+        berth_tests::tail(&d.log(), 30)
+    );
+    assert_eq!(out.stdout.trim(), "ok");
+    assert_no_temp_files(&d);
+}
