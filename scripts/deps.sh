@@ -10,7 +10,7 @@ packages=(
     busybox-static                                # test images
     curl jq socat tmux procps iproute2 iptables   # test drivers and checks
     runc docker.io                                # the runc-compatibility test and benchmarks
-    docker-registry skopeo apache2-utils          # registry tests: server, populating it, htpasswd
+    docker-registry skopeo apache2-utils openssl  # registry tests: server, filling it, htpasswd, test CA
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -36,15 +36,26 @@ fn require(bin: &str, package: &str) {
 impl Registry {
     /// A plain-HTTP registry without authentication.
     pub fn start() -> Registry {
-        Self::start_inner(None)
+        Self::start_inner(None, false)
     }
 
     /// A registry with htpasswd basic auth for one user.
     pub fn with_basic_auth(user: &str, password: &str) -> Registry {
-        Self::start_inner(Some((user.to_owned(), password.to_owned())))
+        Self::start_inner(Some((user.to_owned(), password.to_owned())), false)
     }
 
-    fn start_inner(credentials: Option<(String, String)>) -> Registry {
+    /// An HTTPS-only registry whose certificate a CA made for the test
+    /// signed; the CA is [`Registry::ca_cert`].
+    pub fn with_tls() -> Registry {
+        Self::start_inner(None, true)
+    }
+
+    /// The test CA's certificate (PEM) of a [`Registry::with_tls`].
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn start_inner(credentials: Option<(String, String)>, tls: bool) -> Registry {
         require(REGISTRY_BIN, "docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-")
@@ -67,8 +78,17 @@ impl Registry {
                 file.display()
             );
         }
+        let mut tls_conf = String::new();
+        if tls {
+            make_certs(dir.path());
+            tls_conf = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display()
+            );
+        }
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_conf}{auth}",
             storage.display()
         );
         let config_path = dir.path().join("config.yml");
@@ -196,6 +216,73 @@ impl Registry {
     pub fn storage(&self) -> PathBuf {
         self.dir.path().join("storage")
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, with openssl.
+fn make_certs(dir: &std::path::Path) {
+    require("/usr/bin/openssl", "openssl");
+    let run = |args: &[&str]| {
+        let out = Command::new("/usr/bin/openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=berth test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write san.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
 }
 
 impl Drop for Registry {

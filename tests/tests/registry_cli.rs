@@ -426,3 +426,30 @@ fn docker_py_pull_run_push() {
     assert_eq!(out.stdout.trim(), "ok");
     assert_no_temp_files(&d);
 }
+
+#[test]
+fn pull_and_push_over_tls_with_a_test_ca() {
+    let reg = Registry::with_tls();
+    reg.push_fixture("tls/bb:1");
+    let d = Daemon::start();
+    // certs.d next to the daemon's config file, as /etc/berth/certs.d.
+    let certs = d
+        .config_file
+        .parent()
+        .unwrap()
+        .join("certs.d")
+        .join(reg.host());
+    fs::create_dir_all(&certs).unwrap();
+    fs::copy(reg.ca_cert(), certs.join("ca.crt")).unwrap();
+    let name = reg.image("tls/bb:1");
+    // The registry speaks only TLS: no fallback to plain HTTP could work.
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(
+        out.contains(&format!("Digest: {}", reg.digest("tls/bb:1"))),
+        "{out}"
+    );
+    d.docker_ok(&["tag", &name, &reg.image("tls/copy:1")]);
+    let push = d.docker_ok(&["push", &reg.image("tls/copy:1")]);
+    assert!(push.contains(&reg.digest("tls/copy:1")), "{push}");
+    assert_no_temp_files(&d);
+}
