@@ -145,9 +145,18 @@ impl Distribution {
                 .await?;
             let st = store.clone();
             let tags = tags.clone();
+            let (dir, host, path) = (
+                self.config.data_dir.clone(),
+                repo.sess.host.clone(),
+                repo.path.clone(),
+            );
+            let blobs: Vec<Digest> = layers.iter().filter_map(|l| l.digest().ok()).collect();
             blocking(move || {
                 st.publish_pulled(&bytes, &tags)?;
                 drop(pins);
+                for b in &blobs {
+                    crate::sources::record(&dir, b, &host, &path);
+                }
                 Ok(())
             })
             .await?;

@@ -155,14 +155,27 @@ impl Distribution {
                         .await
                         .map_err(|_| Error::Internal("upload limiter closed".into()))?,
                 };
+                let dir2 = dir.clone();
                 let prepared = blocking(move || prepare(&st, &layer, &dir)).await?;
                 if repo.blob_exists(&prepared.digest).await? {
                     out.layer(&id, "Layer already exists").await;
+                } else if let Some(from) = repo.mount_from_known(&dir2, &prepared.digest).await? {
+                    out.layer(&id, &format!("Mounted from {from}")).await;
                 } else {
                     repo.upload_file(&prepared.path, &prepared.digest, prepared.size, &id, &out)
                         .await?;
                     out.layer(&id, "Pushed").await;
                 }
+                let (d, h, p) = (
+                    prepared.digest.clone(),
+                    repo.sess.host.clone(),
+                    repo.path.clone(),
+                );
+                let _ = blocking(move || {
+                    crate::sources::record(&dir2, &d, &h, &p);
+                    Ok(())
+                })
+                .await;
                 Ok::<_, Error>(prepared)
             }));
         }
@@ -348,6 +361,38 @@ impl Repo {
             StatusCode::NOT_FOUND => Ok(false),
             s => Err(self.status_error(s, &url, resp).await),
         }
+    }
+
+    /// Ask the registry to mount `d` from another repository on it that
+    /// is known to hold it. Returns that repository when it worked.
+    async fn mount_from_known(&self, dir: &Path, d: &Digest) -> Result<Option<String>> {
+        let (dir, d2, host, path) = (
+            dir.to_owned(),
+            d.clone(),
+            self.sess.host.clone(),
+            self.path.clone(),
+        );
+        let candidates =
+            blocking(move || Ok(crate::sources::on_host(&dir, &d2, &host, &path))).await?;
+        for from in candidates {
+            let url = self.sess.url(&format!(
+                "/v2/{}/blobs/uploads/?mount={}&from={from}",
+                self.path,
+                d.to_string().replace(':', "%3A")
+            ));
+            let mut scopes = self.scopes.clone();
+            scopes.push(format!("repository:{from}:pull"));
+            let resp = self
+                .sess
+                .send(Method::POST, &url, &scopes, |r| {
+                    r.header(reqwest::header::CONTENT_LENGTH, 0)
+                })
+                .await?;
+            if resp.status() == StatusCode::CREATED {
+                return Ok(Some(from));
+            }
+        }
+        Ok(None)
     }
 
     /// Start an upload session; returns the absolute upload URL.
