@@ -457,3 +457,30 @@ fn pull_and_push_over_tls_with_a_test_ca() {
     assert!(push.contains(&reg.digest("tls/copy:1")), "{push}");
     assert_no_temp_files(&d);
 }
+
+#[test]
+fn bearer_token_auth() {
+    let (reg, _tokens) = Registry::with_token_auth("bob", "t0ken-pw");
+    reg.push_fixture("tok/bb:1");
+    let d = Daemon::start();
+    let host = reg.host();
+    let name = reg.image("tok/bb:1");
+    let bad = d.docker(&["login", &host, "-u", "bob", "-p", "nope"]);
+    assert!(!bad.success());
+    assert!(
+        bad.stderr.contains("authentication required"),
+        "{}",
+        bad.stderr
+    );
+    let good = d.docker_ok(&["login", &host, "-u", "bob", "-p", "t0ken-pw"]);
+    assert!(good.contains("Login Succeeded"), "{good}");
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(
+        out.contains(&format!("Digest: {}", reg.digest("tok/bb:1"))),
+        "{out}"
+    );
+    d.docker_ok(&["tag", &name, &reg.image("tok/copy:1")]);
+    let push = d.docker_ok(&["push", &reg.image("tok/copy:1")]);
+    assert!(push.contains(&reg.digest("tok/copy:1")), "{push}");
+    assert_no_temp_files(&d);
+}
