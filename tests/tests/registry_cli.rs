@@ -293,7 +293,8 @@ fn login_with_basic_auth() {
 }
 
 /// A proxy in front of the registry that flips one byte in the middle of
-/// every blob body larger than 4 KiB (one request per connection).
+/// every blob body larger than 4 KiB, or (`truncate`) hangs up halfway
+/// through it (one request per connection).
 struct CorruptingProxy {
     port: u16,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -301,7 +302,7 @@ struct CorruptingProxy {
 }
 
 impl CorruptingProxy {
-    fn start(upstream: u16) -> CorruptingProxy {
+    fn start(upstream: u16, truncate: bool) -> CorruptingProxy {
         use std::io::{Read, Write};
         use std::net::{TcpListener, TcpStream};
         use std::sync::atomic::Ordering;
@@ -337,7 +338,11 @@ impl CorruptingProxy {
                 let body_len = resp.len() - split - 4;
                 if blob && body_len > 4096 && resp.starts_with(b"HTTP/1.1 200") {
                     let i = split + 4 + body_len / 2;
-                    resp[i] ^= 0xff;
+                    if truncate {
+                        resp.truncate(i);
+                    } else {
+                        resp[i] ^= 0xff;
+                    }
                 }
             }
             c.write_all(&resp)?;
@@ -375,7 +380,7 @@ fn corrupted_blob_is_refused_and_nothing_is_stored() {
     let reg = Registry::start();
     reg.push_fixture("test/busybox:1");
     let layer = reg.layers("test/busybox:1")[0].clone();
-    let proxy = CorruptingProxy::start(reg.port);
+    let proxy = CorruptingProxy::start(reg.port, false);
     let d = Daemon::start();
     let via_proxy = format!("127.0.0.1:{}/test/busybox:1", proxy.port);
     let out = d.docker(&["pull", &via_proxy]);
@@ -483,4 +488,24 @@ fn bearer_token_auth() {
     let push = d.docker_ok(&["push", &reg.image("tok/copy:1")]);
     assert!(push.contains(&reg.digest("tok/copy:1")), "{push}");
     assert_no_temp_files(&d);
+}
+
+#[test]
+fn registry_hanging_up_mid_blob_leaves_nothing() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let proxy = CorruptingProxy::start(reg.port, true);
+    let d = Daemon::start();
+    let out = d.docker(&["pull", &format!("127.0.0.1:{}/test/busybox:1", proxy.port)]);
+    assert!(!out.success(), "{}", out.stdout);
+    assert!(out.stderr.contains("error pulling layer"), "{}", out.stderr);
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    let layers = fs::read_dir(d.data_root.join("overlay/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(layers, 0);
+    assert_no_temp_files(&d);
+    drop(proxy);
+    let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
+    assert!(ok.contains("Pull complete"), "{ok}");
 }

@@ -183,7 +183,12 @@ impl Repo {
                         "error pulling layer {digest}: unexpected EOF after {got} of {size} bytes"
                     )))
                 }
-                Some(Err(e)) => break Err(transport("GET", &url, &e)),
+                Some(Err(e)) => {
+                    break Err(Error::Upstream(format!(
+                        "error pulling layer {digest}: {}",
+                        transport("GET", &url, &e)
+                    )))
+                }
                 Some(Ok(chunk)) => {
                     got += chunk.len() as u64;
                     if got > size {
