@@ -509,3 +509,28 @@ fn registry_hanging_up_mid_blob_leaves_nothing() {
     let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
     assert!(ok.contains("Pull complete"), "{ok}");
 }
+
+#[test]
+fn concurrent_pulls_of_one_image_both_succeed() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let d = Daemon::start();
+    let name = reg.image("test/busybox:1");
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| d.docker(&["pull", &name])))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &outs {
+        assert!(o.success(), "{}\n{}", o.stdout, o.stderr);
+    }
+    assert_eq!(d.docker_ok(&["images", "-q"]).lines().count(), 1);
+    let layers = fs::read_dir(d.data_root.join("overlay/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(layers, 1);
+    let run = d.docker_ok(&["run", "--rm", &name, "echo", "ok"]);
+    assert_eq!(run.trim(), "ok");
+    assert_no_temp_files(&d);
+}
