@@ -303,6 +303,11 @@ struct CorruptingProxy {
 
 impl CorruptingProxy {
     fn start(upstream: u16, truncate: bool) -> CorruptingProxy {
+        Self::start_mode(upstream, truncate, false)
+    }
+
+    /// `stall`: send half of a blob, then nothing until the proxy stops.
+    fn start_mode(upstream: u16, truncate: bool, stall: bool) -> CorruptingProxy {
         use std::io::{Read, Write};
         use std::net::{TcpListener, TcpStream};
         use std::sync::atomic::Ordering;
@@ -311,6 +316,7 @@ impl CorruptingProxy {
         let port = l.local_addr().unwrap().port();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let stopping = stop.clone();
         let serve = move |mut c: TcpStream| -> std::io::Result<()> {
             c.set_nonblocking(false)?;
             c.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
@@ -338,7 +344,13 @@ impl CorruptingProxy {
                 let body_len = resp.len() - split - 4;
                 if blob && body_len > 4096 && resp.starts_with(b"HTTP/1.1 200") {
                     let i = split + 4 + body_len / 2;
-                    if truncate {
+                    if stall {
+                        c.write_all(&resp[..i])?;
+                        while !stopping.load(Ordering::Relaxed) {
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                        return Ok(());
+                    } else if truncate {
                         resp.truncate(i);
                     } else {
                         resp[i] ^= 0xff;
@@ -533,4 +545,39 @@ fn concurrent_pulls_of_one_image_both_succeed() {
     let run = d.docker_ok(&["run", "--rm", &name, "echo", "ok"]);
     assert_eq!(run.trim(), "ok");
     assert_no_temp_files(&d);
+}
+
+#[test]
+fn kill_9_mid_pull_leaves_nothing_and_the_next_pull_works() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let proxy = CorruptingProxy::start_mode(reg.port, false, true);
+    let mut d = Daemon::start();
+    let via_proxy = format!("127.0.0.1:{}/test/busybox:1", proxy.port);
+    std::thread::scope(|s| {
+        let puller = s.spawn(|| d.docker(&["pull", &via_proxy]));
+        // Half of the layer has arrived: its blob and staged layer exist.
+        let tmp = d.data_root.join("image/tmp");
+        let started = berth_tests::wait_until(std::time::Duration::from_secs(60), || {
+            fs::read_dir(&tmp).map(|r| r.count() > 0).unwrap_or(false)
+        });
+        assert!(started, "the pull never started writing");
+        let pid = d.pid().expect("berthd pid");
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let out = puller.join().unwrap();
+        assert!(!out.success());
+    });
+    d.kill9();
+    drop(proxy);
+    d.start_again();
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    assert_eq!(
+        fs::read_dir(d.data_root.join("overlay/layers"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_no_temp_files(&d);
+    let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
+    assert!(ok.contains("Pull complete"), "{ok}");
 }
