@@ -10,6 +10,7 @@ packages=(
     busybox-static                                # test images
     curl jq socat tmux procps iproute2 iptables   # test drivers and checks
     runc docker.io                                # the runc-compatibility test and benchmarks
+    docker-registry skopeo apache2-utils openssl  # registry tests: server, filling it, htpasswd, test CA
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -18,7 +19,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    # docker.io must not start a system dockerd: tests start their own.
+    # docker.io and docker-registry must not start system services: tests
+    # start their own.
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     apt-get install -y -q --no-install-recommends "${missing[@]}"
     rm -f /usr/sbin/policy-rc.d

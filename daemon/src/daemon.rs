@@ -23,6 +23,8 @@ pub struct Daemon {
     pub reports: Reports,
     /// Image store (blobs, references, unpacked layers) under DATA_ROOT.
     pub images: Arc<berth_images::ImageStore>,
+    /// Registry client: pull, push, login.
+    pub registry: Arc<berth_distribution::Distribution>,
     /// Container store (records, lifecycle through berth-shim).
     pub containers: Arc<crate::containers::Containers>,
     /// Local volumes under DATA_ROOT/volumes; also the containers' mount resolver.
@@ -41,6 +43,10 @@ impl Daemon {
             })?,
         );
         images.set_events(Arc::new(crate::api::images::ImageEventSink(events.clone())));
+        let registry = Arc::new(
+            berth_distribution::Distribution::new(images.clone(), registry_config(&config))
+                .context("registry settings")?,
+        );
         let volumes = Arc::new(
             crate::volumes::VolumeStore::open(&config.data_root, events.clone()).with_context(
                 || format!("opening the volume store in {}", config.data_root.display()),
@@ -95,11 +101,29 @@ impl Daemon {
             volumes,
             networks,
             images,
+            registry,
             id,
             started: Instant::now(),
             reports,
         })
     }
+}
+
+/// `insecure-registries` from daemon.json; certificates in `certs.d` next
+/// to the config file, then /etc/berth/certs.d and /etc/docker/certs.d.
+fn registry_config(config: &Config) -> berth_distribution::RegistryConfig {
+    let mut rc = berth_distribution::RegistryConfig {
+        insecure: config.insecure_registries.clone(),
+        data_dir: config.data_root.join("image").join("distribution"),
+        ..Default::default()
+    };
+    if let Some(dir) = config.config_file.as_ref().and_then(|f| f.parent()) {
+        let own = dir.join("certs.d");
+        if !rc.cert_dirs.contains(&own) {
+            rc.cert_dirs.insert(0, own);
+        }
+    }
+    rc
 }
 
 /// Reads or creates the engine ID, a random UUID kept across restarts.

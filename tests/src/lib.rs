@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 pub mod cleanup;
 pub mod dockerd;
 pub mod py;
+pub mod registry;
 pub mod tarball;
 
 /// The workspace checkout.

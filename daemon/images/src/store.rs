@@ -239,6 +239,50 @@ impl ImageStore {
         Ok(self.layers.list()?.iter().map(|l| l.record.size).sum())
     }
 
+    /// The content store (blobs by digest), for the registry client.
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    /// Publish an image a registry pull brought in: its layers are already
+    /// in the layer store (the caller holds pins on them). The config blob
+    /// is stored and `tags` (tag and digest references) point at it.
+    pub fn publish_pulled(&self, config_bytes: &[u8], tags: &[Reference]) -> Result<Arc<Image>> {
+        let (img, _) = self.commit_image(config_bytes, None, tags, &[])?;
+        Ok(img)
+    }
+
+    /// Every tag reference of the repository `name` (tag and digest ignored).
+    pub fn repository_tags(&self, name: &Reference) -> Result<Vec<Reference>> {
+        let st = self.lock()?;
+        let mut out: Vec<Reference> = st
+            .refs
+            .iter()
+            .map(|(r, _)| r)
+            .filter(|r| r.tag().is_some() && r.domain() == name.domain() && r.path() == name.path())
+            .cloned()
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Point a digest reference (`name@sha256:…`) at an image, as a push
+    /// records the manifest digest it produced.
+    pub fn add_digest_reference(&self, r: &Reference, id: &Digest) -> Result<()> {
+        if r.digest().is_none() {
+            return Err(Error::invalid(format!(
+                "{} is not a digest reference",
+                r.familiar()
+            )));
+        }
+        let mut st = self.lock()?;
+        if !st.images.contains_key(id) {
+            return Err(Error::no_such_image(&id.to_string()));
+        }
+        st.refs.add(r, id)?;
+        Ok(())
+    }
+
     /// Familiar tag and digest references of an image.
     pub fn repo_tags_digests(&self, id: &Digest) -> Result<(Vec<String>, Vec<String>)> {
         let st = self.lock()?;

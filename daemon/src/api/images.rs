@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -153,14 +154,13 @@ async fn post_named(
     State(state): State<AppState>,
     Path(rest): Path<String>,
     q: QueryParams,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let Some((name, action)) = split_action(&rest, &["tag", "push"]) else {
         return Err(ApiError::not_found("page not found"));
     };
     if action == "push" {
-        return Err(ApiError::not_implemented(
-            "pushing images to a registry is not implemented in berthd yet: use docker save",
-        ));
+        return super::distribution::push(state, name, &q, &headers).await;
     }
     let target = repo_tag_reference(q.get("repo").unwrap_or(""), q.get("tag").unwrap_or(""))?;
     let name = name.to_owned();
@@ -419,11 +419,14 @@ async fn save_response(st: Arc<ImageStore>, names: Vec<String>) -> ApiResult<Res
     Ok(resp)
 }
 
-async fn create(State(state): State<AppState>, q: QueryParams, body: Body) -> ApiResult<Response> {
-    if let Some(image) = q.get("fromImage").filter(|s| !s.is_empty()) {
-        return Err(ApiError::not_implemented(format!(
-            "pulling {image} from a registry is not implemented in berthd yet: load the image with `docker load` instead"
-        )));
+async fn create(
+    State(state): State<AppState>,
+    q: QueryParams,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    if q.get("fromImage").is_some_and(|s| !s.is_empty()) {
+        return super::distribution::pull(state, &q, &headers).await;
     }
     let Some(src) = q.get("fromSrc").filter(|s| !s.is_empty()) else {
         return Err(ApiError::bad_request(

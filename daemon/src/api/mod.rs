@@ -12,6 +12,7 @@ mod body_timeout;
 pub mod commit;
 pub mod container_files;
 pub mod containers;
+pub mod distribution;
 pub mod events;
 pub mod exec;
 pub mod images;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(system::routes())
         .merge(events::routes())
         .merge(images::routes())
+        .merge(distribution::routes())
         .merge(containers::routes())
         .merge(volumes::routes())
         .merge(networks::routes())

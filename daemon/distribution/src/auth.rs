@@ -1,0 +1,199 @@
+//! Credentials as the Engine API passes them (`X-Registry-Auth`, the body
+//! of `POST /auth`) and the registry's `WWW-Authenticate` challenges.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// dockerd's `registry.AuthConfig`; field names are matched without regard
+/// to case, as Go's JSON decoder does.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuthConfig {
+    #[serde(default, alias = "Username")]
+    pub username: String,
+    #[serde(default, alias = "Password")]
+    pub password: String,
+    /// base64 of `user:password`, as in the CLI's config.json.
+    #[serde(default, alias = "Auth")]
+    pub auth: String,
+    #[serde(default, alias = "Email")]
+    pub email: String,
+    #[serde(default, alias = "ServerAddress", alias = "serverAddress")]
+    pub serveraddress: String,
+    /// A refresh token from an earlier login (bearer-token registries).
+    #[serde(default, alias = "IdentityToken", alias = "identityToken")]
+    pub identitytoken: String,
+    /// A bearer token to send as is.
+    #[serde(default, alias = "RegistryToken", alias = "registryToken")]
+    pub registrytoken: String,
+}
+
+impl AuthConfig {
+    /// Decode an `X-Registry-Auth` header: base64url (padding optional) of
+    /// the JSON object. An empty header means anonymous. Like dockerd, a
+    /// header that is not valid is an error.
+    pub fn from_header(h: &str) -> Result<AuthConfig> {
+        let h = h.trim();
+        if h.is_empty() {
+            return Ok(AuthConfig::default());
+        }
+        let trimmed = h.trim_end_matches('=');
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(trimmed)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
+            .map_err(|e| Error::Invalid(format!("invalid X-Registry-Auth header: {e}")))?;
+        Self::from_json(&bytes)
+            .map_err(|e| Error::Invalid(format!("invalid X-Registry-Auth header: {e}")))
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<AuthConfig> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(AuthConfig::default());
+        }
+        serde_json::from_slice(bytes).map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    /// User name and password, from the fields or from `auth`.
+    pub fn basic(&self) -> Option<(String, String)> {
+        if !self.username.is_empty() {
+            return Some((self.username.clone(), self.password.clone()));
+        }
+        if self.auth.is_empty() {
+            return None;
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(self.auth.trim())
+            .ok()?;
+        let s = String::from_utf8(raw).ok()?;
+        let (u, p) = s.split_once(':')?;
+        Some((u.to_owned(), p.to_owned()))
+    }
+}
+
+/// What a registry's `WWW-Authenticate` header asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+impl Challenge {
+    pub fn parse(h: &str) -> Option<Challenge> {
+        let h = h.trim();
+        let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => Some(Challenge::Basic),
+            "bearer" => {
+                let params = parse_params(rest);
+                let get = |k: &str| {
+                    params
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                        .map(|(_, v)| v.clone())
+                };
+                Some(Challenge::Bearer {
+                    realm: get("realm")?,
+                    service: get("service"),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `k="v", k2=v2` (quoted strings may contain commas and escapes).
+fn parse_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while matches!(chars.peek(), Some(c) if *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if chars.next().is_none() {
+            break;
+        }
+        let mut val = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some(n) = chars.next() {
+                            val.push(n);
+                        }
+                    }
+                    '"' => break,
+                    c => val.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                val.push(c);
+                chars.next();
+            }
+        }
+        out.push((key.trim().to_owned(), val.trim().to_owned()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_base64url_with_optional_padding() {
+        let json = r#"{"username":"u?>","password":"p","serveraddress":"h"}"#;
+        let url = base64::engine::general_purpose::URL_SAFE.encode(json);
+        let nopad = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        for h in [url, nopad] {
+            let a = AuthConfig::from_header(&h).unwrap();
+            assert_eq!(a.username, "u?>");
+            assert_eq!(a.basic(), Some(("u?>".into(), "p".into())));
+        }
+        assert_eq!(AuthConfig::from_header("").unwrap(), AuthConfig::default());
+        assert!(AuthConfig::from_header("!!!").is_err());
+    }
+
+    #[test]
+    fn auth_field_gives_basic_credentials() {
+        let a = AuthConfig {
+            auth: base64::engine::general_purpose::STANDARD.encode("joe:se:cret"),
+            ..Default::default()
+        };
+        assert_eq!(a.basic(), Some(("joe".into(), "se:cret".into())));
+    }
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(
+            Challenge::parse(
+                r#"Bearer realm="https://auth.example/token",service="reg, 1",scope="repository:a:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("reg, 1".into())
+            })
+        );
+        assert_eq!(Challenge::parse("Negotiate"), None);
+    }
+}

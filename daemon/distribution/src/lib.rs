@@ -1,0 +1,46 @@
+//! berth's registry client: `docker pull`, `push` and `login` over the
+//! OCI distribution API.
+//!
+//! The HTTP layer passes an [`AuthConfig`] (decoded from `X-Registry-Auth`
+//! or a login body) and a [`Progress`] channel; everything else (endpoint
+//! discovery, basic and bearer-token auth, manifests, verified blob
+//! transfer, layer unpacking while downloading) happens here, on top of
+//! the synchronous [`berth_images::ImageStore`].
+
+mod auth;
+mod client;
+mod config;
+mod error;
+mod fetch;
+mod inspect;
+mod login;
+mod manifest;
+mod progress;
+mod pull;
+mod push;
+mod sources;
+
+use std::sync::Arc;
+
+use berth_images::ImageStore;
+
+pub use auth::AuthConfig;
+pub use config::RegistryConfig;
+pub use error::{Error, ErrorKind, Result};
+pub use login::LoginOutcome;
+pub use manifest::Platform;
+pub use progress::{progress_bar, Progress};
+pub use pull::{PullOptions, PullOutcome};
+pub use push::{PushOptions, PushOutcome};
+
+pub struct Distribution {
+    store: Arc<ImageStore>,
+    config: RegistryConfig,
+}
+
+impl Distribution {
+    pub fn new(store: Arc<ImageStore>, config: RegistryConfig) -> Result<Distribution> {
+        config.validate()?;
+        Ok(Distribution { store, config })
+    }
+}

@@ -1,0 +1,505 @@
+//! `docker push`: every layer as a compressed blob (layers stored
+//! uncompressed are gzipped deterministically, so the same image always
+//! gives the same manifest digest), existence check, upload, then the
+//! config and the manifest.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use berth_images::layer::Layer;
+use berth_images::{Digest, ImageStore, Reference};
+
+use crate::auth::AuthConfig;
+use crate::client::Session;
+use crate::error::{Error, Result};
+use crate::fetch::Repo;
+use crate::manifest::{self, Descriptor};
+use crate::progress::{short_id, Progress};
+use crate::pull::blocking;
+use crate::Distribution;
+
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// The repository, with the tag to push; without a tag every tag of
+    /// the repository is pushed.
+    pub reference: Reference,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushOutcome {
+    /// (tag, manifest digest, manifest size) per pushed tag.
+    pub pushed: Vec<(String, Digest, usize)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gzip,
+    Zstd,
+}
+
+/// A layer blob ready to upload.
+struct Prepared {
+    digest: Digest,
+    size: u64,
+    kind: Kind,
+    path: PathBuf,
+}
+
+impl Distribution {
+    /// The tags a push would send, checked before anything is streamed.
+    pub fn push_tags(&self, r: &Reference) -> Result<Vec<Reference>> {
+        let tags = match r.tag() {
+            Some(_) => vec![r.clone()],
+            None => self.store.repository_tags(r)?,
+        };
+        let missing = tags.is_empty()
+            || tags
+                .iter()
+                .any(|t| self.store.resolve(&t.to_string()).is_err());
+        if missing {
+            return Err(Error::NotFound(format!(
+                "An image does not exist locally with the tag: {}",
+                r.familiar_name()
+            )));
+        }
+        Ok(tags)
+    }
+
+    pub async fn push(&self, opts: &PushOptions, out: &Progress) -> Result<PushOutcome> {
+        let r = &opts.reference;
+        let tags = {
+            let (st, cfg, r) = (self.store.clone(), self.config.clone(), r.clone());
+            blocking(move || {
+                Distribution {
+                    store: st,
+                    config: cfg,
+                }
+                .push_tags(&r)
+            })
+            .await?
+        };
+        let sess = Session::connect(&self.config, r.domain(), opts.auth.clone()).await?;
+        let repo = Arc::new(Repo {
+            sess,
+            path: r.path().to_owned(),
+            scopes: vec![format!("repository:{}:pull,push", r.path())],
+        });
+        out.status(format!("The push refers to repository [{}]", r.name()))
+            .await;
+        let mut pushed = Vec::new();
+        for t in &tags {
+            let tag = t.tag().unwrap_or("latest").to_owned();
+            let (digest, size) = self.push_tag(&repo, t, &tag, out).await?;
+            out.status(format!("{tag}: digest: {digest} size: {size}"))
+                .await;
+            out.json(json!({
+                "progressDetail": {},
+                "aux": {"Tag": tag, "Digest": digest.to_string(), "Size": size},
+            }))
+            .await;
+            pushed.push((tag, digest, size));
+        }
+        Ok(PushOutcome { pushed })
+    }
+
+    async fn push_tag(
+        &self,
+        repo: &Arc<Repo>,
+        t: &Reference,
+        tag: &str,
+        out: &Progress,
+    ) -> Result<(Digest, usize)> {
+        let st = self.store.clone();
+        let name = t.to_string();
+        let (image, layers) = blocking(move || {
+            let img = st.resolve(&name)?;
+            let layers = st.layers_of(&img)?;
+            Ok((img, layers))
+        })
+        .await?;
+        let ids: Vec<String> = layers.iter().map(|l| short_id(&l.record.diff_id)).collect();
+        // Top layer first, as dockerd lists them.
+        for id in ids.iter().rev() {
+            out.layer(id, "Preparing").await;
+        }
+        let sem = Arc::new(Semaphore::new(self.config.max_concurrent_uploads.max(1)));
+        let mut handles = Vec::new();
+        for (layer, id) in layers.iter().zip(&ids).rev() {
+            let permit = sem.clone().try_acquire_owned().ok();
+            if permit.is_none() {
+                out.layer(id, "Waiting").await;
+            }
+            let (sem, st, repo, out, layer, id, dir) = (
+                sem.clone(),
+                self.store.clone(),
+                repo.clone(),
+                out.clone(),
+                layer.clone(),
+                id.clone(),
+                self.config.data_dir.clone(),
+            );
+            handles.push(tokio::spawn(async move {
+                let _permit = match permit {
+                    Some(p) => p,
+                    None => sem
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| Error::Internal("upload limiter closed".into()))?,
+                };
+                let dir2 = dir.clone();
+                let prepared = blocking(move || prepare(&st, &layer, &dir)).await?;
+                if repo.blob_exists(&prepared.digest).await? {
+                    out.layer(&id, "Layer already exists").await;
+                } else if let Some(from) = repo.mount_from_known(&dir2, &prepared.digest).await? {
+                    out.layer(&id, &format!("Mounted from {from}")).await;
+                } else {
+                    repo.upload_file(&prepared.path, &prepared.digest, prepared.size, &id, &out)
+                        .await?;
+                    out.layer(&id, "Pushed").await;
+                }
+                let (d, h, p) = (
+                    prepared.digest.clone(),
+                    repo.sess.host.clone(),
+                    repo.path.clone(),
+                );
+                let _ = blocking(move || {
+                    crate::sources::record(&dir2, &d, &h, &p);
+                    Ok(())
+                })
+                .await;
+                Ok::<_, Error>(prepared)
+            }));
+        }
+        let mut prepared = Vec::new();
+        let mut first_err = None;
+        for h in handles {
+            match h.await {
+                Ok(Ok(p)) => prepared.push(p),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(Error::Internal(format!("upload task: {e}")));
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        prepared.reverse();
+        // The config blob.
+        let st = self.store.clone();
+        let id = image.id.clone();
+        let config = blocking(move || Ok(st.content().read(&id)?)).await?;
+        if !repo.blob_exists(&image.id).await? {
+            repo.upload_bytes(config.clone(), &image.id).await?;
+        }
+        let oci = prepared.iter().any(|p| p.kind == Kind::Zstd);
+        let layer_type = |k: Kind| match (oci, k) {
+            (false, _) => manifest::DOCKER_LAYER_GZIP,
+            (true, Kind::Gzip) => manifest::OCI_LAYER_GZIP,
+            (true, Kind::Zstd) => manifest::OCI_LAYER_ZSTD,
+        };
+        let doc = ManifestDoc {
+            schema_version: 2,
+            media_type: if oci {
+                manifest::OCI_MANIFEST
+            } else {
+                manifest::DOCKER_MANIFEST
+            },
+            config: Descriptor {
+                media_type: if oci {
+                    manifest::OCI_CONFIG
+                } else {
+                    manifest::DOCKER_CONFIG
+                }
+                .into(),
+                digest: image.id.to_string(),
+                size: config.len() as i64,
+                platform: None,
+                urls: None,
+            },
+            layers: prepared
+                .iter()
+                .map(|p| Descriptor {
+                    media_type: layer_type(p.kind).into(),
+                    digest: p.digest.to_string(),
+                    size: p.size as i64,
+                    platform: None,
+                    urls: None,
+                })
+                .collect(),
+        };
+        let bytes = to_indented_json(&doc)?;
+        let digest = Digest::of(&bytes);
+        repo.put_manifest(tag, doc.media_type, bytes.clone())
+            .await?;
+        let st = self.store.clone();
+        let (r, id) = (t.with_digest(digest.clone()), image.id.clone());
+        blocking(move || Ok(st.add_digest_reference(&r, &id)?)).await?;
+        Ok((digest, bytes.len()))
+    }
+}
+
+#[derive(Serialize)]
+struct ManifestDoc {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType")]
+    media_type: &'static str,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+/// JSON indented with three spaces, as dockerd writes manifests.
+fn to_indented_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"   ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    v.serialize(&mut ser)
+        .map_err(|e| Error::Internal(format!("encode manifest: {e}")))?;
+    Ok(out)
+}
+
+fn sniff(path: &Path) -> Result<Option<Kind>> {
+    let mut head = [0u8; 4];
+    let mut f =
+        File::open(path).map_err(|e| Error::Internal(format!("open {}: {e}", path.display())))?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(Error::Internal(format!("read {}: {e}", path.display()))),
+        }
+    }
+    Ok(if head[..n].starts_with(&[0x1f, 0x8b]) {
+        Some(Kind::Gzip)
+    } else if head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(Kind::Zstd)
+    } else {
+        None
+    })
+}
+
+/// The compressed blob of a layer: the stored blob when it is compressed,
+/// otherwise a gzip of it made with a fixed header (mtime 0, no name), so
+/// every push of the layer yields the same digest. The mapping from diff
+/// ID to the gzip blob is remembered in `dir`.
+fn prepare(store: &ImageStore, layer: &Layer, dir: &Path) -> Result<Prepared> {
+    let content = store.content();
+    let blob = &layer.record.blob;
+    let path = content.path(blob);
+    if let Some(kind) = sniff(&path)? {
+        return Ok(Prepared {
+            digest: blob.clone(),
+            size: content.size(blob)?,
+            kind,
+            path,
+        });
+    }
+    let map = dir.join("gzip").join(layer.record.diff_id.hex());
+    if let Ok(s) = std::fs::read_to_string(&map) {
+        if let Ok(d) = Digest::parse(s.trim()) {
+            if content.exists(&d) {
+                return Ok(Prepared {
+                    size: content.size(&d)?,
+                    path: content.path(&d),
+                    digest: d,
+                    kind: Kind::Gzip,
+                });
+            }
+        }
+    }
+    let mut src = io::BufReader::with_capacity(1 << 20, content.open_blob(blob)?);
+    let mut w = content.writer()?;
+    {
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .operating_system(255)
+            .write(&mut w, flate2::Compression::fast());
+        io::copy(&mut src, &mut gz).map_err(|e| Error::Internal(format!("compress layer: {e}")))?;
+        gz.finish()
+            .and_then(|w| w.flush())
+            .map_err(|e| Error::Internal(format!("compress layer: {e}")))?;
+    }
+    let d = w.commit(None)?;
+    if let Some(parent) = map.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Internal(format!("create {}: {e}", parent.display())))?;
+    }
+    let tmp = map.with_extension("tmp");
+    std::fs::write(&tmp, d.to_string())
+        .and_then(|()| std::fs::rename(&tmp, &map))
+        .map_err(|e| Error::Internal(format!("write {}: {e}", map.display())))?;
+    Ok(Prepared {
+        size: content.size(&d)?,
+        path: content.path(&d),
+        digest: d,
+        kind: Kind::Gzip,
+    })
+}
+
+impl Repo {
+    pub async fn blob_exists(&self, d: &Digest) -> Result<bool> {
+        let url = self.sess.url(&format!("/v2/{}/blobs/{d}", self.path));
+        let resp = self
+            .sess
+            .send(Method::HEAD, &url, &self.scopes, |r| r)
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => Err(self.status_error(s, &url, resp).await),
+        }
+    }
+
+    /// Ask the registry to mount `d` from another repository on it that
+    /// is known to hold it. Returns that repository when it worked.
+    async fn mount_from_known(&self, dir: &Path, d: &Digest) -> Result<Option<String>> {
+        let (dir, d2, host, path) = (
+            dir.to_owned(),
+            d.clone(),
+            self.sess.host.clone(),
+            self.path.clone(),
+        );
+        let candidates =
+            blocking(move || Ok(crate::sources::on_host(&dir, &d2, &host, &path))).await?;
+        for from in candidates {
+            let url = self.sess.url(&format!(
+                "/v2/{}/blobs/uploads/?mount={}&from={from}",
+                self.path,
+                d.to_string().replace(':', "%3A")
+            ));
+            let mut scopes = self.scopes.clone();
+            scopes.push(format!("repository:{from}:pull"));
+            let resp = self
+                .sess
+                .send(Method::POST, &url, &scopes, |r| {
+                    r.header(reqwest::header::CONTENT_LENGTH, 0)
+                })
+                .await?;
+            if resp.status() == StatusCode::CREATED {
+                return Ok(Some(from));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Start an upload session; returns the absolute upload URL.
+    async fn start_upload(&self) -> Result<String> {
+        let url = self.sess.url(&format!("/v2/{}/blobs/uploads/", self.path));
+        let resp = self
+            .sess
+            .send(Method::POST, &url, &self.scopes, |r| {
+                r.header(reqwest::header::CONTENT_LENGTH, 0)
+            })
+            .await?;
+        let status = resp.status();
+        if status != StatusCode::ACCEPTED {
+            return Err(self.status_error(status, &url, resp).await);
+        }
+        let loc = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::Upstream(format!("{url}: upload session without a Location")))?;
+        resp.url()
+            .join(loc)
+            .map(|u| u.to_string())
+            .map_err(|e| Error::Upstream(format!("{url}: bad upload Location {loc:?}: {e}")))
+    }
+
+    fn finish_url(loc: &str, d: &Digest) -> String {
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        format!("{loc}{sep}digest={}", d.to_string().replace(':', "%3A"))
+    }
+
+    async fn finish(&self, resp: reqwest::Response, url: &str) -> Result<()> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(self.status_error(status, url, resp).await)
+    }
+
+    /// Monolithic upload of a blob file, reporting `Pushing` progress.
+    async fn upload_file(
+        &self,
+        path: &Path,
+        d: &Digest,
+        size: u64,
+        id: &str,
+        out: &Progress,
+    ) -> Result<()> {
+        let loc = self.start_upload().await?;
+        let url = Self::finish_url(&loc, d);
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Error::Internal(format!("open {}: {e}", path.display())))?;
+        let (out, id) = (out.clone(), id.to_owned());
+        let mut sent: u64 = 0;
+        let mut reported: u64 = 0;
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).then(move |chunk| {
+                let (out, id) = (out.clone(), id.clone());
+                if let Ok(c) = &chunk {
+                    sent += c.len() as u64;
+                }
+                let report = sent - reported >= 512 * 1024 || sent == size;
+                if report {
+                    reported = sent;
+                }
+                let now = sent;
+                async move {
+                    if report {
+                        out.bar(&id, "Pushing", now, size).await;
+                    }
+                    chunk
+                }
+            });
+        let resp = self
+            .sess
+            .send(Method::PUT, &url, &self.scopes, |r| {
+                r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(stream))
+            })
+            .await?;
+        self.finish(resp, &url).await
+    }
+
+    async fn upload_bytes(&self, data: Vec<u8>, d: &Digest) -> Result<()> {
+        let loc = self.start_upload().await?;
+        let url = Self::finish_url(&loc, d);
+        let resp = self
+            .sess
+            .send(Method::PUT, &url, &self.scopes, |r| {
+                r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(data)
+            })
+            .await?;
+        self.finish(resp, &url).await
+    }
+
+    async fn put_manifest(&self, tag: &str, media_type: &str, bytes: Vec<u8>) -> Result<()> {
+        let url = self.sess.url(&format!("/v2/{}/manifests/{tag}", self.path));
+        let resp = self
+            .sess
+            .send(Method::PUT, &url, &self.scopes, |r| {
+                r.header(reqwest::header::CONTENT_TYPE, media_type)
+                    .body(bytes)
+            })
+            .await?;
+        self.finish(resp, &url).await
+    }
+}

@@ -1,0 +1,212 @@
+//! Registry endpoints over `berth_distribution`: pull (`POST
+//! /images/create?fromImage=`), push, `POST /auth` and `GET
+//! /distribution/{name}/json`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use berth_distribution::{AuthConfig, ErrorKind, Progress, PullOptions, PushOptions};
+use berth_images::Reference;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::QueryParams;
+use super::stream::streaming_response;
+use crate::daemon::AppState;
+use crate::events::{Event, EventType};
+
+impl From<berth_distribution::Error> for ApiError {
+    fn from(e: berth_distribution::Error) -> Self {
+        let msg = e.to_string();
+        match e.kind() {
+            ErrorKind::InvalidArgument => ApiError::bad_request(msg),
+            ErrorKind::NotFound => ApiError::not_found(msg),
+            ErrorKind::Unauthorized => ApiError::new(StatusCode::UNAUTHORIZED, msg),
+            ErrorKind::Forbidden => ApiError::forbidden(msg),
+            ErrorKind::Upstream | ErrorKind::Internal => ApiError::internal(msg),
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth", post(auth))
+        .route("/distribution/{*rest}", get(inspect))
+}
+
+fn registry_auth(headers: &HeaderMap) -> ApiResult<AuthConfig> {
+    let h = headers
+        .get("X-Registry-Auth")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    Ok(AuthConfig::from_header(h)?)
+}
+
+/// Stream what the operation reports; an error before its first message
+/// is a plain HTTP error, as dockerd answers when nothing was written yet.
+async fn progress_stream(
+    mut rx: mpsc::Receiver<Result<Value, berth_distribution::Error>>,
+) -> ApiResult<Response> {
+    let first = match rx.recv().await {
+        Some(Err(e)) => return Err(e.into()),
+        Some(Ok(v)) => Some(v),
+        None => None,
+    };
+    let (tx, resp) = streaming_response("application/json");
+    tokio::spawn(async move {
+        if let Some(v) = first {
+            if tx.send_json(&v).await.is_err() {
+                return;
+            }
+        }
+        while let Some(m) = rx.recv().await {
+            let v = match m {
+                Ok(v) => v,
+                Err(e) => {
+                    let msg = e.to_string();
+                    json!({"errorDetail": {"message": msg}, "error": msg})
+                }
+            };
+            if tx.send_json(&v).await.is_err() {
+                // Dropping the receiver tells the operation to stop.
+                return;
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// `POST /images/create?fromImage=NAME&tag=TAG|DIGEST&platform=`.
+pub async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> ApiResult<Response> {
+    let image = q.get("fromImage").unwrap_or("");
+    let tag = q.get("tag").unwrap_or("");
+    let mut r = Reference::parse_normalized(image)?;
+    if !tag.is_empty() {
+        r = match berth_images::Digest::parse(tag) {
+            Ok(d) => r.with_digest(d),
+            Err(_) => r.with_tag(tag)?,
+        };
+    }
+    let all_tags = r.tag().is_none() && r.digest().is_none();
+    let opts = PullOptions {
+        reference: r,
+        platform: q.get("platform").unwrap_or("").to_owned(),
+        auth: registry_auth(headers)?,
+    };
+    let (progress, rx) = Progress::channel(64);
+    let guard = progress.clone();
+    let task = tokio::spawn(async move {
+        let dist = state.registry.clone();
+        let res = if all_tags {
+            dist.pull_all_tags(&opts, &progress).await
+        } else {
+            dist.pull(&opts, &progress)
+                .await
+                .map(|o| vec![(opts.reference.clone(), o)])
+        };
+        match res {
+            Ok(pulled) => {
+                for (r, _) in pulled {
+                    let name = r.familiar();
+                    state
+                        .events
+                        .publish(Event::new(EventType::Image, "pull", &name).attr("name", &name));
+                }
+            }
+            Err(e) => {
+                tracing::info!(reference = %opts.reference, error = %e, "pull failed");
+                progress.fail(e).await;
+            }
+        }
+    });
+    report_panic(task, guard);
+    progress_stream(rx).await
+}
+
+/// `POST /images/{name}/push?tag=`.
+pub async fn push(
+    state: AppState,
+    name: &str,
+    q: &QueryParams,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let mut r = Reference::parse_normalized(name)?;
+    let tag = q.get("tag").unwrap_or("");
+    if !tag.is_empty() {
+        r = r.with_tag(tag)?;
+    }
+    let opts = PushOptions {
+        reference: r,
+        auth: registry_auth(headers)?,
+    };
+    {
+        let (dist, r) = (state.registry.clone(), opts.reference.clone());
+        tokio::task::spawn_blocking(move || dist.push_tags(&r))
+            .await
+            .map_err(|e| ApiError::from_internal("push", e))??;
+    }
+    let (progress, rx) = Progress::channel(64);
+    let guard = progress.clone();
+    let task = tokio::spawn(async move {
+        match state.registry.push(&opts, &progress).await {
+            Ok(out) => {
+                for (tag, _, _) in out.pushed {
+                    let name = match opts.reference.clone().with_tag(&tag) {
+                        Ok(r) => r.familiar(),
+                        Err(_) => opts.reference.familiar(),
+                    };
+                    state
+                        .events
+                        .publish(Event::new(EventType::Image, "push", &name).attr("name", &name));
+                }
+            }
+            Err(e) => {
+                tracing::info!(reference = %opts.reference, error = %e, "push failed");
+                progress.fail(e).await;
+            }
+        }
+    });
+    report_panic(task, guard);
+    progress_stream(rx).await
+}
+
+/// A pull or push that died must not look like a success to the client.
+fn report_panic(task: tokio::task::JoinHandle<()>, progress: Progress) {
+    tokio::spawn(async move {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "registry operation failed");
+            progress
+                .fail(berth_distribution::Error::Internal(format!(
+                    "registry operation failed: {e}"
+                )))
+                .await;
+        }
+    });
+}
+
+async fn auth(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
+    let cfg = AuthConfig::from_json(&body)?;
+    let out = state.registry.login(&cfg).await?;
+    Ok(Json(json!({
+        "Status": out.status,
+        "IdentityToken": out.identity_token,
+    })))
+}
+
+async fn inspect(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let Some(name) = rest.strip_suffix("/json") else {
+        return Err(ApiError::not_found("page not found"));
+    };
+    let r = Reference::parse_normalized(name)?.with_default_tag();
+    let auth = registry_auth(&headers)?;
+    Ok(Json(state.registry.inspect(&r, &auth).await?))
+}

@@ -1,0 +1,583 @@
+//! Registry client through the real docker CLI against Debian's
+//! `docker-registry` (plain HTTP on 127.0.0.1, insecure by default as in
+//! dockerd), populated with skopeo: pull by tag and by digest, run of a
+//! missing image, push and pull back, login with htpasswd basic auth, and
+//! dockerd's errors for unknown repositories and tags.
+
+use std::fs;
+use std::path::Path;
+
+use berth_tests::registry::Registry;
+use berth_tests::Daemon;
+
+/// No half-written blob or staged layer is left behind.
+fn assert_no_temp_files(d: &Daemon) {
+    for sub in ["image/tmp", "overlay/tmp"] {
+        let dir = d.data_root.join(sub);
+        let left: Vec<_> = fs::read_dir(&dir)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+    }
+}
+
+fn image_id(d: &Daemon, name: &str) -> String {
+    d.inspect("image", name)["Id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn pull_by_tag_and_digest_then_run_missing_image() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let digest = reg.digest("test/busybox:1");
+    let d = Daemon::start();
+    let name = reg.image("test/busybox:1");
+
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains("1: Pulling from test/busybox"), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    let img = d.inspect("image", &name);
+    let want_digest = format!("{}@{digest}", reg.image("test/busybox"));
+    assert!(
+        img["RepoDigests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == &serde_json::json!(want_digest)),
+        "{img}"
+    );
+    // The same content as the archive the registry was filled from.
+    let loaded = Daemon::with_busybox();
+    assert_eq!(image_id(&d, &name), image_id(&loaded, "busybox"));
+    drop(loaded);
+
+    let again = d.docker_ok(&["pull", &name]);
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {name}")),
+        "{again}"
+    );
+    assert!(!again.contains("Pull complete"), "{again}");
+
+    // By digest, after removing the image entirely.
+    d.docker_ok(&["rmi", &name]);
+    let out = d.docker_ok(&["pull", &want_digest]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {want_digest}")),
+        "{out}"
+    );
+    d.docker_ok(&["rmi", &want_digest]);
+
+    // docker run of an image the daemon lacks pulls it (the CLI does so
+    // after create answers 404).
+    let run = d.docker(&["run", "--rm", &name, "echo", "hello from the registry"]);
+    assert!(run.success(), "{}\n{}", run.stderr, d.log());
+    assert!(
+        run.stdout.contains("hello from the registry"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("Unable to find image '{name}' locally")),
+        "{}",
+        run.stderr
+    );
+    // --pull never with a missing image fails without pulling.
+    let other = reg.image("test/busybox:2");
+    reg.push_fixture("test/busybox:2");
+    let never = d.docker(&["run", "--rm", "--pull", "never", &other, "true"]);
+    assert!(!never.success());
+    assert!(never.stderr.contains("No such image"), "{}", never.stderr);
+    // A pushed layer pulled from another repository of the same registry
+    // is mounted from there, not uploaded again.
+    let copy = reg.image("test/mounted:1");
+    d.docker_ok(&["tag", &name, &copy]);
+    let push = d.docker_ok(&["push", &copy]);
+    assert!(push.contains("Mounted from test/busybox"), "{push}");
+    assert!(push.contains(&reg.digest("test/mounted:1")), "{push}");
+    // --pull always pulls even though the image is there.
+    let always = d.docker_ok(&["create", "--pull", "always", &name, "true"]);
+    assert!(!always.trim().is_empty());
+
+    let events = d.docker_ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "type=image",
+        "--filter",
+        "event=pull",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert!(events.lines().any(|l| l == name), "{events}");
+    assert_no_temp_files(&d);
+}
+
+#[test]
+fn push_then_pull_back_gives_the_same_image() {
+    let reg = Registry::start();
+    let d = Daemon::with_busybox();
+    let name = reg.image("pushed/bb:v1");
+    d.docker_ok(&["tag", "busybox", &name]);
+
+    let out = d.docker_ok(&["push", &name]);
+    assert!(
+        out.contains(&format!(
+            "The push refers to repository [{}]",
+            reg.image("pushed/bb")
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Pushed"), "{out}");
+    let digest = reg.digest("pushed/bb:v1");
+    assert!(
+        out.contains(&format!("v1: digest: {digest} size: ")),
+        "{out}\nregistry says {digest}"
+    );
+    // Layers stored uncompressed are gzipped deterministically: a second
+    // push finds every layer and gives the same manifest digest.
+    let again = d.docker_ok(&["push", &name]);
+    assert!(again.contains("Layer already exists"), "{again}");
+    assert!(
+        again.contains(&format!("v1: digest: {digest} size: ")),
+        "{again}"
+    );
+    let img = d.inspect("image", &name);
+    assert!(
+        img["RepoDigests"].to_string().contains(&digest),
+        "push records the digest: {img}"
+    );
+
+    // Another daemon pulls it back: the same image ID.
+    let other = Daemon::start();
+    other.docker_ok(&["pull", &name]);
+    assert_eq!(image_id(&other, &name), image_id(&d, "busybox"));
+    let run = other.docker_ok(&["run", "--rm", &name, "cat", "/etc/hostname"]);
+    assert!(!run.trim().is_empty());
+
+    // Pushing every tag of a repository (no tag given).
+    d.docker_ok(&["tag", "busybox", &reg.image("pushed/bb:v2")]);
+    let all = d.docker_ok(&["push", "--all-tags", &reg.image("pushed/bb")]);
+    assert!(all.contains("v2: digest: "), "{all}");
+    assert_eq!(reg.digest("pushed/bb:v2"), digest);
+
+    let events = d.docker_ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "event=push",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert!(events.lines().any(|l| l == name), "{events}");
+    assert_no_temp_files(&d);
+    assert_no_temp_files(&other);
+}
+
+#[test]
+fn unknown_repository_tag_and_registry_errors() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let d = Daemon::start();
+
+    let tag = d.docker(&["pull", &reg.image("test/busybox:nope")]);
+    assert!(!tag.success());
+    assert!(
+        tag.stderr.contains(&format!(
+            "Error response from daemon: manifest for {} not found: manifest unknown",
+            reg.image("test/busybox:nope")
+        )),
+        "{}",
+        tag.stderr
+    );
+    let repo = d.docker(&["pull", &reg.image("no/such-repo:1")]);
+    assert!(!repo.success());
+    assert!(
+        repo.stderr.contains(&format!(
+            "manifest for {} not found",
+            reg.image("no/such-repo:1")
+        )),
+        "{}",
+        repo.stderr
+    );
+    // The same through the API: a plain 404 JSON error, not a stream.
+    let api = d.curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        &format!(
+            "http://localhost/images/create?fromImage={}&tag=nope",
+            reg.image("test/busybox")
+        ),
+    ]);
+    assert_eq!(api.stdout.trim(), "404");
+
+    // Pushing an image the daemon does not have.
+    let push = d.docker(&["push", &reg.image("absent/img:1")]);
+    assert!(!push.success());
+    assert!(
+        push.stderr
+            .contains("An image does not exist locally with the tag"),
+        "{}",
+        push.stderr
+    );
+    // Nothing listens on that port any more.
+    let host = reg.host();
+    drop(reg);
+    let gone = d.docker(&["pull", &format!("{host}/test/busybox:1")]);
+    assert!(!gone.success());
+    assert!(
+        gone.stderr.contains(&format!("\"http://{host}/v2/\"")),
+        "{}",
+        gone.stderr
+    );
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    assert_no_temp_files(&d);
+}
+
+#[test]
+fn login_with_basic_auth() {
+    let reg = Registry::with_basic_auth("alice", "s3cret");
+    reg.push_fixture("private/bb:1");
+    let d = Daemon::start();
+    let host = reg.host();
+    let name = reg.image("private/bb:1");
+
+    // Without credentials: dockerd's error, not a 401 (which would make
+    // the CLI prompt for a login).
+    let anon = d.docker(&["pull", &name]);
+    assert!(!anon.success());
+    assert!(
+        anon.stderr.contains("no basic auth credentials"),
+        "{}",
+        anon.stderr
+    );
+
+    let bad = d.docker(&["login", &host, "-u", "alice", "-p", "wrong"]);
+    assert!(!bad.success());
+    assert!(
+        bad.stderr.contains(&format!(
+            "login attempt to http://{host}/v2/ failed with status: 401 Unauthorized"
+        )),
+        "{}",
+        bad.stderr
+    );
+    let good = d.docker_ok(&["login", &host, "-u", "alice", "-p", "s3cret"]);
+    assert!(good.contains("Login Succeeded"), "{good}");
+
+    // The CLI now sends the credentials with pull and push.
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    d.docker_ok(&["tag", &name, &reg.image("private/copy:2")]);
+    let push = d.docker_ok(&["push", &reg.image("private/copy:2")]);
+    assert!(push.contains("Mounted from private/bb"), "{push}");
+    assert!(push.contains(&reg.digest("private/copy:2")), "{push}");
+    assert!(Path::new(&d.data_root).exists());
+    assert_no_temp_files(&d);
+}
+
+/// A proxy in front of the registry that flips one byte in the middle of
+/// every blob body larger than 4 KiB, or (`truncate`) hangs up halfway
+/// through it (one request per connection).
+struct CorruptingProxy {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CorruptingProxy {
+    fn start(upstream: u16, truncate: bool) -> CorruptingProxy {
+        Self::start_mode(upstream, truncate, false)
+    }
+
+    /// `stall`: send half of a blob, then nothing until the proxy stops.
+    fn start_mode(upstream: u16, truncate: bool, stall: bool) -> CorruptingProxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let stopping = stop.clone();
+        let serve = move |mut c: TcpStream| -> std::io::Result<()> {
+            c.set_nonblocking(false)?;
+            c.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if c.read(&mut b)? == 0 {
+                    return Ok(());
+                }
+                head.push(b[0]);
+            }
+            let text = String::from_utf8_lossy(&head).to_string();
+            let blob = text.lines().next().unwrap_or("").contains("/blobs/sha256:");
+            let req: String = text
+                .split("\r\n")
+                .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
+                .map(|l| format!("{l}\r\n"))
+                .collect::<String>()
+                + "Connection: close\r\n\r\n";
+            let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+            up.write_all(req.as_bytes())?;
+            let mut resp = Vec::new();
+            up.read_to_end(&mut resp)?;
+            if let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+                let body_len = resp.len() - split - 4;
+                if blob && body_len > 4096 && resp.starts_with(b"HTTP/1.1 200") {
+                    let i = split + 4 + body_len / 2;
+                    if stall {
+                        c.write_all(&resp[..i])?;
+                        while !stopping.load(Ordering::Relaxed) {
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                        return Ok(());
+                    } else if truncate {
+                        resp.truncate(i);
+                    } else {
+                        resp[i] ^= 0xff;
+                    }
+                }
+            }
+            c.write_all(&resp)?;
+            Ok(())
+        };
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        let _ = serve(c);
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        CorruptingProxy {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CorruptingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn corrupted_blob_is_refused_and_nothing_is_stored() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let layer = reg.layers("test/busybox:1")[0].clone();
+    let proxy = CorruptingProxy::start(reg.port, false);
+    let d = Daemon::start();
+    let via_proxy = format!("127.0.0.1:{}/test/busybox:1", proxy.port);
+    let out = d.docker(&["pull", &via_proxy]);
+    assert!(
+        !out.success(),
+        "{}\n{}",
+        out.stdout,
+        berth_tests::tail(&d.log(), 30)
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "filesystem layer verification failed for digest {layer}"
+        )),
+        "{}\n{}",
+        out.stderr,
+        out.stdout
+    );
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    let layers: Vec<_> = fs::read_dir(d.data_root.join("overlay/layers"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(layers.is_empty(), "{layers:?}");
+    assert!(
+        !d.data_root
+            .join("image/blobs/sha256")
+            .join(layer.trim_start_matches("sha256:"))
+            .exists(),
+        "the corrupt blob was kept"
+    );
+    assert_no_temp_files(&d);
+    drop(proxy);
+    // The registry itself serves the blob intact: the next pull works.
+    let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
+    assert!(ok.contains("Pull complete"), "{ok}");
+}
+
+#[test]
+fn docker_py_pull_run_push() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let d = Daemon::start();
+    let script = berth_tests::workspace_root().join("tests/py/registry_dockerpy.py");
+    let out = d.python_file(&script, &[&reg.host()]);
+    assert!(
+        out.success(),
+        "{}\n{}\n{}",
+        out.stdout,
+        out.stderr,
+        berth_tests::tail(&d.log(), 30)
+    );
+    assert_eq!(out.stdout.trim(), "ok");
+    assert_no_temp_files(&d);
+}
+
+#[test]
+fn pull_and_push_over_tls_with_a_test_ca() {
+    let reg = Registry::with_tls();
+    reg.push_fixture("tls/bb:1");
+    let d = Daemon::start();
+    // certs.d next to the daemon's config file, as /etc/berth/certs.d.
+    let certs = d
+        .config_file
+        .parent()
+        .unwrap()
+        .join("certs.d")
+        .join(reg.host());
+    fs::create_dir_all(&certs).unwrap();
+    fs::copy(reg.ca_cert(), certs.join("ca.crt")).unwrap();
+    let name = reg.image("tls/bb:1");
+    // The registry speaks only TLS: no fallback to plain HTTP could work.
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(
+        out.contains(&format!("Digest: {}", reg.digest("tls/bb:1"))),
+        "{out}"
+    );
+    d.docker_ok(&["tag", &name, &reg.image("tls/copy:1")]);
+    let push = d.docker_ok(&["push", &reg.image("tls/copy:1")]);
+    assert!(push.contains(&reg.digest("tls/copy:1")), "{push}");
+    assert_no_temp_files(&d);
+}
+
+#[test]
+fn bearer_token_auth() {
+    let (reg, _tokens) = Registry::with_token_auth("bob", "t0ken-pw");
+    reg.push_fixture("tok/bb:1");
+    let d = Daemon::start();
+    let host = reg.host();
+    let name = reg.image("tok/bb:1");
+    let bad = d.docker(&["login", &host, "-u", "bob", "-p", "nope"]);
+    assert!(!bad.success());
+    assert!(
+        bad.stderr.contains("authentication required"),
+        "{}",
+        bad.stderr
+    );
+    let good = d.docker_ok(&["login", &host, "-u", "bob", "-p", "t0ken-pw"]);
+    assert!(good.contains("Login Succeeded"), "{good}");
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(
+        out.contains(&format!("Digest: {}", reg.digest("tok/bb:1"))),
+        "{out}"
+    );
+    d.docker_ok(&["tag", &name, &reg.image("tok/copy:1")]);
+    let push = d.docker_ok(&["push", &reg.image("tok/copy:1")]);
+    assert!(push.contains(&reg.digest("tok/copy:1")), "{push}");
+    assert_no_temp_files(&d);
+}
+
+#[test]
+fn registry_hanging_up_mid_blob_leaves_nothing() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let proxy = CorruptingProxy::start(reg.port, true);
+    let d = Daemon::start();
+    let out = d.docker(&["pull", &format!("127.0.0.1:{}/test/busybox:1", proxy.port)]);
+    assert!(!out.success(), "{}", out.stdout);
+    assert!(out.stderr.contains("error pulling layer"), "{}", out.stderr);
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    let layers = fs::read_dir(d.data_root.join("overlay/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(layers, 0);
+    assert_no_temp_files(&d);
+    drop(proxy);
+    let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
+    assert!(ok.contains("Pull complete"), "{ok}");
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_both_succeed() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let d = Daemon::start();
+    let name = reg.image("test/busybox:1");
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| d.docker(&["pull", &name])))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &outs {
+        assert!(o.success(), "{}\n{}", o.stdout, o.stderr);
+    }
+    assert_eq!(d.docker_ok(&["images", "-q"]).lines().count(), 1);
+    let layers = fs::read_dir(d.data_root.join("overlay/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(layers, 1);
+    let run = d.docker_ok(&["run", "--rm", &name, "echo", "ok"]);
+    assert_eq!(run.trim(), "ok");
+    assert_no_temp_files(&d);
+}
+
+#[test]
+fn kill_9_mid_pull_leaves_nothing_and_the_next_pull_works() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let proxy = CorruptingProxy::start_mode(reg.port, false, true);
+    let mut d = Daemon::start();
+    let via_proxy = format!("127.0.0.1:{}/test/busybox:1", proxy.port);
+    std::thread::scope(|s| {
+        let puller = s.spawn(|| d.docker(&["pull", &via_proxy]));
+        // Half of the layer has arrived: its blob and staged layer exist.
+        let tmp = d.data_root.join("image/tmp");
+        let started = berth_tests::wait_until(std::time::Duration::from_secs(60), || {
+            fs::read_dir(&tmp).map(|r| r.count() > 0).unwrap_or(false)
+        });
+        assert!(started, "the pull never started writing");
+        let pid = d.pid().expect("berthd pid");
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let out = puller.join().unwrap();
+        assert!(!out.success());
+    });
+    d.kill9();
+    drop(proxy);
+    d.start_again();
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    assert_eq!(
+        fs::read_dir(d.data_root.join("overlay/layers"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_no_temp_files(&d);
+    let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
+    assert!(ok.contains("Pull complete"), "{ok}");
+}
