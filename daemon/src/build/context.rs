@@ -152,11 +152,52 @@ fn decompress(file: std::fs::File) -> Result<Box<dyn std::io::Read>, BuildError>
     let head = buf
         .fill_buf()
         .map_err(|e| BuildError::Internal(format!("reading the context: {e}")))?;
-    if head.starts_with(b"BZh") {
-        return Ok(Box::new(bzip2::read::MultiBzDecoder::new(buf)));
+    let plain: Box<dyn std::io::Read> = if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::MultiBzDecoder::new(buf))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(buf))
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(buf))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(buf)
+                .map_err(|e| BuildError::Invalid(format!("reading the context: {e}")))?,
+        )
+    } else {
+        Box::new(buf)
+    };
+    Ok(Box::new(PadToBlocks {
+        inner: plain,
+        total: 0,
+        pad: None,
+    }))
+}
+
+/// The docker CLI's `-f -` context ends right after the last file's data,
+/// without the block padding and end-of-archive blocks: supply them.
+struct PadToBlocks {
+    inner: Box<dyn std::io::Read>,
+    total: u64,
+    /// Zero bytes still to give once the stream ended.
+    pad: Option<u64>,
+}
+
+impl std::io::Read for PadToBlocks {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pad.is_none() {
+            let n = self.inner.read(out)?;
+            if n > 0 {
+                self.total += n as u64;
+                return Ok(n);
+            }
+            let partial = self.total % 512;
+            let align = if partial == 0 { 0 } else { 512 - partial };
+            self.pad = Some(align + 1024);
+        }
+        let left = self.pad.unwrap_or(0);
+        let n = (left.min(out.len() as u64)) as usize;
+        out[..n].fill(0);
+        self.pad = Some(left - n as u64);
+        Ok(n)
     }
-    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        return Ok(Box::new(liblzma::read::XzDecoder::new_multi_decoder(buf)));
-    }
-    Ok(Box::new(buf))
 }

@@ -48,7 +48,18 @@ impl StepContainer {
 }
 
 async fn remove(containers: &Arc<Containers>, id: &str) {
-    if let Err(e) = containers.remove(id, true, true).await {
+    // Right after a kill the container may still be on its way out;
+    // a forced removal then fails once, so try again for a while.
+    let mut last = None;
+    for _ in 0..40 {
+        match containers.remove(id, true, true).await {
+            Ok(()) => return,
+            Err(crate::containers::ContainerError::NotFound(_)) => return,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    if let Some(e) = last {
         tracing::warn!(container = %id, error = %e, "removing a build container");
     }
 }
