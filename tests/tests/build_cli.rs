@@ -564,3 +564,48 @@ fn build_client_disconnect_kills_the_step() {
     assert!(clean);
     assert_nothing_left(&d);
 }
+
+#[test]
+fn build_add_archives_chown_chmod_globs_heredoc() {
+    let d = Daemon::with_busybox();
+    let ctx = context(
+        &d,
+        "files",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\n\
+                 ADD bundle.tar.gz /opt/\n\
+                 COPY --chown=nobody:nogroup --chmod=640 *.txt /texts/\n\
+                 COPY docs /docs\n\
+                 RUN <<EOF\n\
+                 echo from-heredoc > /heredoc\n\
+                 EOF\n",
+            ),
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+            ("c.md", "c\n"),
+            ("docs/keep.md", "k\n"),
+            ("docs/drop.md", "d\n"),
+            ("docs/README.md", "r\n"),
+            ("bundle/inner/file", "packed\n"),
+            (".dockerignore", "docs/*.md\n!docs/keep.md\nbundle\n"),
+        ],
+    );
+    berth_tests::tarball::create(&ctx.join("bundle"), &ctx.join("bundle.tar.gz"), "inner");
+    fs::remove_dir_all(ctx.join("bundle")).unwrap();
+    d.docker_ok(&["build", "-t", "files", &s(&ctx)]);
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "files",
+        "sh",
+        "-c",
+        "cat /opt/inner/file; ls /texts; stat -c '%U:%G %a' /texts/a.txt; ls /docs; cat /heredoc",
+    ]);
+    assert_eq!(
+        out,
+        "packed\na.txt\nb.txt\nnobody:nogroup 640\nkeep.md\nfrom-heredoc\n"
+    );
+    assert_nothing_left(&d);
+}
