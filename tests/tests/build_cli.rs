@@ -609,3 +609,51 @@ fn build_add_archives_chown_chmod_globs_heredoc() {
     );
     assert_nothing_left(&d);
 }
+
+#[test]
+fn build_independent_stages_run_together_output_in_order() {
+    let d = Daemon::with_busybox();
+    let ctx = context(
+        &d,
+        "parallel",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS one\n\
+             RUN echo one-start; while [ ! -e /stop ]; do sleep 0.2; done; echo one > /one\n\
+             FROM busybox AS two\n\
+             RUN echo two-start; while [ ! -e /stop ]; do sleep 0.2; done; echo two > /two\n\
+             FROM busybox\n\
+             COPY --from=one /one /one\n\
+             COPY --from=two /two /two\n\
+             CMD [\"cat\", \"/one\", \"/two\"]\n",
+        )],
+    );
+    let ctx_s = s(&ctx);
+    std::thread::scope(|scope| {
+        let build = scope.spawn(|| d.docker(&["build", "-t", "par", &ctx_s]));
+        // Both stages' RUN containers must be up at the same time; each
+        // waits for /stop, which the test then creates in both.
+        let both = wait_until(std::time::Duration::from_secs(60), || {
+            d.docker_ok(&["ps", "-q"]).lines().count() == 2
+        });
+        let running = d.docker_ok(&["ps", "-q"]);
+        for id in running.lines() {
+            let _ = d.docker(&["exec", id, "touch", "/stop"]);
+        }
+        let out = build.join().unwrap();
+        assert!(both, "the two independent stages did not run together");
+        assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+        // The output reads as a sequential build.
+        let text = &out.stdout;
+        let pos = |s: &str| {
+            text.find(s)
+                .unwrap_or_else(|| panic!("{s} missing:\n{text}"))
+        };
+        assert!(pos("Step 2/8 : RUN echo one-start") < pos("one-start\n"));
+        assert!(pos("one-start\n") < pos("Step 3/8 : FROM busybox AS two"));
+        assert!(pos("Step 4/8 : RUN echo two-start") < pos("two-start\n"));
+        assert!(pos("two-start\n") < pos("Step 5/8 : FROM busybox\n"));
+    });
+    assert_eq!(d.docker_ok(&["run", "--rm", "par"]), "one\ntwo\n");
+    assert_nothing_left(&d);
+}

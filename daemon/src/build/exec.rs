@@ -7,6 +7,8 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 
+use tokio::sync::{mpsc, watch};
+
 use berth_images::import::CommitOptions;
 use berth_images::Image;
 use serde_json::{json, Map, Value};
@@ -17,6 +19,10 @@ use super::plan::{self, split_flags, Plan};
 use super::run::{self, RunSpec};
 use super::words;
 use super::{cache, BuildContext, BuildError, BuildOptions, Builder, Output};
+
+/// Messages a stage may run ahead of the client (it streams once the
+/// stages before it are through).
+const STAGE_BUFFER: usize = 1 << 16;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -192,45 +198,57 @@ impl Prepared {
             out.stream("\n").await?;
         }
         let ignore = self.ctx.ignore();
-        let mut results: BTreeMap<usize, Option<Arc<Image>>> = BTreeMap::new();
+        // Independent stages run at the same time (as BuildKit); each
+        // writes to its own buffer, and the buffers reach the client in
+        // Dockerfile order, so the output reads as a sequential build.
+        let (done_tx, done_rx) = watch::channel(BTreeMap::<usize, Option<Arc<Image>>>::new());
+        let mut stage_runs = Vec::new();
+        let mut buffers = Vec::new();
+        for &si in &self.plan.needed {
+            let (tx, rx) = mpsc::channel(STAGE_BUFFER);
+            buffers.push(rx);
+            let stage_out = Output::new(tx, out.quiet);
+            let first = n;
+            n += 1 + self.plan.stages[si].steps.len();
+            stage_runs.push(self.run_stage(
+                si,
+                first,
+                total,
+                stage_out,
+                &ignore,
+                &done_tx,
+                done_rx.clone(),
+            ));
+        }
+        let forward = async {
+            for mut rx in buffers {
+                loop {
+                    let m = tokio::select! {
+                        m = rx.recv() => m,
+                        _ = out.closed() => return Err(BuildError::Cancelled),
+                    };
+                    match m {
+                        Some(m) => out.send(m).await?,
+                        None => break,
+                    }
+                }
+            }
+            Ok::<(), BuildError>(())
+        };
+        // Not try_join: after a failed stage the forwarder still delivers
+        // what the stages wrote before the error.
+        let (used, forwarded) =
+            tokio::join!(futures_util::future::try_join_all(stage_runs), forward);
+        let used = used?;
+        forwarded?;
         let mut used_args: Vec<String> = self
             .plan
             .meta_values
             .iter()
             .map(|(k, _)| k.clone())
             .collect();
-        let mut last = None;
-        for &si in &self.plan.needed {
-            let stage = &self.plan.stages[si];
-            n += 1;
-            out.stream(format!("Step {n}/{total} : {}", stage.from.original))
-                .await?;
-            out.stream("\n").await?;
-            let mut st = self.from(stage, si, &results).await?;
-            let base_id = st
-                .image
-                .as_ref()
-                .map(|i| i.id.to_string())
-                .unwrap_or_default();
-            out.stream(format!(" ---> {}\n", short(&base_id))).await?;
-            self.run_triggers(&mut st, &out, &ignore, &results, &mut used_args)
-                .await?;
-            for ins in &stage.steps {
-                n += 1;
-                out.stream(format!("Step {n}/{total} : {}", ins.original))
-                    .await?;
-                out.stream("\n").await?;
-                self.step(&mut st, ins, &out, &ignore, &results, &mut used_args)
-                    .await?;
-            }
-            if si != self.plan.target {
-                if let Some(img) = &st.image {
-                    out.aux(&img.id.to_string()).await?;
-                }
-            }
-            last = st.image.clone();
-            results.insert(si, st.image);
-        }
+        used_args.extend(used.into_iter().flatten());
+        let last = done_rx.borrow().get(&self.plan.target).cloned().flatten();
         let Some(image) = last else {
             return Err(BuildError::Step(
                 "No image was generated. Is your Dockerfile empty?".into(),
@@ -264,6 +282,59 @@ impl Prepared {
                 .await?;
         }
         Ok(id)
+    }
+
+    /// One stage, once the stages it needs are built; returns the build
+    /// args it used.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_stage(
+        &self,
+        si: usize,
+        first: usize,
+        total: usize,
+        out: Output,
+        ignore: &super::ignore::Ignore,
+        done: &watch::Sender<BTreeMap<usize, Option<Arc<Image>>>>,
+        mut done_rx: watch::Receiver<BTreeMap<usize, Option<Arc<Image>>>>,
+    ) -> Result<Vec<String>, BuildError> {
+        let deps = self.plan.deps(si);
+        done_rx
+            .wait_for(|m| deps.iter().all(|d| m.contains_key(d)))
+            .await
+            .map_err(|_| BuildError::Cancelled)?;
+        let results = done_rx.borrow().clone();
+        let stage = &self.plan.stages[si];
+        let mut used = Vec::new();
+        let mut n = first + 1;
+        out.stream(format!("Step {n}/{total} : {}", stage.from.original))
+            .await?;
+        out.stream("\n").await?;
+        let mut st = self.from(stage, si, &results).await?;
+        let base_id = st
+            .image
+            .as_ref()
+            .map(|i| i.id.to_string())
+            .unwrap_or_default();
+        out.stream(format!(" ---> {}\n", short(&base_id))).await?;
+        self.run_triggers(&mut st, &out, ignore, &results, &mut used)
+            .await?;
+        for ins in &stage.steps {
+            n += 1;
+            out.stream(format!("Step {n}/{total} : {}", ins.original))
+                .await?;
+            out.stream("\n").await?;
+            self.step(&mut st, ins, &out, ignore, &results, &mut used)
+                .await?;
+        }
+        if si != self.plan.target {
+            if let Some(img) = &st.image {
+                out.aux(&img.id.to_string()).await?;
+            }
+        }
+        done.send_modify(|m| {
+            m.insert(si, st.image.clone());
+        });
+        Ok(used)
     }
 
     async fn from(

@@ -215,9 +215,17 @@ fn needed(plan: &Plan) -> Vec<usize> {
             continue;
         }
         want[i] = true;
-        let s = &plan.stages[i];
+        stack.extend(plan.deps(i));
+    }
+    (0..plan.stages.len()).filter(|i| want[*i]).collect()
+}
+
+impl Plan {
+    /// Earlier stages stage `i` builds on: its FROM and COPY --from.
+    pub fn deps(&self, i: usize) -> Vec<usize> {
+        let s = &self.stages[i];
         let mut deps = Vec::new();
-        if let Some(j) = plan.stage_index_before(&s.base, i) {
+        if let Some(j) = self.stage_index_before(&s.base, i) {
             deps.push(j);
         }
         for step in &s.steps {
@@ -225,19 +233,16 @@ fn needed(plan: &Plan) -> Vec<usize> {
                 let (flags, _) = split_flags(&step.rest);
                 for (k, v) in flags {
                     if k == "from" {
-                        if let Some(j) = plan.stage_index_before(&v, i) {
+                        if let Some(j) = self.stage_index_before(&v, i) {
                             deps.push(j);
                         }
                     }
                 }
             }
         }
-        stack.extend(deps);
+        deps
     }
-    (0..plan.stages.len()).filter(|i| want[*i]).collect()
-}
 
-impl Plan {
     /// A stage named `name` (or numbered) defined before stage `before`.
     pub fn stage_index_before(&self, name: &str, before: usize) -> Option<usize> {
         self.stage_index(name).filter(|j| *j < before)
