@@ -580,7 +580,10 @@ fn build_add_archives_chown_chmod_globs_heredoc() {
                  COPY docs /docs\n\
                  RUN <<EOF\n\
                  echo from-heredoc > /heredoc\n\
-                 EOF\n",
+                 EOF\n\
+                 COPY <<CONF /etc/inline.conf\n\
+                 key=value\n\
+                 CONF\n",
             ),
             ("a.txt", "a\n"),
             ("b.txt", "b\n"),
@@ -601,11 +604,11 @@ fn build_add_archives_chown_chmod_globs_heredoc() {
         "files",
         "sh",
         "-c",
-        "cat /opt/inner/file; ls /texts; stat -c '%U:%G %a' /texts/a.txt; ls /docs; cat /heredoc",
+        "cat /opt/inner/file; ls /texts; stat -c '%U:%G %a' /texts/a.txt; ls /docs; cat /heredoc /etc/inline.conf",
     ]);
     assert_eq!(
         out,
-        "packed\na.txt\nb.txt\nnobody:nogroup 640\nkeep.md\nfrom-heredoc\n"
+        "packed\na.txt\nb.txt\nnobody:nogroup 640\nkeep.md\nfrom-heredoc\nkey=value\n"
     );
     assert_nothing_left(&d);
 }
@@ -655,5 +658,45 @@ fn build_independent_stages_run_together_output_in_order() {
         assert!(pos("two-start\n") < pos("Step 5/8 : FROM busybox\n"));
     });
     assert_eq!(d.docker_ok(&["run", "--rm", "par"]), "one\ntwo\n");
+    assert_nothing_left(&d);
+}
+
+#[test]
+fn build_dockerignore_applies_to_raw_api_contexts() {
+    let d = Daemon::with_busybox();
+    // curl sends everything: the daemon itself must honour .dockerignore.
+    let ctx = context(
+        &d,
+        "ignore",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+            ("keep.txt", "k\n"),
+            ("secret.key", "s\n"),
+            ("secret-ok.txt", "o\n"),
+            ("logs/a.log", "l\n"),
+            (".dockerignore", "secret*\n!secret-ok.txt\nlogs\n"),
+        ],
+    );
+    let tar = d.dir.path().join("ignore.tar.gz");
+    berth_tests::tarball::create(&ctx, &tar, ".");
+    let body = d
+        .curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/x-tar",
+            "--data-binary",
+            &format!("@{}", tar.display()),
+            "http://localhost/v1.41/build?t=ignored",
+        ])
+        .ok();
+    assert!(
+        body.contains("Successfully tagged ignored:latest"),
+        "{body}"
+    );
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "ignored", "ls", "-A", "/ctx"]),
+        ".dockerignore\nDockerfile\nkeep.txt\nsecret-ok.txt\n"
+    );
     assert_nothing_left(&d);
 }

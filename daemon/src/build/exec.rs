@@ -926,11 +926,25 @@ impl Prepared {
             Some(c) => Some(words::word(&c, esc, &vars)?.value),
             None => None,
         };
-        // Heredoc sources become files of a small in-memory context.
+        // Heredoc sources become the files of a small context of their own.
+        let mut heredoc_dir = None;
         if !ins.heredocs.is_empty() {
-            return Err(BuildError::Step(format!(
-                "{instr} with heredocs is not supported yet"
-            )));
+            if from.is_some() {
+                return Err(BuildError::Step(format!(
+                    "{instr} --from cannot be combined with heredocs"
+                )));
+            }
+            let dir = self.step_dir().join("heredoc");
+            std::fs::create_dir_all(&dir).map_err(step_err)?;
+            for h in &ins.heredocs {
+                std::fs::write(dir.join(&h.name), &h.content).map_err(step_err)?;
+            }
+            for a in args.iter_mut() {
+                if let Some((name, _, _)) = parser::heredoc_markers(a).into_iter().next() {
+                    *a = name;
+                }
+            }
+            heredoc_dir = Some(dir);
         }
         if args.len() < 2 {
             return Err(BuildError::Step(format!(
@@ -996,7 +1010,8 @@ impl Prepared {
         };
         let layers = self.layers(st)?;
         let dir = self.step_dir();
-        let ctx_view_dir = self.ctx.ctx();
+        let ctx_view_dir = heredoc_dir.clone().unwrap_or_else(|| self.ctx.ctx());
+        let from_context = heredoc_dir.is_none();
         let ignore = ignore.clone();
         let instr_s = instr.to_owned();
         let dest_for_blocking = dest.clone();
@@ -1024,7 +1039,7 @@ impl Prepared {
                 instruction: &instr_s,
                 sources: &args,
                 dest: &dest_for_blocking,
-                ignore: if source_layers.is_none() {
+                ignore: if source_layers.is_none() && from_context {
                     Some(&ignore)
                 } else {
                     None
@@ -1059,7 +1074,7 @@ impl Prepared {
         }
         let opts = self.options(st, &created_by);
         let store = self.builder.images.clone();
-        let ctx_dir = self.ctx.ctx();
+        let ctx_dir = heredoc_dir.unwrap_or_else(|| self.ctx.ctx());
         let img = tokio::task::spawn_blocking(move || -> Result<Arc<Image>, BuildError> {
             {
                 let src_dir = match &src_root {
