@@ -700,3 +700,46 @@ fn build_dockerignore_applies_to_raw_api_contexts() {
     );
     assert_nothing_left(&d);
 }
+
+#[test]
+fn build_context_symlinks_stay_in_the_context() {
+    let d = Daemon::with_busybox();
+    let ctx = context(
+        &d,
+        "links",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY abs-link /x\n"),
+            (
+                "Dockerfile.dir",
+                "FROM busybox\nCOPY . /ctx/\nRUN readlink /ctx/abs-link; readlink /ctx/up-link\n",
+            ),
+            (
+                "Dockerfile.up",
+                "FROM busybox\nCOPY up-link/etc/hostname /h\n",
+            ),
+        ],
+    );
+    std::os::unix::fs::symlink("/etc/hostname", ctx.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("../../../../..", ctx.join("up-link")).unwrap();
+    // A link to a host path resolves inside the context, where it is not.
+    let out = d.docker(&["build", &s(&ctx)]);
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("COPY failed: file not found in build context"),
+        "{}",
+        out.stderr
+    );
+    let out = d.docker(&["build", "-f", &s(&ctx.join("Dockerfile.up")), &s(&ctx)]);
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("COPY failed: file not found in build context"),
+        "{}",
+        out.stderr
+    );
+    // Copied as links, never followed.
+    let out = d.docker_ok(&["build", "-f", &s(&ctx.join("Dockerfile.dir")), &s(&ctx)]);
+    assert!(out.contains("/etc/hostname\n../../../../..\n"), "{out}");
+    assert_nothing_left(&d);
+}
