@@ -192,6 +192,35 @@ fn build_cache_hits_changes_no_cache_and_restart() {
     assert_eq!(changed.matches(" ---> Using cache").count(), 2, "{changed}");
     assert!(changed.contains("two\nrun-1\n"), "{changed}");
 
+    // Proxy args reach RUN without an ARG, and stay out of the history.
+    let proxy = context(
+        &d,
+        "proxy",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo \"proxy=$HTTP_PROXY\"\n",
+        )],
+    );
+    let out = d.docker_ok(&[
+        "build",
+        "--build-arg",
+        "HTTP_PROXY=http://proxy.test:3128",
+        "-t",
+        "proxied",
+        &s(&proxy),
+    ]);
+    assert!(out.contains("proxy=http://proxy.test:3128\n"), "{out}");
+    assert!(!out.contains("were not consumed"), "{out}");
+    let hist = d.docker_ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "proxied",
+    ]);
+    assert!(!hist.contains("proxy.test"), "{hist}");
+    d.docker_ok(&["rmi", "proxied"]);
+
     // A build arg the RUN uses is part of its key.
     let arg = d.docker_ok(&["build", "--build-arg", "V=2", &s(&ctx)]);
     assert_eq!(arg.matches(" ---> Using cache").count(), 1, "{arg}");

@@ -782,6 +782,14 @@ impl Prepared {
         }
         let mut env = st.env();
         env.extend(args.iter().map(|(k, v)| format!("{k}={v}")));
+        // Proxy args need no ARG and stay out of the history (as dockerd).
+        for (k, v) in &self.opts.build_args {
+            if let Some(v) = v.as_ref().filter(|_| is_predefined_arg(k)) {
+                if !env.iter().any(|e| e.split('=').next() == Some(k.as_str())) {
+                    env.push(format!("{k}={v}"));
+                }
+            }
+        }
         let spec = RunSpec {
             image: image.id.to_string(),
             cmd,
