@@ -112,6 +112,29 @@ pub async fn run(
         containers: containers.clone(),
         removed: false,
     };
+    // The container is gone before an error reaches the client.
+    match execute(containers, &step, out).await {
+        Ok(0) => Ok(step),
+        Ok(code) => {
+            step.remove().await;
+            Err(BuildError::Command {
+                command: spec.cmd.join(" "),
+                code: code as i64,
+            })
+        }
+        Err(e) => {
+            step.remove().await;
+            Err(e)
+        }
+    }
+}
+
+/// Attach, start, relay the output and wait: the exit code.
+async fn execute(
+    containers: &Arc<Containers>,
+    step: &StepContainer,
+    out: &Output,
+) -> Result<i32, BuildError> {
     out.stream(format!(" ---> Running in {}\n", step.short()))
         .await?;
     let req = AttachRequest {
@@ -148,13 +171,7 @@ pub async fn run(
             return Err(BuildError::Cancelled);
         }
     };
-    if code != 0 {
-        return Err(BuildError::Command {
-            command: spec.cmd.join(" "),
-            code: code as i64,
-        });
-    }
-    Ok(step)
+    Ok(code)
 }
 
 /// Demultiplexes the attach stream into `stream` messages; stderr in red,
