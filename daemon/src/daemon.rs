@@ -31,6 +31,8 @@ pub struct Daemon {
     pub volumes: Arc<crate::volumes::VolumeStore>,
     /// Bridge networks, endpoints, published ports, embedded DNS.
     pub networks: Arc<crate::network::Networks>,
+    /// `docker build`: Dockerfile parser, executor and step cache.
+    pub builder: Arc<crate::build::Builder>,
 }
 
 impl Daemon {
@@ -91,6 +93,12 @@ impl Daemon {
             .collect();
         networks.restore(&live);
         images.set_usage(Arc::new(crate::containers::ImageUsers(containers.clone())));
+        let builder = Arc::new(
+            crate::build::Builder::open(&config.data_root, containers.clone(), images.clone())
+                .with_context(|| {
+                    format!("opening the build cache in {}", config.data_root.display())
+                })?,
+        );
         let reports = Reports::default();
         let _ = reports.containers.set(containers.clone());
         let _ = reports.volumes.set(volumes.clone());
@@ -102,6 +110,7 @@ impl Daemon {
             networks,
             images,
             registry,
+            builder,
             id,
             started: Instant::now(),
             reports,

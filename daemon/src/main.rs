@@ -1,6 +1,7 @@
 //! berthd: the Docker Engine API daemon.
 
 mod api;
+mod build;
 #[allow(dead_code)] // read by /info and the subsystems
 mod config;
 mod containers;

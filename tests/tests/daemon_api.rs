@@ -181,7 +181,7 @@ fn version_prefixes_and_unknown_paths() {
         ("GET", "/v2.0/_ping", "400", "client version 2.0 is too new. Maximum supported API version is 1.50"),
         ("GET", "/nothing/here", "404", "page not found"),
         ("GET", "/v1.50/nothing", "404", "page not found"),
-        ("POST", "/build", "501", "not implemented: POST /build"),
+        ("POST", "/session", "501", "not implemented: POST /session"),
         ("POST", "/v1.41/swarm/init", "501", "not implemented: POST /swarm/init"),
         ("GET", "/v1.50/plugins", "501", "not implemented: GET /plugins"),
     ];

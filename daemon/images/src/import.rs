@@ -132,6 +132,17 @@ impl ImageStore {
     /// image: the basis of `docker commit`. Emits no event; the caller emits
     /// `commit`.
     pub fn create_from_diff<R: Read>(&self, diff: R, opts: &CommitOptions) -> Result<Arc<Image>> {
+        self.create_child(Some(diff), opts)
+    }
+
+    /// A child of `opts.parent` with the same layers and a new config:
+    /// the history entry is marked `empty_layer` (a Dockerfile step that
+    /// changed no file). Emits no event.
+    pub fn create_config_only(&self, opts: &CommitOptions) -> Result<Arc<Image>> {
+        self.create_child(None::<std::io::Empty>, opts)
+    }
+
+    fn create_child<R: Read>(&self, diff: Option<R>, opts: &CommitOptions) -> Result<Arc<Image>> {
         let parent = match &opts.parent {
             Some(p) => Some(
                 self.lock()?
@@ -148,16 +159,24 @@ impl ImageStore {
             .map(|t| self.layers.pin(t));
         let mut config = opts.config.clone();
         changes::apply(&mut config, &opts.changes)?;
-        let (layer, pin) = self.add_layer(parent.as_ref().and_then(|p| p.top_layer()), diff)?;
+        let added = match diff {
+            Some(diff) => Some(self.add_layer(parent.as_ref().and_then(|p| p.top_layer()), diff)?),
+            None => None,
+        };
         let created = format_time(&Utc::now());
         let (os, arch) = host_platform();
         let mut diff_ids: Vec<Value> = parent
             .as_ref()
             .map(|p| p.diff_ids.iter().map(|d| json!(d.to_string())).collect())
             .unwrap_or_default();
-        diff_ids.push(json!(layer.record.diff_id.to_string()));
+        if let Some((layer, _)) = &added {
+            diff_ids.push(json!(layer.record.diff_id.to_string()));
+        }
         let mut history = parent.as_ref().map(|p| p.history()).unwrap_or_default();
         let mut entry = json!({"created": created, "created_by": opts.created_by});
+        if added.is_none() {
+            entry["empty_layer"] = json!(true);
+        }
         if !opts.author.is_empty() {
             entry["author"] = json!(opts.author);
         }
@@ -184,7 +203,8 @@ impl ImageStore {
         });
         let bytes = serde_json::to_vec(&img).map_err(|e| Error::invalid(e.to_string()))?;
         let tags: Vec<Reference> = opts.reference.iter().cloned().collect();
-        let (image, _) = self.commit_image(&bytes, opts.parent.clone(), &tags, &[pin])?;
+        let pins: Vec<Pin> = added.into_iter().map(|(_, pin)| pin).collect();
+        let (image, _) = self.commit_image(&bytes, opts.parent.clone(), &tags, &pins)?;
         Ok(image)
     }
 }

@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod attach_ws;
 mod body_timeout;
+pub mod build;
 pub mod commit;
 pub mod container_files;
 pub mod containers;
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(exec::routes())
         .merge(attach_ws::routes())
         .merge(commit::routes())
+        .merge(build::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .with_state(state)

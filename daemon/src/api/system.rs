@@ -329,8 +329,9 @@ async fn disk_usage(State(state): State<AppState>, q: QueryParams) -> ApiResult<
     .await
     .map_err(|e| ApiError::from_internal("computing disk usage", e))??;
     if want_cache {
-        // No builder cache exists: the classic builder keeps none.
-        out["BuildCache"] = json!([]);
+        // Records only: the space is in the step images, counted there.
+        out["BuildCache"] = json!(state.builder.disk_usage());
+        out["BuilderSize"] = json!(0);
     }
     Ok(Json(out))
 }

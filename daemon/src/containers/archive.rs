@@ -5,7 +5,7 @@
 
 pub mod container;
 mod pack;
-mod sys;
+pub mod sys;
 mod unpack;
 mod view;
 
@@ -15,7 +15,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use serde::Serialize;
 
 pub use unpack::ExtractOptions;
-pub use view::{FsView, ViewMount};
+pub use view::{components as view_components, FsView, ViewMount};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

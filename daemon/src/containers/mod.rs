@@ -20,7 +20,7 @@ mod ops;
 mod query;
 pub mod record;
 mod restore;
-mod rootfs;
+pub(crate) mod rootfs;
 mod shim;
 pub mod signals;
 pub mod spec;

@@ -1,0 +1,201 @@
+//! `POST /build` (the classic builder API `docker build` uses without
+//! BuildKit) and `POST /build/prune`, over [`crate::build`].
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::QueryParams;
+use super::stream::streaming_response;
+use crate::build::{receive_context, BuildError, BuildOptions, Message, Output};
+use crate::daemon::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/build", post(build))
+        .route("/build/prune", post(prune))
+}
+
+fn api_error(e: BuildError) -> ApiError {
+    match e {
+        BuildError::Invalid(m) => ApiError::bad_request(m),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// A JSON object of strings (`buildargs`, `labels`); values may be null.
+fn string_map(q: &QueryParams, key: &str) -> ApiResult<Vec<(String, Option<String>)>> {
+    let Some(raw) = q.get(key).filter(|s| !s.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let map: Map<String, Value> = serde_json::from_str(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid {key} parameter: {e}")))?;
+    map.into_iter()
+        .map(|(k, v)| match v {
+            Value::Null => Ok((k, None)),
+            Value::String(s) => Ok((k, Some(s))),
+            other => Err(ApiError::bad_request(format!(
+                "invalid {key} parameter: value of {k} must be a string, not {other}"
+            ))),
+        })
+        .collect()
+}
+
+fn options(q: &QueryParams) -> ApiResult<BuildOptions> {
+    let mut tags = Vec::new();
+    for t in q.get_all("t").into_iter().filter(|t| !t.is_empty()) {
+        let r = berth_images::Reference::parse_normalized(t)
+            .map_err(|e| ApiError::bad_request(format!("invalid reference format: {e}")))?;
+        if r.digest().is_some() {
+            return Err(ApiError::bad_request(format!(
+                "invalid reference format: {t}: a tag cannot contain a digest"
+            )));
+        }
+        tags.push(r.with_default_tag());
+    }
+    if q.get("remote").is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::bad_request(
+            "remote build contexts are not supported by berthd yet: send the context as the request body",
+        ));
+    }
+    let mut resources = Map::new();
+    for (param, field) in [
+        ("memory", "Memory"),
+        ("memswap", "MemorySwap"),
+        ("cpushares", "CpuShares"),
+        ("cpuperiod", "CpuPeriod"),
+        ("cpuquota", "CpuQuota"),
+        ("shmsize", "ShmSize"),
+    ] {
+        if let Some(v) = q.i64(param)? {
+            if v != 0 {
+                resources.insert(field.into(), json!(v));
+            }
+        }
+    }
+    if let Some(c) = q.get("cpusetcpus").filter(|c| !c.is_empty()) {
+        resources.insert("CpusetCpus".into(), json!(c));
+    }
+    let labels = string_map(q, "labels")?
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect();
+    let network_mode = match q.get("networkmode").unwrap_or("") {
+        "" | "default" | "bridge" => String::new(),
+        m @ ("host" | "none") => m.to_owned(),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "network mode {other} is not supported for builds"
+            )))
+        }
+    };
+    let extra_hosts = match q.get("extrahosts").filter(|s| !s.is_empty()) {
+        Some(s) => s.split(',').map(str::to_owned).collect(),
+        None => Vec::new(),
+    };
+    Ok(BuildOptions {
+        tags,
+        quiet: q.bool("q"),
+        no_cache: q.bool("nocache"),
+        build_args: string_map(q, "buildargs")?,
+        labels,
+        target: q.get("target").unwrap_or("").to_owned(),
+        dockerfile: q.get("dockerfile").unwrap_or("").to_owned(),
+        network_mode,
+        extra_hosts,
+        resources,
+    })
+}
+
+async fn build(State(state): State<AppState>, q: QueryParams, body: Body) -> ApiResult<Response> {
+    let opts = options(&q)?;
+    let quiet = opts.quiet;
+    let ctx = receive_context(body, &state.builder.tmp_dir())
+        .await
+        .map_err(api_error)?;
+    let builder = state.builder.clone();
+    let prepared = tokio::task::spawn_blocking(move || builder.prepare(ctx, opts))
+        .await
+        .map_err(|e| ApiError::from_internal("build task", e))?
+        .map_err(api_error)?;
+    let (tx, resp) = streaming_response("application/json");
+    let (mtx, mut mrx) = mpsc::channel::<Message>(64);
+    let build = tokio::spawn(prepared.run(Output::new(mtx, quiet)));
+    tokio::spawn(async move {
+        loop {
+            let m = tokio::select! {
+                m = mrx.recv() => m,
+                // The client left: dropping the receiver cancels the build.
+                _ = tx.closed() => None,
+            };
+            let Some(m) = m else { break };
+            let mut line = serde_json::to_vec(&m.to_json()).unwrap_or_default();
+            line.extend_from_slice(b"\r\n");
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+        drop(mrx);
+        let result = build.await;
+        let err = match result {
+            Ok(Ok(_)) => return,
+            Ok(Err(BuildError::Cancelled)) => {
+                tracing::info!("build cancelled: the client went away");
+                return;
+            }
+            Ok(Err(e)) => e,
+            Err(e) => BuildError::Internal(format!("build task: {e}")),
+        };
+        tracing::info!(error = %err, "build failed");
+        let msg = err.to_string();
+        let detail = match &err {
+            BuildError::Command { code, .. } => json!({ "code": code, "message": msg }),
+            _ => json!({ "message": msg }),
+        };
+        let mut line =
+            serde_json::to_vec(&json!({ "errorDetail": detail, "error": msg })).unwrap_or_default();
+        line.extend_from_slice(b"\r\n");
+        let _ = tx.send(line).await;
+    });
+    Ok(resp)
+}
+
+async fn prune(
+    State(state): State<AppState>,
+    q: QueryParams,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let filters = q.filters()?;
+    filters.validate(&[
+        "until",
+        "unused-for",
+        "id",
+        "parent",
+        "type",
+        "description",
+        "inuse",
+        "shared",
+        "private",
+    ])?;
+    let mut older_than = None;
+    for key in ["until", "unused-for"] {
+        if let Some(v) = filters.get(key).first() {
+            let t = berth_images::filters::parse_until(v)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            older_than = Some(t);
+        }
+    }
+    let builder = state.builder.clone();
+    let (ids, reclaimed) = tokio::task::spawn_blocking(move || builder.prune(older_than))
+        .await
+        .map_err(|e| ApiError::from_internal("build cache prune", e))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "CachesDeleted": ids, "SpaceReclaimed": reclaimed })),
+    ))
+}

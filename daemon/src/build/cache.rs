@@ -1,0 +1,143 @@
+//! The build cache: one record per step, keyed by a digest of the parent
+//! image, the instruction as evaluated, the build args it used and, for
+//! COPY/ADD, the checksum of the sources. Records are small JSON files
+//! under `<data-root>/build/cache/` (written atomically), so the cache
+//! survives a daemon restart; a record whose image is gone is a miss.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub key: String,
+    pub image: String,
+    pub parent: String,
+    pub description: String,
+    pub created: String,
+    pub last_used: String,
+    pub usage_count: u64,
+}
+
+pub struct Cache {
+    dir: PathBuf,
+    /// Serialises record updates (usage counts).
+    lock: Mutex<()>,
+}
+
+/// The key of a step from its parts.
+pub fn key(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn now() -> String {
+    crate::containers::timefmt::now()
+}
+
+impl Cache {
+    pub fn open(dir: &Path) -> io::Result<Cache> {
+        fs::create_dir_all(dir)?;
+        Ok(Cache {
+            dir: dir.to_owned(),
+            lock: Mutex::new(()),
+        })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    fn read(&self, key: &str) -> Option<Record> {
+        let data = fs::read(self.path(key)).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
+    fn write(&self, rec: &Record) {
+        match serde_json::to_vec(rec) {
+            Ok(data) => {
+                if let Err(e) = berth_common::atomic::write_file(&self.path(&rec.key), &data) {
+                    tracing::warn!(error = %e, "writing a build cache record");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "encoding a build cache record"),
+        }
+    }
+
+    /// The cached image of `key`, if `exists` says it is still there.
+    pub fn lookup(&self, key: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.read(key)?;
+        if !exists(&rec.image) {
+            let _ = fs::remove_file(self.path(key));
+            return None;
+        }
+        rec.last_used = now();
+        rec.usage_count += 1;
+        self.write(&rec);
+        Some(rec.image)
+    }
+
+    pub fn store(&self, key: &str, image: &str, parent: &str, description: &str) {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let t = now();
+        self.write(&Record {
+            key: key.to_owned(),
+            image: image.to_owned(),
+            parent: parent.to_owned(),
+            description: description.to_owned(),
+            created: t.clone(),
+            last_used: t,
+            usage_count: 0,
+        });
+    }
+
+    pub fn all(&self) -> Vec<Record> {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Record> = rd
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let key = name.strip_suffix(".json")?.to_owned();
+                self.read(&key)
+            })
+            .collect();
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        out
+    }
+
+    pub fn remove(&self, key: &str) {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = fs::remove_file(self.path(key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopen_and_need_their_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(&["sha256:p", "RUN x"]);
+        assert_ne!(k, key(&["sha256:p", "RUN y"]));
+        assert_ne!(key(&["ab", "c"]), key(&["a", "bc"]));
+        let c = Cache::open(dir.path()).unwrap();
+        c.store(&k, "sha256:i", "sha256:p", "RUN x");
+        let c = Cache::open(dir.path()).unwrap();
+        assert_eq!(c.lookup(&k, |_| true).as_deref(), Some("sha256:i"));
+        assert_eq!(c.all()[0].usage_count, 1);
+        assert_eq!(c.lookup(&k, |_| false), None);
+        assert!(c.all().is_empty());
+    }
+}

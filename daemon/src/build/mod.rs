@@ -1,0 +1,225 @@
+//! `docker build` through the classic build API: the Dockerfile parser,
+//! the stage planner, the step executor (RUN steps are berth containers,
+//! COPY/ADD/WORKDIR write into a private overlay of the current image),
+//! and the step cache.
+//!
+//! Interface for the API router: [`Builder::prepare`] takes the received
+//! context directory and the options and answers parse errors before any
+//! output; [`Prepared::run`] executes and reports through [`Output`].
+
+mod cache;
+mod context;
+mod copy;
+mod exec;
+mod ignore;
+mod parser;
+mod plan;
+mod run;
+mod stepfs;
+mod words;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+pub use context::{receive_context, BuildContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Bad Dockerfile or options, before the build starts: a 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// The Dockerfile (or context) is not there: dockerd answers 500.
+    #[error("{0}")]
+    Missing(String),
+    /// A step failed (sent as an errorDetail message).
+    #[error("{0}")]
+    Step(String),
+    /// A RUN command exited non-zero.
+    #[error("The command '{command}' returned a non-zero code: {code}")]
+    Command { command: String, code: i64 },
+    /// The client went away.
+    #[error("build cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Query parameters of `POST /build` the builder uses.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    pub tags: Vec<berth_images::Reference>,
+    pub quiet: bool,
+    pub no_cache: bool,
+    pub build_args: Vec<(String, Option<String>)>,
+    pub labels: Vec<(String, String)>,
+    pub target: String,
+    pub dockerfile: String,
+    pub network_mode: String,
+    pub extra_hosts: Vec<String>,
+    /// Resource limits for RUN containers, as HostConfig JSON fields.
+    pub resources: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One message of the build's JSON stream.
+#[derive(Debug, Clone)]
+pub enum Message {
+    Stream(String),
+    Aux(String),
+}
+
+impl Message {
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Message::Stream(s) => json!({ "stream": s }),
+            Message::Aux(id) => json!({ "aux": { "ID": id } }),
+        }
+    }
+}
+
+/// Where progress goes; a closed channel means the client left.
+#[derive(Clone)]
+pub struct Output {
+    tx: mpsc::Sender<Message>,
+    quiet: bool,
+}
+
+impl Output {
+    pub fn new(tx: mpsc::Sender<Message>, quiet: bool) -> Output {
+        Output { tx, quiet }
+    }
+
+    async fn send(&self, m: Message) -> Result<(), BuildError> {
+        self.tx.send(m).await.map_err(|_| BuildError::Cancelled)
+    }
+
+    /// Step progress (suppressed with `q`).
+    pub async fn stream(&self, s: impl Into<String>) -> Result<(), BuildError> {
+        if self.quiet {
+            return self.check();
+        }
+        self.send(Message::Stream(s.into())).await
+    }
+
+    pub async fn always(&self, s: impl Into<String>) -> Result<(), BuildError> {
+        self.send(Message::Stream(s.into())).await
+    }
+
+    pub async fn aux(&self, id: &str) -> Result<(), BuildError> {
+        self.send(Message::Aux(id.to_owned())).await
+    }
+
+    pub fn check(&self) -> Result<(), BuildError> {
+        if self.tx.is_closed() {
+            Err(BuildError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
+
+/// The builder subsystem, one per daemon.
+pub struct Builder {
+    containers: Arc<crate::containers::Containers>,
+    images: Arc<berth_images::ImageStore>,
+    /// `<data-root>/build`: `tmp/` for contexts and step file systems,
+    /// `cache/` for cache records.
+    root: PathBuf,
+    cache: cache::Cache,
+}
+
+impl Builder {
+    pub fn open(
+        data_root: &Path,
+        containers: Arc<crate::containers::Containers>,
+        images: Arc<berth_images::ImageStore>,
+    ) -> std::io::Result<Builder> {
+        let root = data_root.join("build");
+        std::fs::create_dir_all(&root)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))?;
+        let tmp = root.join("tmp");
+        // Left over from a build a crash interrupted; nothing is mounted
+        // there any more after a reboot, and a daemon restart unmounts
+        // in StepRoot's Drop, so only directories remain.
+        if tmp.exists() {
+            for e in std::fs::read_dir(&tmp)?.flatten() {
+                let p = e.path();
+                stepfs::unmount_below(&p);
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+        std::fs::create_dir_all(&tmp)?;
+        let cache = cache::Cache::open(&root.join("cache"))?;
+        Ok(Builder {
+            containers,
+            images,
+            root,
+            cache,
+        })
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// `/system/df` `BuildCache` entries.
+    pub fn disk_usage(&self) -> Vec<serde_json::Value> {
+        self.cache
+            .all()
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "ID": &r.key[..12.min(r.key.len())],
+                    "Parents": if r.parent.is_empty() { json!([]) } else { json!([r.parent]) },
+                    "Type": "regular",
+                    "Description": r.description,
+                    "InUse": false,
+                    "Shared": false,
+                    "Size": 0,
+                    "CreatedAt": r.created,
+                    "LastUsedAt": r.last_used,
+                    "UsageCount": r.usage_count,
+                })
+            })
+            .collect()
+    }
+
+    /// `POST /build/prune`: drops cache records (all of them, or those
+    /// last used before `until`) and the untagged step images no other
+    /// image or container needs. Returns the IDs removed and the bytes.
+    pub fn prune(&self, older_than: Option<chrono::DateTime<chrono::Utc>>) -> (Vec<String>, u64) {
+        let mut removed = Vec::new();
+        let before = self.images.layers_size().unwrap_or(0);
+        let mut records = self.cache.all();
+        // Newest first: children go before their parents.
+        records.reverse();
+        for r in records {
+            if let Some(limit) = older_than {
+                let used = chrono::DateTime::parse_from_rfc3339(&r.last_used)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .unwrap_or(limit);
+                if used >= limit {
+                    continue;
+                }
+            }
+            self.cache.remove(&r.key);
+            // Refused (tagged, has children, used by a container): kept.
+            if let Ok(img) = self.images.resolve(&r.image) {
+                let (tags, _) = self.images.repo_tags_digests(&img.id).unwrap_or_default();
+                if tags.is_empty() {
+                    let _ = self.images.delete(&r.image, false, false);
+                }
+            }
+            removed.push(r.key);
+        }
+        let after = self.images.layers_size().unwrap_or(0);
+        (removed, before.saturating_sub(after))
+    }
+}
