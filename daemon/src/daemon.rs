@@ -94,10 +94,15 @@ impl Daemon {
         networks.restore(&live);
         images.set_usage(Arc::new(crate::containers::ImageUsers(containers.clone())));
         let builder = Arc::new(
-            crate::build::Builder::open(&config.data_root, containers.clone(), images.clone())
-                .with_context(|| {
-                    format!("opening the build cache in {}", config.data_root.display())
-                })?,
+            crate::build::Builder::open(
+                &config.data_root,
+                containers.clone(),
+                images.clone(),
+                registry.clone(),
+            )
+            .with_context(|| {
+                format!("opening the build cache in {}", config.data_root.display())
+            })?,
         );
         let reports = Reports::default();
         let _ = reports.containers.set(containers.clone());

@@ -581,3 +581,42 @@ fn kill_9_mid_pull_leaves_nothing_and_the_next_pull_works() {
     let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
     assert!(ok.contains("Pull complete"), "{ok}");
 }
+
+/// `docker build` of a Dockerfile whose FROM image the daemon lacks pulls
+/// it from the registry first, as dockerd's builder does.
+#[test]
+fn build_pulls_a_missing_base_image() {
+    let reg = Registry::start();
+    reg.push_fixture("test/base:1");
+    let d = Daemon::start();
+    let base = reg.image("test/base:1");
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nRUN echo built > /built\n"),
+    )
+    .unwrap();
+    let out = d.docker_ok(&["build", "-t", "frompull", ctx.path().to_str().unwrap()]);
+    assert!(out.contains("Successfully tagged frompull:latest"), "{out}");
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "frompull", "cat", "/built"]),
+        "built\n"
+    );
+    // The base is now a local image too.
+    d.inspect("image", &base);
+
+    // A base no registry has fails the build with the registry's answer.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {}\n", reg.image("test/nothere:1")),
+    )
+    .unwrap();
+    let out = d.docker(&["build", ctx.path().to_str().unwrap()]);
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("manifest unknown") || out.stderr.contains("not found"),
+        "{}",
+        out.stderr
+    );
+    assert_no_temp_files(&d);
+}

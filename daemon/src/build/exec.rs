@@ -356,11 +356,20 @@ impl Prepared {
         } else if stage.base.eq_ignore_ascii_case("scratch") {
             None
         } else {
-            Some(self.builder.images.resolve(&stage.base).map_err(|e| {
-                BuildError::Step(format!(
-                    "{e}: berthd does not pull images yet; load the base image with `docker load` first"
-                ))
-            })?)
+            let images = &self.builder.images;
+            let image = match images.resolve(&stage.base) {
+                Ok(image) => image,
+                Err(_) => {
+                    self.builder
+                        .pull_base(&stage.base)
+                        .await
+                        .map_err(BuildError::Step)?;
+                    images
+                        .resolve(&stage.base)
+                        .map_err(|e| BuildError::Step(e.to_string()))?
+                }
+            };
+            Some(image)
         };
         let config = match &image {
             Some(img) => match img.container_config() {

@@ -128,6 +128,8 @@ impl Output {
 pub struct Builder {
     containers: Arc<crate::containers::Containers>,
     images: Arc<berth_images::ImageStore>,
+    /// Pulls a base image the daemon does not have (FROM).
+    registry: Arc<berth_distribution::Distribution>,
     /// `<data-root>/build`: `tmp/` for contexts and step file systems,
     /// `cache/` for cache records.
     root: PathBuf,
@@ -139,6 +141,7 @@ impl Builder {
         data_root: &Path,
         containers: Arc<crate::containers::Containers>,
         images: Arc<berth_images::ImageStore>,
+        registry: Arc<berth_distribution::Distribution>,
     ) -> std::io::Result<Builder> {
         let root = data_root.join("build");
         std::fs::create_dir_all(&root)?;
@@ -160,9 +163,32 @@ impl Builder {
         Ok(Builder {
             containers,
             images,
+            registry,
             root,
             cache,
         })
+    }
+
+    /// Pulls `name` (tag `latest` when it names none), as dockerd's
+    /// builder does for a FROM image it lacks. The pull's progress is not
+    /// relayed; its failure is the step's error.
+    async fn pull_base(&self, name: &str) -> Result<(), String> {
+        let mut reference =
+            berth_images::Reference::parse_normalized(name).map_err(|e| e.to_string())?;
+        if reference.tag().is_none() && reference.digest().is_none() {
+            reference = reference.with_tag("latest").map_err(|e| e.to_string())?;
+        }
+        let opts = berth_distribution::PullOptions {
+            reference,
+            platform: String::new(),
+            auth: berth_distribution::AuthConfig::default(),
+        };
+        let (progress, mut rx) = berth_distribution::Progress::channel(64);
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let res = self.registry.pull(&opts, &progress).await;
+        drop(progress);
+        let _ = drain.await;
+        res.map(|_| ()).map_err(|e| e.to_string())
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
