@@ -29,7 +29,7 @@ pub use config::RegistryConfig;
 pub use error::{Error, ErrorKind, Result};
 pub use login::LoginOutcome;
 pub use manifest::Platform;
-pub use progress::{progress_bar, Progress};
+pub use progress::{human, progress_bar, Progress};
 pub use pull::{PullOptions, PullOutcome};
 pub use push::{PushOptions, PushOutcome};
 

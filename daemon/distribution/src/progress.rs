@@ -75,7 +75,8 @@ pub fn progress_bar(current: u64, total: u64) -> String {
     format!("[{bar}] {}/{}", human(current), human(total))
 }
 
-fn human(n: u64) -> String {
+/// Sizes as dockerd's progress shows them: 1.500MB.
+pub fn human(n: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"];
     let mut v = n as f64;
     let mut i = 0;

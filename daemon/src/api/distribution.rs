@@ -9,14 +9,13 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use berth_distribution::{AuthConfig, ErrorKind, Progress, PullOptions, PushOptions};
 use berth_images::Reference;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::QueryParams;
-use super::stream::streaming_response;
+use super::stream::json_progress;
 use crate::daemon::AppState;
 use crate::events::{Event, EventType};
 
@@ -45,40 +44,6 @@ fn registry_auth(headers: &HeaderMap) -> ApiResult<AuthConfig> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     Ok(AuthConfig::from_header(h)?)
-}
-
-/// Stream what the operation reports; an error before its first message
-/// is a plain HTTP error, as dockerd answers when nothing was written yet.
-async fn progress_stream(
-    mut rx: mpsc::Receiver<Result<Value, berth_distribution::Error>>,
-) -> ApiResult<Response> {
-    let first = match rx.recv().await {
-        Some(Err(e)) => return Err(e.into()),
-        Some(Ok(v)) => Some(v),
-        None => None,
-    };
-    let (tx, resp) = streaming_response("application/json");
-    tokio::spawn(async move {
-        if let Some(v) = first {
-            if tx.send_json(&v).await.is_err() {
-                return;
-            }
-        }
-        while let Some(m) = rx.recv().await {
-            let v = match m {
-                Ok(v) => v,
-                Err(e) => {
-                    let msg = e.to_string();
-                    json!({"errorDetail": {"message": msg}, "error": msg})
-                }
-            };
-            if tx.send_json(&v).await.is_err() {
-                // Dropping the receiver tells the operation to stop.
-                return;
-            }
-        }
-    });
-    Ok(resp)
 }
 
 /// `POST /images/create?fromImage=NAME&tag=TAG|DIGEST&platform=`.
@@ -125,7 +90,7 @@ pub async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> ApiR
         }
     });
     report_panic(task, guard);
-    progress_stream(rx).await
+    json_progress(rx).await
 }
 
 /// `POST /images/{name}/push?tag=`.
@@ -172,7 +137,7 @@ pub async fn push(
         }
     });
     report_panic(task, guard);
-    progress_stream(rx).await
+    json_progress(rx).await
 }
 
 /// A pull or push that died must not look like a success to the client.

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use berth_distribution::progress_bar;
 use berth_images::import::ImportOptions;
 use berth_images::load::LoadProgress;
 use berth_images::modify::repo_tag_reference;
@@ -28,7 +29,7 @@ use berth_images::{Digest, ErrorKind, ImageEvents, ImageStore};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{Filters, QueryParams};
-use super::stream::{streaming_response, ChunkSender};
+use super::stream::{json_progress, streaming_response, ChunkSender};
 use super::version::ApiVersion;
 use crate::daemon::AppState;
 use crate::events::{Event, EventType, Events};
@@ -276,44 +277,8 @@ fn drain(reader: &mut BodyReader) {
     let _ = io::copy(reader, &mut io::sink());
 }
 
-fn stream_error(message: &str) -> Value {
-    json!({"errorDetail": {"message": message}, "error": message})
-}
-
 /// What a blocking load/import reports back to its handler.
-enum Msg {
-    Json(Value),
-    Fail(berth_images::Error),
-}
-
-/// Answer with the first message: an error before any output is a plain
-/// HTTP error (as dockerd does when nothing was flushed yet); otherwise a
-/// JSON stream where later errors become `{"error": ...}` messages.
-async fn progress_response(mut rx: mpsc::Receiver<Msg>) -> ApiResult<Response> {
-    let first = match rx.recv().await {
-        Some(Msg::Fail(e)) => return Err(e.into()),
-        Some(Msg::Json(v)) => Some(v),
-        None => None,
-    };
-    let (tx, resp) = streaming_response("application/json");
-    tokio::spawn(async move {
-        if let Some(v) = first {
-            if tx.send_json(&v).await.is_err() {
-                return;
-            }
-        }
-        while let Some(m) = rx.recv().await {
-            let v = match m {
-                Msg::Json(v) => v,
-                Msg::Fail(e) => stream_error(&e.to_string()),
-            };
-            if tx.send_json(&v).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(resp)
-}
+type Msg = Result<Value, berth_images::Error>;
 
 async fn load(State(state): State<AppState>, q: QueryParams, body: Body) -> ApiResult<Response> {
     let quiet = q.bool("quiet");
@@ -323,10 +288,10 @@ async fn load(State(state): State<AppState>, q: QueryParams, body: Body) -> ApiR
     tokio::task::spawn_blocking(move || {
         let mut progress = |p: LoadProgress| match p {
             LoadProgress::Message(m) => {
-                let _ = tx.blocking_send(Msg::Json(json!({"stream": m})));
+                let _ = tx.blocking_send(Ok(json!({"stream": m})));
             }
             LoadProgress::Layer { id, current, total } if !quiet => {
-                let _ = tx.blocking_send(Msg::Json(json!({
+                let _ = tx.blocking_send(Ok(json!({
                     "status": "Loading layer",
                     "progressDetail": {"current": current, "total": total},
                     "progress": progress_bar(current, total),
@@ -338,39 +303,10 @@ async fn load(State(state): State<AppState>, q: QueryParams, body: Body) -> ApiR
         if let Err(e) = st.load(&mut reader, &mut progress) {
             tracing::info!(error = %e, "image load failed");
             drain(&mut reader);
-            let _ = tx.blocking_send(Msg::Fail(e));
+            let _ = tx.blocking_send(Err(e));
         }
     });
-    progress_response(rx).await
-}
-
-fn progress_bar(current: u64, total: u64) -> String {
-    const WIDTH: u64 = 50;
-    let filled = (current * WIDTH)
-        .checked_div(total)
-        .unwrap_or(WIDTH)
-        .min(WIDTH);
-    let mut bar = "=".repeat(filled as usize);
-    if filled < WIDTH {
-        bar.push('>');
-        bar.push_str(&" ".repeat((WIDTH - filled - 1) as usize));
-    }
-    format!("[{bar}] {}/{}", human(current), human(total))
-}
-
-fn human(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n}B")
-    } else {
-        format!("{v:.3}{}", units[i])
-    }
+    json_progress(rx).await
 }
 
 async fn save_many(State(state): State<AppState>, q: QueryParams) -> ApiResult<Response> {
@@ -468,20 +404,21 @@ async fn create(
     let st = store(&state);
     tokio::task::spawn_blocking(move || {
         let msg = match st.import(&mut reader, &opts) {
-            Ok(img) => Msg::Json(json!({"status": img.id.to_string()})),
+            Ok(img) => Ok(json!({"status": img.id.to_string()})),
             Err(e) => {
                 drain(&mut reader);
-                Msg::Fail(e)
+                Err(e)
             }
         };
         let _ = tx.blocking_send(msg);
     });
-    progress_response(rx).await
+    json_progress(rx).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_distribution::human;
 
     #[test]
     fn splits_names_with_slashes() {

@@ -179,6 +179,43 @@ pub fn frame(stream: u8, data: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// Answers with what a long operation (load, import, pull, push) reports:
+/// an error before its first message is a plain HTTP error, as dockerd
+/// answers when nothing was flushed yet; after that, a JSON stream where an
+/// error becomes an `errorDetail` message. Dropping the receiver (client
+/// gone) tells the operation to stop.
+pub async fn json_progress<E>(
+    mut rx: mpsc::Receiver<Result<serde_json::Value, E>>,
+) -> super::ApiResult<Response>
+where
+    E: std::fmt::Display + Send + 'static,
+    super::error::ApiError: From<E>,
+{
+    let first = match rx.recv().await {
+        Some(Err(e)) => return Err(e.into()),
+        Some(Ok(v)) => Some(v),
+        None => None,
+    };
+    let (tx, resp) = streaming_response("application/json");
+    tokio::spawn(async move {
+        if let Some(v) = first {
+            if tx.send_json(&v).await.is_err() {
+                return;
+            }
+        }
+        while let Some(m) = rx.recv().await {
+            let v = m.unwrap_or_else(|e| {
+                let msg = e.to_string();
+                serde_json::json!({"errorDetail": {"message": msg}, "error": msg})
+            });
+            if tx.send_json(&v).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(resp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
