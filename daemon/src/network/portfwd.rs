@@ -171,30 +171,31 @@ impl Forwarder {
         dnat.extend(["-p", proto, "-m", proto, "--dport", &hport]);
         dnat.extend(["-m", "comment", "--comment", m.container]);
         dnat.extend(["-j", "DNAT", "--to-destination", &to]);
+        // Traffic from `source` to the container's port leaves with the
+        // bridge's address, so the reply comes back through the host.
+        let masquerade = |source: &str| {
+            words(&[
+                "-s",
+                source,
+                "-d",
+                &cip,
+                "-p",
+                proto,
+                "-m",
+                proto,
+                "--dport",
+                &cport,
+                "-m",
+                "comment",
+                "--comment",
+                m.container,
+                "-j",
+                "MASQUERADE",
+            ])
+        };
         let mut rules = vec![
             ("nat", self.chain.clone(), words(&dnat)),
-            (
-                "nat",
-                self.post_chain.clone(),
-                words(&[
-                    "-s",
-                    &cip,
-                    "-d",
-                    &cip,
-                    "-p",
-                    proto,
-                    "-m",
-                    proto,
-                    "--dport",
-                    &cport,
-                    "-m",
-                    "comment",
-                    "--comment",
-                    m.container,
-                    "-j",
-                    "MASQUERADE",
-                ]),
-            ),
+            ("nat", self.post_chain.clone(), masquerade(&cip)),
             (
                 "filter",
                 self.chain.clone(),
@@ -247,28 +248,7 @@ impl Forwarder {
             ),
         ];
         if !self.userland_proxy {
-            rules.push((
-                "nat",
-                self.post_chain.clone(),
-                words(&[
-                    "-s",
-                    "127.0.0.0/8",
-                    "-d",
-                    &cip,
-                    "-p",
-                    proto,
-                    "-m",
-                    proto,
-                    "--dport",
-                    &cport,
-                    "-m",
-                    "comment",
-                    "--comment",
-                    m.container,
-                    "-j",
-                    "MASQUERADE",
-                ]),
-            ));
+            rules.push(("nat", self.post_chain.clone(), masquerade("127.0.0.0/8")));
         }
         rules
     }
