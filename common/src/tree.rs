@@ -6,9 +6,10 @@
 //! daemon's stack when the container is removed. Here each level costs one
 //! open fd and one heap frame.
 
+use std::ffi::OsStr;
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -20,19 +21,21 @@ const MAX_OPEN_LEVELS: usize = 256;
 
 /// `rm -rf path`: Ok when it is gone (or never existed).
 pub fn remove_all(path: &Path) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
+    remove_in(libc::AT_FDCWD, path.as_os_str())
+}
+
+/// `rm -rf name` relative to the directory `dir`, never following a
+/// symlink: for trees reached through an in-root fd.
+pub fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    remove_in(dir.as_raw_fd(), name)
+}
+
+fn remove_in(dir: RawFd, name: &OsStr) -> io::Result<()> {
+    let c = CString::new(name.as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: valid C string and stat buffer.
+    // SAFETY: valid fd, C string and stat buffer.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe {
-        libc::fstatat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    } < 0
-    {
+    if unsafe { libc::fstatat(dir, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } < 0 {
         let e = io::Error::last_os_error();
         return if e.kind() == io::ErrorKind::NotFound {
             Ok(())
@@ -41,11 +44,11 @@ pub fn remove_all(path: &Path) -> io::Result<()> {
         };
     }
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        return unlink(libc::AT_FDCWD, &c, false);
+        return unlink(dir, &c, false);
     }
-    let top = open_dir(libc::AT_FDCWD, &c)?;
+    let top = open_dir(dir, &c)?;
     empty_dir(top)?;
-    unlink(libc::AT_FDCWD, &c, true)
+    unlink(dir, &c, true)
 }
 
 struct Level {

@@ -264,51 +264,13 @@ fn clear_target(
             "cannot overwrite non-directory {:?} with directory",
             join(target)
         ))),
-        (true, false) => remove_all(dir, name)
+        (true, false) => berth_common::tree::remove_at(dir, name)
             .map(|()| true)
             .map_err(ArchiveError::io("removing a directory")),
         (false, _) => sys::unlink_at(dir, name, false)
             .map(|()| true)
             .map_err(ArchiveError::io("removing a file")),
     }
-}
-
-/// `rm -rf name` relative to `dir`, never following symlinks. Iterative:
-/// the depth of the tree costs one open fd per level, never stack.
-fn remove_all(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
-    struct Level {
-        fd: OwnedFd,
-        entries: Vec<OsString>,
-    }
-    let open = |parent: BorrowedFd<'_>, name: &OsStr| -> io::Result<Level> {
-        let fd = sys::open_child(parent, name, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let entries = sys::read_dir_names(fd.as_fd())?;
-        Ok(Level { fd, entries })
-    };
-    let mut stack = vec![open(dir, name)?];
-    while let Some(level) = stack.last_mut() {
-        let Some(entry) = level.entries.pop() else {
-            stack.pop();
-            continue;
-        };
-        let st = sys::lstat_at(level.fd.as_fd(), &entry)?;
-        if sys::file_type(&st) == libc::S_IFDIR {
-            let child = open(level.fd.as_fd(), &entry)?;
-            // Re-listed after its content is gone, then unlinked as a file
-            // of the parent would be: push the name back first.
-            level.entries.push(entry);
-            if child.entries.is_empty() {
-                drop(child);
-                let name = level.entries.pop().unwrap_or_default();
-                sys::unlink_at(level.fd.as_fd(), &name, true)?;
-            } else {
-                stack.push(child);
-            }
-        } else {
-            sys::unlink_at(level.fd.as_fd(), &entry, false)?;
-        }
-    }
-    sys::unlink_at(dir, name, true)
 }
 
 /// Resolve the directory `parts` inside the container, creating missing
