@@ -407,6 +407,34 @@ fn cp_into_read_only_places_is_refused() {
         !out.success() && out.stderr.contains("container rootfs is marked read-only"),
         "{out:?}"
     );
+    // A refused upload much larger than a socket buffer: the daemon reads
+    // it before answering, so the CLI prints the error, not `broken pipe`.
+    let big = work.path().join("big");
+    fs::write(&big, vec![7u8; 32 << 20]).unwrap();
+    let big = big.display().to_string();
+    for file in [&f, &big, &f, &big, &f, &big, &f, &f, &f, &f] {
+        let out = d.docker(&["cp", file, &format!("{c}:/ro/")]);
+        assert!(
+            !out.success() && out.stderr.contains("mounted volume is marked read-only"),
+            "{out:?}"
+        );
+    }
+    // The same for a route nobody implements.
+    let out = d.curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/x-tar",
+        "--data-binary",
+        &format!("@{big}"),
+        "http://x/v1.50/plugins/create?name=p",
+    ]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "501");
     // A writable volume in a read-only container still takes files.
     d.docker_ok(&["cp", &f, &format!("{c}:/rw/")]);
     assert_eq!(d.docker_ok(&["exec", &c, "cat", "/rw/f"]), "x");

@@ -21,6 +21,7 @@ pub mod networks;
 mod spec_paths;
 pub mod stats;
 pub mod system;
+mod unread_body;
 pub mod volumes;
 
 // Shared helpers for the resource routers.
@@ -83,9 +84,13 @@ pub fn service(
     })
 }
 
-/// Strips and checks the version prefix, then logs the request.
-async fn prepare(mut req: Request, next: Next) -> Response {
+/// Strips and checks the version prefix, reads what a refused request
+/// left of its body, then logs the request.
+async fn prepare(req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let (body, unread) = unread_body::wrap(body);
+    let mut req = Request::from_parts(parts, body);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -101,6 +106,9 @@ async fn prepare(mut req: Request, next: Next) -> Response {
             Err(e) => e.into_response(),
         },
     };
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        unread.drain().await;
+    }
     // As dockerd, every response names the server and its API version.
     let headers = resp.headers_mut();
     headers.insert("Server", HeaderValue::from_static(system::SERVER_HEADER));
