@@ -712,3 +712,50 @@ fn docker_hub_images_come_from_the_first_mirror_that_has_them() {
     let other = d.docker(&["pull", "127.0.0.1:1/library/busybox"]);
     assert!(!other.success());
 }
+
+#[test]
+fn a_large_layer_is_pushed_in_chunks_and_pulled_back_whole() {
+    let reg = Registry::start();
+    let d = Daemon::with_busybox();
+    // 20 MiB that gzip cannot shrink: two upload chunks.
+    let c = d
+        .docker_ok(&[
+            "run",
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 20971520 /dev/urandom > /big && sleep 1000",
+        ])
+        .trim()
+        .to_string();
+    let mut size = String::new();
+    for _ in 0..200 {
+        let out = d.docker(&["exec", &c, "stat", "-c", "%s", "/big"]);
+        size = out.stdout.trim().to_owned();
+        if size == "20971520" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(size, "20971520");
+    let name = reg.image("big/layer:1");
+    d.docker_ok(&["commit", &c, &name]);
+    d.docker_ok(&["rm", "-f", &c]);
+    let out = d.docker_ok(&["push", &name]);
+    assert!(out.contains("Pushed"), "{out}");
+    let log = reg.log();
+    let patches = log.matches("\"PATCH /v2/big/layer/blobs/uploads/").count();
+    assert!(
+        patches >= 2,
+        "expected chunked PATCH uploads; registry log:\n{log}"
+    );
+
+    let other = Daemon::start();
+    other.docker_ok(&["pull", &name]);
+    assert_eq!(image_id(&other, &name), image_id(&d, &name));
+    let sum = |dm: &Daemon| dm.docker_ok(&["run", "--rm", &name, "md5sum", "/big"]);
+    assert_eq!(sum(&other), sum(&d));
+    assert_no_temp_files(&d);
+    assert_no_temp_files(&other);
+}
