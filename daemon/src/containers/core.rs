@@ -103,8 +103,12 @@ pub struct Container {
     pub op: Arc<tokio::sync::Mutex<()>>,
     pub progress: watch::Sender<Progress>,
     pub pending_attach: Mutex<Vec<PendingAttach>>,
-    /// Set by `docker stop`: the restart policy must not bring it back.
+    /// Set by `docker stop` and `docker kill`: the restart policy must not
+    /// bring it back until the next start.
     pub manually_stopped: std::sync::atomic::AtomicBool,
+    /// The restart policy's current back-off (zero: none yet), as
+    /// dockerd's restart manager keeps it: in memory, reset by a start.
+    pub restart_backoff: Mutex<std::time::Duration>,
 }
 
 impl Container {
@@ -121,6 +125,7 @@ impl Container {
             progress,
             pending_attach: Mutex::new(Vec::new()),
             manually_stopped: std::sync::atomic::AtomicBool::new(false),
+            restart_backoff: Mutex::new(std::time::Duration::ZERO),
         })
     }
 

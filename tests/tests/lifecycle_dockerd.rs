@@ -1,0 +1,126 @@
+//! Lifecycle answers clients rely on, as dockerd gives them: kill waits for
+//! the exit, a manual stop or kill suspends the restart policy, a container
+//! waiting for its restart is `restarting`.
+
+use std::time::Duration;
+
+use berth_tests::{wait_until, Daemon};
+
+#[test]
+fn kill_answers_after_the_exit() {
+    let d = Daemon::with_busybox();
+    for i in 0..5 {
+        let name = format!("k{i}");
+        d.docker_ok(&["run", "-d", "--name", &name, "busybox", "sleep", "1000"]);
+        d.docker_ok(&["kill", &name]);
+        let v = d.inspect("container", &name);
+        assert_eq!(v["State"]["Status"], "exited", "{v}");
+        assert_eq!(v["State"]["ExitCode"], 137, "{v}");
+        let rm = d.docker(&["rm", &name]);
+        assert!(rm.success(), "rm after kill: {}", rm.stderr);
+    }
+    // Another signal is only delivered.
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hup",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 9' HUP; while true; do sleep 0.1; done",
+    ]);
+    d.docker_ok(&["kill", "-s", "HUP", "hup"]);
+    assert_eq!(d.docker_ok(&["wait", "hup"]).trim(), "9");
+    d.docker_ok(&["rm", "hup"]);
+}
+
+fn restart_count(d: &Daemon, name: &str) -> u64 {
+    d.inspect("container", name)["RestartCount"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn restarting_state_and_manual_stop() {
+    let d = Daemon::with_busybox();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "crash",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    // The back-off doubles: the container soon spends most of its time
+    // waiting to be restarted.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let v = d.inspect("container", "crash");
+            v["State"]["Status"] == "restarting" && v["RestartCount"].as_u64() >= Some(4)
+        }),
+        "never seen restarting: {}",
+        d.inspect("container", "crash")
+    );
+    let v = d.inspect("container", "crash");
+    assert_eq!(v["State"]["Restarting"], true, "{v}");
+    assert_eq!(v["State"]["Running"], true, "{v}");
+    assert_eq!(v["State"]["ExitCode"], 3, "{v}");
+    let ps = d.docker_ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.starts_with("Restarting (3) "), "{ps}");
+
+    let rm = d.docker(&["rm", "crash"]);
+    assert!(!rm.success());
+    assert!(
+        rm.stderr.contains(
+            "cannot remove container \"crash\": container is restarting: stop the container before removing or force remove"
+        ),
+        "{}",
+        rm.stderr
+    );
+
+    // stop calls the restart off, for good.
+    d.docker_ok(&["stop", "crash"]);
+    let v = d.inspect("container", "crash");
+    assert_eq!(v["State"]["Status"], "exited", "{v}");
+    assert_eq!(v["State"]["Restarting"], false, "{v}");
+    let count = restart_count(&d, "crash");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(d.inspect("container", "crash")["State"]["Status"], "exited");
+    assert_eq!(restart_count(&d, "crash"), count);
+
+    // The next start brings the policy back, with a fresh count.
+    d.docker_ok(&["start", "crash"]);
+    assert!(wait_until(Duration::from_secs(30), || restart_count(
+        &d, "crash"
+    ) >= 1));
+    assert!(restart_count(&d, "crash") < count + 1, "count was reset");
+    d.docker_ok(&["rm", "-f", "crash"]);
+}
+
+#[test]
+fn kill_suspends_the_restart_policy() {
+    let d = Daemon::with_busybox();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    d.docker_ok(&["kill", "svc"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let v = d.inspect("container", "svc");
+    assert_eq!(v["State"]["Status"], "exited", "{v}");
+    assert_eq!(v["RestartCount"], 0, "{v}");
+    let rm = d.docker(&["rm", "svc"]);
+    assert!(rm.success(), "{}", rm.stderr);
+}
