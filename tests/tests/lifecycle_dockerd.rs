@@ -124,3 +124,34 @@ fn kill_suspends_the_restart_policy() {
     let rm = d.docker(&["rm", "svc"]);
     assert!(rm.success(), "{}", rm.stderr);
 }
+
+#[test]
+fn commit_around_the_exit_never_fails_on_pause() {
+    let d = Daemon::with_busybox();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "brief",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /f; sleep 1",
+    ]);
+    // Commits while it runs, as it exits, and after: none may fail.
+    let mut after_exit = 0;
+    let mut n = 0;
+    while after_exit < 3 {
+        let exited = d.inspect("container", "brief")["State"]["Status"] == "exited";
+        d.docker_ok(&["commit", "brief", &format!("brief:{n}")]);
+        n += 1;
+        if exited {
+            after_exit += 1;
+        }
+    }
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", &format!("brief:{}", n - 1), "cat", "/f"]),
+        "x\n"
+    );
+    d.docker_ok(&["rm", "brief"]);
+}
