@@ -155,3 +155,41 @@ fn commit_around_the_exit_never_fails_on_pause() {
     );
     d.docker_ok(&["rm", "brief"]);
 }
+
+/// docker-py: the start request's `Tty` decides the framing (the exec's own
+/// `Tty` decides whether the process gets a terminal), `Detach` returns at
+/// once.
+#[test]
+fn exec_start_tty_and_detach() {
+    let d = Daemon::with_busybox();
+    d.docker_ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    let out = d.python(
+        r#"
+import time, docker
+api = docker.from_env().api
+# A terminal, multiplexed output.
+e = api.exec_create("box", ["sh", "-c", "echo hi"], tty=True)
+got = api.exec_start(e["Id"], tty=False)
+assert got == b"hi\r\n", got
+# Pipes, raw output: stdout only, as dockerd.
+e = api.exec_create("box", ["sh", "-c", "echo out; echo err >&2"], tty=False)
+got = api.exec_start(e["Id"], tty=True)
+assert got == b"out\n", got
+# Detach: the answer comes at once, the process runs on.
+e = api.exec_create("box", ["sh", "-c", "sleep 1; touch /tmp/done"])
+got = api.exec_start(e["Id"], detach=True)
+assert not got, got
+assert api.exec_inspect(e["Id"])["Running"], api.exec_inspect(e["Id"])
+for _ in range(100):
+    if not api.exec_inspect(e["Id"])["Running"]:
+        break
+    time.sleep(0.1)
+assert api.exec_inspect(e["Id"])["ExitCode"] == 0, api.exec_inspect(e["Id"])
+e = api.exec_create("box", ["ls", "/tmp/done"])
+assert api.exec_start(e["Id"]) == b"/tmp/done\n"
+print("ok")
+"#,
+    );
+    assert_eq!(out.stdout.trim(), "ok", "{}", out.stderr);
+    d.docker_ok(&["rm", "-f", "box"]);
+}
