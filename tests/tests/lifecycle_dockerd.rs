@@ -193,3 +193,42 @@ print("ok")
     assert_eq!(out.stdout.trim(), "ok", "{}", out.stderr);
     d.docker_ok(&["rm", "-f", "box"]);
 }
+
+/// Field names in any case, as Go's decoder in dockerd takes them, at
+/// every level of the body.
+#[test]
+fn json_field_names_match_case_insensitively() {
+    let d = Daemon::with_busybox();
+    let out = d.python(
+        r#"
+import docker
+api = docker.from_env().api
+def post(path, body):
+    return api._result(api._post_json(api._url(path), data=body), json=True)
+c = post("/containers/create?name=lc", {
+    "image": "busybox", "cmd": ["sleep", "1000"], "labels": {"lower.key": "v"},
+    "hostConfig": {"restartPolicy": {"name": "on-failure", "maximumRetryCount": 2},
+                   "memory": 64 * 1024 * 1024, "CPUShares": 512},
+})
+v = api.inspect_container(c["Id"])
+assert v["Config"]["Cmd"] == ["sleep", "1000"], v["Config"]
+assert v["Config"]["Labels"] == {"lower.key": "v"}, v["Config"]["Labels"]
+hc = v["HostConfig"]
+assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}, hc["RestartPolicy"]
+assert hc["Memory"] == 64 * 1024 * 1024 and hc["CpuShares"] == 512, hc
+api.start("lc")
+e = post("/containers/lc/exec", {"cmd": ["true"], "detachKeys": "ctrl-x", "attachStdout": True})
+x = api.exec_inspect(e["Id"])
+assert x["DetachKeys"] == "ctrl-x" and x["OpenStdout"], x
+post("/volumes/create", {"name": "lcvol", "labels": {"k": "v"}})
+assert api.inspect_volume("lcvol")["Labels"] == {"k": "v"}
+n = post("/networks/create", {"name": "lcnet", "internal": True, "labels": {"k": "v"}})
+assert api.inspect_network(n["Id"])["Internal"] is True
+api.remove_network(n["Id"])
+api.remove_container("lc", force=True)
+api.remove_volume("lcvol")
+print("ok")
+"#,
+    );
+    assert_eq!(out.stdout.trim(), "ok", "{}", out.stderr);
+}

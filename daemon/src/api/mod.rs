@@ -8,6 +8,8 @@
 
 pub mod archive;
 pub mod attach_ws;
+mod body_fields;
+mod body_keys;
 mod body_timeout;
 pub mod build;
 pub mod commit;
