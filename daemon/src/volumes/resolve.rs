@@ -173,7 +173,9 @@ impl VolumeStore {
                     mode: p.mode,
                     rw: p.rw,
                     propagation: p.propagation,
-                    anonymous: volume.anonymous,
+                    // By the mount, as dockerd: `rm -v` spares a volume
+                    // mounted by name, however it was created.
+                    anonymous,
                 })
             }
             Source::Tmpfs { data } => {
