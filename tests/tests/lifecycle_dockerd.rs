@@ -232,3 +232,57 @@ print("ok")
     );
     assert_eq!(out.stdout.trim(), "ok", "{}", out.stderr);
 }
+
+/// `--runtime runc` as on dockerd; runtime and log-driver errors in
+/// dockerd's words.
+#[test]
+fn runtime_names_and_log_driver_errors() {
+    let d = Daemon::with_busybox();
+    let out = d.docker_ok(&[
+        "run",
+        "--name",
+        "rc",
+        "--runtime",
+        "runc",
+        "busybox",
+        "echo",
+        "ok",
+    ]);
+    assert_eq!(out, "ok\n");
+    assert_eq!(
+        d.inspect("container", "rc")["HostConfig"]["Runtime"],
+        "runc"
+    );
+    d.docker_ok(&["rm", "rc"]);
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--runtime", "nope"],
+            "unknown or invalid runtime name: nope",
+        ),
+        (
+            &["--log-driver", "syslog"],
+            "logger: no log driver named 'syslog' is registered",
+        ),
+        (
+            &["--log-opt", "colour=red"],
+            "unknown log opt 'colour' for json-file log driver",
+        ),
+        (
+            &["--log-driver", "local", "--log-opt", "tag=x"],
+            "unknown log opt 'tag' for log driver local",
+        ),
+        (
+            &["--log-opt", "mode=sometimes"],
+            "logger: logging mode not supported: sometimes",
+        ),
+    ];
+    for (flags, want) in cases {
+        let mut args = vec!["create"];
+        args.extend_from_slice(flags);
+        args.extend(["busybox", "true"]);
+        let out = d.docker(&args);
+        assert!(!out.success(), "{flags:?}");
+        assert!(out.stderr.contains(want), "{flags:?}: {}", out.stderr);
+    }
+    assert_eq!(d.docker_ok(&["ps", "-aq"]), "");
+}

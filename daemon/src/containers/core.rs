@@ -208,19 +208,24 @@ impl Containers {
         self.events.publish(self.event(rec, action));
     }
 
+    /// The binary of runtime `name` (empty: the default). Unless configured
+    /// otherwise, dockerd's names for its default runtime (`runc`,
+    /// `io.containerd.runc.v2`) name berth's default, so scripts written
+    /// for dockerd work.
     pub fn runtime_path(&self, name: &str) -> Result<&Path> {
-        let name = if name.is_empty() {
-            &self.settings.default_runtime
-        } else {
-            name
+        let runtimes = &self.settings.runtimes;
+        let default = || runtimes.get(&self.settings.default_runtime);
+        let found = match name {
+            "" => default(),
+            name => runtimes.get(name).or_else(|| {
+                matches!(name, "runc" | "io.containerd.runc.v2")
+                    .then(default)
+                    .flatten()
+            }),
         };
-        self.settings
-            .runtimes
-            .get(name)
-            .map(PathBuf::as_path)
-            .ok_or_else(|| {
-                ContainerError::InvalidParameter(format!("Unknown runtime specified {name}"))
-            })
+        found.map(PathBuf::as_path).ok_or_else(|| {
+            ContainerError::InvalidParameter(format!("unknown or invalid runtime name: {name}"))
+        })
     }
 }
 
