@@ -64,3 +64,81 @@ fn anonymous_volumes_and_prune() {
     assert!(out.stdout.contains("\"old\""), "{}", out.stdout);
     assert!(volumes(&d).is_empty());
 }
+
+/// `--mount …,volume-subpath=…`: a directory or file of a volume, resolved
+/// inside the volume (a symlink the container left there cannot lead out),
+/// with dockerd's errors; no staging mount outlives the container.
+#[test]
+fn volume_subpath_mounts() {
+    let d = Daemon::with_busybox();
+    d.docker_ok(&["volume", "create", "data"]);
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/d",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /d/sub && echo hi > /d/sub/f && ln -s / /d/escape && ln -s /etc /d/etclink",
+    ]);
+    let mnt = |sub: &str, dst: &str| format!("type=volume,src=data,dst={dst},volume-subpath={sub}");
+    let run = |sub: &str, dst: &str, cmd: &[&str]| {
+        let m = mnt(sub, dst);
+        let mut args = vec!["run", "--rm", "--mount", m.as_str(), "busybox"];
+        args.extend_from_slice(cmd);
+        d.docker(&args)
+    };
+    assert_eq!(run("sub", "/m", &["cat", "/m/f"]).ok(), "hi\n");
+    assert_eq!(run("sub/f", "/x", &["cat", "/x"]).ok(), "hi\n");
+    // `escape` → `/` of the volume, not of the host.
+    let ls = run("escape", "/m", &["ls", "/m"]).ok();
+    let mut names: Vec<&str> = ls.lines().collect();
+    names.sort();
+    assert_eq!(names, ["escape", "etclink", "sub"]);
+    // `etclink` → the volume's /etc, which does not exist.
+    let out = run("etclink", "/m", &["true"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("cannot access path ")
+            && out
+                .stderr
+                .contains("/data/_data/etclink: no such file or directory"),
+        "{}",
+        out.stderr
+    );
+    let out = run("../up", "/m", &["true"]);
+    assert!(
+        out.stderr.contains(
+            "invalid mount config for type \"volume\": subpath must be a relative path within the volume"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,dst=/m,volume-subpath=sub",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        out.stderr.contains(
+            "invalid mount config for type \"volume\": must not set Subpath when using anonymous volumes"
+        ),
+        "{}",
+        out.stderr
+    );
+    // A running container: its staging point goes with it.
+    let m = mnt("sub", "/m");
+    d.docker_ok(&[
+        "run", "-d", "--name", "long", "--mount", &m, "busybox", "sleep", "100",
+    ]);
+    assert_eq!(d.docker_ok(&["exec", "long", "cat", "/m/f"]), "hi\n");
+    d.docker_ok(&["rm", "-f", "long"]);
+    assert_eq!(
+        berth_tests::cleanup::mounts_under(d.dir.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
+}

@@ -13,7 +13,7 @@ use super::error::{ContainerError, Result};
 use super::record::{ContainerRecord, Pending, Status};
 use super::shim::{self as shimc, Connection, ShimError, SpawnArgs};
 use super::spec::{self, JoinTargets, SpecInput};
-use super::{crashpoint, rootfs, signals, timefmt};
+use super::{crashpoint, rootfs, signals, subpath, timefmt};
 
 /// How long `stop` waits after SIGKILL before giving up.
 const KILL_GRACE: Duration = Duration::from_secs(30);
@@ -102,6 +102,7 @@ impl Containers {
         let bundle = self.settings.bundle_dir(&rec.id);
         let rootfs_dir = bundle.join("rootfs");
         // Leftovers of an earlier run that could not be cleaned.
+        subpath::unstage(&bundle);
         remove_bundle(&bundle);
         if let Err(e) = self.write_host_files(&rec) {
             self.clear_pending(c);
@@ -201,8 +202,13 @@ impl Containers {
         if let Some(n) = self.networks.get() {
             n.prepare(rec, &container_dir).map_err(network_err)?;
         }
+        // Subpath mounts go through staging points (see `subpath`).
+        let staged = subpath::stage(bundle, &rec.mounts)?.map(|mounts| ContainerRecord {
+            mounts,
+            ..rec.clone()
+        });
         let spec = spec::build(&SpecInput {
-            rec,
+            rec: staged.as_ref().unwrap_or(rec),
             rootfs: rootfs_dir,
             container_dir: &container_dir,
             cgroups_path: cgroup_path(&self.settings.cgroup_parent, rec),
@@ -517,6 +523,7 @@ impl Containers {
             tracing::warn!(%id, "shim still running after the container exited");
         }
         let bundle = self.settings.bundle_dir(id);
+        subpath::unstage(&bundle);
         if let Err(e) = rootfs::unmount_rootfs(&bundle.join("rootfs")) {
             tracing::error!(%id, error = %e, "unmounting the container's rootfs");
             return;
