@@ -286,3 +286,36 @@ fn runtime_names_and_log_driver_errors() {
     }
     assert_eq!(d.docker_ok(&["ps", "-aq"]), "");
 }
+
+/// A container waiting for its restart when berthd dies is restarted by
+/// the next berthd.
+#[test]
+fn restarting_container_survives_a_daemon_crash() {
+    let mut d = Daemon::with_busybox();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "crashy",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert!(wait_until(Duration::from_secs(30), || {
+        let v = d.inspect("container", "crashy");
+        v["State"]["Status"] == "restarting" && v["RestartCount"].as_u64() >= Some(5)
+    }));
+    let before = restart_count(&d, "crashy");
+    d.kill9();
+    d.start_again();
+    assert!(
+        wait_until(Duration::from_secs(30), || restart_count(&d, "crashy")
+            > before),
+        "not restarted after the daemon restart: {}",
+        d.inspect("container", "crashy")
+    );
+    d.docker_ok(&["rm", "-f", "crashy"]);
+}

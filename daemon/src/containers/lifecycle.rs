@@ -429,25 +429,7 @@ impl Containers {
             p.error = rec.state.error.clone();
         });
         if let Some(delay) = delay {
-            let this = Arc::clone(self);
-            let c = Arc::clone(c);
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _op = c.op.lock().await;
-                if c.status() != Status::Restarting {
-                    return;
-                }
-                if c.manually_stopped.load(Ordering::SeqCst) {
-                    this.settle_restarting(&c);
-                    return;
-                }
-                match this.start_locked(&c).await {
-                    Ok(()) => this.publish(&c.snapshot(), "start"),
-                    Err(e) => {
-                        tracing::warn!(id = %c.id, error = %e, "restart policy: start failed")
-                    }
-                }
-            });
+            self.schedule_restart(Arc::clone(c), delay);
         } else if rec.host_config.auto_remove {
             let this = Arc::clone(self);
             let id = rec.id.clone();
@@ -457,6 +439,27 @@ impl Containers {
                 }
             });
         }
+    }
+
+    /// The restart policy's start of a `restarting` container after
+    /// `delay`, unless a stop, kill or removal called it off meanwhile.
+    pub(super) fn schedule_restart(self: &Arc<Self>, c: Arc<Container>, delay: Duration) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _op = c.op.lock().await;
+            if c.status() != Status::Restarting {
+                return;
+            }
+            if c.manually_stopped.load(Ordering::SeqCst) {
+                this.settle_restarting(&c);
+                return;
+            }
+            match this.start_locked(&c).await {
+                Ok(()) => this.publish(&c.snapshot(), "start"),
+                Err(e) => tracing::warn!(id = %c.id, error = %e, "restart policy: start failed"),
+            }
+        });
     }
 
     /// The restart policy's verdict on an exit (with the record lock held):
