@@ -25,6 +25,7 @@ mod shim;
 pub mod signals;
 pub mod spec;
 mod store;
+mod subpath;
 pub mod timefmt;
 mod validate;
 
