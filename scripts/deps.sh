@@ -9,6 +9,7 @@ packages=(
     python3 python3-venv                          # fixtures, docker-py
     busybox-static mmdebstrap                     # test images (busybox; Debian's python3 + Flask)
     curl jq socat tmux procps iproute2 iptables   # test drivers and checks
+    git                                           # remote build contexts
     runc docker.io                                # the runc-compatibility test and benchmarks
     docker-registry skopeo apache2-utils openssl  # registry tests: server, filling it, htpasswd, test CA
 )

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::error::{ApiError, ApiResult};
 use super::extract::QueryParams;
 use super::stream::streaming_response;
-use crate::build::{receive_context, BuildError, BuildOptions, Message, Output};
+use crate::build::{receive_context, remote_context, BuildError, BuildOptions, Message, Output};
 use crate::daemon::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -58,11 +58,6 @@ fn options(q: &QueryParams) -> ApiResult<BuildOptions> {
             )));
         }
         tags.push(r.with_default_tag());
-    }
-    if q.get("remote").is_some_and(|r| !r.is_empty()) {
-        return Err(ApiError::bad_request(
-            "remote build contexts are not supported by berthd yet: send the context as the request body",
-        ));
     }
     let mut resources = Map::new();
     for (param, field) in [
@@ -116,9 +111,12 @@ fn options(q: &QueryParams) -> ApiResult<BuildOptions> {
 async fn build(State(state): State<AppState>, q: QueryParams, body: Body) -> ApiResult<Response> {
     let opts = options(&q)?;
     let quiet = opts.quiet;
-    let ctx = receive_context(body, &state.builder.tmp_dir())
-        .await
-        .map_err(api_error)?;
+    let tmp = state.builder.tmp_dir();
+    let ctx = match q.get("remote").filter(|r| !r.is_empty()) {
+        Some(remote) => remote_context(remote, &opts.dockerfile, &tmp).await,
+        None => receive_context(body, &tmp).await,
+    }
+    .map_err(api_error)?;
     let builder = state.builder.clone();
     let prepared = tokio::task::spawn_blocking(move || builder.prepare(ctx, opts))
         .await

@@ -55,7 +55,7 @@ impl BuildContext {
 impl Drop for BuildContext {
     fn drop(&mut self) {
         super::stepfs::unmount_below(&self.dir);
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+        if let Err(e) = berth_common::tree::remove_all(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "removing a build directory");
         }
     }
@@ -91,24 +91,27 @@ fn read_small(view: &Result<FsView, BuildError>, name: &str) -> Result<Option<St
     Ok(Some(text))
 }
 
-/// Receives the context tar of a request into a new build directory
-/// under `tmp`.
-pub async fn receive_context(body: Body, tmp: &Path) -> Result<BuildContext, BuildError> {
+/// A new, empty build directory under `tmp`.
+pub fn new_build_dir(tmp: &Path) -> Result<BuildContext, BuildError> {
     let dir = tmp.join(hex::encode(rand::random::<[u8; 8]>()));
     std::fs::create_dir_all(dir.join("ctx"))
         .map_err(|e| BuildError::Internal(format!("creating the build directory: {e}")))?;
-    let bc = BuildContext { dir };
+    Ok(BuildContext { dir })
+}
+
+/// Receives the context tar of a request into a new build directory
+/// under `tmp`.
+pub async fn receive_context(body: Body, tmp: &Path) -> Result<BuildContext, BuildError> {
+    let bc = new_build_dir(tmp)?;
     let spool = bc.dir.join("context.tar");
     let mut file = tokio::fs::File::create(&spool)
         .await
         .map_err(|e| BuildError::Internal(format!("spooling the context: {e}")))?;
     let mut body = body;
-    let mut total = 0u64;
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| BuildError::Invalid(format!("reading the build context: {e}")))?;
         if let Ok(data) = frame.into_data() {
-            total += data.len() as u64;
             file.write_all(&data)
                 .await
                 .map_err(|e| BuildError::Internal(format!("spooling the context: {e}")))?;
@@ -118,10 +121,21 @@ pub async fn receive_context(body: Body, tmp: &Path) -> Result<BuildContext, Bui
         .await
         .map_err(|e| BuildError::Internal(format!("spooling the context: {e}")))?;
     drop(file);
+    extract_spool(&bc, &spool).await?;
+    Ok(bc)
+}
+
+/// Extracts a spooled context archive (any compression) into the
+/// context directory, then removes the spool. An empty file is an empty
+/// context.
+pub async fn extract_spool(bc: &BuildContext, spool: &Path) -> Result<(), BuildError> {
     let ctx = bc.ctx();
-    let spool2 = spool.clone();
+    let spool2 = spool.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<(), BuildError> {
-        if total == 0 {
+        let file = std::fs::File::open(&spool2)
+            .map_err(|e| BuildError::Internal(format!("reading the context: {e}")))?;
+        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(false);
+        if empty {
             return Ok(());
         }
         let view = FsView::new(vec![ViewMount {
@@ -132,16 +146,14 @@ pub async fn receive_context(body: Body, tmp: &Path) -> Result<BuildContext, Bui
         .map_err(|e| BuildError::Internal(e.to_string()))?;
         let root = archive::prepare_extract(&view, "/", false)
             .map_err(|e| BuildError::Internal(e.to_string()))?;
-        let file = std::fs::File::open(&spool2)
-            .map_err(|e| BuildError::Internal(format!("reading the context: {e}")))?;
         let reader = decompress(file)?;
         archive::extract(&view, &root, reader, ExtractOptions::default())
             .map_err(|e| BuildError::Invalid(format!("failed to read the build context: {e}")))
     })
     .await
     .map_err(|e| BuildError::Internal(format!("context task: {e}")))??;
-    let _ = std::fs::remove_file(&spool);
-    Ok(bc)
+    let _ = std::fs::remove_file(spool);
+    Ok(())
 }
 
 /// bzip2 and xz streams are decompressed here; gzip, zstd and plain tars

@@ -912,7 +912,7 @@ impl Prepared {
         let is_add = ins.keyword == "add";
         let instr = if is_add { "ADD" } else { "COPY" };
         let (flags, rest) = split_flags(&ins.rest);
-        let (mut from, mut chown, mut chmod) = (None, None, None);
+        let (mut from, mut chown, mut chmod, mut checksum) = (None, None, None, None);
         for (k, v) in flags {
             match k.as_str() {
                 "from" if !is_add => from = Some(v),
@@ -928,6 +928,7 @@ impl Prepared {
                     )
                 }
                 "link" => {}
+                "checksum" if is_add => checksum = Some(v),
                 other => return Err(BuildError::Step(format!("Unknown flag: {other}"))),
             }
         }
@@ -969,13 +970,47 @@ impl Prepared {
             )));
         }
         let dest_raw = args.pop().unwrap_or_default();
-        if args
-            .iter()
-            .any(|a| a.starts_with("http://") || a.starts_with("https://"))
-        {
-            return Err(BuildError::Step(format!(
-                "{instr} from a URL is not supported by berthd yet"
-            )));
+        let from_url = args.iter().any(|a| super::remote::is_url(a));
+        if from_url {
+            if !is_add {
+                return Err(BuildError::Step(
+                    "source can't be a URL for COPY".to_owned(),
+                ));
+            }
+            if from.is_some()
+                || heredoc_dir.is_some()
+                || !args.iter().all(|a| super::remote::is_url(a))
+            {
+                return Err(BuildError::Step(
+                    "ADD of URLs cannot be combined with local, heredoc or --from sources in one instruction".to_owned(),
+                ));
+            }
+            let dir = self.step_dir().join("url");
+            std::fs::create_dir_all(&dir).map_err(step_err)?;
+            let dest_is_dir = dest_raw.ends_with('/') || args.len() > 1;
+            for a in args.iter_mut() {
+                let name = match url_file_name(a) {
+                    Some(n) => n,
+                    None if !dest_is_dir => "download".to_owned(),
+                    None => {
+                        return Err(BuildError::Step(format!(
+                            "cannot determine filename from url: {a}"
+                        )))
+                    }
+                };
+                let file = dir.join(&name);
+                let got = super::remote::download(a, &file).await?;
+                if let Some(want) = &checksum {
+                    verify_checksum(&file, want)?;
+                }
+                set_download_attrs(&file, got.modified).map_err(step_err)?;
+                *a = name;
+            }
+            heredoc_dir = Some(dir);
+        } else if checksum.is_some() {
+            return Err(BuildError::Step(
+                "checksum can't be specified for non-HTTP(S) sources".to_owned(),
+            ));
         }
         let mut dest = if dest_raw.starts_with('/') {
             dest_raw.clone()
@@ -1062,7 +1097,7 @@ impl Prepared {
                     None
                 },
                 chmod,
-                extract_archives: is_add,
+                extract_archives: is_add && !from_url,
             };
             let plan = copy::plan(&src_view, &target, &req)?;
             let owner = match &chown {
@@ -1365,5 +1400,67 @@ mod tests {
             "&{[\"CMD-SHELL\" \"true\"] \"5s\" \"0s\" \"0s\" '\\x00'}"
         );
         assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000i64);
+    }
+}
+
+/// The file name an `ADD` of a URL gets: the last segment of its path.
+fn url_file_name(url: &str) -> Option<String> {
+    let no_query = url.split(['?', '#']).next().unwrap_or(url);
+    let after_scheme = no_query
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(no_query);
+    let path = after_scheme.split_once('/').map(|(_, p)| p).unwrap_or("");
+    let name = path.rsplit('/').next().unwrap_or("");
+    (!name.is_empty() && name != "." && name != "..").then(|| name.to_owned())
+}
+
+/// `ADD --checksum=sha256:…`: the download must have that digest.
+fn verify_checksum(file: &std::path::Path, want: &str) -> Result<(), BuildError> {
+    use sha2::{Digest as _, Sha256};
+    let Some(hex_want) = want.strip_prefix("sha256:") else {
+        return Err(BuildError::Step(format!(
+            "unsupported digest algorithm in checksum {want}: only sha256 is"
+        )));
+    };
+    let mut f = std::fs::File::open(file).map_err(step_err)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(step_err)?;
+    let got = hex::encode(h.finalize());
+    if got != hex_want {
+        return Err(BuildError::Step(format!(
+            "digest mismatch sha256:{got}: expected {want}"
+        )));
+    }
+    Ok(())
+}
+
+/// As dockerd: a downloaded file is 0600 and dated by `Last-Modified`.
+fn set_download_attrs(file: &std::path::Path, modified: Option<i64>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+    if let Some(secs) = modified {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(file)?
+            .set_modified(t)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::url_file_name;
+
+    #[test]
+    fn file_names_of_urls() {
+        assert_eq!(
+            url_file_name("http://h/a/b.tar.gz?x=1").as_deref(),
+            Some("b.tar.gz")
+        );
+        assert_eq!(url_file_name("https://h:8/f").as_deref(), Some("f"));
+        assert_eq!(url_file_name("https://h/"), None);
+        assert_eq!(url_file_name("https://h"), None);
     }
 }

@@ -14,6 +14,7 @@ mod exec;
 mod ignore;
 mod parser;
 mod plan;
+mod remote;
 mod run;
 mod stepfs;
 mod words;
@@ -25,6 +26,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 pub use context::{receive_context, BuildContext};
+pub use remote::context as remote_context;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
