@@ -134,6 +134,7 @@ impl Containers {
                     r.state.oom_killed = false;
                     r.has_been_started = true;
                     r.pending = None;
+                    crate::health::started(&mut r);
                     self.save(&r)?;
                     r.clone()
                 };
@@ -141,6 +142,7 @@ impl Containers {
                 if let Some(conn) = wait_conn {
                     self.spawn_monitor(Arc::clone(c), conn);
                 }
+                crate::health::watch(self, c);
                 Ok(())
             }
             Err(e) => {
@@ -391,6 +393,7 @@ impl Containers {
             } else {
                 exit.exited_at.clone()
             };
+            self.health.stop(&mut r);
             if let Err(e) = self.save(&r) {
                 tracing::error!(id = %r.id, error = %e, "recording the exit");
             }
@@ -694,6 +697,7 @@ impl Containers {
         let rec = {
             let mut r = c.lock();
             r.state.status = Status::Paused;
+            crate::health::paused(&mut r);
             self.save(&r)?;
             r.clone()
         };
