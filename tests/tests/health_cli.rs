@@ -125,6 +125,9 @@ fn healthy_unhealthy_ps_filter_events_and_stop() {
     assert_eq!(health(&d, "bad")["Log"].as_array().unwrap().len(), 5);
 
     assert_eq!(health(&d, "slow")["Status"], "starting");
+    // State with its Health conforms to the spec.
+    let state = serde_json::json!({"State": d.inspect("container", "bad")["State"]});
+    berth_tests::assert_matches_spec("GET", "/containers/{id}/json", &state.to_string());
     assert!(d.inspect("container", "plain")["State"]
         .get("Health")
         .is_none());
@@ -391,6 +394,32 @@ fn image_healthcheck_merge_no_healthcheck_and_commit() {
 }
 
 #[test]
+fn start_interval_needs_api_1_44() {
+    let d = Daemon::with_busybox();
+    let body = r#"{"Image":"busybox","Cmd":["true"],"Healthcheck":{"Test":["CMD","true"],"StartInterval":2000000000}}"#;
+    for (version, name, want) in [
+        ("1.43", "old", None),
+        ("1.44", "new", Some(2_000_000_000u64)),
+    ] {
+        let out = d.curl(&[
+            "-f",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            &format!("http://localhost/v{version}/containers/create?name={name}"),
+        ]);
+        assert!(out.success(), "{}", out.stderr);
+        let hc = d.inspect("container", name)["Config"]["Healthcheck"].clone();
+        assert_eq!(hc["StartInterval"].as_u64(), want, "{version}: {hc}");
+        assert_eq!(hc["Test"], serde_json::json!(["CMD", "true"]));
+    }
+    d.docker_ok(&["rm", "old", "new"]);
+}
+
+#[test]
 fn probes_resume_after_a_daemon_restart() {
     let mut d = Daemon::with_busybox();
     d.docker_ok(&[
@@ -416,6 +445,12 @@ fn probes_resume_after_a_daemon_restart() {
     d.docker_ok(&["exec", "rs", "touch", "/tmp/fail"]);
     wait_status(&d, "rs", "unhealthy");
     d.docker_ok(&["exec", "rs", "rm", "/tmp/fail"]);
+    wait_status(&d, "rs", "healthy");
+    // Paused: no probes, and unhealthy as dockerd says; probes go on after.
+    d.docker_ok(&["pause", "rs"]);
+    assert_eq!(health(&d, "rs")["Status"], "unhealthy");
+    assert!(ps_status(&d, "rs").ends_with("(Paused)"));
+    d.docker_ok(&["unpause", "rs"]);
     wait_status(&d, "rs", "healthy");
     d.docker_ok(&["rm", "-f", "rs"]);
 }

@@ -121,6 +121,14 @@ pub fn merge(user: &mut Option<Value>, image: Option<&Value>) {
     }
 }
 
+/// API 1.44 added `StartInterval`; dockerd ignores one an older client
+/// sends.
+pub fn strip_start_interval(healthcheck: &mut Option<Value>) {
+    if let Some(Value::Object(h)) = healthcheck {
+        h.remove("StartInterval");
+    }
+}
+
 /// A duration as Go prints it (`30s`, `1.5s`, `500ms`, `1m30s`), for
 /// dockerd's timeout message.
 pub fn go_duration(d: Duration) -> String {
