@@ -394,7 +394,7 @@ fn image_healthcheck_merge_no_healthcheck_and_commit() {
 }
 
 #[test]
-fn start_interval_needs_api_1_44() {
+fn api_start_interval_and_probes_that_cannot_start() {
     let d = Daemon::with_busybox();
     let body = r#"{"Image":"busybox","Cmd":["true"],"Healthcheck":{"Test":["CMD","true"],"StartInterval":2000000000}}"#;
     for (version, name, want) in [
@@ -417,6 +417,26 @@ fn start_interval_needs_api_1_44() {
         assert_eq!(hc["Test"], serde_json::json!(["CMD", "true"]));
     }
     d.docker_ok(&["rm", "old", "new"]);
+
+    // A probe that cannot start fails with the runtime's reason.
+    let body = r#"{"Image":"busybox","Cmd":["sleep","600"],"Healthcheck":{"Test":["CMD","/nonexistent"],"Interval":1000000000,"Retries":1}}"#;
+    let out = d.curl(&[
+        "-f",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+        "http://localhost/containers/create?name=nostart",
+    ]);
+    assert!(out.success(), "{}", out.stderr);
+    d.docker_ok(&["start", "nostart"]);
+    let h = wait_status(&d, "nostart", "unhealthy");
+    assert_eq!(h["Log"][0]["ExitCode"], -1, "{h}");
+    let why = h["Log"][0]["Output"].as_str().unwrap_or("");
+    assert!(why.contains("/nonexistent"), "{h}");
+    d.docker_ok(&["rm", "-f", "nostart"]);
 }
 
 #[test]
