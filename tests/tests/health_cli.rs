@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use berth_tests::{wait_until, Daemon};
+use berth_tests::{run_with_timeout, wait_until, Daemon};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -473,6 +473,77 @@ fn probes_resume_after_a_daemon_restart() {
     d.docker_ok(&["unpause", "rs"]);
     wait_status(&d, "rs", "healthy");
     d.docker_ok(&["rm", "-f", "rs"]);
+}
+
+/// docker-compose 1.29's `depends_on: condition: service_healthy` waits
+/// for the dependency's health.
+#[test]
+fn compose_waits_for_a_healthy_dependency() {
+    let d = Daemon::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        r#"version: "2.4"
+services:
+  web:
+    image: busybox
+    command: sh -c "sleep 2; touch /tmp/up; sleep 600"
+    network_mode: none
+    healthcheck:
+      test: ["CMD", "test", "-e", "/tmp/up"]
+      interval: 1s
+      retries: 60
+  worker:
+    image: busybox
+    command: sleep 600
+    network_mode: none
+    depends_on:
+      web:
+        condition: service_healthy
+"#,
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("docker-compose");
+        cmd.current_dir(dir.path())
+            .env("DOCKER_HOST", d.host())
+            .args(["-p", "hc"])
+            .args(args);
+        let out = run_with_timeout(&mut cmd, None, Duration::from_secs(180));
+        assert!(
+            out.success(),
+            "docker-compose {args:?}: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+    };
+    let since = now_secs();
+    compose(&["up", "-d"]);
+    assert_eq!(health(&d, "hc_web_1")["Status"], "healthy");
+    let until = (now_secs() + 1).to_string();
+    let events = d.docker_ok(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until,
+        "--filter",
+        "event=start",
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Action}} {{index .Actor.Attributes \"name\"}}",
+    ]);
+    let lines: Vec<&str> = events.lines().collect();
+    let at = |l: &str| lines.iter().position(|x| *x == l);
+    let healthy = at("health_status: healthy hc_web_1").expect(&events);
+    let worker = at("start hc_worker_1").expect(&events);
+    assert!(
+        at("start hc_web_1").unwrap() < healthy && healthy < worker,
+        "{events}"
+    );
+    compose(&["down"]);
+    assert_eq!(d.docker_ok(&["ps", "-aq"]), "");
 }
 
 #[test]
