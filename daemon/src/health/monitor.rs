@@ -69,12 +69,11 @@ pub(super) async fn run(
                 continue;
             }
             let h = r.state.health.get_or_insert_with(|| Health::restart(None));
-            let streak = h.failing_streak;
             let changed = h.record(result, check.retries, check.start_period, since_start);
-            // The status and the streak are saved; a result that changes
-            // neither stays in memory until the record's next save (dockerd
-            // does not write health results to disk at all).
-            if changed.is_some() || h.failing_streak != streak {
+            // A new status is saved at once; other results stay in memory
+            // until the record's next save, so failing probes do not mean a
+            // synced write each (dockerd writes no health results to disk).
+            if changed.is_some() {
                 if let Err(e) = containers.save(&r) {
                     tracing::warn!(id = %r.id, error = %e, "saving the health status");
                 }
