@@ -139,10 +139,11 @@ impl Containers {
                     r.clone()
                 };
                 let _ = rec;
+                // Before the exit watch, whose exit handling ends it.
+                crate::health::watch(self, c);
                 if let Some(conn) = wait_conn {
                     self.spawn_monitor(Arc::clone(c), conn);
                 }
-                crate::health::watch(self, c);
                 Ok(())
             }
             Err(e) => {

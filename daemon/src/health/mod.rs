@@ -82,6 +82,14 @@ impl Monitors {
     fn is_current(&self, id: &str, generation: u64) -> bool {
         self.map().get(id).is_some_and(|(g, _)| *g == generation)
     }
+
+    /// A monitor that ended by itself drops its entry (not a newer one's).
+    fn forget(&self, id: &str, generation: u64) {
+        let mut map = self.map();
+        if map.get(id).is_some_and(|(g, _)| *g == generation) {
+            map.remove(id);
+        }
+    }
 }
 
 /// Run the container's probe from now on, replacing any monitor it had;

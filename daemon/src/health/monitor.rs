@@ -18,6 +18,19 @@ fn since(started_at: &str) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
+/// Drops the monitor's registry entry however its loop ends.
+struct Registered {
+    containers: Arc<Containers>,
+    id: String,
+    generation: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.containers.health.forget(&self.id, self.generation);
+    }
+}
+
 /// Probe until `stop` fires (its sender dropped) or the container is gone.
 pub(super) async fn run(
     containers: Arc<Containers>,
@@ -25,6 +38,11 @@ pub(super) async fn run(
     generation: u64,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let _registered = Registered {
+        containers: Arc::clone(&containers),
+        id: c.id.clone(),
+        generation,
+    };
     loop {
         let (check, started_at, starting) = {
             let r = c.lock();
