@@ -88,6 +88,8 @@
 //!   after its output was drained. Exec output is not logged. The shim
 //!   remembers the last 128 finished execs; older ones answer "no such exec"
 //!   (keep an `exec_wait` open, or ask soon after the stream ends).
+//!   `exec_kill` signals the exec's process while it has not been reaped
+//!   (so the pid cannot have been reused).
 //! - Runtime operations taking over 120 s are killed and answered as errors.
 
 use serde::{Deserialize, Serialize};
@@ -150,6 +152,12 @@ pub enum Request {
         exec_id: String,
         width: u16,
         height: u16,
+    },
+    /// Signal a running exec's process (a health probe past its timeout);
+    /// refused once it has exited.
+    ExecKill {
+        exec_id: String,
+        signal: i32,
     },
     /// Stop serving and exit; only valid once the container has stopped.
     Shutdown,

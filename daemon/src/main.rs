@@ -10,6 +10,7 @@ mod daemon;
 #[allow(dead_code)]
 mod events;
 #[allow(dead_code)]
+mod health;
 mod host;
 mod init;
 mod instance;

@@ -125,6 +125,7 @@ impl Shim {
                 Some(_) => Err(anyhow::anyhow!("exec {exec_id} has no terminal")),
                 None => Err(anyhow::anyhow!("no such exec: {exec_id}")),
             }),
+            Request::ExecKill { exec_id, signal } => result(self.kill_exec(&exec_id, signal)),
             Request::Shutdown => {
                 if self.init_exit.is_none() {
                     return reply(Response::error(format!(
@@ -162,6 +163,26 @@ impl Shim {
         let sig = signal.to_string();
         let args: &[&str] = if all { &["kill", "--all"] } else { &["kill"] };
         self.rt.run(args, &[&sig])
+    }
+
+    /// The exec's process is our child until we reap it and record its
+    /// exit, so while `exit` is unset its pid is still its own.
+    fn kill_exec(&mut self, exec_id: &str, signal: i32) -> anyhow::Result<()> {
+        if !(1..=64).contains(&signal) {
+            anyhow::bail!("invalid signal {signal}");
+        }
+        let Some(e) = self.execs.get(exec_id) else {
+            anyhow::bail!("no such exec: {exec_id}");
+        };
+        if e.exit.is_some() {
+            anyhow::bail!("exec {exec_id} has exited");
+        }
+        // SAFETY: kill(2) on a child we have not reaped yet.
+        if unsafe { libc::kill(e.pid, signal) } != 0 {
+            let err = std::io::Error::last_os_error();
+            anyhow::bail!("signalling exec {exec_id}: {err}");
+        }
+        Ok(())
     }
 
     fn pause(&mut self) -> anyhow::Result<()> {

@@ -606,6 +606,21 @@ fn shim_exec_output_exit_code_tty_and_kill() {
     let r = c.request(json!({"op": "exec_state", "exec_id": "nope"}));
     assert_eq!(r["ok"], false);
 
+    // exec_kill signals a running exec (a health probe past its timeout),
+    // and is refused once it has exited or for an unknown one.
+    let p = process_spec(&["sleep", "1000"], false);
+    let (_s, r) = c.connect(json!({"op": "exec", "exec_id": "e6", "process": p}));
+    assert_eq!(r["ok"], true, "{r}");
+    c.ok(json!({"op": "exec_kill", "exec_id": "e6", "signal": 9}));
+    assert_eq!(
+        c.ok(json!({"op": "exec_wait", "exec_id": "e6"}))["exit"]["exit_code"],
+        137
+    );
+    let r = c.request(json!({"op": "exec_kill", "exec_id": "e6", "signal": 9}));
+    assert_eq!(r["ok"], false, "{r}");
+    let r = c.request(json!({"op": "exec_kill", "exec_id": "nope", "signal": 9}));
+    assert_eq!(r["ok"], false, "{r}");
+
     // Kill: SIGTERM is ignored by PID 1 without a handler; SIGKILL is not.
     c.ok(json!({"op": "kill", "signal": 9}));
     let w = c.exit_status();

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, OptionalJsonBody, QueryParams};
 use super::stream::{streaming_response, Hijack, MULTIPLEXED_STREAM, RAW_STREAM};
+use super::version::ApiVersion;
 use crate::containers::config::{CreateBody, UpdateBody};
 use crate::containers::exec::detach;
 use crate::containers::{AttachRequest, ContainerError, Containers, LIST_FILTERS};
@@ -67,9 +68,13 @@ async fn blocking<T: Send + 'static>(
 
 async fn create(
     State(state): State<AppState>,
+    version: ApiVersion,
     query: QueryParams,
-    JsonBody(body): JsonBody<CreateBody>,
+    JsonBody(mut body): JsonBody<CreateBody>,
 ) -> ApiResult<Response> {
+    if !version.at_least(1, 44) {
+        crate::health::config::strip_start_interval(&mut body.config.healthcheck);
+    }
     if let Some(platform) = query.get("platform").filter(|p| !p.is_empty()) {
         if !platform.starts_with("linux") {
             return Err(ApiError::bad_request(format!(

@@ -19,7 +19,7 @@ use super::extract::{OptionalJsonBody, QueryParams};
 use super::stream::{Hijack, HijackedIo, MULTIPLEXED_STREAM, RAW_STREAM};
 use crate::containers::core::{Container, Containers};
 use crate::containers::exec::relay::{self, RelayEnd, RelayOptions};
-use crate::containers::exec::{self, detach, process, Exec, ExecConfig};
+use crate::containers::exec::{self, detach, Exec, ExecConfig};
 use crate::containers::record::{ContainerRecord, Status};
 use crate::daemon::AppState;
 
@@ -197,45 +197,11 @@ async fn build_process(
     e: &Exec,
     size: Option<(u16, u16)>,
 ) -> Result<Value, String> {
-    let bundle = containers.settings.bundle_dir(&rec.id);
-    let spec_path = bundle.join("config.json");
-    let data = tokio::fs::read(&spec_path)
-        .await
-        .map_err(|err| format!("reading {}: {err}", spec_path.display()))?;
-    let spec: Value = serde_json::from_slice(&data)
-        .map_err(|err| format!("parsing {}: {err}", spec_path.display()))?;
-    let base = spec.get("process").cloned().unwrap_or_else(|| json!({}));
-    let user = if e.config.user.is_empty() {
-        None
-    } else {
-        let rootfs = bundle.join("rootfs");
-        let user = e.config.user.clone();
-        let group_add = rec.host_config.group_add.clone().unwrap_or_default();
-        let resolved = tokio::task::spawn_blocking(move || {
-            use crate::containers::spec::user;
-            let passwd = user::read_in_root(&rootfs, "etc/passwd")?;
-            let group = user::read_in_root(&rootfs, "etc/group")?;
-            user::resolve(&user, &group_add, &passwd, &group)
-        })
-        .await
-        .map_err(|err| format!("resolving the user: {err}"))?
-        .map_err(|err| err.to_string())?;
-        Some(process::ExecUser {
-            uid: resolved.uid,
-            gid: resolved.gid,
-            additional_gids: resolved.additional_gids,
-        })
-    };
     let mut cfg = e.config.clone();
     if size.is_some() {
         cfg.console_size = size;
     }
-    Ok(process::build(
-        &base,
-        &cfg,
-        user.as_ref(),
-        &process::privileged_caps(crate::containers::spec::caps::ALL),
-    ))
+    exec::bundle::process_for(containers, rec, &cfg).await
 }
 
 /// Wait for the exec's exit through the shim and record it once.

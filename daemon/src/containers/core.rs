@@ -152,6 +152,8 @@ pub struct Containers {
     pub mounts: Arc<dyn MountResolver>,
     /// Networking (set once at start-up): endpoints, ports, DNS.
     pub networks: std::sync::OnceLock<Arc<crate::network::Networks>>,
+    /// Healthcheck monitors of the running containers.
+    pub health: crate::health::Monitors,
 }
 
 impl Containers {
@@ -169,6 +171,7 @@ impl Containers {
             images,
             mounts,
             networks: std::sync::OnceLock::new(),
+            health: Default::default(),
         })
     }
 

@@ -55,9 +55,7 @@ pub fn merge_image_config(user: &mut ContainerConfig, image: &ContainerConfig) {
     if user.stop_signal.is_none() {
         user.stop_signal = image.stop_signal.clone();
     }
-    if user.healthcheck.is_none() {
-        user.healthcheck = image.healthcheck.clone();
-    }
+    crate::health::config::merge(&mut user.healthcheck, image.healthcheck.as_ref());
     if user.shell.is_none() {
         user.shell = image.shell.clone();
     }

@@ -2,6 +2,7 @@
 //! process they run, and dockerd's error texts for failed starts.
 //! Running them goes through the container's shim (`exec` operation).
 
+pub mod bundle;
 pub mod detach;
 pub mod process;
 pub mod relay;

@@ -137,10 +137,13 @@ impl Containers {
                     r.state.oom_killed = false;
                     r.has_been_started = true;
                     r.pending = None;
+                    crate::health::started(&mut r);
                     self.save(&r)?;
                     r.clone()
                 };
                 let _ = rec;
+                // Before the exit watch, whose exit handling ends it.
+                crate::health::watch(self, c);
                 if let Some(conn) = wait_conn {
                     self.spawn_monitor(Arc::clone(c), conn);
                 }
@@ -408,6 +411,7 @@ impl Containers {
             } else {
                 Status::Exited
             };
+            self.health.stop(&mut r);
             if let Err(e) = self.save(&r) {
                 tracing::error!(id = %r.id, error = %e, "recording the exit");
             }
@@ -787,6 +791,7 @@ impl Containers {
         let rec = {
             let mut r = c.lock();
             r.state.status = Status::Paused;
+            crate::health::paused(&mut r);
             self.save(&r)?;
             r.clone()
         };

@@ -104,7 +104,14 @@ fn networks_json(rec: &ContainerRecord) -> Value {
 pub fn status_text(rec: &ContainerRecord) -> String {
     let s = &rec.state;
     match s.status {
-        Status::Running => format!("Up {}", timefmt::since(&s.started_at)),
+        Status::Running => match &s.health {
+            Some(h) => format!(
+                "Up {} ({})",
+                timefmt::since(&s.started_at),
+                h.status.ps_text()
+            ),
+            None => format!("Up {}", timefmt::since(&s.started_at)),
+        },
         Status::Paused => format!("Up {} (Paused)", timefmt::since(&s.started_at)),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -241,6 +248,9 @@ impl Containers {
                 "Networks": networks_json(rec),
             },
         });
+        if let Some(h) = &s.health {
+            v["State"]["Health"] = json!(h);
+        }
         if let Some(n) = self.networks.get() {
             v["NetworkSettings"] = n.settings(rec);
         }
@@ -298,6 +308,13 @@ impl Containers {
             if !STATUSES.contains(&s.as_str()) {
                 return Err(ContainerError::InvalidParameter(format!(
                     "invalid filter 'status={s}'"
+                )));
+            }
+        }
+        for h in filters.get("health") {
+            if !crate::health::FILTER_VALUES.contains(&h.as_str()) {
+                return Err(ContainerError::InvalidParameter(format!(
+                    "Unrecognised filter value for health: {h}"
                 )));
             }
         }
@@ -380,7 +397,7 @@ impl Containers {
                         })
                     })
                 })
-                && filters.matches_any("health", |v| v == "none")
+                && filters.matches_any("health", |v| v == crate::health::filter_value(&rec))
                 && filters.matches_any("is-task", |v| v == "false")
                 // Port publishing arrives with networking: nothing matches yet.
                 && !filters.contains("publish");

@@ -130,6 +130,7 @@ impl Containers {
                             let _ = self.save(&r);
                         }
                         tracing::info!(id = %c.id, "adopted running container");
+                        crate::health::watch(self, &c);
                         self.spawn_monitor(c, conn);
                         return;
                     }

@@ -1,0 +1,52 @@
+//! The OCI process of an exec, from the running container's bundle: its
+//! own process settings with the exec's overrides (see [`super::process`]).
+
+use serde_json::{json, Value};
+
+use super::{process, ExecConfig};
+use crate::containers::core::Containers;
+use crate::containers::record::ContainerRecord;
+
+/// Reads the bundle's `config.json` and resolves `cfg.user` in the
+/// container's root; errors are messages for the client.
+pub async fn process_for(
+    containers: &Containers,
+    rec: &ContainerRecord,
+    cfg: &ExecConfig,
+) -> Result<Value, String> {
+    let bundle = containers.settings.bundle_dir(&rec.id);
+    let spec_path = bundle.join("config.json");
+    let data = tokio::fs::read(&spec_path)
+        .await
+        .map_err(|err| format!("reading {}: {err}", spec_path.display()))?;
+    let spec: Value = serde_json::from_slice(&data)
+        .map_err(|err| format!("parsing {}: {err}", spec_path.display()))?;
+    let base = spec.get("process").cloned().unwrap_or_else(|| json!({}));
+    let user = if cfg.user.is_empty() {
+        None
+    } else {
+        let rootfs = bundle.join("rootfs");
+        let user = cfg.user.clone();
+        let group_add = rec.host_config.group_add.clone().unwrap_or_default();
+        let resolved = tokio::task::spawn_blocking(move || {
+            use crate::containers::spec::user;
+            let passwd = user::read_in_root(&rootfs, "etc/passwd")?;
+            let group = user::read_in_root(&rootfs, "etc/group")?;
+            user::resolve(&user, &group_add, &passwd, &group)
+        })
+        .await
+        .map_err(|err| format!("resolving the user: {err}"))?
+        .map_err(|err| err.to_string())?;
+        Some(process::ExecUser {
+            uid: resolved.uid,
+            gid: resolved.gid,
+            additional_gids: resolved.additional_gids,
+        })
+    };
+    Ok(process::build(
+        &base,
+        cfg,
+        user.as_ref(),
+        &process::privileged_caps(crate::containers::spec::caps::ALL),
+    ))
+}
