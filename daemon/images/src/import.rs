@@ -209,6 +209,66 @@ impl ImageStore {
     }
 }
 
+impl ImageStore {
+    /// The classic builder's `--cache-from`: if `source`'s history and
+    /// layers continue `parent`'s (or start an image from scratch) and its
+    /// next history entry was made by `created_by`, an image of `parent`
+    /// plus that step (its layer, if any) with `config` as its container
+    /// config; `None` when `source` does not continue this build.
+    pub fn restore_from_cache_source(
+        &self,
+        parent: Option<&Image>,
+        source: &Image,
+        config: &Map<String, Value>,
+        created_by: &str,
+    ) -> Result<Option<Arc<Image>>> {
+        let parent_history = parent.map(|p| p.history()).unwrap_or_default();
+        let parent_diffs: &[Digest] = parent.map(|p| p.diff_ids.as_slice()).unwrap_or(&[]);
+        let history = source.history();
+        let n = parent_history.len();
+        if n >= history.len() || parent_diffs.len() > source.diff_ids.len() {
+            return Ok(None);
+        }
+        let same = |a: &Value, b: &Value| {
+            ["created_by", "comment", "empty_layer"]
+                .iter()
+                .all(|k| a.get(k).unwrap_or(&Value::Null) == b.get(k).unwrap_or(&Value::Null))
+        };
+        if !parent_history.iter().zip(&history).all(|(a, b)| same(a, b))
+            || source.diff_ids[..parent_diffs.len()] != *parent_diffs
+        {
+            return Ok(None);
+        }
+        let next = &history[n];
+        if next.get("created_by").and_then(Value::as_str) != Some(created_by) {
+            return Ok(None);
+        }
+        let empty = |h: &Value| h.get("empty_layer").and_then(Value::as_bool) == Some(true);
+        let mut diff_ids: Vec<Value> = parent_diffs.iter().map(|d| json!(d.to_string())).collect();
+        if !empty(next) {
+            let index = history[..n].iter().filter(|h| !empty(h)).count();
+            let Some(layer) = source.diff_ids.get(index) else {
+                return Ok(None);
+            };
+            diff_ids.push(json!(layer.to_string()));
+        }
+        let mut new_history = parent_history;
+        new_history.push(next.clone());
+        let img = json!({
+            "architecture": source.str_field("architecture"),
+            "os": source.str_field("os"),
+            "author": source.str_field("author"),
+            "created": next.get("created").cloned().unwrap_or(Value::Null),
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": new_history,
+        });
+        let bytes = serde_json::to_vec(&img).map_err(|e| Error::invalid(e.to_string()))?;
+        let (image, _) = self.commit_image(&bytes, parent.map(|p| p.id.clone()), &[], &[])?;
+        Ok(Some(image))
+    }
+}
+
 fn parse_platform(p: &str) -> Result<(String, String, Option<String>)> {
     if p.is_empty() {
         let (os, arch) = host_platform();

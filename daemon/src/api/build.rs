@@ -94,8 +94,14 @@ fn options(q: &QueryParams) -> ApiResult<BuildOptions> {
         Some(s) => s.split(',').map(str::to_owned).collect(),
         None => Vec::new(),
     };
+    let cache_from = match q.get("cachefrom").filter(|s| !s.trim().is_empty()) {
+        Some(raw) => serde_json::from_str::<Vec<String>>(raw)
+            .map_err(|e| ApiError::bad_request(format!("invalid cachefrom parameter: {e}")))?,
+        None => Vec::new(),
+    };
     Ok(BuildOptions {
         tags,
+        cache_from,
         quiet: q.bool("q"),
         no_cache: q.bool("nocache"),
         build_args: string_map(q, "buildargs")?,

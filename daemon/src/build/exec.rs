@@ -643,22 +643,72 @@ impl Prepared {
         &self,
         st: &mut StageState,
         key: &str,
+        created_by: &str,
         out: &Output,
     ) -> Result<bool, BuildError> {
         if self.opts.no_cache {
             return Ok(false);
         }
-        let Some(id) = self.builder.cache.lookup(key, self.exists()) else {
-            return Ok(false);
-        };
-        let Ok(img) = self.builder.images.resolve(&id) else {
-            return Ok(false);
+        let img = match self.builder.cache.lookup(key, self.exists()) {
+            Some(id) => match self.builder.images.resolve(&id) {
+                Ok(img) => img,
+                Err(_) => return Ok(false),
+            },
+            None => match self.from_cache_sources(st, created_by).await? {
+                Some(img) => {
+                    self.builder
+                        .cache
+                        .store(key, &img.id.to_string(), &st.parent_id(), created_by);
+                    img
+                }
+                None => return Ok(false),
+            },
         };
         out.stream(" ---> Using cache\n").await?;
         out.stream(format!(" ---> {}\n", short(&img.id.to_string())))
             .await?;
         self.adopt(st, img);
         Ok(true)
+    }
+
+    /// A step stood for by a `--cache-from` image (as dockerd's classic
+    /// builder: the image's history continues this build's and its next
+    /// entry was made by the same instruction). Images that are not there
+    /// are skipped.
+    async fn from_cache_sources(
+        &self,
+        st: &StageState,
+        created_by: &str,
+    ) -> Result<Option<Arc<Image>>, BuildError> {
+        if self.opts.cache_from.is_empty() {
+            return Ok(None);
+        }
+        let store = self.builder.images.clone();
+        let sources = self.opts.cache_from.clone();
+        let parent = st.image.clone();
+        let config = st.config.clone();
+        let created_by = created_by.to_owned();
+        tokio::task::spawn_blocking(move || {
+            for name in &sources {
+                let Ok(source) = store.resolve(name) else {
+                    tracing::debug!(%name, "cache source not found, skipped");
+                    continue;
+                };
+                match store.restore_from_cache_source(
+                    parent.as_deref(),
+                    &source,
+                    &config,
+                    &created_by,
+                ) {
+                    Ok(Some(img)) => return Ok(Some(img)),
+                    Ok(None) => {}
+                    Err(e) => return Err(step_err(e)),
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(|e| BuildError::Internal(e.to_string()))?
     }
 
     fn adopt(&self, st: &mut StageState, img: Arc<Image>) {
@@ -699,7 +749,7 @@ impl Prepared {
         ];
         parts.extend_from_slice(extra);
         let key = cache::key(&parts);
-        if self.cached(st, &key, out).await? {
+        if self.cached(st, &key, created_by, out).await? {
             return Ok(());
         }
         let opts = self.options(st, created_by);
@@ -786,7 +836,7 @@ impl Prepared {
         let parent = st.parent_id();
         let cmd_json = serde_json::to_string(&cmd).unwrap_or_default();
         let key = cache::key(&[&parent, "run", &cmd_json, &created_by, &network]);
-        if self.cached(st, &key, out).await? {
+        if self.cached(st, &key, &created_by, out).await? {
             return Ok(());
         }
         let mut env = st.env();
@@ -857,7 +907,7 @@ impl Prepared {
         let parent = st.parent_id();
         let config = serde_json::to_string(&st.config).unwrap_or_default();
         let key = cache::key(&[&parent, "workdir", &config, &st.author, &created_by]);
-        if self.cached(st, &key, out).await? {
+        if self.cached(st, &key, &created_by, out).await? {
             return Ok(());
         }
         let opts = self.options(st, &created_by);
@@ -1121,7 +1171,7 @@ impl Prepared {
             &format!("{owner:?}"),
             &format!("{chmod:?}"),
         ]);
-        if self.cached(st, &key, out).await? {
+        if self.cached(st, &key, &created_by, out).await? {
             return Ok(());
         }
         let opts = self.options(st, &created_by);

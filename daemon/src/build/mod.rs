@@ -63,6 +63,8 @@ pub struct BuildOptions {
     pub extra_hosts: Vec<String>,
     /// Resource limits for RUN containers, as HostConfig JSON fields.
     pub resources: serde_json::Map<String, serde_json::Value>,
+    /// `--cache-from`: images whose history may stand for steps.
+    pub cache_from: Vec<String>,
 }
 
 /// One message of the build's JSON stream.
