@@ -654,7 +654,7 @@ impl Prepared {
                 Ok(img) => img,
                 Err(_) => return Ok(false),
             },
-            None => match self.from_cache_sources(st, created_by).await? {
+            None => match self.restore_from_sources(st, created_by).await? {
                 Some(img) => {
                     self.builder
                         .cache
@@ -675,7 +675,7 @@ impl Prepared {
     /// builder: the image's history continues this build's and its next
     /// entry was made by the same instruction). Images that are not there
     /// are skipped.
-    async fn from_cache_sources(
+    async fn restore_from_sources(
         &self,
         st: &StageState,
         created_by: &str,
