@@ -619,6 +619,8 @@ fn build_pulls_a_missing_base_image() {
     .unwrap();
     let out = d.docker_ok(&["build", "-t", "frompull", ctx.path().to_str().unwrap()]);
     assert!(out.contains("Successfully tagged frompull:latest"), "{out}");
+    // The pull's progress is part of the build's output, as with dockerd.
+    assert!(out.contains("Pulling from test/base"), "{out}");
     assert_eq!(
         d.docker_ok(&["run", "--rm", "frompull", "cat", "/built"]),
         "built\n"
@@ -758,4 +760,39 @@ fn a_large_layer_is_pushed_in_chunks_and_pulled_back_whole() {
     assert_eq!(sum(&other), sum(&d));
     assert_no_temp_files(&d);
     assert_no_temp_files(&other);
+}
+
+#[test]
+fn build_pulls_a_private_base_image_with_the_clients_credentials() {
+    let reg = Registry::with_basic_auth("alice", "s3cret");
+    reg.push_fixture("private/base:1");
+    let d = Daemon::start();
+    let base = reg.image("private/base:1");
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nRUN echo private > /built\n"),
+    )
+    .unwrap();
+    let ctx_s = ctx.path().to_str().unwrap();
+    // Without a login: the registry's refusal is the build's error.
+    let out = d.docker(&["build", ctx_s]);
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("no basic auth credentials"),
+        "{}",
+        out.stderr
+    );
+    // After `docker login` the CLI sends X-Registry-Config with the build.
+    d.docker_ok(&["login", &reg.host(), "-u", "alice", "-p", "s3cret"]);
+    let out = d.docker_ok(&["build", "-t", "private-child", ctx_s]);
+    assert!(
+        out.contains("Successfully tagged private-child:latest"),
+        "{out}"
+    );
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "private-child", "cat", "/built"]),
+        "private\n"
+    );
+    assert_no_temp_files(&d);
 }

@@ -47,6 +47,45 @@ impl AuthConfig {
             .map_err(|e| Error::Invalid(format!("invalid X-Registry-Auth header: {e}")))
     }
 
+    /// Decode an `X-Registry-Config` header (what `docker build` sends):
+    /// base64url of a JSON object of credentials by registry address.
+    pub fn map_from_header(h: &str) -> Result<std::collections::HashMap<String, AuthConfig>> {
+        let h = h.trim().trim_end_matches('=');
+        if h.is_empty() {
+            return Ok(Default::default());
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(h))
+            .map_err(|e| Error::Invalid(format!("invalid X-Registry-Config header: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Default::default());
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Invalid(format!("invalid X-Registry-Config header: {e}")))
+    }
+
+    /// The credentials of `map` for images of `domain`: keys may carry a
+    /// scheme and a path (`https://index.docker.io/v1/` names Docker Hub).
+    pub fn for_domain(
+        map: &std::collections::HashMap<String, AuthConfig>,
+        domain: &str,
+    ) -> AuthConfig {
+        let normalize = |k: &str| {
+            let k = k.split_once("://").map(|(_, r)| r).unwrap_or(k);
+            let host = k.split('/').next().unwrap_or(k);
+            match host {
+                "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".to_owned(),
+                h => h.to_owned(),
+            }
+        };
+        let want = normalize(domain);
+        map.iter()
+            .find(|(k, _)| normalize(k) == want)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
     pub fn from_json(bytes: &[u8]) -> Result<AuthConfig> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(AuthConfig::default());
@@ -155,6 +194,28 @@ fn parse_params(s: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_credentials_by_registry() {
+        let json = r#"{"https://index.docker.io/v1/":{"username":"hub"},"127.0.0.1:5000":{"username":"local"},"http://reg.test/":{"auth":"dTpw"}}"#;
+        let h = base64::engine::general_purpose::URL_SAFE.encode(json);
+        let map = AuthConfig::map_from_header(&h).unwrap();
+        assert_eq!(AuthConfig::for_domain(&map, "docker.io").username, "hub");
+        assert_eq!(
+            AuthConfig::for_domain(&map, "127.0.0.1:5000").username,
+            "local"
+        );
+        assert_eq!(
+            AuthConfig::for_domain(&map, "reg.test").basic(),
+            Some(("u".into(), "p".into()))
+        );
+        assert_eq!(
+            AuthConfig::for_domain(&map, "other:1"),
+            AuthConfig::default()
+        );
+        assert!(AuthConfig::map_from_header("!!").is_err());
+        assert!(AuthConfig::map_from_header("").unwrap().is_empty());
+    }
 
     #[test]
     fn header_is_base64url_with_optional_padding() {

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -102,6 +102,7 @@ fn options(q: &QueryParams) -> ApiResult<BuildOptions> {
     Ok(BuildOptions {
         tags,
         cache_from,
+        registry_auth: Default::default(),
         quiet: q.bool("q"),
         no_cache: q.bool("nocache"),
         build_args: string_map(q, "buildargs")?,
@@ -114,8 +115,20 @@ fn options(q: &QueryParams) -> ApiResult<BuildOptions> {
     })
 }
 
-async fn build(State(state): State<AppState>, q: QueryParams, body: Body) -> ApiResult<Response> {
-    let opts = options(&q)?;
+async fn build(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: QueryParams,
+    body: Body,
+) -> ApiResult<Response> {
+    let mut opts = options(&q)?;
+    if let Some(h) = headers.get("X-Registry-Config") {
+        let h = h
+            .to_str()
+            .map_err(|_| ApiError::bad_request("invalid X-Registry-Config header"))?;
+        opts.registry_auth = berth_distribution::AuthConfig::map_from_header(h)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     let quiet = opts.quiet;
     let tmp = state.builder.tmp_dir();
     let ctx = match q.get("remote").filter(|r| !r.is_empty()) {

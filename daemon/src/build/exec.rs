@@ -309,7 +309,7 @@ impl Prepared {
         out.stream(format!("Step {n}/{total} : {}", stage.from.original))
             .await?;
         out.stream("\n").await?;
-        let mut st = self.from(stage, si, &results).await?;
+        let mut st = self.from(stage, si, &results, &out).await?;
         let base_id = st
             .image
             .as_ref()
@@ -342,6 +342,7 @@ impl Prepared {
         stage: &plan::Stage,
         si: usize,
         results: &BTreeMap<usize, Option<Arc<Image>>>,
+        out: &Output,
     ) -> Result<StageState, BuildError> {
         if let Some(p) = &stage.platform {
             let host = format!("linux/{}", host_arch());
@@ -360,10 +361,7 @@ impl Prepared {
             let image = match images.resolve(&stage.base) {
                 Ok(image) => image,
                 Err(_) => {
-                    self.builder
-                        .pull_base(&stage.base)
-                        .await
-                        .map_err(BuildError::Step)?;
+                    self.builder.pull_base(&stage.base, &self.opts, out).await?;
                     images
                         .resolve(&stage.base)
                         .map_err(|e| BuildError::Step(e.to_string()))?

@@ -65,6 +65,8 @@ pub struct BuildOptions {
     pub resources: serde_json::Map<String, serde_json::Value>,
     /// `--cache-from`: images whose history may stand for steps.
     pub cache_from: Vec<String>,
+    /// `X-Registry-Config`: credentials by registry, for FROM pulls.
+    pub registry_auth: std::collections::HashMap<String, berth_distribution::AuthConfig>,
 }
 
 /// One message of the build's JSON stream.
@@ -72,6 +74,8 @@ pub struct BuildOptions {
 pub enum Message {
     Stream(String),
     Aux(String),
+    /// A pull's progress message, relayed as the pull endpoint sends it.
+    Progress(serde_json::Value),
 }
 
 impl Message {
@@ -79,6 +83,7 @@ impl Message {
         match self {
             Message::Stream(s) => json!({ "stream": s }),
             Message::Aux(id) => json!({ "aux": { "ID": id } }),
+            Message::Progress(v) => v.clone(),
         }
     }
 }
@@ -109,6 +114,14 @@ impl Output {
 
     pub async fn always(&self, s: impl Into<String>) -> Result<(), BuildError> {
         self.send(Message::Stream(s.into())).await
+    }
+
+    /// A pull progress message (suppressed with `q`).
+    pub async fn progress(&self, v: serde_json::Value) -> Result<(), BuildError> {
+        if self.quiet {
+            return self.check();
+        }
+        self.send(Message::Progress(v)).await
     }
 
     pub async fn aux(&self, id: &str) -> Result<(), BuildError> {
@@ -174,25 +187,44 @@ impl Builder {
     }
 
     /// Pulls `name` (tag `latest` when it names none), as dockerd's
-    /// builder does for a FROM image it lacks. The pull's progress is not
-    /// relayed; its failure is the step's error.
-    async fn pull_base(&self, name: &str) -> Result<(), String> {
+    /// builder does for a FROM image it lacks, with the build's
+    /// credentials for its registry; the pull's progress goes to the build
+    /// output and its failure is the step's error.
+    async fn pull_base(
+        &self,
+        name: &str,
+        opts: &BuildOptions,
+        out: &Output,
+    ) -> Result<(), BuildError> {
+        let step = |e: String| BuildError::Step(e);
         let mut reference =
-            berth_images::Reference::parse_normalized(name).map_err(|e| e.to_string())?;
+            berth_images::Reference::parse_normalized(name).map_err(|e| step(e.to_string()))?;
         if reference.tag().is_none() && reference.digest().is_none() {
-            reference = reference.with_tag("latest").map_err(|e| e.to_string())?;
+            reference = reference
+                .with_tag("latest")
+                .map_err(|e| step(e.to_string()))?;
         }
-        let opts = berth_distribution::PullOptions {
+        let auth =
+            berth_distribution::AuthConfig::for_domain(&opts.registry_auth, reference.domain());
+        let pull = berth_distribution::PullOptions {
             reference,
             platform: String::new(),
-            auth: berth_distribution::AuthConfig::default(),
+            auth,
         };
         let (progress, mut rx) = berth_distribution::Progress::channel(64);
-        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let res = self.registry.pull(&opts, &progress).await;
+        let relay_out = out.clone();
+        let relay = tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if let Ok(v) = m {
+                    // A client that left ends the build at its next step.
+                    let _ = relay_out.progress(v).await;
+                }
+            }
+        });
+        let res = self.registry.pull(&pull, &progress).await;
         drop(progress);
-        let _ = drain.await;
-        res.map(|_| ()).map_err(|e| e.to_string())
+        let _ = relay.await;
+        res.map(|_| ()).map_err(|e| step(e.to_string()))
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
