@@ -193,8 +193,22 @@ fn url_import_search_and_push_errors() {
         message(&body).contains("http://example.com/x.tar"),
         "{body}"
     );
-    let (code, body) = call(&d, "GET", "/images/search?term=busybox", None);
-    assert_eq!(code, 501, "{body}");
+    // Search: an index nobody serves is the transport error; bad limits
+    // and filters are dockerd's 400s (a real search: images_search.rs).
+    let (code, body) = call(&d, "GET", "/images/search?term=127.0.0.1:1/busybox", None);
+    assert_eq!(code, 500, "{body}");
+    assert!(message(&body).contains("127.0.0.1:1/v1/search"), "{body}");
+    let (code, body) = call(&d, "GET", "/images/search?term=x&limit=101", None);
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(message(&body), "limit 101 is outside the range of [1, 100]");
+    let (code, body) = call(
+        &d,
+        "GET",
+        "/images/search?term=x&filters=%7B%22stars%22%3A%5B%22many%22%5D%7D",
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(message(&body), "invalid filter 'stars=many'");
     // Pulls and pushes are tested against a local registry (registry_cli.rs);
     // an image the daemon lacks is refused before any registry is asked.
     let (code, body) = call(&d, "POST", "/images/busybox/push", None);

@@ -73,7 +73,11 @@ fn add_certs(mut b: reqwest::ClientBuilder, dir: &Path) -> Result<reqwest::Clien
     Ok(b)
 }
 
-fn build_client(cfg: &RegistryConfig, host: &str, insecure: bool) -> Result<reqwest::Client> {
+pub(crate) fn build_client(
+    cfg: &RegistryConfig,
+    host: &str,
+    insecure: bool,
+) -> Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(120))

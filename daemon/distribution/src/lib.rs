@@ -18,6 +18,7 @@ mod manifest;
 mod progress;
 mod pull;
 mod push;
+mod search;
 mod sources;
 
 use std::sync::Arc;

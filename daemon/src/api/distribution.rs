@@ -36,6 +36,57 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth", post(auth))
         .route("/distribution/{*rest}", get(inspect))
+        .route("/images/search", get(search))
+}
+
+/// `GET /images/search?term=&limit=&filters=`: the index's answer, with
+/// dockerd's filters (`is-official`, `is-automated`, `stars`) applied here.
+async fn search(
+    State(state): State<AppState>,
+    q: QueryParams,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    let filters = q.filters()?;
+    filters.validate(&["is-automated", "is-official", "stars"])?;
+    let bool_filter = |name: &str| -> ApiResult<Option<bool>> {
+        match filters.get(name).first() {
+            None => Ok(None),
+            Some(v) => match v.as_str() {
+                "true" | "1" => Ok(Some(true)),
+                "false" | "0" => Ok(Some(false)),
+                _ => Err(ApiError::bad_request(format!(
+                    "invalid filter '{name}={v}'"
+                ))),
+            },
+        }
+    };
+    let official = bool_filter("is-official")?;
+    let automated = bool_filter("is-automated")?;
+    let mut min_stars = 0i64;
+    for v in filters.get("stars") {
+        let n: i64 = v
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid filter 'stars={v}'")))?;
+        min_stars = min_stars.max(n);
+    }
+    let limit = match q.i64("limit")? {
+        None | Some(0) => 25,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    let term = q.get("term").unwrap_or("").to_owned();
+    let auth = registry_auth(&headers)?;
+    let results = state.registry.search(&term, limit, &auth).await?;
+    let kept = results
+        .into_iter()
+        .filter(|r| {
+            let stars = r["star_count"].as_i64().unwrap_or(0);
+            let is_official = r["is_official"].as_bool().unwrap_or(false);
+            stars >= min_stars
+                && official.is_none_or(|o| o == is_official)
+                && automated.is_none_or(|a| !a)
+        })
+        .collect();
+    Ok(Json(kept))
 }
 
 fn registry_auth(headers: &HeaderMap) -> ApiResult<AuthConfig> {

@@ -125,11 +125,6 @@ async fn get_named(
     version: ApiVersion,
     Path(rest): Path<String>,
 ) -> ApiResult<Response> {
-    if rest == "search" {
-        return Err(ApiError::not_implemented(
-            "searching registries is not implemented in berthd yet",
-        ));
-    }
     let Some((name, action)) = split_action(&rest, &["json", "history", "get"]) else {
         return Err(ApiError::not_found("page not found"));
     };
