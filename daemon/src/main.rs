@@ -9,6 +9,7 @@ mod containers;
 mod daemon;
 #[allow(dead_code)]
 mod events;
+mod fetch;
 #[allow(dead_code)]
 mod health;
 mod host;

@@ -185,12 +185,12 @@ fn url_import_search_and_push_errors() {
     let (code, body) = call(
         &d,
         "POST",
-        "/images/create?fromSrc=http%3A%2F%2Fexample.com%2Fx.tar",
+        "/images/create?fromSrc=http%3A%2F%2F127.0.0.1%3A1%2Fx.tar",
         None,
     );
-    assert_eq!(code, 501, "{body}");
+    assert_eq!(code, 500, "{body}");
     assert!(
-        message(&body).contains("http://example.com/x.tar"),
+        message(&body).contains("failed to GET http://127.0.0.1:1/x.tar"),
         "{body}"
     );
     // Search: an index nobody serves is the transport error; bad limits

@@ -364,11 +364,24 @@ async fn create(
             "either fromImage or fromSrc is required",
         ));
     };
-    if src != "-" {
-        return Err(ApiError::not_implemented(format!(
-            "importing from a URL ({src}) is not supported by berthd: download the archive and import it from stdin"
-        )));
-    }
+    // Anything but `-` names an archive to download; dockerd takes a
+    // scheme-less source for an http URL.
+    let body = if src == "-" {
+        body
+    } else {
+        let url = if src.contains("://") {
+            src.to_owned()
+        } else {
+            format!("http://{src}")
+        };
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(ApiError::bad_request(format!(
+                "unsupported import source {src}: only http(s) URLs and - are"
+            )));
+        }
+        let resp = crate::fetch::get(&url).await.map_err(ApiError::internal)?;
+        Body::from_stream(resp.bytes_stream())
+    };
     let repo = q.get("repo").unwrap_or("");
     let reference = if repo.is_empty() {
         None

@@ -28,15 +28,6 @@ pub struct Downloaded {
     pub modified: Option<i64>,
 }
 
-fn client() -> Result<reqwest::Client, BuildError> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(120))
-        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| BuildError::Internal(format!("HTTP client: {e}")))
-}
-
 pub fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
@@ -54,19 +45,7 @@ pub fn is_git_url(s: &str) -> bool {
 /// GET `url` into `dest`, at most [`MAX_DOWNLOAD`] bytes.
 pub async fn download(url: &str, dest: &Path) -> Result<Downloaded, BuildError> {
     let fail = |e: String| BuildError::Step(format!("failed to GET {url}: {e}"));
-    let resp = client()?
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(BuildError::Step(format!(
-            "failed to GET {url} with status {}: {}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        )));
-    }
+    let resp = crate::fetch::get(url).await.map_err(BuildError::Step)?;
     if resp.content_length().is_some_and(|n| n > MAX_DOWNLOAD) {
         return Err(fail(format!("larger than {MAX_DOWNLOAD} bytes")));
     }
