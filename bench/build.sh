@@ -75,6 +75,10 @@ measure() { # name socket
     local out
     out=$("$DOCKER" run --rm app)
     [ "$out" = "Hello World" ] || echo "$1: the app image printed: $out" >&2
+    bench_figure "build: app cold, ms" "$1" "$cold" ms
+    bench_figure "build: no-change rebuild, ms" "$1" "$nochange" ms
+    bench_figure "build: one file changed, ms" "$1" "$changed" ms
+    bench_figure "build: two-stage cold, ms" "$1" "$multi" ms
     printf '%-8s  app cold: %6s ms   no-change rebuild: %6s ms   one file changed: %6s ms   two-stage cold: %6s ms   (medians of %s)\n' \
         "$1" "$cold" "$nochange" "$changed" "$multi" "$RUNS"
     unset DOCKER_HOST

@@ -66,6 +66,10 @@ measure() { # name socket daemon-pid shim-comm extra-daemon-comm
     if [ -n "$extra" ]; then
         for e in $(pids_of "$extra" "$WORK/$name"); do extra_kb=$(( extra_kb + $(rss_kb "$e") )); done
     fi
+    bench_figure "docker run --rm true (CLI), ms" "$name" "$run_ms" ms
+    bench_figure "$PAR parallel run -d, ms" "$name" "$par_ms" ms
+    bench_figure "shim RSS per container, kB" "$name" "$shim_kb" kB
+    bench_figure "daemon RSS with $running running, kB" "$name" "$((daemon_kb + extra_kb))" kB
     printf '%-8s  run --rm true: %7s ms (median of %s)   %s parallel run -d: %6s ms   shim RSS: %6s kB (%s shims)   daemon RSS with %s running: %7s kB%s\n' \
         "$name" "$run_ms" "$RUNS" "$PAR" "$par_ms" "$shim_kb" "${#shims[@]}" "$running" "$daemon_kb" \
         "$([ -n "$extra" ] && echo " (+ $extra $extra_kb kB)")"

@@ -37,6 +37,10 @@ measure() { # name socket startup_us pids...
     for _ in $(seq 200); do curl -sf --unix-socket "$sock" http://localhost/_ping >/dev/null; done
     local busy; busy=$(rss_sum "$@")
     unset DOCKER_HOST
+    bench_figure "daemon start to first /_ping, ms" "$name" "$(awk "BEGIN{print $startup/1000}")" ms
+    bench_figure "daemon RSS idle, kB" "$name" "$idle" kB
+    bench_figure "daemon RSS after 300 requests, kB" "$name" "$busy" kB
+    bench_figure "curl /info (API), ms" "$name" "$info" ms
     printf '%-22s start %6.1f ms  RSS idle %6s kB  after 300 req %6s kB  docker version %6s ms  docker info %6s ms  curl /_ping %5s ms  curl /info %5s ms\n' \
         "$name" "$(awk "BEGIN{print $startup/1000}")" "$idle" "$busy" "$v" "$i" "$p" "$info"
 }

@@ -61,6 +61,8 @@ measure() { # name socket
     read -r med p10 p90 < <(stats "$WORK/$name-cli.ms")
     read -r amed ap10 ap90 < <(stats "$WORK/$name-api.ms")
     RESULT[$name]=$med
+    bench_figure "docker exec true (CLI), ms" "$name" "$med" ms
+    bench_figure "exec create+start (API), ms" "$name" "$amed" ms
     printf '%-8s docker exec true: median %s ms (p10 %s, p90 %s)   API create+start: median %s ms (p10 %s, p90 %s)   cat %s MB: %s MB/s\n' \
         "$name" "$med" "$p10" "$p90" "$amed" "$ap10" "$ap90" "$SIZE_MB" "$(printf '%s ' "${tp[@]}")"
     "$DOCKER" rm -f bexec >/dev/null

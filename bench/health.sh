@@ -73,6 +73,7 @@ measure() { # name socket daemon-pid shim-pattern
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
     healthy=$("$DOCKER" ps -q --filter health=healthy | wc -l)
     RESULT[$name]=$(pct $(( d1 - d0 )) "$secs")
+    bench_figure "daemon CPU, $N containers probing each second, %" "$name" "${RESULT[$name]}" %
     printf '%-8s %d containers probing every 1 s for %.0f s (%d healthy): daemon CPU %s%%  shims+runtime CPU %s%%  daemon RSS %s kB\n' \
         "$name" "$N" "$secs" "$healthy" "${RESULT[$name]}" "$(pct $(( s1 - s0 )) "$secs")" "$(rss_kb "$pid")"
     # shellcheck disable=SC2046

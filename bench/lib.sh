@@ -213,3 +213,15 @@ stats() { # file-of-numbers [decimals, default 1] -> "median p10 p90"
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# Records one figure for bench/run.sh's table and JSON: appends a JSON line
+# to $BENCH_FIGURES when set (run.sh sets it), else does nothing. Lower is
+# better unless BETTER=higher is given in the environment of the call.
+bench_figure() { # figure engine value unit
+    [ -n "${BENCH_FIGURES:-}" ] || return 0
+    [ -n "$3" ] || return 0
+    local engine=${2%% *}
+    engine=${engine%%+*}
+    printf '{"figure": "%s", "engine": "%s", "value": %s, "unit": "%s", "better": "%s", "script": "%s"}\n' \
+        "$1" "$engine" "$3" "$4" "${BETTER:-lower}" "$(basename "$0")" >>"$BENCH_FIGURES"
+}

@@ -28,6 +28,8 @@ measure() { # name socket pid
     burst=$(rss_tree_kb "$3")
     sleep 30
     after=$(rss_tree_kb "$3")
+    bench_figure "RSS after a burst of bad requests, kB" "$1" "$burst" kB
+    bench_figure "RSS 30 s after that burst, kB" "$1" "$after" kB
     printf '%-20s RSS idle %7s kB  after burst %7s kB  30 s later %7s kB\n' "$1" "$idle" "$burst" "$after"
 }
 

@@ -89,6 +89,9 @@ measure() { # name socket [host: publish on 0.0.0.0, connect there, skip run tim
     cpu0=$(cpu_ms "$DAEMON_PID")
     mbs=$(curl -sf --noproxy '*' -o /dev/null -w '%{speed_download}' "http://$addr:$port/www.big" | awk '{ printf "%.0f", $1 / 1048576 }')
     cpu=$(( $(cpu_ms "$DAEMON_PID") - cpu0 ))
+    bench_figure "docker run --rm true, bridge (CLI), ms" "$name" "$med" ms
+    BETTER=higher bench_figure "published port, req/s" "$name" "$rps" req/s
+    BETTER=higher bench_figure "published port download, MB/s" "$name" "$mbs" MB/s
     printf '%-8s docker run --rm busybox true (bridge): median %s ms (p10 %s, p90 %s)   published port: %s req/s (new connection each), 100 MB download %s MB/s, daemon CPU during it %s ms\n' \
         "$name" "$med" "$p10" "$p90" "$rps" "$mbs" "$cpu"
     "$DOCKER" rm -f bnet-web >/dev/null

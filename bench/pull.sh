@@ -92,6 +92,9 @@ measure() { # name socket pid
         "$DOCKER" push -q "$REG/bench/$name-push$n:1" >/dev/null
         pushes+=($(( $(now_ms) - t0 )))
     done
+    bench_figure "pull 4 layers (cold), ms" "$name" "$(printf '%s\n' "${pulls[@]}" | median)" ms
+    bench_figure "push (layers mountable), ms" "$name" "$(printf '%s\n' "${pushes[@]}" | median)" ms
+    bench_figure "first push of a loaded image, ms" "$name" "$first_push" ms
     printf '%-8s  pull %6s ms   push (layers mountable) %5s ms   (medians of %s; runs: pull %s/ push %s)   first push of the loaded image %s ms   peak RSS during pull %s kB\n' \
         "$name" "$(printf '%s\n' "${pulls[@]}" | median)" "$(printf '%s\n' "${pushes[@]}" | median)" "$RUNS" \
         "$(printf '%s ' "${pulls[@]}")" "$(printf '%s ' "${pushes[@]}")" "$first_push" "$(printf '%s\n' "${peaks[@]}" | sort -n | tail -1)"

@@ -73,9 +73,11 @@ done
 read -r bm b10 b90 <<<"$(stats "$WORK/berth.ms" 2)"
 echo "runtime run (busybox 'true', $RUNS runs each, state on $(findmnt -n -o FSTYPE -T "$STATE" | head -1), ms): median / p10 / p90"
 printf "  berth-runtime  %8s %8s %8s\n" "$bm" "$b10" "$b90"
+bench_figure "runtime run of true, ms" berth-runtime "$bm" ms
 if [ -n "$RUNC" ]; then
     read -r rm r10 r90 <<<"$(stats "$WORK/runc.ms" 2)"
     printf "  runc           %8s %8s %8s   (%s)\n" "$rm" "$r10" "$r90" "$("$RUNC" --version | head -1)"
+    bench_figure "runtime run of true, ms" runc "$rm" ms
     echo "  ratio berth/runc (median): $(awk -v a="$bm" -v b="$rm" 'BEGIN { printf "%.2f", a / b }')  (target <= 0.50)"
 else
     echo "  runc is not installed: no comparison"
