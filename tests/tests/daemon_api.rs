@@ -76,6 +76,12 @@ fn docker_version_and_info_print_real_figures() {
         .as_str()
         .unwrap()
         .ends_with("/berth-runtime"));
+    // dockerd's default runtime names are listed as aliases of berth's.
+    assert_eq!(info["Runtimes"]["runc"], info["Runtimes"]["berth"]);
+    assert_eq!(
+        info["Runtimes"]["io.containerd.runc.v2"],
+        info["Runtimes"]["berth"]
+    );
     assert!(info["Warnings"].is_array());
     assert!(info["SecurityOptions"].is_array());
 

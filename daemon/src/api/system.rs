@@ -110,17 +110,27 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let cg = &host.cgroup;
     let config = &state.config;
     let runtime = crate::host::runtime_version(config);
-    let runtimes: serde_json::Map<String, Value> = config
+    let describe = |rt: &crate::config::RuntimeConfig| {
+        let mut v = json!({ "path": rt.path });
+        if !rt.runtime_args.is_empty() {
+            v["runtimeArgs"] = json!(rt.runtime_args);
+        }
+        v
+    };
+    let mut runtimes: serde_json::Map<String, Value> = config
         .runtimes
         .iter()
-        .map(|(name, rt)| {
-            let mut v = json!({ "path": rt.path });
-            if !rt.runtime_args.is_empty() {
-                v["runtimeArgs"] = json!(rt.runtime_args);
-            }
-            (name.clone(), v)
-        })
+        .map(|(name, rt)| (name.clone(), describe(rt)))
         .collect();
+    // dockerd's names for its default runtime are accepted as berth's
+    // default (see Containers::runtime_path), so they are listed as such.
+    if let Some(default) = config.runtimes.get(&config.default_runtime) {
+        for alias in ["runc", "io.containerd.runc.v2"] {
+            runtimes
+                .entry(alias.to_owned())
+                .or_insert_with(|| describe(default));
+        }
+    }
     let mut security = vec!["name=seccomp,profile=builtin".to_string()];
     if cg.version == "2" {
         security.push("name=cgroupns".into());
