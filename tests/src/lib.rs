@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub mod cleanup;
 pub mod dockerd;
+pub mod image_store;
 pub mod py;
 pub mod registry;
 pub mod tarball;
