@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::cleanup::{cgroup_dirs, mounts_under, processes_under};
+use berth_tests::cleanup::{container_cgroups, mounts_under, processes_under};
 use berth_tests::{wait_until, Daemon};
 
 const CRASH_ENV: &str = "BERTH_TEST_CRASH_AT";
@@ -57,16 +57,6 @@ fn crash_at(d: &mut Daemon, point: &str, args: &[&str]) {
     d.set_env(CRASH_ENV, None);
 }
 
-/// Container cgroups (below this daemon's cgroup parent) in any hierarchy.
-fn container_cgroups(d: &Daemon) -> Vec<PathBuf> {
-    cgroup_dirs(&d.cgroup_parent)
-        .into_iter()
-        .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect()
-}
-
 fn entries(dir: PathBuf) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .into_iter()
@@ -93,7 +83,11 @@ fn assert_nothing_left(d: &Daemon) {
         .filter(|p| Some(*p as u32) != d.pid())
         .collect();
     assert!(procs.is_empty(), "processes left: {procs:?}");
-    assert_eq!(container_cgroups(d), Vec::<PathBuf>::new(), "cgroups left");
+    assert_eq!(
+        container_cgroups(&d.cgroup_parent),
+        Vec::<PathBuf>::new(),
+        "cgroups left"
+    );
     for dir in [
         d.data_root.join("containers"),
         d.data_root.join("overlay/containers"),
