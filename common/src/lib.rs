@@ -2,5 +2,6 @@
 
 pub mod atomic;
 pub mod crashpoint;
+pub mod mux;
 pub mod shim;
 pub mod tree;

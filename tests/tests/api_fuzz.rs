@@ -795,7 +795,12 @@ impl Fuzz {
             }
         }
         if status < 300 && self.renew_fz_after_accept {
-            api(&self.d, "DELETE", &format!("/containers/{}?force=1", self.w.fz), None);
+            api(
+                &self.d,
+                "DELETE",
+                &format!("/containers/{}?force=1", self.w.fz),
+                None,
+            );
             self.w.fz = make_fz(&self.d);
             self.baseline = snapshot(&self.d, &self.w);
         }

@@ -185,7 +185,7 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<Value, ContainerEr
         memory.insert("limit".into(), json!(hc.memory));
         // Unset swap means as much swap as memory, as dockerd does.
         let swap = match hc.memory_swap {
-            0 => hc.memory * 2,
+            0 => hc.memory.saturating_mul(2),
             s => s,
         };
         memory.insert("swap".into(), json!(swap));
