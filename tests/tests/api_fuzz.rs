@@ -981,13 +981,28 @@ fn generated_requests_never_fail_the_daemon() {
         let op = operation(&spec, path, method);
         let (schema, example) = body_schema(op);
         let net = path.starts_with("/networks/create");
-        let strategy = (target, body_strategy(&spec, &schema, example))
-            .prop_map(move |(t, mut b)| {
-                if net {
-                    if let Ok(mut v) = serde_json::from_slice::<Value>(&b) {
+        // Mostly name what exists, so the checks past the lookup run too.
+        let known_field = match path {
+            "/containers/create" => Some(("Image", "busybox")),
+            "/networks/{id}/connect" | "/networks/{id}/disconnect" => Some(("Container", "fz")),
+            _ => None,
+        };
+        let strategy = (
+            target,
+            body_strategy(&spec, &schema, example),
+            prop::bool::weighted(0.8),
+        )
+            .prop_map(move |(t, mut b, use_known)| {
+                if let Ok(mut v) = serde_json::from_slice::<Value>(&b) {
+                    if net {
                         confine_addresses(&mut v, slot);
-                        b = render(&v);
                     }
+                    if let (Some((k, known)), Value::Object(m)) = (known_field, &mut v) {
+                        if use_known {
+                            m.insert(k.to_string(), json!(known));
+                        }
+                    }
+                    b = render(&v);
                 }
                 ("POST".to_string(), t, b)
             })
