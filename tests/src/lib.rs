@@ -640,6 +640,28 @@ pub fn require_root() {
     );
 }
 
+/// Where the reliability tests (crash loop, leak soak, API fuzzer) leave
+/// their figures: `$BERTH_FIGURES_FILE`, or target/reliability-figures.txt.
+/// scripts/test.sh and scripts/reliability.sh print it at the end.
+pub fn figures_file() -> PathBuf {
+    std::env::var_os("BERTH_FIGURES_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/reliability-figures.txt"))
+}
+
+/// Prints a line of figures and appends it to [`figures_file`].
+pub fn report_figures(line: &str) {
+    eprintln!("{line}");
+    let appended = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(figures_file())
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = appended {
+        eprintln!("(figures not recorded: {e})");
+    }
+}
+
 /// The last `n` lines of `s`.
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();

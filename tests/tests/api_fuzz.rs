@@ -1104,15 +1104,14 @@ fn generated_requests_never_fail_the_daemon() {
     }
 
     let f = f.into_inner();
-    eprintln!(
-        "api fuzz: {} requests in {:.0?}, answers by status {:?}",
+    eprintln!("api fuzz: requests per endpoint: {}", figures.join(", "));
+    berth_tests::report_figures(&format!(
+        "api fuzz: {} generated requests to {} endpoints in {:.0?}, answers by status {:?}: no 5xx, crash, hang or change from a refused request",
         f.requests,
+        figures.len(),
         t0.elapsed(),
         f.statuses
-    );
-    for line in figures {
-        eprintln!("  {line}");
-    }
+    ));
 }
 
 fn op_name(op: &Value) -> String {
@@ -1430,9 +1429,9 @@ fn raw_http_abuse_is_refused_cleanly() {
     }
     // Still serving.
     assert!(f.d.ping(), "berthd stopped answering");
-    eprintln!(
-        "raw http abuse: {} exchanges, answers by status {:?}",
-        f.requests, f.statuses
-    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    berth_tests::report_figures(&format!(
+        "raw http abuse: {} exchanges, answers by status {:?}, all refused cleanly",
+        f.requests, f.statuses
+    ));
 }

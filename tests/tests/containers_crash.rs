@@ -539,8 +539,8 @@ fn kill9_at_random_points_converges() {
     }
     d.docker_ok(&["image", "prune", "-f"]);
     berth_tests::image_store::assert_consistent(&d.data_root);
-    eprintln!(
-        "crash loop: {iterations} iterations ({ops:?}), {crashes} kills, {} containers at the end, all consistent, nothing leaked",
+    berth_tests::report_figures(&format!(
+        "crash loop: {iterations} iterations ({ops:?}), {crashes} kills, {} containers at the end, all consistent, nothing leaked (BERTH_CRASH_SEED={seed})",
         names.len()
-    );
+    ));
 }

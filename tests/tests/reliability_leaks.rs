@@ -191,7 +191,7 @@ fn run_exec_rm_cycles_leak_nothing() {
         after == before
     });
     let rss_after = rss_kib(&d);
-    eprintln!(
+    berth_tests::report_figures(&format!(
         "leak soak: {cycles} cycles of run/exec/rm (volumes, 2 published ports, user network every other cycle); \
          berthd RSS {rss_before} KiB before, {rss_peak} KiB at the end, {rss_after} KiB settled; \
          fds {} -> {}, threads {} -> {}, mounts {} -> {}, cgroups {} -> {}, veths {} -> {}, \
@@ -212,7 +212,7 @@ fn run_exec_rm_cycles_leak_nothing() {
         after.shims,
         before.exec_root_files.len(),
         after.exec_root_files.len(),
-    );
+    ));
     if !settled {
         let diff = |what: &str, b: &dyn std::fmt::Debug, a: &dyn std::fmt::Debug| {
             format!("{what}:\n  before {b:?}\n  after  {a:?}\n")
