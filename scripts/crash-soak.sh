@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long form of the crash-consistency test: kill -9 of berthd at random
-# points of run/create/start/stop/restart/rm, N times (default 200; CI runs
+# points of run/create/start/stop/restart/rm/commit/load, N times (default 200; CI runs
 # 20 as part of scripts/test.sh), then every container must start, stop and
 # be removed, leaving nothing behind. Prints the figures at the end.
 # Usage: scripts/crash-soak.sh [ITERATIONS] (BERTH_CRASH_SEED replays a run)

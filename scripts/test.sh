@@ -11,4 +11,19 @@ mkdir -p target/fixtures
 [ -f target/fixtures/busybox.tar ] || rootfs-fixtures/build.sh target/fixtures
 [ -f target/fixtures/python.tar ] || rootfs-fixtures/build-python.sh target/fixtures
 export BERTH_FIXTURES=$PWD/target/fixtures
-cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-4}"
+threads="${BERTH_TEST_THREADS:-4}"
+# The short forms of the reliability suite (crash loop, leak soak, API
+# fuzzer) first, so their figures can be printed; then everything else.
+reliability=(kill9_at_random_points_converges run_exec_rm_cycles_leak_nothing
+    generated_requests_never_fail_the_daemon raw_http_abuse_is_refused_cleanly)
+export BERTH_FIGURES_FILE=$PWD/target/reliability-figures.txt
+: >"$BERTH_FIGURES_FILE"
+status=0
+cargo test -p berth-tests --test containers_crash --test reliability_leaks --test api_fuzz \
+    -- --test-threads="$threads" "${reliability[@]}" || status=1
+echo "== reliability figures (the long forms: scripts/reliability.sh)"
+cat "$BERTH_FIGURES_FILE"
+skips=()
+for t in "${reliability[@]}"; do skips+=(--skip "$t"); done
+cargo test --workspace --no-fail-fast -- --test-threads="$threads" "${skips[@]}" || status=1
+exit "$status"

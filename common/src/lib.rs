@@ -1,5 +1,7 @@
 //! Small pieces shared by berthd, berth-shim and berth-runtime.
 
 pub mod atomic;
+pub mod crashpoint;
+pub mod mux;
 pub mod shim;
 pub mod tree;

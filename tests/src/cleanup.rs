@@ -149,6 +149,19 @@ pub fn cgroup_dirs(cgroup_parent: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Container cgroups: the directories directly below `cgroup_parent` in
+/// every hierarchy.
+pub fn container_cgroups(cgroup_parent: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = cgroup_dirs(cgroup_parent)
+        .into_iter()
+        .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
 fn thaw_cgroups(cgroup_parent: &str) {
     for d in cgroup_dirs(cgroup_parent) {
         for sub in walk_dirs(&d) {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub mod cleanup;
 pub mod dockerd;
+pub mod image_store;
 pub mod py;
 pub mod registry;
 pub mod tarball;
@@ -654,6 +655,28 @@ pub fn require_root() {
         euid, 0,
         "berth's integration tests need root (CI runs them as root)"
     );
+}
+
+/// Where the reliability tests (crash loop, leak soak, API fuzzer) leave
+/// their figures: `$BERTH_FIGURES_FILE`, or target/reliability-figures.txt.
+/// scripts/test.sh and scripts/reliability.sh print it at the end.
+pub fn figures_file() -> PathBuf {
+    std::env::var_os("BERTH_FIGURES_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/reliability-figures.txt"))
+}
+
+/// Prints a line of figures and appends it to [`figures_file`].
+pub fn report_figures(line: &str) {
+    eprintln!("{line}");
+    let appended = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(figures_file())
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = appended {
+        eprintln!("(figures not recorded: {e})");
+    }
 }
 
 /// The last `n` lines of `s`.

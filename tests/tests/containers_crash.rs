@@ -1,7 +1,8 @@
-//! berthd killed (as `kill -9`) in the middle of create, start, stop and
-//! remove: after a restart every container is in a consistent state, can
-//! be started, stopped and removed, and nothing (mount, cgroup, shim,
-//! runtime state, files) is left behind.
+//! berthd killed (as `kill -9`) in the middle of create, start, stop,
+//! remove, commit and load: after a restart every container is in a
+//! consistent state, can be started, stopped and removed, nothing (mount,
+//! cgroup, shim, runtime state, files) is left behind, and the image store
+//! shows no half-made image and keeps no unreachable layer or blob.
 //!
 //! Crashes at exact points use berthd's test-only `BERTH_TEST_CRASH_AT`
 //! hook (daemon/src/containers/crashpoint.rs); the loop at the end kills
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::cleanup::{cgroup_dirs, mounts_under, processes_under};
+use berth_tests::cleanup::{container_cgroups, mounts_under, processes_under};
 use berth_tests::{wait_until, Daemon};
 
 const CRASH_ENV: &str = "BERTH_TEST_CRASH_AT";
@@ -56,16 +57,6 @@ fn crash_at(d: &mut Daemon, point: &str, args: &[&str]) {
     d.set_env(CRASH_ENV, None);
 }
 
-/// Container cgroups (below this daemon's cgroup parent) in any hierarchy.
-fn container_cgroups(d: &Daemon) -> Vec<PathBuf> {
-    cgroup_dirs(&d.cgroup_parent)
-        .into_iter()
-        .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect()
-}
-
 fn entries(dir: PathBuf) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .into_iter()
@@ -92,7 +83,11 @@ fn assert_nothing_left(d: &Daemon) {
         .filter(|p| Some(*p as u32) != d.pid())
         .collect();
     assert!(procs.is_empty(), "processes left: {procs:?}");
-    assert_eq!(container_cgroups(d), Vec::<PathBuf>::new(), "cgroups left");
+    assert_eq!(
+        container_cgroups(&d.cgroup_parent),
+        Vec::<PathBuf>::new(),
+        "cgroups left"
+    );
     for dir in [
         d.data_root.join("containers"),
         d.data_root.join("overlay/containers"),
@@ -255,6 +250,132 @@ fn remove_interrupted_is_finished() {
     }
 }
 
+fn wait_status(d: &Daemon, name: &str, want: &str) {
+    assert!(
+        wait_until(Duration::from_secs(30), || status(d, name) == want),
+        "{name} is {}, not {want}:\n{}",
+        status(d, name),
+        berth_tests::tail(&d.log(), 30)
+    );
+}
+
+/// The busybox image plus one file, saved to `<dir>/extra.tar` as
+/// `extra:1` and removed again, so loading it unpacks a new layer.
+fn extra_image_archive(d: &Daemon) -> String {
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "mk",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /extra",
+    ]);
+    d.docker_ok(&["commit", "mk", "extra:1"]);
+    d.docker_ok(&["rm", "mk"]);
+    let tar = d.dir.path().join("extra.tar").display().to_string();
+    d.docker_ok(&["save", "-o", &tar, "extra:1"]);
+    d.docker_ok(&["rmi", "extra:1"]);
+    tar
+}
+
+fn image_ids(d: &Daemon) -> String {
+    d.docker_ok(&[
+        "images",
+        "-a",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Repository}}:{{.Tag}}",
+    ])
+}
+
+#[test]
+fn commit_load_and_stop_interrupted_leave_nothing_half_done() {
+    let mut d = Daemon::with_busybox();
+    let extra = extra_image_archive(&d);
+    let mut args = vec!["run", "-d", "--name", "ctr", "busybox"];
+    args.extend(LOOP);
+    d.docker_ok(&args);
+    d.docker_ok(&["exec", "ctr", "sh", "-c", "echo data > /committed"]);
+    let before = image_ids(&d);
+    berth_tests::image_store::assert_consistent(&d.data_root);
+
+    for point in [
+        "commit:after-pause",
+        "commit:after-diff",
+        "image:after-layer",
+        "image:after-record",
+    ] {
+        crash_during(&mut d, point, &["commit", "ctr", "snap:1"]);
+        // The container the commit had paused runs again.
+        wait_status(&d, "ctr", "running");
+        berth_tests::image_store::assert_consistent(&d.data_root);
+        if point == "image:after-record" {
+            // The image was complete: it is there, with its tag.
+            let img = d.inspect("image", "snap:1");
+            assert_eq!(img["RootFS"]["Layers"].as_array().map(Vec::len), Some(2));
+            d.docker_ok(&["rmi", "snap:1"]);
+        }
+        assert_eq!(image_ids(&d), before, "{point}: images changed");
+        // A retried commit works and holds the container's change.
+        d.docker_ok(&["commit", "ctr", "snap:1"]);
+        let out = d.docker_ok(&["run", "--rm", "snap:1", "cat", "/committed"]);
+        assert_eq!(out.trim(), "data", "{point}");
+        d.docker_ok(&["rmi", "snap:1"]);
+        berth_tests::image_store::assert_consistent(&d.data_root);
+        fs::write(&d.log_file, "").unwrap();
+    }
+
+    for point in [
+        "load:after-spool",
+        "image:after-layer",
+        "image:after-record",
+    ] {
+        crash_during(&mut d, point, &["load", "-i", &extra]);
+        berth_tests::image_store::assert_consistent(&d.data_root);
+        if point == "image:after-record" {
+            d.inspect("image", "extra:1");
+            d.docker_ok(&["rmi", "extra:1"]);
+        }
+        assert_eq!(image_ids(&d), before, "{point}: images changed");
+        d.docker_ok(&["load", "-i", &extra]);
+        let out = d.docker_ok(&["run", "--rm", "extra:1", "cat", "/extra"]);
+        assert_eq!(out.trim(), "x", "{point}");
+        d.docker_ok(&["rmi", "extra:1"]);
+        berth_tests::image_store::assert_consistent(&d.data_root);
+        fs::write(&d.log_file, "").unwrap();
+    }
+
+    // A stop whose signal went out: the container ended while berthd was
+    // down, and that exit is what the next berthd reports.
+    crash_during(&mut d, "stop:after-signal", &["stop", "ctr"]);
+    wait_status(&d, "ctr", "exited");
+    start_stop_remove(&d, "ctr");
+    // One that ignores the signal keeps running and stops normally.
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    ]);
+    crash_during(
+        &mut d,
+        "stop:after-signal",
+        &["stop", "-t", "30", "stubborn"],
+    );
+    wait_status(&d, "stubborn", "running");
+    d.docker_ok(&["stop", "-t", "1", "stubborn"]);
+    assert_eq!(status(&d, "stubborn"), "exited");
+    d.docker_ok(&["start", "stubborn"]);
+    d.docker_ok(&["rm", "-f", "stubborn"]);
+    assert_nothing_left(&d);
+    berth_tests::image_store::assert_consistent(&d.data_root);
+}
+
 /// A tiny xorshift generator: the seed is printed, so a failing sequence
 /// can be replayed with `BERTH_CRASH_SEED`.
 struct Rng(u64);
@@ -304,6 +425,8 @@ fn check_consistent(d: &Daemon, iteration: u32, op: &str) -> BTreeMap<String, St
         // created/exited one must start.
         match state.as_str() {
             "running" => {}
+            // Paused by a commit the kill interrupted: restore resumes it.
+            "paused" => wait_status(d, name, "running"),
             "created" | "exited" => {
                 let out = d.docker(&["start", name]);
                 assert!(
@@ -337,6 +460,7 @@ fn kill9_at_random_points_converges() {
                 | 1
         });
     eprintln!("crash loop: {iterations} iterations, BERTH_CRASH_SEED={seed}");
+    let extra = extra_image_archive(&d);
     let mut rng = Rng(seed);
     let mut states: BTreeMap<String, String> = BTreeMap::new();
     let mut next_name = 0;
@@ -348,9 +472,15 @@ fn kill9_at_random_points_converges() {
         let fresh = format!("c{next_name}");
         let room = names.len() < 3;
         let words = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
-        let (op, args) = match (rng.next(5), pick) {
+        let (op, args) = match (rng.next(7), pick) {
             (0, _) | (_, None) if room => ("run", words(&["run", "-d", "--name", &fresh])),
             (4, _) if room => ("create", words(&["create", "--name", &fresh])),
+            (5, Some(n)) => ("commit", words(&["commit", &n, "snap:1"])),
+            (6, _) => {
+                // Loading unpacks a new layer only if the image is gone.
+                let _ = d.docker(&["rmi", "extra:1"]);
+                ("load", words(&["load", "-i", &extra]))
+            }
             (1, Some(n)) => ("stop", words(&["stop", "-t", "1", &n])),
             (2, Some(n)) => ("restart", words(&["restart", "-t", "0", &n])),
             (3, Some(n)) => ("rm", words(&["rm", "-f", &n])),
@@ -382,6 +512,11 @@ fn kill9_at_random_points_converges() {
         reap(child);
         d.start_again();
         states = check_consistent(&d, i, op);
+        berth_tests::image_store::assert_consistent(&d.data_root);
+        if op == "commit" {
+            // Older commits lost their tag to the newer ones.
+            d.docker_ok(&["image", "prune", "-f"]);
+        }
     }
     // Every container left can be stopped, started and removed.
     let names: Vec<String> = states.keys().cloned().collect();
@@ -399,8 +534,13 @@ fn kill9_at_random_points_converges() {
         "containers left"
     );
     assert_nothing_left(&d);
-    eprintln!(
-        "crash loop: {iterations} iterations ({ops:?}), {crashes} kills, {} containers at the end, all consistent, nothing leaked",
+    for img in ["snap:1", "extra:1"] {
+        let _ = d.docker(&["rmi", img]);
+    }
+    d.docker_ok(&["image", "prune", "-f"]);
+    berth_tests::image_store::assert_consistent(&d.data_root);
+    berth_tests::report_figures(&format!(
+        "crash loop: {iterations} iterations ({ops:?}), {crashes} kills, {} containers at the end, all consistent, nothing leaked (BERTH_CRASH_SEED={seed})",
         names.len()
-    );
+    ));
 }

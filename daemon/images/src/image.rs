@@ -17,6 +17,11 @@ pub struct ImageMeta {
     pub parent: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_tag_time: Option<DateTime<Utc>>,
+    /// Tags being pointed at the image when the record was written: a
+    /// crash before they all are is completed at the next open, so an
+    /// image never shows up without the tags its load or commit gave it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_tags: Vec<String>,
 }
 
 /// An image as the store knows it.

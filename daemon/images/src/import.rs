@@ -163,6 +163,7 @@ impl ImageStore {
             Some(diff) => Some(self.add_layer(parent.as_ref().and_then(|p| p.top_layer()), diff)?),
             None => None,
         };
+        berth_common::crashpoint::reached("image:after-layer");
         let created = format_time(&Utc::now());
         let (os, arch) = host_platform();
         let mut diff_ids: Vec<Value> = parent

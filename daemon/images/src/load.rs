@@ -61,6 +61,7 @@ impl ImageStore {
     ) -> Result<LoadReport> {
         let tmp = self.new_tmp_dir("load")?;
         let spool = Spool::read(archive, &tmp.0, Some(&self.layers))?;
+        berth_common::crashpoint::reached("load:after-spool");
         let candidates = if spool.contains("manifest.json") {
             docker_archive_candidates(&spool)?
         } else if spool.contains("index.json") {
@@ -142,6 +143,7 @@ impl ImageStore {
             });
             parent = Some(layer.record.chain_id.clone());
             pins.push(pin);
+            berth_common::crashpoint::reached("image:after-layer");
         }
         let (img, replaced) = self.commit_image(&config, c.parent.clone(), &c.tags, &pins)?;
         for (r, old) in &replaced {

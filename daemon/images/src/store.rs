@@ -106,11 +106,23 @@ impl ImageStore {
             let Ok(id) = Digest::from_hex(hex) else {
                 continue;
             };
-            let meta: ImageMeta = read_json(&entry.path())?;
+            let mut meta: ImageMeta = read_json(&entry.path())?;
             let bytes = self.content.read(&id)?;
+            let pending = std::mem::take(&mut meta.pending_tags);
             let img = Image::from_config(id.clone(), &bytes, meta)?;
             for chain in &img.chain_ids {
                 self.layers.require(chain)?;
+            }
+            if !pending.is_empty() {
+                // A load or commit stopped between its record and its tags.
+                for t in &pending {
+                    let r = Reference::parse_normalized(t).map_err(|e| Error::Corrupt {
+                        path: entry.path(),
+                        reason: format!("pending tag {t:?}: {e}"),
+                    })?;
+                    st.refs.add(&r, &id)?;
+                }
+                self.write_meta(&id, &img.meta)?;
             }
             st.images.insert(id, Arc::new(img));
         }
@@ -313,6 +325,7 @@ impl ImageStore {
         let mut meta = existing_meta.clone().unwrap_or(ImageMeta {
             parent,
             last_tag_time: None,
+            pending_tags: Vec::new(),
         });
         if !tags.is_empty() {
             meta.last_tag_time = Some(Utc::now());
@@ -321,10 +334,12 @@ impl ImageStore {
         for chain in &img.chain_ids {
             self.layers.require(chain)?;
         }
-        let meta_path = self.images_dir.join(format!("{}.json", id.hex()));
-        let data = serde_json::to_vec(&meta).map_err(|e| Error::invalid(e.to_string()))?;
-        berth_common::atomic::write_file(&meta_path, &data)
-            .ctx(|| format!("write {}", meta_path.display()))?;
+        let pending = ImageMeta {
+            pending_tags: tags.iter().map(|t| t.to_string()).collect(),
+            ..meta
+        };
+        self.write_meta(&id, &pending)?;
+        berth_common::crashpoint::reached("image:after-record");
         st.images.insert(id.clone(), img.clone());
         let mut replaced = Vec::new();
         for t in tags {
@@ -332,7 +347,17 @@ impl ImageStore {
                 replaced.push((t.clone(), old));
             }
         }
+        if !tags.is_empty() {
+            self.write_meta(&id, &img.meta)?;
+        }
         Ok((img, replaced))
+    }
+
+    fn write_meta(&self, id: &Digest, meta: &ImageMeta) -> Result<()> {
+        let meta_path = self.images_dir.join(format!("{}.json", id.hex()));
+        let data = serde_json::to_vec(meta).map_err(|e| Error::invalid(e.to_string()))?;
+        berth_common::atomic::write_file(&meta_path, &data)
+            .ctx(|| format!("write {}", meta_path.display()))
     }
 
     pub(crate) fn set_last_tag_time(&self, st: &mut State, id: &Digest) -> Result<()> {

@@ -23,7 +23,7 @@ use berth_images::{changes, Digest};
 use super::error::{ApiError, ApiResult};
 use super::extract::{OptionalJsonBody, QueryParams};
 use crate::containers::record::Status;
-use crate::containers::ContainerError;
+use crate::containers::{crashpoint, ContainerError};
 use crate::daemon::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -109,20 +109,11 @@ async fn commit(
     // In a task of its own, so a client going away cannot leave the
     // container paused.
     let task = tokio::spawn(async move {
-        // As dockerd, a pause that fails (the container just exited) does
-        // not stop the commit: a container that is not running needs none.
-        let paused_here = pause
-            && c.status() == Status::Running
-            && match state.containers.pause(&c.id).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::debug!(container = %c.id, error = %e, "not paused for the commit");
-                    false
-                }
-            };
+        let paused_here = pause && state.containers.pause_for_commit(&c.id).await?;
         let store = state.images.clone();
         let result = tokio::task::spawn_blocking(move || {
             let diff = diff_to_file(&layer)?;
+            crashpoint::reached("commit:after-diff");
             store.create_from_diff(diff, &opts).map_err(ApiError::from)
         })
         .await
@@ -144,7 +135,7 @@ async fn commit(
             id
         });
         if paused_here {
-            if let Err(e) = state.containers.unpause(&c.id).await {
+            if let Err(e) = state.containers.resume_after_commit(&c.id).await {
                 tracing::warn!(container = %c.id, error = %e, "unpausing after commit");
             }
         }
@@ -156,12 +147,46 @@ async fn commit(
     Ok((StatusCode::CREATED, Json(json!({ "Id": id }))))
 }
 
-/// Writes the diff of the container's upper dir to an unlinked temporary
+/// Writes the diff of the container's upper dir to an unnamed temporary
 /// file next to it (a diff can be large) and returns it rewound.
 fn diff_to_file(layer: &Path) -> ApiResult<File> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
     let upper = layer.join("upper");
-    let tmp: PathBuf = layer.join(format!(
+    let file = unnamed_file_in(layer)?;
+    let mut file = write_diff(&upper, file).map_err(ApiError::from)?;
+    use std::io::{Seek, SeekFrom, Write};
+    file.flush()
+        .and_then(|_| file.seek(SeekFrom::Start(0)))
+        .map_err(|e| ApiError::internal(format!("writing the diff: {e}")))?;
+    Ok(file)
+}
+
+/// A file without a name in `dir` (O_TMPFILE), so a crash cannot leave it
+/// behind; where the filesystem lacks O_TMPFILE, a named one unlinked at
+/// at once.
+fn unnamed_file_in(dir: &Path) -> ApiResult<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match File::options()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    {
+        Ok(f) => return Ok(f),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR)
+            ) => {}
+        Err(e) => {
+            return Err(ApiError::internal(format!(
+                "creating a file in {}: {e}",
+                dir.display()
+            )))
+        }
+    }
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let tmp: PathBuf = dir.join(format!(
         "commit-{}-{}.tar",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
@@ -172,13 +197,7 @@ fn diff_to_file(layer: &Path) -> ApiResult<File> {
         .create_new(true)
         .open(&tmp)
         .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp.display())))?;
-    // Unlinked at once: the open handle keeps the data until dropped.
     let _ = fs::remove_file(&tmp);
-    let mut file = write_diff(&upper, file).map_err(ApiError::from)?;
-    use std::io::{Seek, SeekFrom, Write};
-    file.flush()
-        .and_then(|_| file.seek(SeekFrom::Start(0)))
-        .map_err(|e| ApiError::internal(format!("writing the diff: {e}")))?;
     Ok(file)
 }
 

@@ -112,6 +112,9 @@ async fn prepare(req: Request, next: Next) -> Response {
     };
     if resp.status().is_client_error() || resp.status().is_server_error() {
         unread.drain().await;
+        if method != Method::HEAD {
+            resp = json_error(resp).await;
+        }
     }
     // As dockerd, every response names the server and its API version.
     let headers = resp.headers_mut();
@@ -126,6 +129,35 @@ async fn prepare(req: Request, next: Next) -> Response {
         tracing::debug!(%method, %path, %query, status, ms, "request");
     }
     resp
+}
+
+/// An error answered in plain text (axum's own rejections: a path
+/// segment that is not UTF-8, a query that does not parse) as the JSON
+/// `{"message": …}` every client expects.
+async fn json_error(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_string()
+    } else {
+        text
+    };
+    ApiError::new(parts.status, message).into_response()
 }
 
 fn strip_path(uri: &Uri, path: &str) -> ApiResult<Uri> {

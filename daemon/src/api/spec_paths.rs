@@ -115,7 +115,9 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
 
 /// The spec template `method path` matches, if any.
 pub fn find(method: &str, path: &str) -> Option<&'static str> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // A trailing slash is a segment of its own (an empty name): dockerd's
+    // router matches `/networks/` to nothing, not to `/networks`.
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     ENDPOINTS
         .iter()
         .find(|(m, template)| {
@@ -160,6 +162,8 @@ mod tests {
     #[test]
     fn matches_templates() {
         assert_eq!(find("POST", "/build"), Some("/build"));
+        assert_eq!(find("GET", "/networks/"), None);
+        assert_eq!(find("GET", "/swarm/"), None);
         assert_eq!(
             find("GET", "/containers/abc/json"),
             Some("/containers/{id}/json")

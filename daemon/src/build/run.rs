@@ -177,26 +177,21 @@ async fn execute(
 /// Demultiplexes the attach stream into `stream` messages; stderr in red,
 /// as dockerd's classic builder prints it.
 async fn relay_output(mut io: tokio::io::DuplexStream, out: &Output) -> Result<(), BuildError> {
-    let mut buf = Vec::new();
+    let mut frames = berth_common::mux::FrameParser::default();
     let mut chunk = vec![0u8; 32 * 1024];
     loop {
         let n = io.read(&mut chunk).await.unwrap_or(0);
         if n == 0 {
             return Ok(());
         }
-        buf.extend_from_slice(&chunk[..n]);
-        while buf.len() >= 8 {
-            let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
-            if buf.len() < 8 + len {
-                break;
-            }
-            let text = String::from_utf8_lossy(&buf[8..8 + len]).into_owned();
-            let msg = if buf[0] == 2 {
+        frames.push(&chunk[..n]);
+        while let Some((stream, payload)) = frames.next_frame() {
+            let text = String::from_utf8_lossy(&payload).into_owned();
+            let msg = if stream == 2 {
                 format!("\u{1b}[91m{text}\u{1b}[0m")
             } else {
                 text
             };
-            buf.drain(..8 + len);
             out.stream(msg).await?;
         }
     }

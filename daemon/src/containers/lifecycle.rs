@@ -659,6 +659,7 @@ impl Containers {
             if let Err(e) = self.signal(&rec, sig, false).await {
                 tracing::warn!(id = %rec.id, error = %e, "stop signal failed; killing");
             }
+            crashpoint::reached("stop:after-signal");
             if rec.state.status == Status::Paused {
                 let _ = self.shim(&rec.id).call(&Request::Resume).await;
             }

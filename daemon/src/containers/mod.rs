@@ -6,6 +6,7 @@
 //! events or the others.
 
 mod attach;
+mod commit_pause;
 pub mod config;
 pub mod core;
 pub mod crashpoint;

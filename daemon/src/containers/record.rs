@@ -135,6 +135,8 @@ pub enum Pending {
     Starting,
     /// Removal has begun; restore finishes it.
     Removing { volumes: bool },
+    /// `docker commit` paused the running container; restore resumes it.
+    Committing,
 }
 
 impl ContainerRecord {

@@ -58,6 +58,8 @@ impl Containers {
                 }
                 Some(Pending::Removing { volumes }) => Task::FinishRemoval { volumes },
                 Some(Pending::Starting) => Task::Settle,
+                Some(Pending::Committing) if rec.state.status.is_live() => Task::Adopt,
+                Some(Pending::Committing) => Task::Settle,
                 None if rec.state.status == Status::Restarting => Task::Restart,
                 None if rec.state.status.is_live() || rec.state.status == Status::Removing => {
                     Task::Adopt
@@ -129,6 +131,7 @@ impl Containers {
                             };
                             let _ = self.save(&r);
                         }
+                        self.resume_interrupted_commit(&c).await;
                         tracing::info!(id = %c.id, "adopted running container");
                         crate::health::watch(self, &c);
                         self.spawn_monitor(c, conn);
@@ -164,7 +167,33 @@ impl Containers {
         // The exit handling leaves no runtime state, mount or bundle; a
         // shim that died without `runtime delete` may leave runtime state.
         self.force_delete_runtime_state(&c.snapshot()).await;
+        {
+            let mut r = c.lock();
+            if r.pending == Some(Pending::Committing) {
+                r.pending = None;
+            }
+        }
         self.handle_exit(&c, exit, error).await;
+    }
+
+    /// A commit that paused the container was interrupted: resume it.
+    async fn resume_interrupted_commit(&self, c: &Container) {
+        if c.snapshot().pending != Some(Pending::Committing) {
+            return;
+        }
+        let resumed =
+            c.status() != Status::Paused || self.shim(&c.id).call(&Request::Resume).await.is_ok();
+        let mut r = c.lock();
+        if resumed {
+            tracing::info!(id = %c.id, "resumed a container an interrupted commit had paused");
+            if r.state.status == Status::Paused {
+                r.state.status = Status::Running;
+            }
+        }
+        r.pending = None;
+        if let Err(e) = self.save(&r) {
+            tracing::warn!(id = %r.id, error = %e, "clearing the commit marker");
+        }
     }
 
     /// A container that is not running. A start a crash interrupted may
@@ -186,6 +215,11 @@ impl Containers {
         self.force_delete_runtime_state(&rec).await;
         self.cleanup_runtime(&rec.id).await;
         remove_cgroups(&cgroup_path(&self.settings.cgroup_parent, &rec));
+        if rec.pending == Some(Pending::Committing) {
+            let mut r = c.lock();
+            r.pending = None;
+            let _ = self.save(&r);
+        }
         if interrupted || rec.state.status.is_live() {
             tracing::info!(id = %rec.id, "undid a start that was interrupted");
             let mut r = c.lock();

@@ -56,7 +56,7 @@ pub fn parse(raw: &str) -> Result<i32, String> {
                 .parse()
                 .map_err(|_| format!("Invalid signal: {raw}"))?
         };
-        return Ok(libc::SIGRTMIN() + off);
+        return realtime(libc::SIGRTMIN().checked_add(off), raw);
     }
     if let Some(rt) = name.strip_prefix("RTMAX") {
         let off: i32 = if rt.is_empty() {
@@ -64,7 +64,7 @@ pub fn parse(raw: &str) -> Result<i32, String> {
         } else {
             rt.parse().map_err(|_| format!("Invalid signal: {raw}"))?
         };
-        return Ok(libc::SIGRTMAX() + off);
+        return realtime(libc::SIGRTMAX().checked_add(off), raw);
     }
     SIGNALS
         .iter()
@@ -73,9 +73,26 @@ pub fn parse(raw: &str) -> Result<i32, String> {
         .ok_or_else(|| format!("Invalid signal: {raw}"))
 }
 
+/// A real-time signal only between SIGRTMIN and SIGRTMAX (`RTMAX+1`,
+/// `RTMIN-3` and overflowing offsets name none).
+fn realtime(n: Option<i32>, raw: &str) -> Result<i32, String> {
+    n.filter(|n| (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(n))
+        .ok_or_else(|| format!("Invalid signal: {raw}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn realtime_signals_stay_in_range() {
+        assert_eq!(parse("SIGRTMAX"), Ok(libc::SIGRTMAX()));
+        assert_eq!(parse("RTMIN+2"), Ok(libc::SIGRTMIN() + 2));
+        assert_eq!(parse("SIGRTMAX-1"), Ok(libc::SIGRTMAX() - 1));
+        for bad in ["SIGRTMAX+1", "RTMIN-1", "RTMIN+2147483647", "RTMAX-99"] {
+            assert_eq!(parse(bad), Err(format!("Invalid signal: {bad}")));
+        }
+    }
 
     #[test]
     fn names_and_numbers() {

@@ -170,7 +170,21 @@ impl LayerStore {
             graveyard: Mutex::default(),
         };
         store.clear_tmp()?;
+        store.remove_dangling_links()?;
         Ok(store)
+    }
+
+    /// Short links whose layer is gone (a crash between removing a layer
+    /// and its link, or between publishing one and linking it).
+    fn remove_dangling_links(&self) -> Result<()> {
+        let dir = self.root.join("l");
+        for entry in fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))? {
+            let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+            if fs::metadata(entry.path()).is_err() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {

@@ -34,32 +34,7 @@ pub enum RelayEnd {
     ClientGone,
 }
 
-/// Splits the shim's framed output into (stream, payload) frames.
-#[derive(Default)]
-pub struct FrameParser {
-    buf: Vec<u8>,
-}
-
-impl FrameParser {
-    pub fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-    }
-
-    /// The next complete frame, if any.
-    pub fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
-        if self.buf.len() < 8 {
-            return None;
-        }
-        let len = u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
-        if self.buf.len() < 8 + len {
-            return None;
-        }
-        let stream = self.buf[0];
-        let payload = self.buf[8..8 + len].to_vec();
-        self.buf.drain(..8 + len);
-        Some((stream, payload))
-    }
-}
+pub use berth_common::mux::FrameParser;
 
 /// Run until one side ends. The client's write half is handed back
 /// unclosed so the caller can finish (e.g. record the exit code) before

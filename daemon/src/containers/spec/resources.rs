@@ -81,6 +81,12 @@ pub fn validate(hc: &HostConfig) -> Result<(), ContainerError> {
             "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
         ));
     }
+    if hc.cpu_quota < -1 {
+        return Err(invalid(format!(
+            "invalid CPU cfs quota ({}): use -1 for unlimited",
+            hc.cpu_quota
+        )));
+    }
     if hc.cpu_quota > 0 && hc.cpu_quota < 1000 {
         return Err(invalid(
             "CPU cfs quota can not be less than 1ms (i.e. 1000)",
@@ -96,6 +102,14 @@ pub fn validate(hc: &HostConfig) -> Result<(), ContainerError> {
             "invalid CPU shares ({}): value must be a positive integer",
             hc.cpu_shares
         )));
+    }
+    // runc's words: the kernel clamps cpu.shares to 2..=262144 and runc
+    // refuses a value it did not take as given.
+    if hc.cpu_shares > 262_144 {
+        return Err(invalid("the maximum allowed cpu-shares is 262144"));
+    }
+    if hc.cpu_shares == 1 {
+        return Err(invalid("the minimum allowed cpu-shares is 2"));
     }
     if hc.cpu_realtime_period < 0 || hc.cpu_realtime_runtime < -1 {
         return Err(invalid(
@@ -171,7 +185,7 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<Value, ContainerEr
         memory.insert("limit".into(), json!(hc.memory));
         // Unset swap means as much swap as memory, as dockerd does.
         let swap = match hc.memory_swap {
-            0 => hc.memory * 2,
+            0 => hc.memory.saturating_mul(2),
             s => s,
         };
         memory.insert("swap".into(), json!(swap));
