@@ -10,6 +10,7 @@ packages=(
     busybox-static                                # test images
     curl jq socat tmux procps iproute2 iptables   # test drivers and checks
     runc docker.io                                # the runc-compatibility test and benchmarks
+    docker-compose                                # compose 1.29 against berthd (tests/tests/compose_cli.rs)
     docker-registry skopeo apache2-utils openssl  # registry tests: server, filling it, htpasswd, test CA
 )
 missing=()

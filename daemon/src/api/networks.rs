@@ -8,7 +8,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{Filters, JsonBody, QueryParams};
@@ -264,52 +263,11 @@ async fn connect(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ConnectBody>,
 ) -> ApiResult<StatusCode> {
-    let c = state
-        .containers
-        .get(&body.container)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
-    let rec = c.snapshot();
-    if !rec.state.status.is_live() || rec.state.pid <= 0 {
-        return Err(ApiError::conflict(format!(
-            "container {} is not running: berth connects running containers only (start it, then connect)",
-            rec.id
-        )));
-    }
     let epc = body.endpoint_config.unwrap_or(Value::Null);
-    let ip = match epc
-        .pointer("/IPAMConfig/IPv4Address")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        Some(s) => Some(
-            s.parse::<Ipv4Addr>()
-                .map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {s}")))?,
-        ),
-        None => None,
-    };
-    let aliases: Vec<String> = epc
-        .get("Aliases")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let networks = state.networks.clone();
-    let pid = rec.state.pid;
-    let (net_id, rec_id) = (id.clone(), rec.id.clone());
-    tokio::task::spawn_blocking(move || networks.connect(&net_id, &rec, pid, ip, aliases))
-        .await
-        .map_err(|e| ApiError::from_internal("network task failed", e))??;
-    let v = state.networks.inspect(&id)?;
-    state.events.publish(
-        Event::new(EventType::Network, "connect", str_of(&v, "Id"))
-            .attr("container", rec_id)
-            .attr("name", str_of(&v, "Name"))
-            .attr("type", "bridge"),
-    );
+    state
+        .containers
+        .connect_network(&body.container, &id, epc)
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -325,24 +283,9 @@ async fn disconnect(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<DisconnectBody>,
 ) -> ApiResult<StatusCode> {
-    let c = state
+    state
         .containers
-        .get(&body.container)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
-    let _ = body.force;
-    let cid = c.id.clone();
-    let networks = state.networks.clone();
-    let net_id = id.clone();
-    let cid2 = cid.clone();
-    tokio::task::spawn_blocking(move || networks.disconnect(&net_id, &cid2))
-        .await
-        .map_err(|e| ApiError::from_internal("network task failed", e))??;
-    let v = state.networks.inspect(&id)?;
-    state.events.publish(
-        Event::new(EventType::Network, "disconnect", str_of(&v, "Id"))
-            .attr("container", cid)
-            .attr("name", str_of(&v, "Name"))
-            .attr("type", "bridge"),
-    );
+        .disconnect_network(&body.container, &id, body.force)
+        .await?;
     Ok(StatusCode::OK)
 }

@@ -205,6 +205,17 @@ impl Containers {
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "bridge".into();
         }
+        let networking_config = body.networking_config.unwrap_or(serde_json::json!({}));
+        let networking_config = match self.networks.get() {
+            Some(n) => n
+                .endpoints_at_create(host_config.network_mode(), &networking_config)
+                .map_err(|e| match e.status() {
+                    404 => ContainerError::NotFoundOther(e.to_string()),
+                    400 | 403 => ContainerError::InvalidParameter(e.to_string()),
+                    _ => ContainerError::Internal(e.to_string()),
+                })?,
+            None => networking_config,
+        };
         if host_config.network_mode == "host" && config.hostname.is_empty() {
             config.hostname = nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
@@ -242,7 +253,7 @@ impl Containers {
                 args,
                 config,
                 host_config,
-                networking_config: body.networking_config.unwrap_or(serde_json::json!({})),
+                networking_config,
                 image_id: image.id.clone(),
                 layers: image.layers.clone(),
                 state: State::default(),

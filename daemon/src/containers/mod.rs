@@ -16,6 +16,7 @@ mod hostfiles;
 mod image_source;
 mod lifecycle;
 pub mod names;
+mod networking;
 mod ops;
 mod query;
 pub mod record;

@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use super::configured;
 use super::dns::DNS_IP;
 use super::ports;
 use super::records::{ContainerNet, Endpoint, NetworkRecord};
@@ -55,40 +56,108 @@ pub fn network(n: &NetworkRecord, conts: &BTreeMap<String, ContainerNet>) -> Val
     })
 }
 
-fn endpoint(rec: &ContainerRecord, n: &NetworkRecord, ep: &Endpoint) -> Value {
-    let mut dns_names = Vec::new();
-    if !n.predefined {
-        dns_names.push(rec.name.trim_start_matches('/').to_string());
-        dns_names.extend(ep.aliases.iter().cloned());
-        dns_names.push(rec.id[..12.min(rec.id.len())].to_string());
+/// The parts of an endpoint that come from its config, as dockerd keeps
+/// them: absent ones are null.
+fn configured_fields(epc: &Value) -> Map<String, Value> {
+    let field = |k: &str| {
+        epc.get(k)
+            .filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let mut m = Map::new();
+    let ipam = field("IPAMConfig");
+    m.insert(
+        "IPAMConfig".into(),
+        if ipam.as_object().is_some_and(|o| !o.is_empty()) {
+            ipam
+        } else {
+            Value::Null
+        },
+    );
+    for k in ["Links", "Aliases"] {
+        let v = field(k);
+        m.insert(
+            k.into(),
+            if v.as_array().is_some_and(|a| !a.is_empty()) {
+                v
+            } else {
+                Value::Null
+            },
+        );
     }
-    json!({
-        "IPAMConfig": ep.requested_ip.map(|ip| json!({ "IPv4Address": ip.to_string() })),
-        "Links": [],
-        "Aliases": ep.aliases,
-        "MacAddress": ep.mac, "DriverOpts": null, "GwPriority": 0,
+    m.insert("DriverOpts".into(), field("DriverOpts"));
+    m.insert(
+        "GwPriority".into(),
+        epc.get("GwPriority").cloned().unwrap_or(json!(0)),
+    );
+    m
+}
+
+/// dockerd's DNSNames: name, aliases, short ID, hostname (user-defined
+/// networks only).
+fn dns_names(rec: &ContainerRecord, predefined: bool, aliases: &[String]) -> Value {
+    if predefined {
+        return Value::Null;
+    }
+    let mut names: Vec<String> = vec![rec.name.trim_start_matches('/').to_string()];
+    names.extend(aliases.iter().cloned());
+    names.push(rec.id[..12.min(rec.id.len())].to_string());
+    if !rec.config.hostname.is_empty() {
+        names.push(rec.config.hostname.clone());
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+    json!(names)
+}
+
+fn endpoint(rec: &ContainerRecord, n: &NetworkRecord, ep: &Endpoint) -> Value {
+    let mut m = configured_fields(&ep.config);
+    if m["IPAMConfig"].is_null() {
+        if let Some(ip) = ep.requested_ip {
+            m.insert(
+                "IPAMConfig".into(),
+                json!({ "IPv4Address": ip.to_string() }),
+            );
+        }
+    }
+    if m["Aliases"].is_null() && !ep.aliases.is_empty() {
+        m.insert("Aliases".into(), json!(ep.aliases));
+    }
+    let rest = json!({
+        "MacAddress": ep.mac,
         "NetworkID": n.id, "EndpointID": ep.endpoint_id, "Gateway": n.pool.gateway.to_string(),
         "IPAddress": ep.ip.to_string(), "IPPrefixLen": n.pool.subnet.prefix,
         "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "DNSNames": dns_names,
-    })
+        "DNSNames": dns_names(rec, n.predefined, &ep.aliases),
+    });
+    if let Value::Object(o) = rest {
+        m.extend(o);
+    }
+    Value::Object(m)
 }
 
 /// An endpoint that is configured but not plugged in (container not running).
-fn idle_endpoint(rec: &ContainerRecord, network_id: &str, name: &str) -> Value {
-    let aliases = rec
-        .networking_config
-        .get("EndpointsConfig")
-        .and_then(|e| e.get(name))
-        .and_then(|e| e.get("Aliases"))
-        .filter(|a| a.is_array())
-        .cloned()
-        .unwrap_or_else(|| json!([]));
-    json!({
-        "IPAMConfig": null, "Links": [], "Aliases": aliases, "MacAddress": "", "DriverOpts": null,
-        "GwPriority": 0, "NetworkID": network_id, "EndpointID": "", "Gateway": "", "IPAddress": "",
-        "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": [],
-    })
+fn idle_endpoint(rec: &ContainerRecord, network_id: &str, predefined: bool, epc: &Value) -> Value {
+    let mut m = configured_fields(epc);
+    let aliases: Vec<String> = m["Aliases"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mac = epc.get("MacAddress").and_then(Value::as_str).unwrap_or("");
+    let rest = json!({
+        "MacAddress": mac, "NetworkID": network_id, "EndpointID": "", "Gateway": "", "IPAddress": "",
+        "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "DNSNames": dns_names(rec, predefined, &aliases),
+    });
+    if let Value::Object(o) = rest {
+        m.extend(o);
+    }
+    Value::Object(m)
 }
 
 pub fn settings(
@@ -96,33 +165,34 @@ pub fn settings(
     cn: Option<&ContainerNet>,
     nets: &BTreeMap<String, NetworkRecord>,
 ) -> Value {
-    let mode = rec.host_config.network_mode();
     let mut networks = Map::new();
     let mut primary: Option<(&NetworkRecord, &Endpoint)> = None;
-    for ep in cn.map(|c| c.endpoints.as_slice()).unwrap_or_default() {
-        if let Some(n) = nets.get(&ep.network_id) {
-            networks.insert(n.name.clone(), endpoint(rec, n, ep));
-            if primary.is_none() {
-                primary = Some((n, ep));
+    match cn {
+        // Running: the endpoints plugged in.
+        Some(cn) => {
+            for ep in &cn.endpoints {
+                if let Some(n) = nets.get(&ep.network_id) {
+                    networks.insert(n.name.clone(), endpoint(rec, n, ep));
+                    if primary.is_none() {
+                        primary = Some((n, ep));
+                    }
+                }
             }
         }
-    }
-    if networks.is_empty() && !mode.starts_with("container:") {
-        let name = if mode == "default" { "bridge" } else { mode };
-        let id = match name {
-            "host" | "none" => pseudo_id(name),
-            _ => nets
-                .values()
-                .find(|n| n.name == name || n.id == name)
-                .map(|n| n.id.clone())
-                .unwrap_or_default(),
-        };
-        let shown = nets
-            .values()
-            .find(|n| n.id == id)
-            .map(|n| n.name.clone())
-            .unwrap_or_else(|| name.to_string());
-        networks.insert(shown.clone(), idle_endpoint(rec, &id, &shown));
+        // Not running: the networks it will be connected to at start.
+        None => {
+            for (name, epc) in configured::configured(rec) {
+                let (id, predefined) = match name.as_str() {
+                    "host" | "none" => (pseudo_id(&name), true),
+                    _ => nets
+                        .values()
+                        .find(|n| n.name == name || n.id == name)
+                        .map(|n| (n.id.clone(), n.predefined))
+                        .unwrap_or_default(),
+                };
+                networks.insert(name, idle_endpoint(rec, &id, predefined, &epc));
+            }
+        }
     }
     // The top-level (deprecated) fields describe the default bridge only.
     let legacy = primary.filter(|(n, _)| n.predefined);

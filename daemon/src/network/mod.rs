@@ -9,6 +9,7 @@
 //! namespaces (veth pairs, loopback, DNS listener) and
 //! [`Networks::release`] when the container stops or is removed.
 
+pub mod configured;
 mod dns;
 mod error;
 pub mod ipam;
@@ -67,8 +68,14 @@ pub struct Networks {
     nat: Nat,
     fwd: Forwarder,
     state: Mutex<State>,
-    /// Container ID → its proxy and DNS tasks.
-    tasks: Mutex<HashMap<String, Vec<AbortHandle>>>,
+    /// Container ID → its published ports' proxies.
+    tasks: Mutex<HashMap<String, Vec<proxy::Proxy>>>,
+    /// Container ID → its embedded DNS server (one per container, kept
+    /// while the container runs, whatever it connects or disconnects).
+    dns: Mutex<HashMap<String, AbortHandle>>,
+    /// `network connect`/`disconnect` events, as dockerd sends them when
+    /// endpoints are plugged in or taken away.
+    events: crate::events::Events,
     /// Networks whose bridge, address and NAT rules this process has set
     /// up; while the bridge exists they are not checked again per container.
     ready: Mutex<std::collections::HashSet<String>>,
@@ -146,7 +153,7 @@ fn free_subnet(bridge: &str, taken: &[Cidr]) -> Option<Cidr> {
 }
 
 impl Networks {
-    pub fn open(cfg: NetConfig) -> Result<Arc<Networks>> {
+    pub fn open(cfg: NetConfig, events: crate::events::Events) -> Result<Arc<Networks>> {
         let dirs =
             Dirs::new(&cfg.data_root).map_err(internal("creating the network state directory"))?;
         let nets = dirs
@@ -166,6 +173,8 @@ impl Networks {
                 conts: conts.into_iter().map(|c| (c.id.clone(), c)).collect(),
             }),
             tasks: Mutex::new(HashMap::new()),
+            dns: Mutex::new(HashMap::new()),
+            events,
             ready: Mutex::new(std::collections::HashSet::new()),
             cfg,
         };
@@ -556,6 +565,59 @@ impl Networks {
         self.find(&st, mode).map(|_| ())
     }
 
+    /// At create: `EndpointsConfig` keyed by network name, each naming an
+    /// existing network, with an entry for the network mode's network.
+    pub fn endpoints_at_create(&self, mode: &str, networking_config: &Value) -> Result<Value> {
+        if configured::is_shared_mode(mode) {
+            return Ok(networking_config.clone());
+        }
+        let given: Vec<(String, Value)> = networking_config
+            .get("EndpointsConfig")
+            .and_then(Value::as_object)
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let st = self.lock();
+        let primary = self.find(&st, mode)?;
+        let mut out = match networking_config {
+            Value::Object(o) => Value::Object(o.clone()),
+            _ => Value::Object(serde_json::Map::new()),
+        };
+        out["EndpointsConfig"] = Value::Object(serde_json::Map::new());
+        let mut has_primary = false;
+        for (key, epc) in given {
+            if matches!(key.as_str(), "host" | "none") {
+                return Err(NetError::InvalidParameter(format!(
+                    "container cannot be connected to network {key} and {} at once",
+                    primary.name
+                )));
+            }
+            // The CLI names the default network `default`.
+            let key = if key == "default" { "bridge" } else { &key };
+            let net = self.find(&st, key)?;
+            let req = configured::EndpointRequest::parse(&epc)?;
+            req.check_network(net.predefined)?;
+            has_primary |= net.id == primary.id;
+            out = configured::with_endpoint(&out, &net.name, Some(epc));
+        }
+        if !has_primary {
+            out = configured::with_endpoint(&out, &primary.name, Some(Value::Null));
+        }
+        Ok(out)
+    }
+
+    /// A network as connect/disconnect name it: (ID, name, predefined).
+    /// `host` and `none` are there too (with their pseudo IDs).
+    pub fn resolve(&self, reference: &str) -> Result<(String, String, bool)> {
+        for name in ["host", "none"] {
+            if reference == name || reference == json::pseudo_id(name) {
+                return Ok((json::pseudo_id(name), name.to_string(), true));
+            }
+        }
+        let st = self.lock();
+        let n = self.find(&st, reference)?;
+        Ok((n.id, n.name, n.predefined))
+    }
+
     /// Before the spec is written: addresses, published ports, hosts and
     /// resolv.conf. On error nothing is left reserved.
     pub fn prepare(self: &Arc<Self>, rec: &ContainerRecord, container_dir: &Path) -> Result<()> {
@@ -563,84 +625,66 @@ impl Networks {
         let _t = scopeguard_log("prepare", &rec.id, started);
         self.release(&rec.id);
         let mode = rec.host_config.network_mode();
-        if mode == "host" || mode == "none" || mode.starts_with("container:") {
+        if configured::is_shared_mode(mode) {
             return Ok(());
         }
-        let net_ref = if mode == "default" { "bridge" } else { mode };
-        let result = self.prepare_bridge(rec, net_ref, container_dir);
+        let result = self.prepare_endpoints(rec, container_dir);
         if result.is_err() {
             self.release(&rec.id);
         }
         result
     }
 
-    fn prepare_bridge(
+    fn prepare_endpoints(
         self: &Arc<Self>,
         rec: &ContainerRecord,
-        net_ref: &str,
         container_dir: &Path,
     ) -> Result<()> {
-        let epc = rec.networking_config.get("EndpointsConfig").and_then(|e| {
-            e.get(net_ref)
-                .or_else(|| e.as_object().and_then(|o| o.values().next()))
-        });
-        let requested_ip =
-            match epc
-                .and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
-                Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
-                    NetError::InvalidParameter(format!("invalid IPv4 address: {s}"))
-                })?),
-                None => None,
-            };
-        let aliases: Vec<String> = epc
-            .and_then(|e| e.get("Aliases"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        // `--mac-address`: per endpoint since API 1.44, in Config before.
-        let requested_mac =
-            match epc
-                .and_then(|e| e.get("MacAddress"))
-                .and_then(Value::as_str)
-                .or(rec.config.mac_address.as_deref())
-                .filter(|m| !m.is_empty())
-            {
-                Some(m) => Some(records::parse_mac(m).map(records::mac_string).ok_or_else(
-                    || NetError::InvalidParameter(format!("invalid MAC address: {m}")),
-                )?),
-                None => None,
-            };
+        let mut wanted = Vec::new();
+        for (i, (name, epc)) in configured::configured(rec).into_iter().enumerate() {
+            let mut req = configured::EndpointRequest::parse(&epc)?;
+            // `--mac-address`: per endpoint since API 1.44, in Config before.
+            if i == 0 && req.mac.is_none() {
+                if let Some(m) = rec.config.mac_address.as_deref().filter(|m| !m.is_empty()) {
+                    req.mac = Some(records::parse_mac(m).map(records::mac_string).ok_or_else(
+                        || NetError::InvalidParameter(format!("invalid MAC address: {m}")),
+                    )?);
+                }
+            }
+            wanted.push((name, epc, req));
+        }
         let name = rec.name.trim_start_matches('/').to_string();
         let hostname = crate::containers::spec::hostname(rec);
-        let (net, ep) = {
+        let mut eps: Vec<(NetworkRecord, Endpoint)> = Vec::new();
+        {
             let mut st = self.lock();
-            let net = self.find(&st, net_ref)?;
-            if net.predefined && (requested_ip.is_some() || !aliases.is_empty()) {
-                return Err(NetError::InvalidParameter("user specified IP address and aliases are supported only for user-defined networks".into()));
+            // Registered first, so that release() gives back whatever is
+            // allocated below if a later network fails.
+            st.conts.insert(
+                rec.id.clone(),
+                ContainerNet {
+                    id: rec.id.clone(),
+                    name: name.clone(),
+                    hostname: hostname.clone(),
+                    ..Default::default()
+                },
+            );
+            for (i, (net_ref, epc, req)) in wanted.into_iter().enumerate() {
+                let net = self.find(&st, &net_ref)?;
+                req.check_network(net.predefined)?;
+                let ifname = format!("eth{i}");
+                let ep = self.allocate(&mut st, &net, &rec.id, &req, epc, &ifname)?;
+                if let Some(cn) = st.conts.get_mut(&rec.id) {
+                    cn.endpoints.push(ep.clone());
+                }
+                eps.push((net, ep));
             }
-            let mut ep = self.allocate(&mut st, &net, &rec.id, requested_ip, aliases, "eth0")?;
-            if let Some(mac) = &requested_mac {
-                ep.mac = mac.clone();
-            }
-            let cn = ContainerNet {
-                id: rec.id.clone(),
-                name: name.clone(),
-                hostname: hostname.clone(),
-                endpoints: vec![ep.clone()],
-                ports: Vec::new(),
-                upstream_dns: Vec::new(),
-            };
-            st.conts.insert(rec.id.clone(), cn);
-            (net, ep)
+        }
+        let Some((net, ep)) = eps.first().cloned() else {
+            // Disconnected from every network: loopback only.
+            return Ok(());
         };
+        let user_net = eps.iter().any(|(n, _)| !n.predefined);
         // Ports: all bound before anything starts, so a conflict starts nothing.
         let reqs = ports::requests(
             rec.host_config.port_bindings.as_ref(),
@@ -689,7 +733,7 @@ impl Networks {
             .entry(rec.id.clone())
             .or_default()
             .extend(handles);
-        let upstream = self.write_host_files(container_dir, &hostname, ep.ip, !net.predefined)?;
+        let upstream = self.write_host_files(container_dir, &hostname, ep.ip, user_net)?;
         let mut st = self.lock();
         if let Some(cn) = st.conts.get_mut(&rec.id) {
             cn.ports = published;
@@ -707,23 +751,18 @@ impl Networks {
         st: &mut State,
         net: &NetworkRecord,
         owner: &str,
-        requested: Option<Ipv4Addr>,
-        aliases: Vec<String>,
+        req: &configured::EndpointRequest,
+        config: Value,
         ifname: &str,
     ) -> Result<Endpoint> {
         let pool_net = st
             .nets
             .get_mut(&net.id)
             .ok_or_else(|| NetError::NotFound(format!("network {} not found", net.name)))?;
-        let ip = pool_net
-            .pool
-            .allocate(owner, requested)
-            .map_err(|e| match e {
-                ipam::IpamError::InUse => {
-                    NetError::InvalidParameter("Address already in use".into())
-                }
-                other => NetError::InvalidParameter(other.to_string()),
-            })?;
+        let ip = pool_net.pool.allocate(owner, req.ip).map_err(|e| match e {
+            ipam::IpamError::InUse => NetError::InvalidParameter("Address already in use".into()),
+            other => NetError::InvalidParameter(other.to_string()),
+        })?;
         if let Err(e) = self.dirs.save_network(pool_net) {
             pool_net.pool.release(ip, owner);
             return Err(NetError::internal("saving the address pool", e));
@@ -732,11 +771,15 @@ impl Networks {
             network_id: net.id.clone(),
             endpoint_id: records::random_hex(32),
             ip,
-            mac: records::mac_string(records::mac_for(ip)),
-            aliases,
-            requested_ip: requested,
+            mac: req
+                .mac
+                .clone()
+                .unwrap_or_else(|| records::mac_string(records::mac_for(ip))),
+            aliases: req.aliases.clone(),
+            requested_ip: req.ip,
             host_veth: format!("veth{}", &records::random_hex(4)[..7]),
             ifname: ifname.to_string(),
+            config,
         })
     }
 
@@ -791,7 +834,25 @@ impl Networks {
         for (i, ep) in cn.endpoints.iter().enumerate() {
             self.plug(ep, &ns, i == 0)?;
         }
-        self.start_dns(&cn, &ns)
+        self.start_dns(&cn, &ns)?;
+        for ep in &cn.endpoints {
+            self.endpoint_event("connect", &ep.network_id, &rec.id);
+        }
+        Ok(())
+    }
+
+    /// dockerd's `network connect`/`disconnect` event: the network is the
+    /// actor, the container an attribute.
+    fn endpoint_event(&self, action: &str, network_id: &str, container: &str) {
+        let Some(name) = self.lock().nets.get(network_id).map(|n| n.name.clone()) else {
+            return;
+        };
+        self.events.publish(
+            crate::events::Event::new(crate::events::EventType::Network, action, network_id)
+                .attr("container", container)
+                .attr("name", name)
+                .attr("type", "bridge"),
+        );
     }
 
     fn start_dns(self: &Arc<Self>, cn: &ContainerNet, ns: &std::fs::File) -> Result<()> {
@@ -804,17 +865,16 @@ impl Networks {
         if !user_net {
             return Ok(());
         }
+        let mut running = self.dns.lock().unwrap_or_else(|p| p.into_inner());
+        if running.contains_key(&cn.id) {
+            return Ok(());
+        }
         let sock = dns::bind_in(ns)
             .map_err(|e| NetError::internal("starting the embedded DNS server", e))?;
         let lookup: Arc<dyn dns::Lookup> = self.clone();
         let h = dns::serve(sock, cn.id.clone(), lookup)
             .map_err(|e| NetError::internal("starting the embedded DNS server", e))?;
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(cn.id.clone())
-            .or_default()
-            .push(h);
+        running.insert(cn.id.clone(), h);
         Ok(())
     }
 
@@ -892,8 +952,16 @@ impl Networks {
             .remove(id)
         {
             for t in tasks {
-                t.abort();
+                t.close();
             }
+        }
+        if let Some(t) = self
+            .dns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
+            t.abort();
         }
         let mut st = self.lock();
         let Some(cn) = st.conts.remove(id) else {
@@ -925,6 +993,9 @@ impl Networks {
             tracing::error!(%id, error = %e, "removing the endpoint record");
         }
         drop(st);
+        for ep in &cn.endpoints {
+            self.endpoint_event("disconnect", &ep.network_id, id);
+        }
         if forwarding && !cn.ports.is_empty() {
             if let Err(e) = self.fwd.remove(id) {
                 tracing::error!(%id, error = %e, "removing the published-port rules");
@@ -1022,29 +1093,23 @@ impl Networks {
         }
     }
 
-    /// `docker network connect` on a running container (init `pid`).
+    /// `docker network connect` on a running container (init `pid`):
+    /// a new interface, named after the container's others. On failure
+    /// nothing is left attached or reserved.
     pub fn connect(
         self: &Arc<Self>,
         net_ref: &str,
         rec: &ContainerRecord,
         pid: i32,
-        ip: Option<Ipv4Addr>,
-        aliases: Vec<String>,
+        epc: &Value,
     ) -> Result<()> {
-        let mode = rec.host_config.network_mode();
-        if mode == "host" || mode == "none" || mode.starts_with("container:") {
-            return Err(NetError::Forbidden(format!(
-                "container cannot be connected to network {net_ref}: it uses network mode {mode}"
-            )));
-        }
+        let req = configured::EndpointRequest::parse(epc)?;
         let ns = netns::open(pid)
             .map_err(|e| NetError::internal("opening the container's network namespace", e))?;
         let (net, ep, cn) = {
             let mut st = self.lock();
             let net = self.find(&st, net_ref)?;
-            if net.predefined && (ip.is_some() || !aliases.is_empty()) {
-                return Err(NetError::InvalidParameter("user specified IP address and aliases are supported only for user-defined networks".into()));
-            }
+            req.check_network(net.predefined)?;
             let existing = st
                 .conts
                 .get(&rec.id)
@@ -1065,61 +1130,58 @@ impl Networks {
                 .map(|i| format!("eth{i}"))
                 .find(|n| !existing.endpoints.iter().any(|e| &e.ifname == n))
                 .unwrap_or_default();
-            let ep = self.allocate(&mut st, &net, &rec.id, ip, aliases, &ifname)?;
+            let ep = self.allocate(&mut st, &net, &rec.id, &req, epc.clone(), &ifname)?;
             let mut cn = existing;
             cn.endpoints.push(ep.clone());
             st.conts.insert(rec.id.clone(), cn.clone());
             (net, ep, cn)
         };
+        // The first interface after all were disconnected gets the route.
         let first = cn.endpoints.len() == 1;
-        let had_dns = {
-            let st = self.lock();
-            cn.endpoints[..cn.endpoints.len() - 1]
-                .iter()
-                .any(|e| st.nets.get(&e.network_id).is_some_and(|n| !n.predefined))
-        };
         let result = self.plug(&ep, &ns, first).and_then(|()| {
-            if !had_dns && !net.predefined {
-                self.start_dns(&cn, &ns)
-            } else {
+            if net.predefined {
                 Ok(())
+            } else {
+                self.start_dns(&cn, &ns)
             }
         });
         let mut st = self.lock();
-        match result {
-            Ok(()) => {
-                if let Some(cn) = st.conts.get(&rec.id) {
-                    self.dirs
-                        .save_container(cn)
-                        .map_err(internal("saving the container's endpoints"))?;
-                }
-                Ok(())
+        let saved = match result {
+            Ok(()) => match st.conts.get(&rec.id) {
+                Some(cn) => self
+                    .dirs
+                    .save_container(cn)
+                    .map_err(internal("saving the container's endpoints")),
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = saved {
+            delete_link(&ep.host_veth);
+            drop_endpoint(&mut st, &rec.id, &net.id);
+            if let Some(n) = st.nets.get_mut(&net.id) {
+                n.pool.release(ep.ip, &rec.id);
+                let _ = self.dirs.save_network(n);
             }
-            Err(e) => {
-                drop_endpoint(&mut st, &rec.id, &net.id);
-                if let Some(n) = st.nets.get_mut(&net.id) {
-                    n.pool.release(ep.ip, &rec.id);
-                    let _ = self.dirs.save_network(n);
-                }
-                Err(e)
-            }
+            return Err(e);
         }
+        drop(st);
+        self.endpoint_event("connect", &net.id, &rec.id);
+        Ok(())
     }
 
-    /// `docker network disconnect`.
-    pub fn disconnect(&self, net_ref: &str, container_id: &str) -> Result<()> {
+    /// `docker network disconnect` of a running container: false when it
+    /// has no endpoint on that network.
+    pub fn disconnect(&self, net_ref: &str, container_id: &str) -> Result<bool> {
         let mut st = self.lock();
         let net = self.find(&st, net_ref)?;
-        let ep = st
+        let Some(ep) = st
             .conts
             .get(container_id)
             .and_then(|c| c.endpoints.iter().find(|e| e.network_id == net.id).cloned())
-            .ok_or_else(|| {
-                NetError::Forbidden(format!(
-                    "container {container_id} is not connected to network {}",
-                    net.name
-                ))
-            })?;
+        else {
+            return Ok(false);
+        };
         delete_link(&ep.host_veth);
         drop_endpoint(&mut st, container_id, &net.id);
         if let Some(n) = st.nets.get_mut(&net.id) {
@@ -1131,7 +1193,9 @@ impl Networks {
                 .save_container(cn)
                 .map_err(internal("saving the container's endpoints"))?;
         }
-        Ok(())
+        drop(st);
+        self.endpoint_event("disconnect", &net.id, container_id);
+        Ok(true)
     }
 
     /// inspect's `NetworkSettings`.

@@ -41,6 +41,10 @@ pub struct Endpoint {
     pub host_veth: String,
     /// The interface name inside the container (eth0, eth1, ...).
     pub ifname: String,
+    /// The endpoint config as requested (IPAMConfig, Aliases, Links,
+    /// DriverOpts, ...), shown back in inspect.
+    #[serde(default)]
+    pub config: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
