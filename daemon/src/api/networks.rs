@@ -57,6 +57,7 @@ struct IpamConfig {
 struct Ipam {
     driver: Option<String>,
     config: Option<Vec<IpamConfig>>,
+    options: Option<BTreeMap<String, String>>,
 }
 
 /// `NetworkCreateRequest`.
@@ -136,6 +137,7 @@ async fn create(
         attachable: body.attachable,
         labels: body.labels.unwrap_or_default(),
         options: body.options.unwrap_or_default(),
+        ipam_options: ipam.options,
     };
     let networks = state.networks.clone();
     let rec = tokio::task::spawn_blocking(move || networks.create(req))

@@ -80,7 +80,7 @@ impl Containers {
         drop(r);
         if let Err(e) = saved {
             if running {
-                let _ = networks.disconnect(&net_id, &rec.id);
+                let _ = networks.disconnect(&net_id, &rec.id, rec.state.pid);
             }
             return Err(NetError::Internal(e.to_string()));
         }
@@ -118,10 +118,12 @@ impl Containers {
         let mut unplugged = false;
         if running {
             if let Ok((id, _, _)) = &resolved {
-                let (networks, id, cid) = (networks.clone(), id.clone(), rec.id.clone());
-                unplugged = tokio::task::spawn_blocking(move || networks.disconnect(&id, &cid))
-                    .await
-                    .map_err(|e| NetError::internal("network task failed", e))??;
+                let (networks, id, cid, pid) =
+                    (networks.clone(), id.clone(), rec.id.clone(), rec.state.pid);
+                unplugged =
+                    tokio::task::spawn_blocking(move || networks.disconnect(&id, &cid, pid))
+                        .await
+                        .map_err(|e| NetError::internal("network task failed", e))??;
             }
         }
         if !unplugged && !configured_here {

@@ -23,7 +23,7 @@ pub fn pseudo_network(name: &str, driver: &str) -> Value {
     json!({
         "Name": name, "Id": pseudo_id(name), "Created": "0001-01-01T00:00:00Z", "Scope": "local",
         "Driver": driver, "EnableIPv4": true, "EnableIPv6": false,
-        "IPAM": { "Driver": "default", "Options": {}, "Config": [] },
+        "IPAM": { "Driver": "default", "Options": null, "Config": [] },
         "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": { "Network": "" },
         "ConfigOnly": false, "Containers": {}, "Options": {}, "Labels": {},
     })
@@ -50,7 +50,7 @@ pub fn network(n: &NetworkRecord, conts: &BTreeMap<String, ContainerNet>) -> Val
     json!({
         "Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": "bridge",
         "EnableIPv4": true, "EnableIPv6": false,
-        "IPAM": { "Driver": "default", "Options": {}, "Config": [cfg] },
+        "IPAM": { "Driver": "default", "Options": n.ipam_options, "Config": [cfg] },
         "Internal": n.internal, "Attachable": n.attachable, "Ingress": false, "ConfigFrom": { "Network": "" },
         "ConfigOnly": false, "Containers": containers, "Options": n.options, "Labels": n.labels,
     })

@@ -93,6 +93,7 @@ pub struct CreateRequest {
     pub attachable: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
+    pub ipam_options: Option<BTreeMap<String, String>>,
 }
 
 fn internal(context: &str) -> impl FnOnce(std::io::Error) -> NetError + '_ {
@@ -275,6 +276,7 @@ impl Networks {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
             predefined: true,
+            ipam_options: None,
             mtu,
         };
         self.dirs
@@ -384,23 +386,11 @@ impl Networks {
                 req.name
             )));
         }
-        // `.` and `..` would name the records directory or its parent.
-        if matches!(req.name.as_str(), "." | "..") {
-            return Err(NetError::InvalidParameter(format!(
-                "invalid network name {:?}: \".\" and \"..\" are not allowed",
-                req.name
-            )));
-        }
-        if req.name.is_empty()
-            || !req
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        {
-            return Err(NetError::InvalidParameter(format!(
-                "invalid network name {:?}",
-                req.name
-            )));
+        // dockerd's only rule; records and bridges are named by ID.
+        if req.name.trim().is_empty() {
+            return Err(NetError::InvalidParameter(
+                "invalid name: name is empty".into(),
+            ));
         }
         let parse = |s: &Option<String>, what: &str| -> Result<Option<Cidr>> {
             s.as_deref()
@@ -463,6 +453,7 @@ impl Networks {
             labels: req.labels,
             options: req.options,
             predefined: false,
+            ipam_options: req.ipam_options,
             mtu,
         };
         self.ensure_bridge(&rec)?;
@@ -1136,9 +1127,9 @@ impl Networks {
             st.conts.insert(rec.id.clone(), cn.clone());
             (net, ep, cn)
         };
-        // The first interface after all were disconnected gets the route.
-        let first = cn.endpoints.len() == 1;
-        let result = self.plug(&ep, &ns, first).and_then(|()| {
+        // The default route stays where it is; a container without one
+        // (all its networks were disconnected) gets it through this one.
+        let result = self.plug(&ep, &ns, !net.internal).and_then(|()| {
             if net.predefined {
                 Ok(())
             } else {
@@ -1170,9 +1161,10 @@ impl Networks {
         Ok(())
     }
 
-    /// `docker network disconnect` of a running container: false when it
-    /// has no endpoint on that network.
-    pub fn disconnect(&self, net_ref: &str, container_id: &str) -> Result<bool> {
+    /// `docker network disconnect` of a running container (init `pid`):
+    /// false when it has no endpoint on that network. When the interface
+    /// with the default route goes, the next one gets it, as in dockerd.
+    pub fn disconnect(&self, net_ref: &str, container_id: &str, pid: i32) -> Result<bool> {
         let mut st = self.lock();
         let net = self.find(&st, net_ref)?;
         let Some(ep) = st
@@ -1188,6 +1180,11 @@ impl Networks {
             n.pool.release(ep.ip, container_id);
             let _ = self.dirs.save_network(n);
         }
+        let next = st.conts.get(container_id).and_then(|cn| {
+            let ep = cn.endpoints.first()?;
+            let n = st.nets.get(&ep.network_id)?;
+            (!n.internal).then(|| (ep.ifname.clone(), n.pool.gateway))
+        });
         if let Some(cn) = st.conts.get(container_id) {
             self.dirs
                 .save_container(cn)
@@ -1195,6 +1192,20 @@ impl Networks {
         }
         drop(st);
         self.endpoint_event("disconnect", &net.id, container_id);
+        if let Some((ifname, gw)) = next {
+            let route = netns::open(pid).and_then(|ns| {
+                netns::run_in(&ns, move || {
+                    let mut nl = netlink::Netlink::open()?;
+                    match netlink::link_index(&ifname)? {
+                        Some(idx) => ignore_exists(nl.add_default_route(idx, gw)),
+                        None => Ok(()),
+                    }
+                })
+            });
+            if let Err(e) = route {
+                tracing::warn!(id = %container_id, error = %e, "moving the default route");
+            }
+        }
         Ok(true)
     }
 

@@ -25,6 +25,9 @@ pub struct NetworkRecord {
     pub options: BTreeMap<String, String>,
     /// The predefined `bridge` network (no DNS, cannot be removed).
     pub predefined: bool,
+    /// `IPAM.Options` as given at create.
+    #[serde(default)]
+    pub ipam_options: Option<BTreeMap<String, String>>,
     pub mtu: u32,
 }
 
