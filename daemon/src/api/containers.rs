@@ -44,6 +44,8 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}/wait", post(wait))
         .route("/containers/{id}", delete(remove))
+        // `DELETE /containers/parent/alias?link=1` names a link.
+        .route("/containers/{parent}/{alias}", delete(remove_link))
         .route("/containers/{id}/rename", post(rename))
         .route("/containers/{id}/pause", post(pause))
         .route("/containers/{id}/unpause", post(unpause))
@@ -183,13 +185,26 @@ async fn remove(
     query: QueryParams,
 ) -> ApiResult<StatusCode> {
     if query.bool("link") {
-        return Err(ApiError::bad_request(
-            "links are not supported by berth: there is nothing to remove",
-        ));
+        store(&state).remove_link(&id)?;
+        return Ok(StatusCode::NO_CONTENT);
     }
     store(&state)
         .remove(&id, query.bool("force"), query.bool("v"))
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_link(
+    State(state): State<AppState>,
+    Path((parent, alias)): Path<(String, String)>,
+    query: QueryParams,
+) -> ApiResult<StatusCode> {
+    if !query.bool("link") {
+        return Err(ApiError::not_found(format!(
+            "No such container: {parent}/{alias}"
+        )));
+    }
+    store(&state).remove_link(&format!("{parent}/{alias}"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

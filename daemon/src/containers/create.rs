@@ -268,6 +268,17 @@ impl Containers {
                 runtime,
                 pending: None,
             };
+            // As dockerd: links on a user-defined network are endpoint
+            // settings (the CLI puts them there), not registered here.
+            let legacy = rec.host_config.network_mode() == "bridge";
+            if let Some(links) = rec
+                .host_config
+                .links
+                .clone()
+                .filter(|l| legacy && !l.is_empty())
+            {
+                rec.host_config.links = Some(self.canonical_links(&rec.name, &links)?);
+            }
             let volumes_from = self.volumes_from(&rec.host_config)?;
             rec.mounts = self
                 .mounts

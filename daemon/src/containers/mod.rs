@@ -15,6 +15,7 @@ pub mod hooks;
 mod hostfiles;
 mod image_source;
 mod lifecycle;
+pub mod links;
 pub mod names;
 mod networking;
 mod ops;

@@ -1209,6 +1209,17 @@ impl Networks {
         Ok(true)
     }
 
+    /// A running container's address on the default bridge (legacy links).
+    pub fn default_bridge_ip(&self, container_id: &str) -> Option<Ipv4Addr> {
+        let st = self.lock();
+        st.conts.get(container_id)?.endpoints.iter().find_map(|e| {
+            st.nets
+                .get(&e.network_id)
+                .filter(|n| n.predefined)
+                .map(|_| e.ip)
+        })
+    }
+
     /// inspect's `NetworkSettings`.
     pub fn settings(&self, rec: &ContainerRecord) -> Value {
         let st = self.lock();
@@ -1284,6 +1295,27 @@ impl dns::Lookup for Networks {
             .map(|e| &e.network_id)
             .filter(|id| st.nets.get(*id).is_some_and(|n| !n.predefined))
             .collect();
+        // Links of this container's endpoints (`name:alias`, user networks).
+        for ep in &me.endpoints {
+            let links = ep.config.get("Links").and_then(Value::as_array);
+            for l in links.into_iter().flatten().filter_map(Value::as_str) {
+                let (target, alias) = l.split_once(':').unwrap_or((l, l));
+                let alias = alias.rsplit('/').next().unwrap_or_default();
+                if alias.is_empty() || !alias.eq_ignore_ascii_case(name) {
+                    continue;
+                }
+                let target = target.trim_start_matches('/');
+                let ip = st.conts.values().find_map(|c| {
+                    (c.name == target || c.id.starts_with(target))
+                        .then(|| c.endpoints.iter().find(|e| e.network_id == ep.network_id))
+                        .flatten()
+                        .map(|e| e.ip)
+                });
+                if let Some(ip) = ip {
+                    return Some(vec![ip]);
+                }
+            }
+        }
         let mut found = None;
         for c in st.conts.values() {
             for ep in c
