@@ -64,6 +64,8 @@ impl Daemon {
                 bip: config.bip.clone(),
                 fixed_cidr: config.fixed_cidr.clone(),
                 mtu: config.mtu,
+                ipv6: config.ipv6,
+                fixed_cidr_v6: config.fixed_cidr_v6.clone(),
                 iptables: config.iptables,
                 userland_proxy: config.userland_proxy,
             },

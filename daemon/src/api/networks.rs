@@ -89,11 +89,6 @@ async fn create(
             "ingress and config-only networks need swarm, which berth does not implement",
         ));
     }
-    if body.enable_ipv6 == Some(true) {
-        return Err(ApiError::bad_request(
-            "IPv6 networks are not supported by berth",
-        ));
-    }
     if body
         .scope
         .as_deref()
@@ -115,18 +110,25 @@ async fn create(
             ipam.driver.unwrap_or_default()
         )));
     }
-    let mut configs = ipam.config.unwrap_or_default();
-    if configs.len() > 1 {
+    let ipv6 = body.enable_ipv6 == Some(true);
+    // One IPv4 and, with EnableIPv6, one IPv6 pool.
+    let (v6, v4): (Vec<IpamConfig>, Vec<IpamConfig>) = ipam
+        .config
+        .unwrap_or_default()
+        .into_iter()
+        .partition(|c| c.subnet.as_deref().is_some_and(|s| s.contains(':')));
+    if v4.len() > 1 || v6.len() > 1 {
         return Err(ApiError::bad_request(
-            "berth networks have one IPv4 pool: give at most one IPAM config",
+            "berth networks have one IPv4 and one IPv6 pool: give at most one IPAM config of each",
         ));
     }
-    let cfg = configs.pop().unwrap_or_default();
-    if cfg.subnet.as_deref().is_some_and(|s| s.contains(':')) {
+    if !v6.is_empty() && !ipv6 {
         return Err(ApiError::bad_request(
-            "IPv6 subnets are not supported by berth",
+            "an IPv6 subnet needs EnableIPv6 (--ipv6)",
         ));
     }
+    let cfg = v4.into_iter().next().unwrap_or_default();
+    let cfg6 = v6.into_iter().next().unwrap_or_default();
     let req = CreateRequest {
         name: body.name,
         driver: body.driver.unwrap_or_default(),
@@ -138,6 +140,9 @@ async fn create(
         labels: body.labels.unwrap_or_default(),
         options: body.options.unwrap_or_default(),
         ipam_options: ipam.options,
+        ipv6,
+        subnet6: cfg6.subnet,
+        gateway6: cfg6.gateway,
     };
     let networks = state.networks.clone();
     let rec = tokio::task::spawn_blocking(move || networks.create(req))

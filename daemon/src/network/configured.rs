@@ -85,6 +85,7 @@ pub fn with_endpoint(networking_config: &Value, name: &str, epc: Option<Value>) 
 #[derive(Debug, Default, Clone)]
 pub struct EndpointRequest {
     pub ip: Option<Ipv4Addr>,
+    pub ip6: Option<std::net::Ipv6Addr>,
     pub aliases: Vec<String>,
     pub mac: Option<String>,
 }
@@ -99,6 +100,17 @@ impl EndpointRequest {
             {
                 Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
                     NetError::InvalidParameter(format!("invalid IPv4 address: {s}"))
+                })?),
+                None => None,
+            };
+        let ip6 =
+            match epc
+                .pointer("/IPAMConfig/IPv6Address")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                Some(s) => Some(s.parse::<std::net::Ipv6Addr>().map_err(|_| {
+                    NetError::InvalidParameter(format!("invalid IPv6 address: {s}"))
                 })?),
                 None => None,
             };
@@ -137,13 +149,18 @@ impl EndpointRequest {
                 )?),
                 None => None,
             };
-        Ok(EndpointRequest { ip, aliases, mac })
+        Ok(EndpointRequest {
+            ip,
+            ip6,
+            aliases,
+            mac,
+        })
     }
 
     /// dockerd's rule: addresses and aliases only on user-defined networks.
     pub fn check_network(&self, predefined: bool) -> Result<()> {
         let mut errs = Vec::new();
-        if predefined && self.ip.is_some() {
+        if predefined && (self.ip.is_some() || self.ip6.is_some()) {
             errs.push("user-specified IP address is supported on user-defined networks only");
         }
         if predefined && !self.aliases.is_empty() {

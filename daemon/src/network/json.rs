@@ -37,7 +37,11 @@ pub fn network(n: &NetworkRecord, conts: &BTreeMap<String, ContainerNet>) -> Val
                 c.id.clone(),
                 json!({
                     "Name": c.name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac,
-                    "IPv4Address": format!("{}/{}", ep.ip, n.pool.subnet.prefix), "IPv6Address": "",
+                    "IPv4Address": format!("{}/{}", ep.ip, n.pool.subnet.prefix),
+                    "IPv6Address": match (ep.ip6, &n.pool6) {
+                        (Some(a), Some(p)) => format!("{a}/{}", p.subnet.prefix),
+                        _ => String::new(),
+                    },
                 }),
             );
         }
@@ -47,10 +51,14 @@ pub fn network(n: &NetworkRecord, conts: &BTreeMap<String, ContainerNet>) -> Val
     if let Some(r) = n.pool.range {
         cfg["IPRange"] = json!(r.to_string());
     }
+    let mut configs = vec![cfg];
+    if let Some(p) = &n.pool6 {
+        configs.push(json!({ "Subnet": p.subnet.to_string(), "Gateway": p.gateway.to_string() }));
+    }
     json!({
         "Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": "bridge",
-        "EnableIPv4": true, "EnableIPv6": false,
-        "IPAM": { "Driver": "default", "Options": n.ipam_options, "Config": [cfg] },
+        "EnableIPv4": true, "EnableIPv6": n.pool6.is_some(),
+        "IPAM": { "Driver": "default", "Options": n.ipam_options, "Config": configs },
         "Internal": n.internal, "Attachable": n.attachable, "Ingress": false, "ConfigFrom": { "Network": "" },
         "ConfigOnly": false, "Containers": containers, "Options": n.options, "Labels": n.labels,
     })
@@ -121,6 +129,10 @@ fn endpoint(rec: &ContainerRecord, n: &NetworkRecord, ep: &Endpoint) -> Value {
             );
         }
     }
+    let v6 = ep
+        .ip6
+        .zip(n.pool6.as_ref())
+        .map(|(a, p)| (a, p.subnet.prefix, p.gateway));
     if m["Aliases"].is_null() && !ep.aliases.is_empty() {
         m.insert("Aliases".into(), json!(ep.aliases));
     }
@@ -128,7 +140,9 @@ fn endpoint(rec: &ContainerRecord, n: &NetworkRecord, ep: &Endpoint) -> Value {
         "MacAddress": ep.mac,
         "NetworkID": n.id, "EndpointID": ep.endpoint_id, "Gateway": n.pool.gateway.to_string(),
         "IPAddress": ep.ip.to_string(), "IPPrefixLen": n.pool.subnet.prefix,
-        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": v6.map(|(_, _, g)| g.to_string()).unwrap_or_default(),
+        "GlobalIPv6Address": v6.map(|(a, _, _)| a.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": v6.map(|(_, p, _)| p).unwrap_or(0),
         "DNSNames": dns_names(rec, n.predefined, &ep.aliases),
     });
     if let Value::Object(o) = rest {
@@ -196,6 +210,11 @@ pub fn settings(
     }
     // The top-level (deprecated) fields describe the default bridge only.
     let legacy = primary.filter(|(n, _)| n.predefined);
+    let legacy6 = legacy.and_then(|(n, e)| {
+        e.ip6
+            .zip(n.pool6.as_ref())
+            .map(|(a, p)| (a, p.subnet.prefix, p.gateway))
+    });
     let published = cn.map(|c| c.ports.as_slice()).unwrap_or_default();
     let pid = rec.state.pid;
     json!({
@@ -207,10 +226,11 @@ pub fn settings(
         "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
         "EndpointID": legacy.map(|(_, e)| e.endpoint_id.clone()).unwrap_or_default(),
         "Gateway": legacy.map(|(n, _)| n.pool.gateway.to_string()).unwrap_or_default(),
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": legacy6.map(|(a, _, _)| a.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": legacy6.map(|(_, p, _)| p).unwrap_or(0),
         "IPAddress": legacy.map(|(_, e)| e.ip.to_string()).unwrap_or_default(),
         "IPPrefixLen": legacy.map(|(n, _)| n.pool.subnet.prefix).unwrap_or(0),
-        "IPv6Gateway": "",
+        "IPv6Gateway": legacy6.map(|(_, _, g)| g.to_string()).unwrap_or_default(),
         "MacAddress": legacy.map(|(_, e)| e.mac.clone()).unwrap_or_default(),
         "Networks": networks,
     })

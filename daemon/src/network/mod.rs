@@ -13,6 +13,7 @@ pub mod configured;
 mod dns;
 mod error;
 pub mod ipam;
+mod ipam6;
 mod json;
 mod nat;
 mod netlink;
@@ -51,6 +52,9 @@ pub struct NetConfig {
     /// `fixed-cidr`: where default-bridge containers get addresses.
     pub fixed_cidr: Option<String>,
     pub mtu: u32,
+    /// `ipv6` / `fixed-cidr-v6`: IPv6 on the default bridge.
+    pub ipv6: bool,
+    pub fixed_cidr_v6: Option<String>,
     pub iptables: bool,
     /// `userland-proxy`: berthd itself serves published ports on loopback
     /// (and to containers on the same bridge); the kernel does the rest.
@@ -94,6 +98,9 @@ pub struct CreateRequest {
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
     pub ipam_options: Option<BTreeMap<String, String>>,
+    pub ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
 }
 
 fn internal(context: &str) -> impl FnOnce(std::io::Error) -> NetError + '_ {
@@ -210,12 +217,26 @@ impl Networks {
         } else {
             DEFAULT_MTU
         };
+        let wanted6 = match (&self.cfg.fixed_cidr_v6, self.cfg.ipv6) {
+            (_, false) => None,
+            (Some(c), true) => Some(
+                ipam6::Cidr6::parse(c)
+                    .map_err(|e| NetError::InvalidParameter(format!("fixed-cidr-v6: {e}")))?,
+            ),
+            (None, true) => Some(
+                existing
+                    .as_ref()
+                    .and_then(|n| n.pool6.as_ref().map(|p| p.subnet))
+                    .unwrap_or_else(ipam6::random_ula),
+            ),
+        };
         if let Some(n) = &existing {
             let same_subnet = wanted_subnet
                 .is_none_or(|w| w.network() == n.pool.subnet && w.addr == n.pool.gateway);
             if n.bridge == self.cfg.bridge
                 && same_subnet
                 && n.pool.range == range.map(|r| r.network())
+                && n.pool6.as_ref().map(|p| p.subnet) == wanted6
                 && n.mtu == mtu
             {
                 return Ok(());
@@ -276,6 +297,22 @@ impl Networks {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
             predefined: true,
+            pool6: match wanted6 {
+                Some(s) => {
+                    let mut p = ipam6::Pool6::new(s, None)
+                        .map_err(|e| NetError::InvalidParameter(format!("fixed-cidr-v6: {e}")))?;
+                    if let Some(old) = existing.as_ref().and_then(|n| n.pool6.as_ref()) {
+                        p.allocated = old
+                            .allocated
+                            .iter()
+                            .filter(|(ip, _)| p.subnet.contains(**ip))
+                            .map(|(ip, o)| (*ip, o.clone()))
+                            .collect();
+                    }
+                    Some(p)
+                }
+                None => None,
+            },
             ipam_options: None,
             mtu,
         };
@@ -341,6 +378,15 @@ impl Networks {
             .ok_or_else(|| NetError::Internal(ctx("bridge vanished:")))?;
         ignore_exists(nl.add_addr(idx, net.pool.gateway, net.pool.subnet.prefix))
             .map_err(|e| NetError::internal(ctx("adding the gateway address to"), e))?;
+        if let Some(p6) = &net.pool6 {
+            // A bridge may come up with IPv6 off (sysctl default).
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", net.bridge),
+                "0",
+            );
+            ignore_exists(nl.add_ip(idx, p6.gateway.into(), p6.subnet.prefix))
+                .map_err(|e| NetError::internal(ctx("adding the IPv6 gateway address to"), e))?;
+        }
         nl.set_up(idx)
             .map_err(|e| NetError::internal(ctx("bringing up"), e))?;
         self.fwd.prepare_bridge(&net.bridge);
@@ -427,6 +473,33 @@ impl Networks {
         let range = parse(&req.ip_range, "ip-range")?;
         let pool = Pool::new(subnet, gateway, range)
             .map_err(|e| NetError::InvalidParameter(e.to_string()))?;
+        let pool6 = if req.ipv6 {
+            let taken6: Vec<ipam6::Cidr6> = st
+                .nets
+                .values()
+                .filter_map(|n| n.pool6.as_ref().map(|p| p.subnet))
+                .collect();
+            let subnet6 = match req.subnet6.as_deref().filter(|s| !s.is_empty()) {
+                Some(s) => ipam6::Cidr6::parse(s)
+                    .map_err(|e| NetError::InvalidParameter(format!("subnet: {e}")))?,
+                None => ipam6::random_ula(),
+            };
+            if let Some(t) = taken6.iter().find(|t| t.overlaps(&subnet6)) {
+                return Err(NetError::Forbidden(format!("invalid pool request: Pool overlaps with other one on this address space ({t})")));
+            }
+            let gw6 = match req.gateway6.as_deref().filter(|s| !s.is_empty()) {
+                Some(g) => Some(g.parse::<std::net::Ipv6Addr>().map_err(|_| {
+                    NetError::InvalidParameter(format!("invalid gateway address {g}"))
+                })?),
+                None => None,
+            };
+            Some(
+                ipam6::Pool6::new(subnet6, gw6)
+                    .map_err(|e| NetError::InvalidParameter(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let id = records::random_hex(32);
         let bridge = req
             .options
@@ -453,6 +526,7 @@ impl Networks {
             labels: req.labels,
             options: req.options,
             predefined: false,
+            pool6,
             ipam_options: req.ipam_options,
             mtu,
         };
@@ -754,8 +828,26 @@ impl Networks {
             ipam::IpamError::InUse => NetError::InvalidParameter("Address already in use".into()),
             other => NetError::InvalidParameter(other.to_string()),
         })?;
+        let ip6 = match pool_net.pool6.as_mut() {
+            Some(p6) => match p6.allocate(owner, req.ip6) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    pool_net.pool.release(ip, owner);
+                    return Err(match e {
+                        ipam::IpamError::InUse => {
+                            NetError::InvalidParameter("Address already in use".into())
+                        }
+                        other => NetError::InvalidParameter(other.to_string()),
+                    });
+                }
+            },
+            None => None,
+        };
         if let Err(e) = self.dirs.save_network(pool_net) {
             pool_net.pool.release(ip, owner);
+            if let (Some(p6), Some(a)) = (pool_net.pool6.as_mut(), ip6) {
+                p6.release(a, owner);
+            }
             return Err(NetError::internal("saving the address pool", e));
         }
         Ok(Endpoint {
@@ -768,6 +860,7 @@ impl Networks {
                 .unwrap_or_else(|| records::mac_string(records::mac_for(ip))),
             aliases: req.aliases.clone(),
             requested_ip: req.ip,
+            ip6,
             host_veth: format!("veth{}", &records::random_hex(4)[..7]),
             ifname: ifname.to_string(),
             config,
@@ -904,15 +997,31 @@ impl Networks {
                 net.pool.subnet.prefix,
                 net.pool.gateway,
             );
+            let v6 = ep
+                .ip6
+                .zip(net.pool6.as_ref())
+                .map(|(a, p)| (a, p.subnet.prefix, p.gateway));
             netns::run_in(ns, move || {
                 let mut nl = netlink::Netlink::open()?;
                 let idx = netlink::link_index(&ifname)?.ok_or_else(|| {
                     std::io::Error::other(format!("{ifname} missing in the container"))
                 })?;
                 ignore_exists(nl.add_addr(idx, ip, prefix))?;
+                if let Some((a6, p6, _)) = v6 {
+                    // This thread is in the container's namespace: these
+                    // are its sysctls.
+                    let _ = std::fs::write(
+                        format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+                        "0",
+                    );
+                    ignore_exists(nl.add_ip(idx, a6.into(), p6))?;
+                }
                 nl.set_up(idx)?;
                 if default_route {
                     ignore_exists(nl.add_default_route(idx, gw))?;
+                    if let Some((_, _, g6)) = v6 {
+                        ignore_exists(nl.add_default_route_ip(idx, g6.into()))?;
+                    }
                 }
                 Ok(())
             })
@@ -975,6 +1084,9 @@ impl Networks {
         for ep in &cn.endpoints {
             if let Some(n) = st.nets.get_mut(&ep.network_id) {
                 n.pool.release_owner(id);
+                if let Some(p6) = n.pool6.as_mut() {
+                    p6.release_owner(id);
+                }
                 if let Err(e) = self.dirs.save_network(n) {
                     tracing::error!(network = %n.name, error = %e, "saving the address pool");
                 }
@@ -1076,9 +1188,13 @@ impl Networks {
         let mut st = self.lock();
         let owners: Vec<String> = st.conts.keys().cloned().collect();
         for n in st.nets.values_mut() {
-            let before = n.pool.allocated.len();
+            let before = n.pool.allocated.len() + n.pool6.as_ref().map_or(0, |p| p.allocated.len());
             n.pool.allocated.retain(|_, o| owners.contains(o));
-            if n.pool.allocated.len() != before {
+            if let Some(p6) = n.pool6.as_mut() {
+                p6.allocated.retain(|_, o| owners.contains(o));
+            }
+            if n.pool.allocated.len() + n.pool6.as_ref().map_or(0, |p| p.allocated.len()) != before
+            {
                 let _ = self.dirs.save_network(n);
             }
         }
@@ -1152,6 +1268,9 @@ impl Networks {
             drop_endpoint(&mut st, &rec.id, &net.id);
             if let Some(n) = st.nets.get_mut(&net.id) {
                 n.pool.release(ep.ip, &rec.id);
+                if let (Some(p6), Some(a)) = (n.pool6.as_mut(), ep.ip6) {
+                    p6.release(a, &rec.id);
+                }
                 let _ = self.dirs.save_network(n);
             }
             return Err(e);
@@ -1178,6 +1297,9 @@ impl Networks {
         drop_endpoint(&mut st, container_id, &net.id);
         if let Some(n) = st.nets.get_mut(&net.id) {
             n.pool.release(ep.ip, container_id);
+            if let (Some(p6), Some(a)) = (n.pool6.as_mut(), ep.ip6) {
+                p6.release(a, container_id);
+            }
             let _ = self.dirs.save_network(n);
         }
         let next = st.conts.get(container_id).and_then(|cn| {
@@ -1286,7 +1408,7 @@ fn delete_link(name: &str) {
 }
 
 impl dns::Lookup for Networks {
-    fn lookup(&self, container: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+    fn lookup(&self, container: &str, name: &str) -> Option<Vec<std::net::IpAddr>> {
         let st = self.lock();
         let me = st.conts.get(container)?;
         let my_nets: Vec<&String> = me
@@ -1309,10 +1431,10 @@ impl dns::Lookup for Networks {
                     (c.name == target || c.id.starts_with(target))
                         .then(|| c.endpoints.iter().find(|e| e.network_id == ep.network_id))
                         .flatten()
-                        .map(|e| e.ip)
+                        .map(|e| e.addrs())
                 });
                 if let Some(ip) = ip {
-                    return Some(vec![ip]);
+                    return Some(ip);
                 }
             }
         }
@@ -1347,7 +1469,7 @@ impl dns::Lookup for Networks {
                         !n.is_empty() && (name == n || name == format!("{n}.{net_name}"))
                     });
                 if hit {
-                    found.get_or_insert_with(Vec::new).push(ep.ip);
+                    found.get_or_insert_with(Vec::new).extend(ep.addrs());
                 }
             }
         }
