@@ -424,6 +424,16 @@ fn endpoint_and_network_shapes() {
     ]);
     let ep = &networks(&d, "ss")["side"];
     assert_eq!(ep["Aliases"], Value::Null, "{ep}");
+    // Clients before API 1.45 find the short ID among the aliases.
+    let old = d.curl(&["http://localhost/v1.44/containers/ss/json"]).ok();
+    let old: Value = serde_json::from_str(&old).expect("inspect JSON");
+    let short = &old["Id"].as_str().unwrap_or_default()[..12];
+    assert_eq!(
+        old["NetworkSettings"]["Networks"]["side"]["Aliases"],
+        serde_json::json!([short]),
+        "{}",
+        old["NetworkSettings"]
+    );
     assert!(
         ep["DNSNames"]
             .as_array()

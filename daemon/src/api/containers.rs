@@ -104,11 +104,16 @@ async fn list(State(state): State<AppState>, query: QueryParams) -> ApiResult<Js
 async fn inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    version: super::version::ApiVersion,
     query: QueryParams,
 ) -> ApiResult<Json<Value>> {
     let size = query.bool("size");
     let containers = store(&state);
-    Ok(Json(blocking(move || containers.inspect(&id, size)).await?))
+    let mut v = blocking(move || containers.inspect(&id, size)).await?;
+    if !version.at_least(1, 45) {
+        crate::network::legacy_aliases(&mut v);
+    }
+    Ok(Json(v))
 }
 
 async fn start(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {

@@ -236,6 +236,33 @@ pub fn settings(
     })
 }
 
+/// Container inspect for API < 1.45: on user-defined networks the short ID
+/// and hostname are listed among the aliases, as dockerd did (compose 1.29
+/// looks for the short ID there before it reconnects a container).
+pub fn legacy_aliases(inspect: &mut Value) {
+    let id = inspect["Id"].as_str().unwrap_or_default();
+    let short = id[..12.min(id.len())].to_string();
+    let hostname = inspect["Config"]["Hostname"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let Some(nets) = inspect["NetworkSettings"]["Networks"].as_object_mut() else {
+        return;
+    };
+    for (name, ep) in nets.iter_mut() {
+        if matches!(name.as_str(), "bridge" | "host" | "none") {
+            continue;
+        }
+        let mut aliases: Vec<Value> = ep["Aliases"].as_array().cloned().unwrap_or_default();
+        for extra in [&short, &hostname] {
+            if !extra.is_empty() && !aliases.iter().any(|a| a == extra.as_str()) {
+                aliases.push(json!(extra));
+            }
+        }
+        ep["Aliases"] = Value::Array(aliases);
+    }
+}
+
 pub fn summary_ports(rec: &ContainerRecord, cn: Option<&ContainerNet>) -> Value {
     ports::summary_ports(
         cn.map(|c| c.ports.as_slice()).unwrap_or_default(),
@@ -302,6 +329,26 @@ pub fn resolv_for_embedded_dns(resolv: &str) -> (String, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_clients_see_the_short_id_among_aliases() {
+        let mut v = json!({
+            "Id": "0123456789abcdef", "Config": {"Hostname": "box"},
+            "NetworkSettings": {"Networks": {
+                "bridge": {"Aliases": null},
+                "app": {"Aliases": ["web", "box"]},
+                "other": {"Aliases": null},
+            }},
+        });
+        legacy_aliases(&mut v);
+        let nets = &v["NetworkSettings"]["Networks"];
+        assert_eq!(nets["bridge"]["Aliases"], Value::Null);
+        assert_eq!(
+            nets["app"]["Aliases"],
+            json!(["web", "box", "0123456789ab"])
+        );
+        assert_eq!(nets["other"]["Aliases"], json!(["0123456789ab", "box"]));
+    }
 
     #[test]
     fn hosts_line_is_replaced_not_added() {

@@ -34,6 +34,7 @@ use tokio::task::AbortHandle;
 use crate::containers::record::ContainerRecord;
 pub use error::{NetError, Result};
 use ipam::{Cidr, Pool};
+pub use json::legacy_aliases;
 use nat::Nat;
 use portfwd::{Forwarder, Mapping};
 use records::{ContainerNet, Dirs, Endpoint, NetworkRecord};
