@@ -51,6 +51,7 @@ def response_schema(spec, method, path, status=None):
 # Go map), and clients expect so: (definition, property).
 DOCKERD_NULLS = [
     ("IPAM", "Options"),  # a network created without IPAM options
+    ("EndpointSettings", "Aliases"),  # an endpoint given no aliases
 ]
 
 

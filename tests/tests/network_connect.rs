@@ -468,6 +468,8 @@ fn endpoint_and_network_shapes() {
     );
     assert_eq!(ep["Links"], serde_json::json!(["tt:tee"]), "{ep}");
     assert_eq!(ep["DriverOpts"], serde_json::json!({"x": "y"}), "{ep}");
+    let body = d.curl(&["http://localhost/v1.50/networks/my%20net"]).ok();
+    berth_tests::assert_matches_spec("GET", "/networks/{id}", &body);
     assert!(
         ep["IPAddress"]
             .as_str()

@@ -65,7 +65,7 @@ pub fn network(n: &NetworkRecord, conts: &BTreeMap<String, ContainerNet>) -> Val
 }
 
 /// The parts of an endpoint that come from its config, as dockerd keeps
-/// them: absent ones are null.
+/// them: absent ones are null (but Links, an array in the spec, is `[]`).
 fn configured_fields(epc: &Value) -> Map<String, Value> {
     let field = |k: &str| {
         epc.get(k)
@@ -83,17 +83,20 @@ fn configured_fields(epc: &Value) -> Map<String, Value> {
             Value::Null
         },
     );
-    for k in ["Links", "Aliases"] {
-        let v = field(k);
-        m.insert(
-            k.into(),
-            if v.as_array().is_some_and(|a| !a.is_empty()) {
-                v
-            } else {
-                Value::Null
-            },
-        );
-    }
+    let links = field("Links");
+    m.insert(
+        "Links".into(),
+        if links.is_array() { links } else { json!([]) },
+    );
+    let aliases = field("Aliases");
+    m.insert(
+        "Aliases".into(),
+        if aliases.as_array().is_some_and(|a| !a.is_empty()) {
+            aliases
+        } else {
+            Value::Null
+        },
+    );
     m.insert("DriverOpts".into(), field("DriverOpts"));
     m.insert(
         "GwPriority".into(),
@@ -106,7 +109,7 @@ fn configured_fields(epc: &Value) -> Map<String, Value> {
 /// networks only).
 fn dns_names(rec: &ContainerRecord, predefined: bool, aliases: &[String]) -> Value {
     if predefined {
-        return Value::Null;
+        return json!([]);
     }
     let mut names: Vec<String> = vec![rec.name.trim_start_matches('/').to_string()];
     names.extend(aliases.iter().cloned());

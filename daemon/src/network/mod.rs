@@ -433,7 +433,15 @@ impl Networks {
                 req.name
             )));
         }
-        // dockerd's only rule; records and bridges are named by ID.
+        // `.` and `..` cannot be named in a URL path (clients normalise
+        // them away), so they stay refused.
+        if matches!(req.name.as_str(), "." | "..") {
+            return Err(NetError::InvalidParameter(format!(
+                "invalid network name {:?}: \".\" and \"..\" are not allowed",
+                req.name
+            )));
+        }
+        // Otherwise dockerd's rule; records and bridges are named by ID.
         if req.name.trim().is_empty() {
             return Err(NetError::InvalidParameter(
                 "invalid name: name is empty".into(),
