@@ -489,3 +489,59 @@ fn endpoint_and_network_shapes() {
     d.docker_ok(&["rm", "-f", "ss", "tt"]);
     d.docker_ok(&["network", "rm", "my net", "plain", "opted", "side"]);
 }
+
+fn http_get(port: u16) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-sf", "-m", "3", &format!("http://127.0.0.1:{port}/i")])
+        .output()
+        .expect("curl must be installed");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn published_ports_follow_the_first_network() {
+    let (d, _guard, _bridge, _base) = setup();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let publish = format!("127.0.0.1:{port}:80");
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pw",
+        "--network",
+        "side",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /tmp/i; exec httpd -f -p 80 -h /tmp",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(10), || http_get(port).is_some()),
+        "the published port does not answer"
+    );
+    d.docker_ok(&["network", "connect", "bridge", "pw"]);
+    // The network carrying the port goes: the port moves to the next one.
+    d.docker_ok(&["network", "disconnect", "side", "pw"]);
+    assert_eq!(http_get(port).as_deref(), Some("hi\n"));
+    assert_eq!(
+        d.docker_ok(&["port", "pw"]).trim(),
+        format!("80/tcp -> 127.0.0.1:{port}")
+    );
+    // No network left: the port is closed and its rules are gone.
+    d.docker_ok(&["network", "disconnect", "bridge", "pw"]);
+    assert_eq!(http_get(port), None);
+    assert_eq!(d.docker_ok(&["port", "pw"]).trim(), "");
+    assert!(
+        !iptables_rules().contains(&format!("--dport {port}")),
+        "rules of the closed port are left"
+    );
+    d.docker_ok(&["rm", "-f", "pw"]);
+    d.docker_ok(&["network", "rm", "side"]);
+}

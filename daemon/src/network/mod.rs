@@ -766,6 +766,29 @@ impl Networks {
             rec.config.exposed_ports.as_ref(),
         )
         .map_err(NetError::InvalidParameter)?;
+        let published = self.publish(&rec.id, &name, &net, &ep, &reqs)?;
+        let upstream = self.write_host_files(container_dir, &hostname, ep.ip, user_net)?;
+        let mut st = self.lock();
+        if let Some(cn) = st.conts.get_mut(&rec.id) {
+            cn.ports = published;
+            cn.upstream_dns = upstream;
+            self.dirs
+                .save_container(cn)
+                .map_err(internal("saving the container's endpoints"))?;
+        }
+        Ok(())
+    }
+
+    /// Bind `reqs` on the host (all or none), forward them to `ep` and
+    /// start their proxies; returns what is published.
+    fn publish(
+        &self,
+        id: &str,
+        name: &str,
+        net: &NetworkRecord,
+        ep: &Endpoint,
+        reqs: &[ports::PortRequest],
+    ) -> Result<Vec<ports::Published>> {
         let programming = |m: String| {
             NetError::Internal(format!(
                 "driver failed programming external connectivity on endpoint {name} ({}): {m}",
@@ -773,19 +796,19 @@ impl Networks {
             ))
         };
         let mut bound = Vec::new();
-        for r in &reqs {
+        for r in reqs {
             bound.push(proxy::bind(r, self.fwd.userland_proxy()).map_err(programming)?);
         }
         if !bound.is_empty() {
             let ports: Vec<ports::Published> = bound.iter().map(|(p, _)| p.clone()).collect();
-            if let Some(cn) = self.lock().conts.get_mut(&rec.id) {
+            if let Some(cn) = self.lock().conts.get_mut(id) {
                 // Before the rules go in, so that release() removes them.
                 cn.ports = ports.clone();
             }
             let maps: Vec<Mapping> = ports
                 .iter()
                 .map(|p| Mapping {
-                    container: &rec.id,
+                    container: id,
                     bridge: &net.bridge,
                     container_ip: ep.ip,
                     port: p,
@@ -804,19 +827,74 @@ impl Networks {
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(rec.id.clone())
+            .entry(id.to_string())
             .or_default()
             .extend(handles);
-        let upstream = self.write_host_files(container_dir, &hostname, ep.ip, user_net)?;
-        let mut st = self.lock();
-        if let Some(cn) = st.conts.get_mut(&rec.id) {
-            cn.ports = published;
-            cn.upstream_dns = upstream;
-            self.dirs
-                .save_container(cn)
-                .map_err(internal("saving the container's endpoints"))?;
+        Ok(published)
+    }
+
+    /// The endpoint that carried a running container's published ports is
+    /// gone: they move to its new first endpoint (as dockerd moves them
+    /// with the gateway), keeping their host ports, or close.
+    fn move_ports(&self, id: &str) {
+        let (name, ports, next) = {
+            let st = self.lock();
+            let Some(cn) = st.conts.get(id) else { return };
+            let next = cn
+                .endpoints
+                .first()
+                .and_then(|ep| st.nets.get(&ep.network_id).map(|n| (n.clone(), ep.clone())));
+            (cn.name.clone(), cn.ports.clone(), next)
+        };
+        if ports.is_empty() {
+            return;
         }
-        Ok(())
+        if let Some(tasks) = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
+            tasks.into_iter().for_each(proxy::Proxy::close);
+        }
+        if let Err(e) = self.fwd.remove(id) {
+            tracing::error!(%id, error = %e, "removing the published-port rules");
+        }
+        let reqs: Vec<ports::PortRequest> = ports
+            .iter()
+            .map(|p| ports::PortRequest {
+                proto: p.proto,
+                container_port: p.container_port,
+                host_ip: p.host_ip,
+                host_ports: (p.host_port, p.host_port),
+            })
+            .collect();
+        let moved = match &next {
+            Some((net, ep)) => match self.publish(id, &name, net, ep, &reqs) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(%id, error = %e, "moving the published ports");
+                    if let Some(tasks) = self
+                        .tasks
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(id)
+                    {
+                        tasks.into_iter().for_each(proxy::Proxy::close);
+                    }
+                    let _ = self.fwd.remove(id);
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        let mut st = self.lock();
+        if let Some(cn) = st.conts.get_mut(id) {
+            cn.ports = moved;
+            if let Err(e) = self.dirs.save_container(cn) {
+                tracing::error!(%id, error = %e, "saving the container's endpoints");
+            }
+        }
     }
 
     /// Reserve an address on `net` for `owner` and describe the endpoint.
@@ -1302,6 +1380,11 @@ impl Networks {
         else {
             return Ok(false);
         };
+        let carried_ports = st
+            .conts
+            .get(container_id)
+            .and_then(|c| c.endpoints.first())
+            .is_some_and(|e| e.network_id == net.id);
         delete_link(&ep.host_veth);
         drop_endpoint(&mut st, container_id, &net.id);
         if let Some(n) = st.nets.get_mut(&net.id) {
@@ -1323,6 +1406,9 @@ impl Networks {
         }
         drop(st);
         self.endpoint_event("disconnect", &net.id, container_id);
+        if carried_ports {
+            self.move_ports(container_id);
+        }
         if let Some((ifname, gw)) = next {
             let route = netns::open(pid).and_then(|ns| {
                 netns::run_in(&ns, move || {
