@@ -542,6 +542,13 @@ fn published_ports_follow_the_first_network() {
         !iptables_rules().contains(&format!("--dport {port}")),
         "rules of the closed port are left"
     );
+    // Connected again: the port opens with the network.
+    d.docker_ok(&["network", "connect", "side", "pw"]);
+    assert_eq!(http_get(port).as_deref(), Some("hi\n"));
     d.docker_ok(&["rm", "-f", "pw"]);
+    assert!(
+        !iptables_rules().contains(&format!("--dport {port}")),
+        "rules of the removed container's port are left"
+    );
     d.docker_ok(&["network", "rm", "side"]);
 }

@@ -1364,6 +1364,45 @@ impl Networks {
         }
         drop(st);
         self.endpoint_event("connect", &net.id, &rec.id);
+        if cn.endpoints.len() == 1 && cn.ports.is_empty() {
+            // The container had no network: its ports come with this one.
+            let reqs = ports::requests(
+                rec.host_config.port_bindings.as_ref(),
+                rec.host_config.publish_all_ports,
+                rec.config.exposed_ports.as_ref(),
+            )
+            .unwrap_or_default();
+            if !reqs.is_empty() {
+                let published = match self.publish(&rec.id, &cn.name, &net, &ep, &reqs) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Nothing stays attached: the ports half-opened
+                        // go with the endpoint.
+                        if let Some(c) = self.lock().conts.get_mut(&rec.id) {
+                            c.ports.clear();
+                        }
+                        if let Some(tasks) = self
+                            .tasks
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&rec.id)
+                        {
+                            tasks.into_iter().for_each(proxy::Proxy::close);
+                        }
+                        let _ = self.fwd.remove(&rec.id);
+                        let _ = self.disconnect(&net.id, &rec.id, pid);
+                        return Err(e);
+                    }
+                };
+                let mut st = self.lock();
+                if let Some(c) = st.conts.get_mut(&rec.id) {
+                    c.ports = published;
+                    self.dirs
+                        .save_container(c)
+                        .map_err(internal("saving the container's endpoints"))?;
+                }
+            }
+        }
         Ok(())
     }
 
