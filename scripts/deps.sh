@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
     build-essential pkg-config ca-certificates   # building
     python3 python3-venv                          # fixtures, docker-py
-    busybox-static                                # test images
+    busybox-static mmdebstrap                     # test images (busybox; Debian's python3 + Flask)
     curl jq socat tmux procps iproute2 iptables   # test drivers and checks
     runc docker.io                                # the runc-compatibility test and benchmarks
     docker-compose                                # compose 1.29 against berthd (tests/tests/compose_cli.rs)

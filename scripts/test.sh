@@ -9,5 +9,6 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --bins
 mkdir -p target/fixtures
 [ -f target/fixtures/busybox.tar ] || rootfs-fixtures/build.sh target/fixtures
+[ -f target/fixtures/python.tar ] || rootfs-fixtures/build-python.sh target/fixtures
 export BERTH_FIXTURES=$PWD/target/fixtures
 cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-4}"

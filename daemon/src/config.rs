@@ -85,6 +85,21 @@ pub struct Flags {
     /// Labels of the daemon: KEY=VALUE
     #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Registry reached over plain HTTP or unverified TLS: HOST[:PORT] or CIDR
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+    /// Mirror tried before Docker Hub for its images: http(s)://HOST[:PORT]
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    pub registry_mirrors: Vec<String>,
+    /// Layer downloads of one pull running at once (default 8; dockerd's is 3)
+    #[arg(long)]
+    pub max_concurrent_downloads: Option<u32>,
+    /// Layer uploads of one push running at once (default 5)
+    #[arg(long)]
+    pub max_concurrent_uploads: Option<u32>,
+    /// Attempts for each layer download (default 5)
+    #[arg(long)]
+    pub max_download_attempts: Option<u32>,
 }
 
 /// daemon.json keys berthd implements.
@@ -115,6 +130,9 @@ const SUPPORTED_KEYS: &[&str] = &[
     "dns-search",
     "insecure-registries",
     "registry-mirrors",
+    "max-concurrent-downloads",
+    "max-concurrent-uploads",
+    "max-download-attempts",
     "live-restore",
     "storage-driver",
 ];
@@ -152,9 +170,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "ip-masq",
     "ip6tables",
     "log-format",
-    "max-concurrent-downloads",
-    "max-concurrent-uploads",
-    "max-download-attempts",
     "metrics-addr",
     "no-new-privileges",
     "node-generic-resources",
@@ -204,6 +219,9 @@ struct FileConfig {
     dns_search: Option<Vec<String>>,
     insecure_registries: Option<Vec<String>>,
     registry_mirrors: Option<Vec<String>>,
+    max_concurrent_downloads: Option<u32>,
+    max_concurrent_uploads: Option<u32>,
+    max_download_attempts: Option<u32>,
     live_restore: Option<bool>,
     storage_driver: Option<String>,
 }
@@ -313,6 +331,9 @@ pub struct Config {
     pub dns_search: Vec<String>,
     pub insecure_registries: Vec<String>,
     pub registry_mirrors: Vec<String>,
+    pub max_concurrent_downloads: u32,
+    pub max_concurrent_uploads: u32,
+    pub max_download_attempts: u32,
     pub live_restore: bool,
 }
 
@@ -443,6 +464,26 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
             "labels",
             (!flags.labels.is_empty()).then(|| list(&flags.labels)),
         ),
+        (
+            "insecure-registries",
+            (!flags.insecure_registries.is_empty()).then(|| list(&flags.insecure_registries)),
+        ),
+        (
+            "registry-mirrors",
+            (!flags.registry_mirrors.is_empty()).then(|| list(&flags.registry_mirrors)),
+        ),
+        (
+            "max-concurrent-downloads",
+            flags.max_concurrent_downloads.map(|n| n.to_string()),
+        ),
+        (
+            "max-concurrent-uploads",
+            flags.max_concurrent_uploads.map(|n| n.to_string()),
+        ),
+        (
+            "max-download-attempts",
+            flags.max_download_attempts.map(|n| n.to_string()),
+        ),
     ];
     given
         .into_iter()
@@ -559,6 +600,14 @@ fn merge(
         log_opts.insert(k.to_string(), v.to_string());
     }
 
+    let max_download_attempts = flags
+        .max_download_attempts
+        .or(file.max_download_attempts)
+        .unwrap_or(5);
+    if max_download_attempts == 0 {
+        bail!("invalid max download attempts: 0");
+    }
+
     let labels = if flags.labels.is_empty() {
         file.labels.unwrap_or_default()
     } else {
@@ -595,10 +644,28 @@ fn merge(
         dns: file.dns.unwrap_or_default(),
         dns_opts: file.dns_opts.unwrap_or_default(),
         dns_search: file.dns_search.unwrap_or_default(),
-        insecure_registries: file.insecure_registries.unwrap_or_default(),
-        registry_mirrors: file.registry_mirrors.unwrap_or_default(),
+        insecure_registries: list_or(flags.insecure_registries, file.insecure_registries),
+        registry_mirrors: list_or(flags.registry_mirrors, file.registry_mirrors),
+        max_concurrent_downloads: flags
+            .max_concurrent_downloads
+            .or(file.max_concurrent_downloads)
+            .unwrap_or(8),
+        max_concurrent_uploads: flags
+            .max_concurrent_uploads
+            .or(file.max_concurrent_uploads)
+            .unwrap_or(5),
+        max_download_attempts,
         live_restore: file.live_restore.unwrap_or(false),
     })
+}
+
+/// A list flag given on the command line wins over the file's list.
+fn list_or(flag: Vec<String>, file: Option<Vec<String>>) -> Vec<String> {
+    if flag.is_empty() {
+        file.unwrap_or_default()
+    } else {
+        flag
+    }
 }
 
 fn add_runtime(

@@ -128,11 +128,15 @@ impl Daemon {
     }
 }
 
-/// `insecure-registries` from daemon.json; certificates in `certs.d` next
+/// `insecure-registries`, `registry-mirrors` and transfer limits; certificates in `certs.d` next
 /// to the config file, then /etc/berth/certs.d and /etc/docker/certs.d.
 fn registry_config(config: &Config) -> berth_distribution::RegistryConfig {
     let mut rc = berth_distribution::RegistryConfig {
         insecure: config.insecure_registries.clone(),
+        mirrors: config.registry_mirrors.clone(),
+        max_concurrent_downloads: config.max_concurrent_downloads as usize,
+        max_concurrent_uploads: config.max_concurrent_uploads as usize,
+        max_download_attempts: config.max_download_attempts as usize,
         data_dir: config.data_root.join("image").join("distribution"),
         ..Default::default()
     };

@@ -99,6 +99,23 @@ pub fn busybox_tar() -> PathBuf {
     fixtures_dir().join("busybox.tar")
 }
 
+/// The Python image of SCENARIOS.md §3 (rootfs-fixtures/build-python.sh:
+/// Debian's python3, pip and Flask), built on first use.
+pub fn python_tar() -> PathBuf {
+    let dir = fixtures_dir();
+    let tar = dir.join("python.tar");
+    let lock = fs::File::create(dir.join(".lock")).expect("fixtures lock");
+    flock(&lock);
+    if !tar.is_file() {
+        let status = Command::new(workspace_root().join("rootfs-fixtures/build-python.sh"))
+            .arg(&dir)
+            .status()
+            .expect("run rootfs-fixtures/build-python.sh");
+        assert!(status.success(), "rootfs-fixtures/build-python.sh failed");
+    }
+    tar
+}
+
 /// A fresh copy of the busybox root filesystem in `dest`.
 pub fn copy_busybox_rootfs(dest: &Path) {
     let src = fixtures_dir().join("busybox/rootfs");

@@ -132,7 +132,7 @@ fn bad_requests_get_dockerd_errors() {
     assert_eq!(code, 409);
     assert_eq!(
         message(&body),
-        "cannot remove container \"/runner\": container is running: stop the container before removing or force remove"
+        "cannot remove container \"runner\": container is running: stop the container before removing or force remove"
     );
     let (code, body) = call(&d, "POST", "/containers/runner/kill?signal=NOPE", None);
     assert_eq!(

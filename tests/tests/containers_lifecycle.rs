@@ -108,7 +108,7 @@ fn detached_ps_stop_start_rm() {
     let busy = d.docker(&["rm", "web"]);
     assert!(!busy.success());
     assert!(
-        busy.stderr.contains("cannot remove container \"/web\": container is running: stop the container before removing or force remove"),
+        busy.stderr.contains("cannot remove container \"web\": container is running: stop the container before removing or force remove"),
         "{}",
         busy.stderr
     );

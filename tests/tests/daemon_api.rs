@@ -183,7 +183,7 @@ fn version_prefixes_and_unknown_paths() {
         ("GET", "/v1.50/nothing", "404", "page not found"),
         ("POST", "/session", "501", "not implemented: POST /session"),
         ("POST", "/v1.41/swarm/init", "501", "not implemented: POST /swarm/init"),
-        ("GET", "/v1.50/plugins", "501", "not implemented: GET /plugins"),
+        ("GET", "/v1.50/plugins/privileges", "501", "not implemented: GET /plugins/privileges"),
     ];
     for (method, path, status, message) in cases {
         let url = format!("http://localhost{path}");

@@ -140,18 +140,24 @@ fn bad_filters_and_bodies() {
         (code, message(&body).as_str()),
         (400, "invalid filter 'reference'")
     );
-    // Not a tar archive: a 400 before any output, nothing left behind.
+    // Not a tar archive: as dockerd, 200 with the error in the stream;
+    // nothing left behind.
     let (code, body) = call(
         &d,
         "POST",
         "/images/load",
         Some("this is not a tar archive"),
     );
-    assert_eq!(code, 400, "{body}");
+    assert_eq!(code, 200, "{body}");
+    let last: serde_json::Value =
+        serde_json::from_str(body.trim().lines().last().unwrap_or("")).expect("a JSON line");
     assert!(
-        message(&body).starts_with("invalid image archive"),
+        last["error"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("invalid image archive")),
         "{body}"
     );
+    assert_eq!(last["errorDetail"]["message"], last["error"]);
     let (code, body) = call(
         &d,
         "POST",
@@ -234,4 +240,30 @@ fn delete_conflicts_like_dockerd() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v[0]["Untagged"], "busybox:latest");
     assert_eq!(v[1]["Deleted"], id.as_str());
+}
+
+/// docker-py raises its load error from the stream, as with dockerd.
+#[test]
+fn bad_load_archive_raises_in_docker_py() {
+    let d = Daemon::start();
+    let out = d.python(
+        r#"
+import docker
+c = docker.from_env()
+try:
+    c.images.load(b"this is not a tar archive")
+    raise SystemExit("load succeeded")
+except docker.errors.ImageLoadError as e:
+    assert "invalid image archive" in str(e), e
+print("ok")
+"#,
+    );
+    assert_eq!(out.stdout.trim(), "ok", "{}", out.stderr);
+    let cli = d.docker_stdin(&["load"], Some(b"this is not a tar archive"));
+    assert!(!cli.success());
+    assert!(
+        cli.stderr.contains("invalid image archive"),
+        "{}",
+        cli.stderr
+    );
 }

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use berth_tests::registry::Registry;
-use berth_tests::Daemon;
+use berth_tests::{Daemon, DaemonOptions};
 
 /// No half-written blob or staged layer is left behind.
 fn assert_no_temp_files(d: &Daemon) {
@@ -297,6 +297,10 @@ fn login_with_basic_auth() {
 /// through it (one request per connection).
 struct CorruptingProxy {
     port: u16,
+    /// Blob answers still to be spoiled (all of them unless limited).
+    spoil: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests that asked for a byte range.
+    ranges: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -315,6 +319,9 @@ impl CorruptingProxy {
         l.set_nonblocking(true).unwrap();
         let port = l.local_addr().unwrap().port();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spoil = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+        let ranges = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (spoiling, ranged) = (spoil.clone(), ranges.clone());
         let flag = stop.clone();
         let stopping = stop.clone();
         let serve = move |mut c: TcpStream| -> std::io::Result<()> {
@@ -330,6 +337,9 @@ impl CorruptingProxy {
             }
             let text = String::from_utf8_lossy(&head).to_string();
             let blob = text.lines().next().unwrap_or("").contains("/blobs/sha256:");
+            if text.to_ascii_lowercase().contains("\r\nrange: bytes=") {
+                ranged.fetch_add(1, Ordering::Relaxed);
+            }
             let req: String = text
                 .split("\r\n")
                 .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
@@ -342,7 +352,13 @@ impl CorruptingProxy {
             up.read_to_end(&mut resp)?;
             if let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
                 let body_len = resp.len() - split - 4;
-                if blob && body_len > 4096 && resp.starts_with(b"HTTP/1.1 200") {
+                if blob
+                    && body_len > 4096
+                    && resp.starts_with(b"HTTP/1.1 200")
+                    && spoiling
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok()
+                {
                     let i = split + 4 + body_len / 2;
                     if stall {
                         c.write_all(&resp[..i])?;
@@ -372,6 +388,8 @@ impl CorruptingProxy {
         });
         CorruptingProxy {
             port,
+            spoil,
+            ranges,
             stop,
             thread: Some(thread),
         }
@@ -507,7 +525,10 @@ fn registry_hanging_up_mid_blob_leaves_nothing() {
     let reg = Registry::start();
     reg.push_fixture("test/busybox:1");
     let proxy = CorruptingProxy::start(reg.port, true);
-    let d = Daemon::start();
+    let d = Daemon::start_with(DaemonOptions {
+        args: vec!["--max-download-attempts=1".into()],
+        ..Default::default()
+    });
     let out = d.docker(&["pull", &format!("127.0.0.1:{}/test/busybox:1", proxy.port)]);
     assert!(!out.success(), "{}", out.stdout);
     assert!(out.stderr.contains("error pulling layer"), "{}", out.stderr);
@@ -619,4 +640,122 @@ fn build_pulls_a_missing_base_image() {
         out.stderr
     );
     assert_no_temp_files(&d);
+}
+
+#[test]
+fn a_broken_layer_download_is_retried_from_where_it_stopped() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let proxy = CorruptingProxy::start(reg.port, true);
+    proxy.spoil.store(1, std::sync::atomic::Ordering::Relaxed);
+    let d = Daemon::start();
+    let repo = format!("127.0.0.1:{}/test/busybox", proxy.port);
+    let out = d.curl(&[
+        "-X",
+        "POST",
+        &format!("http://x/v1.50/images/create?fromImage={repo}&tag=1"),
+    ]);
+    let out = out.stdout;
+    let name = format!("{repo}:1");
+    assert!(out.contains("Retrying in 5 seconds"), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(out.contains("Downloaded newer image for"), "{out}");
+    assert!(
+        proxy.ranges.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "the retry asked for the whole blob again"
+    );
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", &name, "echo", "ok"]).trim(),
+        "ok"
+    );
+    assert_no_temp_files(&d);
+}
+
+#[test]
+fn docker_hub_images_come_from_the_first_mirror_that_has_them() {
+    let empty = Registry::start();
+    let mirror = Registry::start();
+    mirror.push_fixture("library/busybox:latest");
+    let d = Daemon::start_with(DaemonOptions {
+        config: Some(serde_json::json!({
+            "registry-mirrors": [
+                format!("http://127.0.0.1:{}", empty.port),
+                format!("http://127.0.0.1:{}/", mirror.port),
+            ],
+            "max-concurrent-downloads": 2,
+        })),
+        ..Default::default()
+    });
+    let info = d.docker_ok(&["info", "--format", "{{json .RegistryConfig.Mirrors}}"]);
+    assert!(
+        info.contains(&format!("127.0.0.1:{}", mirror.port)),
+        "{info}"
+    );
+    let out = d.docker_ok(&["pull", "busybox"]);
+    assert!(out.contains("Pulling from library/busybox"), "{out}");
+    assert!(
+        out.contains("Status: Downloaded newer image for busybox:latest"),
+        "{out}"
+    );
+    let img = d.inspect("image", "busybox");
+    let digest = mirror.digest("library/busybox:latest");
+    assert_eq!(
+        img["RepoDigests"],
+        serde_json::json!([format!("busybox@{digest}")])
+    );
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "busybox", "echo", "ok"])
+            .trim(),
+        "ok"
+    );
+    // Only Docker Hub images use mirrors.
+    let other = d.docker(&["pull", "127.0.0.1:1/library/busybox"]);
+    assert!(!other.success());
+}
+
+#[test]
+fn a_large_layer_is_pushed_in_chunks_and_pulled_back_whole() {
+    let reg = Registry::start();
+    let d = Daemon::with_busybox();
+    // 20 MiB that gzip cannot shrink: two upload chunks.
+    let c = d
+        .docker_ok(&[
+            "run",
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 20971520 /dev/urandom > /big && sleep 1000",
+        ])
+        .trim()
+        .to_string();
+    let mut size = String::new();
+    for _ in 0..200 {
+        let out = d.docker(&["exec", &c, "stat", "-c", "%s", "/big"]);
+        size = out.stdout.trim().to_owned();
+        if size == "20971520" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(size, "20971520");
+    let name = reg.image("big/layer:1");
+    d.docker_ok(&["commit", &c, &name]);
+    d.docker_ok(&["rm", "-f", &c]);
+    let out = d.docker_ok(&["push", &name]);
+    assert!(out.contains("Pushed"), "{out}");
+    let log = reg.log();
+    let patches = log.matches("\"PATCH /v2/big/layer/blobs/uploads/").count();
+    assert!(
+        patches >= 2,
+        "expected chunked PATCH uploads; registry log:\n{log}"
+    );
+
+    let other = Daemon::start();
+    other.docker_ok(&["pull", &name]);
+    assert_eq!(image_id(&other, &name), image_id(&d, &name));
+    let sum = |dm: &Daemon| dm.docker_ok(&["run", "--rm", &name, "md5sum", "/big"]);
+    assert_eq!(sum(&other), sum(&d));
+    assert_no_temp_files(&d);
+    assert_no_temp_files(&other);
 }

@@ -11,7 +11,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
 use crate::auth::{AuthConfig, Challenge};
-use crate::config::RegistryConfig;
+use crate::config::{parse_mirror, RegistryConfig};
 use crate::error::{transport, Error, Result};
 
 /// Largest error body or token response read from a registry.
@@ -91,34 +91,64 @@ impl Session {
     pub async fn connect(cfg: &RegistryConfig, domain: &str, auth: AuthConfig) -> Result<Session> {
         let host = registry_host(domain).to_owned();
         let insecure = cfg.is_insecure(&host).await;
+        let mut bases = vec![format!("https://{host}")];
+        if insecure {
+            bases.push(format!("http://{host}"));
+        }
+        Session::open(cfg, host, &bases, insecure, auth).await
+    }
+
+    /// A `registry-mirrors` entry, used as its URL says.
+    pub async fn connect_mirror(
+        cfg: &RegistryConfig,
+        mirror: &str,
+        auth: AuthConfig,
+    ) -> Result<Session> {
+        let (base, host) = parse_mirror(mirror)?;
+        let insecure = cfg.is_insecure(&host).await;
+        Session::open(cfg, host, &[base], insecure, auth).await
+    }
+
+    /// Ping each base URL in turn; the first that answers is the endpoint.
+    async fn open(
+        cfg: &RegistryConfig,
+        host: String,
+        bases: &[String],
+        insecure: bool,
+        auth: AuthConfig,
+    ) -> Result<Session> {
         let http = build_client(cfg, &host, insecure)?;
         let mut sess = Session {
-            base: format!("https://{host}"),
+            base: String::new(),
             host,
             http,
             auth,
             challenge: None,
             tokens: Mutex::new(HashMap::new()),
         };
-        let resp = match sess.ping().await {
-            Ok(r) => r,
-            Err(e) if insecure => {
-                tracing::debug!(host = %sess.host, error = %e, "https ping failed, trying http");
-                sess.base = format!("http://{}", sess.host);
-                sess.ping().await?
+        let mut last = None;
+        for base in bases {
+            sess.base = base.clone();
+            match sess.ping().await {
+                Ok(resp) => {
+                    if resp.status() == StatusCode::UNAUTHORIZED {
+                        sess.challenge = resp
+                            .headers()
+                            .get_all(reqwest::header::WWW_AUTHENTICATE)
+                            .iter()
+                            .filter_map(|v| v.to_str().ok())
+                            .filter_map(Challenge::parse)
+                            .next();
+                    }
+                    return Ok(sess);
+                }
+                Err(e) => {
+                    tracing::debug!(%base, error = %e, "registry ping failed");
+                    last = Some(e);
+                }
             }
-            Err(e) => return Err(e),
-        };
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            sess.challenge = resp
-                .headers()
-                .get_all(reqwest::header::WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(Challenge::parse)
-                .next();
         }
-        Ok(sess)
+        Err(last.unwrap_or_else(|| Error::Internal("no registry endpoint to try".into())))
     }
 
     async fn ping(&self) -> Result<Response> {

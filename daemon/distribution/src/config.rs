@@ -12,10 +12,15 @@ pub struct RegistryConfig {
     pub insecure: Vec<String>,
     /// Directories holding `HOST[:PORT]/{*.crt,*.cert,*.key}`, searched in order.
     pub cert_dirs: Vec<PathBuf>,
+    /// `registry-mirrors` of daemon.json: `http(s)://host[:port][/]` tried
+    /// in order before Docker Hub for pulls of Docker Hub images.
+    pub mirrors: Vec<String>,
     /// Layer downloads running at once.
     pub max_concurrent_downloads: usize,
     /// Layer uploads running at once.
     pub max_concurrent_uploads: usize,
+    /// Tries of each layer download before the pull fails.
+    pub max_download_attempts: usize,
     /// Where push remembers the gzip blob made for each uncompressed layer.
     pub data_dir: PathBuf,
 }
@@ -28,8 +33,10 @@ impl Default for RegistryConfig {
                 PathBuf::from("/etc/berth/certs.d"),
                 PathBuf::from("/etc/docker/certs.d"),
             ],
+            mirrors: Vec::new(),
             max_concurrent_downloads: 8,
             max_concurrent_uploads: 5,
+            max_download_attempts: 5,
             data_dir: PathBuf::from("/var/lib/berth/image/distribution"),
         }
     }
@@ -70,8 +77,12 @@ impl Cidr {
 }
 
 impl RegistryConfig {
-    /// Check the `insecure-registries` entries (as dockerd does at start).
+    /// Check the `insecure-registries` and `registry-mirrors` entries (as
+    /// dockerd does at start).
     pub fn validate(&self) -> Result<()> {
+        for m in &self.mirrors {
+            parse_mirror(m)?;
+        }
         for e in &self.insecure {
             if e.contains("://") {
                 return Err(Error::Invalid(format!(
@@ -121,6 +132,38 @@ impl RegistryConfig {
     }
 }
 
+/// A `registry-mirrors` entry: its base URL without the trailing `/` and
+/// its `host[:port]`. Checked as dockerd checks it at start: an http(s)
+/// URL, optionally with a path, without query, fragment or user info.
+pub(crate) fn parse_mirror(mirror: &str) -> Result<(String, String)> {
+    let invalid = |why: String| Error::Invalid(format!("invalid mirror: {why}"));
+    let Some((scheme, rest)) = mirror.split_once("://").filter(|(s, _)| !s.is_empty()) else {
+        return Err(invalid(format!(
+            "no scheme specified for \"{mirror}\": must use either 'https://' or 'http://'"
+        )));
+    };
+    if scheme != "http" && scheme != "https" {
+        return Err(invalid(format!(
+            "unsupported scheme \"{scheme}\" in \"{mirror}\": must use either 'https://' or 'http://'"
+        )));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(invalid(format!(
+            "query or fragment at end of the URI \"{mirror}\""
+        )));
+    }
+    let host = rest.split('/').next().unwrap_or("");
+    if host.contains('@') {
+        return Err(invalid(format!(
+            "username/password not allowed in URI \"{mirror}\""
+        )));
+    }
+    if host.is_empty() {
+        return Err(invalid(format!("\"{mirror}\" is not a valid URI")));
+    }
+    Ok((mirror.trim_end_matches('/').to_owned(), host.to_owned()))
+}
+
 /// `host` of `host:port`, `[v6]:port` or `[v6]`.
 fn host_part(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
@@ -156,5 +199,27 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn mirrors_are_checked_like_dockerd() {
+        let (base, host) = parse_mirror("https://m.test/").unwrap();
+        assert_eq!((base.as_str(), host.as_str()), ("https://m.test", "m.test"));
+        let (base, host) = parse_mirror("http://127.0.0.1:5000/cache/").unwrap();
+        assert_eq!(base, "http://127.0.0.1:5000/cache");
+        assert_eq!(host, "127.0.0.1:5000");
+        for bad in [
+            "m.test:5000",
+            "ftp://m.test",
+            "https://",
+            "https://m.test/?q",
+            "https://u@m.test",
+        ] {
+            let c = RegistryConfig {
+                mirrors: vec![bad.into()],
+                ..Default::default()
+            };
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 }

@@ -99,19 +99,6 @@ impl Repo {
         }
     }
 
-    async fn get_blob(&self, digest: &Digest) -> Result<reqwest::Response> {
-        let url = self.sess.url(&format!("/v2/{}/blobs/{digest}", self.path));
-        let resp = self
-            .sess
-            .send(Method::GET, &url, &self.scopes, |r| r)
-            .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(self.status_error(status, &url, resp).await);
-        }
-        Ok(resp)
-    }
-
     /// A small blob (image config) read whole, size and digest verified.
     pub async fn small_blob(&self, desc: &Descriptor, max: usize) -> Result<Vec<u8>> {
         let digest = desc.digest()?;
@@ -121,7 +108,7 @@ impl Repo {
                 "blob {digest} is too large ({size} bytes)"
             )));
         }
-        let resp = self.get_blob(&digest).await?;
+        let (resp, _) = self.blob_from(&digest, 0, size).await?;
         let bytes = read_bounded(resp, size as usize).await?;
         if bytes.len() as u64 != size || Digest::of(&bytes) != digest {
             return Err(Error::Upstream(format!(
@@ -131,8 +118,8 @@ impl Repo {
         Ok(bytes)
     }
 
-    /// Download a layer blob while unpacking it into a staged layer; the
-    /// blob is kept in the content store. Size, blob digest and diff ID are
+    /// Download a layer blob while unpacking it into a staged layer, in up
+    /// to `attempts` tries; the blob is kept in the content store. Size, blob digest and diff ID are
     /// verified before the staged layer is returned.
     pub async fn layer(
         &self,
@@ -140,6 +127,7 @@ impl Repo {
         desc: &Descriptor,
         diff_id: &Digest,
         id: &str,
+        attempts: usize,
         out: &Progress,
     ) -> Result<StagedLayer> {
         let digest = desc.digest()?;
@@ -159,59 +147,11 @@ impl Repo {
             .await
             .map_err(|e| Error::Internal(format!("unpack task: {e}")))?;
         }
-        let resp = self.get_blob(&digest).await?;
-        if let Some(len) = resp.content_length() {
-            if len != size {
-                return Err(Error::Upstream(format!(
-                    "error pulling layer {digest}: the registry sent {len} bytes, the manifest says {size}"
-                )));
-            }
-        }
-        let url = resp.url().to_string();
         let (tx, rx) = mpsc::channel::<Piece>(32);
         let st = store.clone();
         let (d, want) = (digest.clone(), diff_id.clone());
         let job = tokio::task::spawn_blocking(move || unpack_stream(&st, rx, &d, &want));
-        let mut stream = resp.bytes_stream();
-        let mut got: u64 = 0;
-        let mut reported: u64 = 0;
-        let net: Result<()> = loop {
-            match stream.next().await {
-                None if got == size => break Ok(()),
-                None => {
-                    break Err(Error::Upstream(format!(
-                        "error pulling layer {digest}: unexpected EOF after {got} of {size} bytes"
-                    )))
-                }
-                Some(Err(e)) => {
-                    break Err(Error::Upstream(format!(
-                        "error pulling layer {digest}: {}",
-                        transport("GET", &url, &e)
-                    )))
-                }
-                Some(Ok(chunk)) => {
-                    got += chunk.len() as u64;
-                    if got > size {
-                        break Err(Error::Upstream(format!(
-                            "error pulling layer {digest}: more data than the {size} bytes the manifest says"
-                        )));
-                    }
-                    if tx.send(Piece::Data(chunk)).await.is_err() {
-                        // The unpacker stopped; its error says why.
-                        break Ok(());
-                    }
-                    if got - reported >= 512 * 1024 || got == size {
-                        reported = got;
-                        out.bar(id, "Downloading", got, size).await;
-                    }
-                    if out.is_closed() {
-                        break Err(Error::Upstream(
-                            "pull cancelled: client disconnected".into(),
-                        ));
-                    }
-                }
-            }
-        };
+        let net = self.download(&digest, size, id, attempts, &tx, out).await;
         let last = match &net {
             Ok(()) => Piece::End,
             Err(e) => Piece::Fail(e.to_string()),
@@ -224,6 +164,167 @@ impl Repo {
         net?;
         staged
     }
+
+    /// Send the blob's bytes to the unpacker, up to `attempts` tries. A
+    /// retry asks for the rest only (`Range`), so the unpacker sees one
+    /// uninterrupted stream; a registry that ignores the range resends it
+    /// all and the part already sent is skipped.
+    async fn download(
+        &self,
+        digest: &Digest,
+        size: u64,
+        id: &str,
+        attempts: usize,
+        tx: &mpsc::Sender<Piece>,
+        out: &Progress,
+    ) -> Result<()> {
+        let mut got: u64 = 0;
+        let mut attempt = 1;
+        loop {
+            let broken = match self.blob_from(digest, got, size).await {
+                Ok((resp, skip)) => match self
+                    .relay(resp, skip, digest, size, &mut got, id, tx, out)
+                    .await
+                {
+                    Relayed::Done => return Ok(()),
+                    Relayed::Final(e) => return Err(e),
+                    Relayed::Broken(e) => e,
+                },
+                Err(e) if retryable(&e) => e,
+                Err(e) => return Err(e),
+            };
+            if attempt >= attempts.max(1) {
+                return Err(broken);
+            }
+            tracing::info!(%digest, attempt, error = %broken, "layer download failed, retrying");
+            // dockerd's back-off: 5 s more before each new try, counted down.
+            let mut left = attempt * 5;
+            while left > 0 {
+                let unit = if left == 1 { "second" } else { "seconds" };
+                out.layer(id, &format!("Retrying in {left} {unit}")).await;
+                if out.is_closed() {
+                    return Err(Error::Upstream(
+                        "pull cancelled: client disconnected".into(),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                left -= 1;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// GET the blob from byte `from` on; also how many leading bytes of
+    /// the answer to skip (all of `from` when the range was ignored).
+    async fn blob_from(
+        &self,
+        digest: &Digest,
+        from: u64,
+        size: u64,
+    ) -> Result<(reqwest::Response, u64)> {
+        let url = self.sess.url(&format!("/v2/{}/blobs/{digest}", self.path));
+        let resp = self
+            .sess
+            .send(Method::GET, &url, &self.scopes, |r| {
+                if from > 0 {
+                    r.header(reqwest::header::RANGE, format!("bytes={from}-"))
+                } else {
+                    r
+                }
+            })
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.status_error(status, &url, resp).await);
+        }
+        let partial = status == StatusCode::PARTIAL_CONTENT;
+        let expected = if partial { size - from } else { size };
+        if let Some(len) = resp.content_length() {
+            if len != expected {
+                return Err(Error::Upstream(format!(
+                    "error pulling layer {digest}: the registry sent {len} bytes, the manifest says {size}"
+                )));
+            }
+        }
+        Ok((resp, if partial { 0 } else { from }))
+    }
+
+    /// Stream one answer's body to the unpacker, counting into `got`.
+    #[allow(clippy::too_many_arguments)]
+    async fn relay(
+        &self,
+        resp: reqwest::Response,
+        mut skip: u64,
+        digest: &Digest,
+        size: u64,
+        got: &mut u64,
+        id: &str,
+        tx: &mpsc::Sender<Piece>,
+        out: &Progress,
+    ) -> Relayed {
+        let url = resp.url().to_string();
+        let mut stream = resp.bytes_stream();
+        let mut reported = *got;
+        loop {
+            match stream.next().await {
+                None if *got == size => return Relayed::Done,
+                None => {
+                    return Relayed::Broken(Error::Upstream(format!(
+                        "error pulling layer {digest}: unexpected EOF after {got} of {size} bytes"
+                    )))
+                }
+                Some(Err(e)) => {
+                    return Relayed::Broken(Error::Upstream(format!(
+                        "error pulling layer {digest}: {}",
+                        transport("GET", &url, &e)
+                    )))
+                }
+                Some(Ok(mut chunk)) => {
+                    if skip > 0 {
+                        let n = skip.min(chunk.len() as u64);
+                        skip -= n;
+                        chunk = chunk.slice(n as usize..);
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                    }
+                    *got += chunk.len() as u64;
+                    if *got > size {
+                        return Relayed::Final(Error::Upstream(format!(
+                            "error pulling layer {digest}: more data than the {size} bytes the manifest says"
+                        )));
+                    }
+                    if tx.send(Piece::Data(chunk)).await.is_err() {
+                        // The unpacker stopped; its error says why.
+                        return Relayed::Done;
+                    }
+                    if *got - reported >= 512 * 1024 || *got == size {
+                        reported = *got;
+                        out.bar(id, "Downloading", *got, size).await;
+                    }
+                    if out.is_closed() {
+                        return Relayed::Final(Error::Upstream(
+                            "pull cancelled: client disconnected".into(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How one answer's body ended.
+enum Relayed {
+    Done,
+    /// The connection broke: another try may succeed.
+    Broken(Error),
+    Final(Error),
+}
+
+/// Errors worth another try: the registry was unreachable or failed (5xx);
+/// not a refusal or a missing blob.
+fn retryable(e: &Error) -> bool {
+    matches!(e, Error::Upstream(_))
 }
 
 fn check_diff_id(staged: &StagedLayer, want: &Digest) -> Result<()> {

@@ -39,13 +39,48 @@ pub struct PullOutcome {
     pub updated: bool,
 }
 
+/// What a reference names on one endpoint: its top manifest and the image
+/// manifest chosen for the platform.
+struct Resolved {
+    repo: Arc<Repo>,
+    tag_or_digest: String,
+    top_digest: Digest,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
 impl Distribution {
     /// Pull one reference. Errors before the first progress message are
     /// meant to become plain HTTP errors.
+    ///
+    /// Docker Hub images are looked up on each `registry-mirrors` entry
+    /// first; as in dockerd, a mirror that cannot be reached or lacks the
+    /// image is skipped, but once a download began its errors are final.
     pub async fn pull(&self, opts: &PullOptions, out: &Progress) -> Result<PullOutcome> {
         let r = &opts.reference;
         let want = Platform::parse(&opts.platform)?;
+        if r.domain() == "docker.io" {
+            for mirror in &self.config.mirrors {
+                let resolved =
+                    match Session::connect_mirror(&self.config, mirror, opts.auth.clone()).await {
+                        Ok(sess) => self.resolve(sess, r, &want).await,
+                        Err(e) => Err(e),
+                    };
+                match resolved {
+                    Ok(res) => return self.download(res, r, out).await,
+                    Err(e) => {
+                        tracing::info!(%mirror, reference = %r, error = %e, "pull from mirror failed, trying the next endpoint");
+                    }
+                }
+            }
+        }
         let sess = Session::connect(&self.config, r.domain(), opts.auth.clone()).await?;
+        let res = self.resolve(sess, r, &want).await?;
+        self.download(res, r, out).await
+    }
+
+    /// Fetch the reference's manifest (and the platform's one from a list).
+    async fn resolve(&self, sess: Session, r: &Reference, want: &Platform) -> Result<Resolved> {
         let repo = Arc::new(Repo {
             sess,
             path: r.path().to_owned(),
@@ -70,7 +105,7 @@ impl Distribution {
                 layers,
             } => (media_type, config, layers),
             Parsed::List { manifests } => {
-                let chosen = manifest::select(&manifests, &want)?;
+                let chosen = manifest::select(&manifests, want)?;
                 let d = chosen.digest()?.to_string();
                 let m = repo
                     .manifest(&d, |text| {
@@ -91,19 +126,30 @@ impl Distribution {
                 }
             }
         };
-        tracing::debug!(reference = %r, %media_type, layers = layers.len(), "pulling");
-        out.message(&tag_or_digest, format!("Pulling from {}", r.path()))
+        tracing::debug!(reference = %r, endpoint = %repo.sess.base, %media_type, layers = layers.len(), "pulling");
+        Ok(Resolved {
+            repo,
+            tag_or_digest,
+            top_digest: top.digest,
+            config,
+            layers,
+        })
+    }
+
+    async fn download(&self, res: Resolved, r: &Reference, out: &Progress) -> Result<PullOutcome> {
+        out.message(&res.tag_or_digest, format!("Pulling from {}", r.path()))
             .await;
         let result = self
-            .pull_image(&repo, r, &top.digest, &config, &layers, out)
+            .pull_image(&res.repo, r, &res.top_digest, &res.config, &res.layers, out)
             .await?;
-        out.status(format!("Digest: {}", top.digest)).await;
+        out.status(format!("Digest: {}", res.top_digest)).await;
         let status = if result.updated {
             "Downloaded newer image for"
         } else {
             "Image is up to date for"
         };
-        out.status(format!("Status: {status} {familiar}")).await;
+        out.status(format!("Status: {status} {}", r.familiar()))
+            .await;
         Ok(result)
     }
 
@@ -231,6 +277,7 @@ impl Distribution {
                     None
                 }
             };
+            let attempts = self.config.max_download_attempts;
             let (sem, st, desc, diff, id, out, repo) = (
                 sem.clone(),
                 store.clone(),
@@ -248,7 +295,7 @@ impl Distribution {
                         .await
                         .map_err(|_| Error::Internal("download limiter closed".into()))?,
                 };
-                let staged = repo.layer(&st, &desc, &diff, &id, &out).await?;
+                let staged = repo.layer(&st, &desc, &diff, &id, attempts, &out).await?;
                 out.layer(&id, "Verifying Checksum").await;
                 out.layer(&id, "Download complete").await;
                 let size = desc.size().unwrap_or(0);

@@ -408,15 +408,7 @@ impl Repo {
         if status != StatusCode::ACCEPTED {
             return Err(self.status_error(status, &url, resp).await);
         }
-        let loc = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::Upstream(format!("{url}: upload session without a Location")))?;
-        resp.url()
-            .join(loc)
-            .map(|u| u.to_string())
-            .map_err(|e| Error::Upstream(format!("{url}: bad upload Location {loc:?}: {e}")))
+        next_location(&resp, &url)
     }
 
     fn finish_url(loc: &str, d: &Digest) -> String {
@@ -432,7 +424,10 @@ impl Repo {
         Err(self.status_error(status, url, resp).await)
     }
 
-    /// Monolithic upload of a blob file, reporting `Pushing` progress.
+    /// Upload a blob file, reporting `Pushing` progress: in one PUT up to
+    /// [`CHUNK`], else in PATCH chunks of that size (the OCI chunked
+    /// upload; proxies in front of registries often cap one request's
+    /// body) closed by an empty PUT.
     async fn upload_file(
         &self,
         path: &Path,
@@ -441,38 +436,60 @@ impl Repo {
         id: &str,
         out: &Progress,
     ) -> Result<()> {
-        let loc = self.start_upload().await?;
+        let mut loc = self.start_upload().await?;
+        let open = |at: u64| async move {
+            let mut f = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| Error::Internal(format!("open {}: {e}", path.display())))?;
+            tokio::io::AsyncSeekExt::seek(&mut f, io::SeekFrom::Start(at))
+                .await
+                .map_err(|e| Error::Internal(format!("seek {}: {e}", path.display())))?;
+            Ok::<_, Error>(f)
+        };
+        if size <= CHUNK {
+            let file = open(0).await?;
+            let url = Self::finish_url(&loc, d);
+            let body = progress_body(file, 0, size, size, id, out);
+            let resp = self
+                .sess
+                .send(Method::PUT, &url, &self.scopes, |r| {
+                    r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .header(reqwest::header::CONTENT_LENGTH, size)
+                        .body(body)
+                })
+                .await?;
+            return self.finish(resp, &url).await;
+        }
+        let mut start = 0u64;
+        while start < size {
+            let len = CHUNK.min(size - start);
+            let part = tokio::io::AsyncReadExt::take(open(start).await?, len);
+            let body = progress_body(part, start, len, size, id, out);
+            let url = loc.clone();
+            let resp = self
+                .sess
+                .send(Method::PATCH, &url, &self.scopes, |r| {
+                    r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .header(reqwest::header::CONTENT_LENGTH, len)
+                        .header(
+                            reqwest::header::CONTENT_RANGE,
+                            format!("{start}-{}", start + len - 1),
+                        )
+                        .body(body)
+                })
+                .await?;
+            if resp.status() != StatusCode::ACCEPTED {
+                let status = resp.status();
+                return Err(self.status_error(status, &url, resp).await);
+            }
+            loc = next_location(&resp, &url)?;
+            start += len;
+        }
         let url = Self::finish_url(&loc, d);
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| Error::Internal(format!("open {}: {e}", path.display())))?;
-        let (out, id) = (out.clone(), id.to_owned());
-        let mut sent: u64 = 0;
-        let mut reported: u64 = 0;
-        let stream =
-            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).then(move |chunk| {
-                let (out, id) = (out.clone(), id.clone());
-                if let Ok(c) = &chunk {
-                    sent += c.len() as u64;
-                }
-                let report = sent - reported >= 512 * 1024 || sent == size;
-                if report {
-                    reported = sent;
-                }
-                let now = sent;
-                async move {
-                    if report {
-                        out.bar(&id, "Pushing", now, size).await;
-                    }
-                    chunk
-                }
-            });
         let resp = self
             .sess
             .send(Method::PUT, &url, &self.scopes, |r| {
-                r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .header(reqwest::header::CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(stream))
+                r.header(reqwest::header::CONTENT_LENGTH, 0)
             })
             .await?;
         self.finish(resp, &url).await
@@ -502,4 +519,59 @@ impl Repo {
             .await?;
         self.finish(resp, &url).await
     }
+}
+
+/// Largest blob sent in one request; larger ones go in chunks of this size.
+const CHUNK: u64 = 16 << 20;
+
+/// Where an upload session continues: the answer's `Location`, resolved
+/// against the request URL.
+fn next_location(resp: &reqwest::Response, url: &str) -> Result<String> {
+    let loc = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Upstream(format!("{url}: upload session without a Location")))?;
+    resp.url()
+        .join(loc)
+        .map(|u| u.to_string())
+        .map_err(|e| Error::Upstream(format!("{url}: bad upload Location {loc:?}: {e}")))
+}
+
+/// A request body streaming `len` bytes of `reader`, reporting `Pushing`
+/// progress of the whole blob (`offset` bytes of it already sent).
+fn progress_body<R>(
+    reader: R,
+    offset: u64,
+    len: u64,
+    size: u64,
+    id: &str,
+    out: &Progress,
+) -> reqwest::Body
+where
+    R: tokio::io::AsyncRead + Send + 'static,
+{
+    let (out, id) = (out.clone(), id.to_owned());
+    let mut sent = offset;
+    let mut reported = offset;
+    let end = offset + len;
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).then(move |chunk| {
+            let (out, id) = (out.clone(), id.clone());
+            if let Ok(c) = &chunk {
+                sent += c.len() as u64;
+            }
+            let report = sent - reported >= 512 * 1024 || sent == end;
+            if report {
+                reported = sent;
+            }
+            let now = sent;
+            async move {
+                if report {
+                    out.bar(&id, "Pushing", now, size).await;
+                }
+                chunk
+            }
+        });
+    reqwest::Body::wrap_stream(stream)
 }

@@ -109,10 +109,17 @@ async fn commit(
     // In a task of its own, so a client going away cannot leave the
     // container paused.
     let task = tokio::spawn(async move {
-        let paused_here = pause && c.status() == Status::Running;
-        if paused_here {
-            state.containers.pause(&c.id).await?;
-        }
+        // As dockerd, a pause that fails (the container just exited) does
+        // not stop the commit: a container that is not running needs none.
+        let paused_here = pause
+            && c.status() == Status::Running
+            && match state.containers.pause(&c.id).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!(container = %c.id, error = %e, "not paused for the commit");
+                    false
+                }
+            };
         let store = state.images.clone();
         let result = tokio::task::spawn_blocking(move || {
             let diff = diff_to_file(&layer)?;

@@ -54,7 +54,8 @@ struct CreateBody {
 #[serde(rename_all = "PascalCase", default)]
 struct StartBody {
     detach: bool,
-    #[allow(dead_code)]
+    /// Raw or multiplexed output (dockerd goes by this, not by the
+    /// exec's own `Tty`).
     tty: bool,
     console_size: Option<Vec<u16>>,
 }
@@ -285,7 +286,8 @@ async fn start(
     };
     let rec = c.snapshot();
     check_running(&rec)?;
-    let size = console_size(&body.console_size)?;
+    // As dockerd: no console size without a terminal.
+    let size = console_size(&body.console_size)?.filter(|_| body.tty);
     e.begin_start()
         .map_err(|err| ApiError::conflict(err.to_string()))?;
     let cfg = &e.config;
@@ -331,13 +333,10 @@ async fn start(
             }
         }
     } else {
-        let content_type = if cfg.tty {
-            RAW_STREAM
-        } else {
-            MULTIPLEXED_STREAM
-        };
+        let raw = body.tty;
+        let content_type = if raw { RAW_STREAM } else { MULTIPLEXED_STREAM };
         Ok(hijack.respond(content_type, move |io| {
-            run_attached(containers, rec, e, size, io)
+            run_attached(containers, rec, e, size, raw, io)
         }))
     }
 }
@@ -361,6 +360,7 @@ async fn run_attached(
     rec: ContainerRecord,
     e: Arc<Exec>,
     size: Option<(u16, u16)>,
+    raw: bool,
     mut io: HijackedIo,
 ) {
     let cfg = e.config.clone();
@@ -373,7 +373,7 @@ async fn run_attached(
         Ok(p) => p,
         Err(msg) => {
             fail(126);
-            return stream_error(&mut io, cfg.tty, &msg).await;
+            return stream_error(&mut io, raw, &msg).await;
         }
     };
     let shim = containers.shim(&rec.id);
@@ -390,11 +390,11 @@ async fn run_attached(
         Ok((resp, _)) => {
             let (msg, code) = exec::start_failure(resp.error.as_deref().unwrap_or("unknown error"));
             fail(code);
-            return stream_error(&mut io, cfg.tty, &msg).await;
+            return stream_error(&mut io, raw, &msg).await;
         }
         Err(err) => {
             fail(126);
-            return stream_error(&mut io, cfg.tty, &format!("starting the exec: {err}")).await;
+            return stream_error(&mut io, raw, &format!("starting the exec: {err}")).await;
         }
     };
     publish(
@@ -412,6 +412,7 @@ async fn run_attached(
     };
     let opts = RelayOptions {
         tty: cfg.tty,
+        raw,
         stdin: cfg.attach_stdin,
         stdout: cfg.attach_stdout,
         stderr: cfg.attach_stderr,

@@ -42,8 +42,18 @@ async fn body_bytes(req: Request) -> ApiResult<Bytes> {
         .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+/// The request's method and path, for [`parse_json`].
+fn route_of(req: &Request) -> (String, String) {
+    (req.method().to_string(), req.uri().path().to_owned())
+}
+
+/// Parses the body of `method path`, its field names matched
+/// case-insensitively as dockerd matches them.
+fn parse_json<T: DeserializeOwned>((method, path): (String, String), bytes: &[u8]) -> ApiResult<T> {
+    let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid JSON: {e}"));
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+    super::body_keys::canonicalize(&method, &path, &mut value);
+    serde_json::from_value(value).map_err(invalid)
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -51,11 +61,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         check_content_type(&req)?;
+        let route = route_of(&req);
         let bytes = body_bytes(req).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("invalid JSON: request body is empty"));
         }
-        parse_json(&bytes).map(JsonBody)
+        parse_json(route, &bytes).map(JsonBody)
     }
 }
 
@@ -64,11 +75,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         check_content_type(&req)?;
+        let route = route_of(&req);
         let bytes = body_bytes(req).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
         }
-        parse_json(&bytes).map(|v| OptionalJsonBody(Some(v)))
+        parse_json(route, &bytes).map(|v| OptionalJsonBody(Some(v)))
     }
 }
 

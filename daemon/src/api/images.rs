@@ -29,7 +29,7 @@ use berth_images::{Digest, ErrorKind, ImageEvents, ImageStore};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{Filters, QueryParams};
-use super::stream::{json_progress, streaming_response, ChunkSender};
+use super::stream::{json_progress, json_progress_always, streaming_response, ChunkSender};
 use super::version::ApiVersion;
 use crate::daemon::AppState;
 use crate::events::{Event, EventType, Events};
@@ -306,7 +306,7 @@ async fn load(State(state): State<AppState>, q: QueryParams, body: Body) -> ApiR
             let _ = tx.blocking_send(Err(e));
         }
     });
-    json_progress(rx).await
+    Ok(json_progress_always(rx))
 }
 
 async fn save_many(State(state): State<AppState>, q: QueryParams) -> ApiResult<Response> {

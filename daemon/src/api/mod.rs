@@ -8,6 +8,8 @@
 
 pub mod archive;
 pub mod attach_ws;
+mod body_fields;
+mod body_keys;
 mod body_timeout;
 pub mod build;
 pub mod commit;
@@ -20,6 +22,7 @@ pub mod images;
 pub mod networks;
 mod spec_paths;
 pub mod stats;
+pub mod swarm;
 pub mod system;
 mod unread_body;
 pub mod volumes;
@@ -61,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(attach_ws::routes())
         .merge(commit::routes())
         .merge(build::routes())
+        .merge(swarm::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .with_state(state)

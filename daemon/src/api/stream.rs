@@ -196,6 +196,25 @@ where
         Some(Ok(v)) => Some(v),
         None => None,
     };
+    Ok(progress_stream(first, rx))
+}
+
+/// Like [`json_progress`], but every error, the first included, goes into
+/// the 200 stream (as dockerd answers `docker load`).
+pub fn json_progress_always<E>(rx: mpsc::Receiver<Result<serde_json::Value, E>>) -> Response
+where
+    E: std::fmt::Display + Send + 'static,
+{
+    progress_stream(None, rx)
+}
+
+fn progress_stream<E>(
+    first: Option<serde_json::Value>,
+    mut rx: mpsc::Receiver<Result<serde_json::Value, E>>,
+) -> Response
+where
+    E: std::fmt::Display + Send + 'static,
+{
     let (tx, resp) = streaming_response("application/json");
     tokio::spawn(async move {
         if let Some(v) = first {
@@ -213,7 +232,7 @@ where
             }
         }
     });
-    Ok(resp)
+    resp
 }
 
 #[cfg(test)]

@@ -103,8 +103,12 @@ pub struct Container {
     pub op: Arc<tokio::sync::Mutex<()>>,
     pub progress: watch::Sender<Progress>,
     pub pending_attach: Mutex<Vec<PendingAttach>>,
-    /// Set by `docker stop`: the restart policy must not bring it back.
+    /// Set by `docker stop` and `docker kill`: the restart policy must not
+    /// bring it back until the next start.
     pub manually_stopped: std::sync::atomic::AtomicBool,
+    /// The restart policy's current back-off (zero: none yet), as
+    /// dockerd's restart manager keeps it: in memory, reset by a start.
+    pub restart_backoff: Mutex<std::time::Duration>,
 }
 
 impl Container {
@@ -121,6 +125,7 @@ impl Container {
             progress,
             pending_attach: Mutex::new(Vec::new()),
             manually_stopped: std::sync::atomic::AtomicBool::new(false),
+            restart_backoff: Mutex::new(std::time::Duration::ZERO),
         })
     }
 
@@ -203,19 +208,24 @@ impl Containers {
         self.events.publish(self.event(rec, action));
     }
 
+    /// The binary of runtime `name` (empty: the default). Unless configured
+    /// otherwise, dockerd's names for its default runtime (`runc`,
+    /// `io.containerd.runc.v2`) name berth's default, so scripts written
+    /// for dockerd work.
     pub fn runtime_path(&self, name: &str) -> Result<&Path> {
-        let name = if name.is_empty() {
-            &self.settings.default_runtime
-        } else {
-            name
+        let runtimes = &self.settings.runtimes;
+        let default = || runtimes.get(&self.settings.default_runtime);
+        let found = match name {
+            "" => default(),
+            name => runtimes.get(name).or_else(|| {
+                matches!(name, "runc" | "io.containerd.runc.v2")
+                    .then(default)
+                    .flatten()
+            }),
         };
-        self.settings
-            .runtimes
-            .get(name)
-            .map(PathBuf::as_path)
-            .ok_or_else(|| {
-                ContainerError::InvalidParameter(format!("Unknown runtime specified {name}"))
-            })
+        found.map(PathBuf::as_path).ok_or_else(|| {
+            ContainerError::InvalidParameter(format!("unknown or invalid runtime name: {name}"))
+        })
     }
 }
 

@@ -143,15 +143,6 @@ fn validate_host_config(
         ));
     }
     super::validate::restart_policy(&hc.restart_policy)?;
-    if !matches!(
-        hc.log_config.kind.as_str(),
-        "" | "json-file" | "none" | "local"
-    ) {
-        return Err(ContainerError::InvalidParameter(format!(
-            "logging driver {:?} is not supported by berth",
-            hc.log_config.kind
-        )));
-    }
     super::spec::caps::effective(
         hc.privileged,
         hc.cap_add.as_deref().unwrap_or_default(),
@@ -186,6 +177,14 @@ impl Containers {
             ));
         }
         let mut host_config = body.host_config.unwrap_or_default();
+        // Before validation: dockerd checks the options against the
+        // driver they will go to.
+        if host_config.log_config.kind.is_empty() {
+            host_config.log_config.kind = self.settings.log_driver.clone();
+            if host_config.log_config.config.is_empty() {
+                host_config.log_config.config = self.settings.log_opts.clone();
+            }
+        }
         validate_host_config(&host_config, self.networks.get().map(|n| n.as_ref()))?;
         super::validate::create_request(&config, &host_config)?;
         let image = self.images.lookup(&config.image).map_err(|e| match e {
@@ -220,12 +219,6 @@ impl Containers {
             config.hostname = nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default();
-        }
-        if host_config.log_config.kind.is_empty() {
-            host_config.log_config.kind = self.settings.log_driver.clone();
-            if host_config.log_config.config.is_empty() {
-                host_config.log_config.config = self.settings.log_opts.clone();
-            }
         }
         if host_config.shm_size == 0 && host_config.ipc_mode != "host" {
             host_config.shm_size = spec::DEFAULT_SHM_SIZE;

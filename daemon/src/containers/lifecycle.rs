@@ -13,10 +13,12 @@ use super::error::{ContainerError, Result};
 use super::record::{ContainerRecord, Pending, Status};
 use super::shim::{self as shimc, Connection, ShimError, SpawnArgs};
 use super::spec::{self, JoinTargets, SpecInput};
-use super::{crashpoint, rootfs, signals, timefmt};
+use super::{crashpoint, rootfs, signals, subpath, timefmt};
 
 /// How long `stop` waits after SIGKILL before giving up.
 const KILL_GRACE: Duration = Duration::from_secs(30);
+/// How long `kill` with SIGKILL waits for the exit, as dockerd.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 /// How long exit handling waits for the shim to finish and go.
 pub(super) const SHIM_EXIT_GRACE: Duration = Duration::from_secs(10);
 
@@ -64,7 +66,7 @@ impl Containers {
             }
             Status::Created | Status::Exited => {}
         }
-        c.manually_stopped.store(false, Ordering::SeqCst);
+        self.reset_restart_policy(&c);
         if let Err(e) = self.start_locked(&c).await {
             // As dockerd: a `--rm` container that cannot start is removed
             // (`docker run --rm` waits for that).
@@ -100,6 +102,7 @@ impl Containers {
         let bundle = self.settings.bundle_dir(&rec.id);
         let rootfs_dir = bundle.join("rootfs");
         // Leftovers of an earlier run that could not be cleaned.
+        subpath::unstage(&bundle);
         remove_bundle(&bundle);
         if let Err(e) = self.write_host_files(&rec) {
             self.clear_pending(c);
@@ -211,8 +214,13 @@ impl Containers {
             linked = r;
             &linked
         };
+        // Subpath mounts go through staging points (see `subpath`).
+        let staged = subpath::stage(bundle, &rec.mounts)?.map(|mounts| ContainerRecord {
+            mounts,
+            ..rec.clone()
+        });
         let spec = spec::build(&SpecInput {
-            rec,
+            rec: staged.as_ref().unwrap_or(rec),
             rootfs: rootfs_dir,
             container_dir: &container_dir,
             cgroups_path: cgroup_path(&self.settings.cgroup_parent, rec),
@@ -391,9 +399,8 @@ impl Containers {
         exit: ExitStatus,
         error: String,
     ) {
-        let rec = {
+        let (rec, delay) = {
             let mut r = c.lock();
-            r.state.status = Status::Exited;
             r.state.pid = 0;
             r.state.exit_code = exit.exit_code;
             r.state.oom_killed = exit.oom_killed;
@@ -403,10 +410,20 @@ impl Containers {
             } else {
                 exit.exited_at.clone()
             };
+            let ran = timefmt::unix(&r.state.finished_at) - timefmt::unix(&r.state.started_at);
+            let delay = self.restart_after(c, &r, ran);
+            // As dockerd: a container waiting for its restart counts as
+            // live (`restarting`) until the restart or a stop.
+            r.state.status = if delay.is_some() {
+                r.restart_count += 1;
+                Status::Restarting
+            } else {
+                Status::Exited
+            };
             if let Err(e) = self.save(&r) {
                 tracing::error!(id = %r.id, error = %e, "recording the exit");
             }
-            r.clone()
+            (r.clone(), delay)
         };
         if rec.state.oom_killed {
             self.publish(&rec, "oom");
@@ -423,7 +440,9 @@ impl Containers {
             p.exit_code = rec.state.exit_code;
             p.error = rec.state.error.clone();
         });
-        if rec.host_config.auto_remove {
+        if let Some(delay) = delay {
+            self.schedule_restart(Arc::clone(c), delay);
+        } else if rec.host_config.auto_remove {
             let this = Arc::clone(self);
             let id = rec.id.clone();
             tokio::spawn(async move {
@@ -431,37 +450,49 @@ impl Containers {
                     tracing::warn!(%id, error = %e, "auto-removing the container");
                 }
             });
-        } else if self.should_restart(c, &rec, ran) {
-            let this = Arc::clone(self);
-            let c = Arc::clone(c);
-            let delay = restart_delay(rec.restart_count, ran);
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _op = c.op.lock().await;
-                if c.status() != Status::Exited || c.manually_stopped.load(Ordering::SeqCst) {
-                    return;
-                }
-                {
-                    let mut r = c.lock();
-                    r.restart_count += 1;
-                    let _ = this.save(&r);
-                }
-                match this.start_locked(&c).await {
-                    Ok(()) => this.publish(&c.snapshot(), "start"),
-                    Err(e) => {
-                        tracing::warn!(id = %c.id, error = %e, "restart policy: start failed")
-                    }
-                }
-            });
         }
     }
 
-    fn should_restart(&self, c: &Container, rec: &ContainerRecord, _ran: i64) -> bool {
-        if c.manually_stopped.load(Ordering::SeqCst) {
-            return false;
+    /// The restart policy's start of a `restarting` container after
+    /// `delay`, unless a stop, kill or removal called it off meanwhile.
+    pub(super) fn schedule_restart(self: &Arc<Self>, c: Arc<Container>, delay: Duration) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _op = c.op.lock().await;
+            if c.status() != Status::Restarting {
+                return;
+            }
+            if c.manually_stopped.load(Ordering::SeqCst) {
+                this.settle_restarting(&c);
+                return;
+            }
+            match this.start_locked(&c).await {
+                Ok(()) => this.publish(&c.snapshot(), "start"),
+                Err(e) => tracing::warn!(id = %c.id, error = %e, "restart policy: start failed"),
+            }
+        });
+    }
+
+    /// The restart policy's verdict on an exit (with the record lock held):
+    /// the delay before the restart, or None. Advances the back-off as
+    /// dockerd's restart manager does, restart or not.
+    fn restart_after(
+        &self,
+        c: &Container,
+        rec: &ContainerRecord,
+        ran_secs: i64,
+    ) -> Option<Duration> {
+        let delay = {
+            let mut backoff = c.restart_backoff.lock().unwrap_or_else(|p| p.into_inner());
+            *backoff = next_backoff(*backoff, ran_secs);
+            *backoff
+        };
+        if c.manually_stopped.load(Ordering::SeqCst) || rec.host_config.auto_remove {
+            return None;
         }
         let p = &rec.host_config.restart_policy;
-        match p.name.as_str() {
+        let restart = match p.name.as_str() {
             "always" | "unless-stopped" => true,
             "on-failure" => {
                 rec.state.exit_code != 0
@@ -469,7 +500,30 @@ impl Containers {
                         || (rec.restart_count as i64) < p.maximum_retry_count)
             }
             _ => false,
+        };
+        restart.then_some(delay)
+    }
+
+    /// A restart the policy had scheduled is called off (stop, kill,
+    /// removal): the container is exited again (with `c.op` held).
+    fn settle_restarting(&self, c: &Container) -> bool {
+        let mut r = c.lock();
+        if r.state.status != Status::Restarting {
+            return false;
         }
+        r.state.status = Status::Exited;
+        if let Err(e) = self.save(&r) {
+            tracing::warn!(id = %r.id, error = %e, "recording the called-off restart");
+        }
+        true
+    }
+
+    /// What a manual start resets: the restart policy applies again, with
+    /// a fresh count and back-off.
+    fn reset_restart_policy(&self, c: &Container) {
+        c.manually_stopped.store(false, Ordering::SeqCst);
+        *c.restart_backoff.lock().unwrap_or_else(|p| p.into_inner()) = Duration::ZERO;
+        c.lock().restart_count = 0;
     }
 
     /// After the container's process is gone: unmount its rootfs and drop
@@ -484,6 +538,7 @@ impl Containers {
             tracing::warn!(%id, "shim still running after the container exited");
         }
         let bundle = self.settings.bundle_dir(id);
+        subpath::unstage(&bundle);
         if let Err(e) = rootfs::unmount_rootfs(&bundle.join("rootfs")) {
             tracing::error!(%id, error = %e, "unmounting the container's rootfs");
             return;
@@ -505,13 +560,17 @@ impl Containers {
     }
 
     /// `docker kill`: not serialised with other operations, so it works
-    /// while a `stop` is waiting.
+    /// while a `stop` is waiting. As dockerd, SIGKILL (the default) answers
+    /// once the container has exited, and a kill with SIGKILL or the stop
+    /// signal suspends the restart policy until the next start.
     pub async fn kill(&self, reference: &str, signal: Option<&str>) -> Result<()> {
         let c = self.get(reference)?;
         let sig = match signal.filter(|s| !s.is_empty()) {
             Some(s) => signals::parse(s).map_err(ContainerError::InvalidParameter)?,
             None => libc::SIGKILL,
         };
+        let mut rx = c.progress.subscribe();
+        let before = rx.borrow().exits;
         let rec = c.snapshot();
         if !rec.state.status.is_live() {
             return Err(ContainerError::Conflict(format!(
@@ -519,11 +578,42 @@ impl Containers {
                 rec.id
             )));
         }
-        self.signal(&rec, sig, sig == libc::SIGKILL).await?;
+        let stop_signal = rec
+            .config
+            .stop_signal
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| signals::parse(s).ok());
+        if sig == libc::SIGKILL || stop_signal.is_none_or(|s| s == sig) {
+            c.manually_stopped.store(true, Ordering::SeqCst);
+        }
+        if rec.state.status == Status::Restarting {
+            // No process to signal: calling off the restart is the kill.
+            let _op = c.op.lock().await;
+            if c.manually_stopped.load(Ordering::SeqCst) {
+                self.settle_restarting(&c);
+            }
+            return Ok(());
+        }
+        let sent = self.signal(&rec, sig, sig == libc::SIGKILL).await;
         if rec.state.status == Status::Paused && sig == libc::SIGKILL {
             let _ = self.shim(&rec.id).call(&Request::Resume).await;
         }
-        Ok(())
+        if sig != libc::SIGKILL {
+            return sent;
+        }
+        let exited = tokio::time::timeout(KILL_WAIT, rx.wait_for(|p| p.exits > before))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        match (exited, sent) {
+            (true, _) => Ok(()),
+            // The process was gone before the signal reached it.
+            (_, Err(_)) if !c.status().is_live() => Ok(()),
+            (_, Err(e)) => Err(e),
+            (_, Ok(())) => Err(ContainerError::Internal(
+                "tried to kill container, but did not receive an exit event".into(),
+            )),
+        }
     }
 
     pub async fn stop(
@@ -569,6 +659,9 @@ impl Containers {
             let rec = c.snapshot();
             if !rec.state.status.is_live() {
                 return Ok(false);
+            }
+            if self.settle_restarting(c) {
+                return Ok(true);
             }
             let before = rx.borrow().exits;
             if let Err(e) = self.signal(&rec, sig, false).await {
@@ -666,7 +759,7 @@ impl Containers {
             }
             Status::Running | Status::Paused | Status::Restarting => {}
             Status::Created | Status::Exited => {
-                c.manually_stopped.store(false, Ordering::SeqCst);
+                self.reset_restart_policy(&c);
                 self.start_locked(&c).await?;
                 self.publish(&c.snapshot(), "start");
             }
@@ -758,16 +851,20 @@ impl Containers {
         if rec.state.status.is_live() {
             if !force {
                 let why = if rec.state.status == Status::Paused {
-                    "container is paused and must be unpaused first"
+                    "container is paused and must be unpaused first".to_string()
                 } else {
-                    "container is running: stop the container before removing or force remove"
+                    format!(
+                        "container is {}: stop the container before removing or force remove",
+                        rec.state.status.as_str()
+                    )
                 };
                 return Err(ContainerError::Conflict(format!(
-                    "cannot remove container \"{}\": {why}",
-                    rec.name
+                    "cannot remove container \"{reference}\": {why}"
                 )));
             }
             c.manually_stopped.store(true, Ordering::SeqCst);
+        }
+        if rec.state.status.is_live() && !self.settle_restarting(&c) {
             let mut rx = c.progress.subscribe();
             let before = rx.borrow().exits;
             let kill = self.kill_now(&c).await;
@@ -964,14 +1061,21 @@ fn start_error(msg: String) -> ContainerError {
     }
 }
 
-/// Backoff for restart policies: 100 ms doubling per restart, reset when
-/// the container ran for 10 s or more, at most a minute.
-fn restart_delay(restart_count: u64, ran_secs: i64) -> Duration {
-    if ran_secs >= 10 {
-        return Duration::from_millis(100);
+/// dockerd's restart back-off: 100 ms, doubled after each restart up to
+/// a minute, back to 100 ms after a run of 10 s or more.
+fn next_backoff(current: Duration, ran_secs: i64) -> Duration {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(60);
+    let current = if ran_secs >= 10 {
+        Duration::ZERO
+    } else {
+        current
+    };
+    if current.is_zero() {
+        FIRST
+    } else {
+        (current * 2).min(MAX)
     }
-    let ms = 100u64.saturating_mul(1 << restart_count.min(10));
-    Duration::from_millis(ms.min(60_000))
 }
 
 /// Remove a bundle directory without ever descending into a mount: the
@@ -1007,6 +1111,23 @@ pub(super) fn remove_bundle(bundle: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_backoff_doubles_and_resets() {
+        let ms = Duration::from_millis;
+        let mut b = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            b = next_backoff(b, 0);
+            seen.push(b);
+        }
+        assert_eq!(seen, [ms(100), ms(200), ms(400), ms(800)]);
+        assert_eq!(next_backoff(ms(800), 10), ms(100));
+        assert_eq!(
+            next_backoff(Duration::from_secs(45), 1),
+            Duration::from_secs(60)
+        );
+    }
 
     #[test]
     fn sizes() {

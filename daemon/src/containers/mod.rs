@@ -27,6 +27,7 @@ mod shim;
 pub mod signals;
 pub mod spec;
 mod store;
+mod subpath;
 pub mod timefmt;
 mod validate;
 

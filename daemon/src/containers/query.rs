@@ -184,7 +184,7 @@ impl Containers {
             "Args": rec.args,
             "State": {
                 "Status": s.status.as_str(),
-                "Running": matches!(s.status, Status::Running | Status::Paused),
+                "Running": s.status.is_live(),
                 "Paused": s.status == Status::Paused,
                 "Restarting": s.status == Status::Restarting,
                 "OOMKilled": s.oom_killed,

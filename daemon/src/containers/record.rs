@@ -83,6 +83,10 @@ pub struct MountPoint {
     /// An anonymous volume, removed by `docker rm -v`.
     #[serde(default)]
     pub anonymous: bool,
+    /// `VolumeOptions.Subpath`: the part of the volume mounted, resolved
+    /// inside the volume at each start.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -19,6 +19,9 @@ use super::timefmt;
 /// How long a shim found alive may take to answer (it may still be in
 /// `runtime create`, which binds its socket only afterwards).
 const SHIM_ANSWER_GRACE: Duration = Duration::from_secs(30);
+/// When a container that was waiting for its restart policy starts after
+/// a daemon restart (its back-off began again: the first step's delay).
+const RESTART_AFTER_RESTORE: Duration = Duration::from_millis(100);
 
 /// What restore does with one record.
 enum Task {
@@ -28,6 +31,9 @@ enum Task {
     Settle,
     /// Its removal was under way: finish it.
     FinishRemoval { volumes: bool },
+    /// It was waiting for the restart policy's start: make sure nothing of
+    /// the last run is left, and schedule that start again.
+    Restart,
 }
 
 impl Containers {
@@ -52,6 +58,7 @@ impl Containers {
                 }
                 Some(Pending::Removing { volumes }) => Task::FinishRemoval { volumes },
                 Some(Pending::Starting) => Task::Settle,
+                None if rec.state.status == Status::Restarting => Task::Restart,
                 None if rec.state.status.is_live() || rec.state.status == Status::Removing => {
                     Task::Adopt
                 }
@@ -88,6 +95,13 @@ impl Containers {
                     Task::Adopt => this.reconcile(c).await,
                     Task::Settle => this.settle(&c).await,
                     Task::FinishRemoval { volumes } => this.finish_removal(&c, volumes).await,
+                    Task::Restart => {
+                        let rec = c.snapshot();
+                        this.force_delete_runtime_state(&rec).await;
+                        this.cleanup_runtime(&rec.id).await;
+                        remove_cgroups(&cgroup_path(&this.settings.cgroup_parent, &rec));
+                        this.schedule_restart(c, RESTART_AFTER_RESTORE);
+                    }
                 }
             });
         }

@@ -143,6 +143,7 @@ impl VolumeStore {
                     rw: p.rw,
                     propagation: p.propagation,
                     anonymous: false,
+                    subpath: String::new(),
                 })
             }
             Source::Volume {
@@ -150,6 +151,7 @@ impl VolumeStore {
                 driver_options,
                 labels,
                 nocopy: _,
+                subpath,
             } => {
                 let anonymous = name.is_none();
                 let (volume, new) = self.create(CreateRequest {
@@ -173,7 +175,10 @@ impl VolumeStore {
                     mode: p.mode,
                     rw: p.rw,
                     propagation: p.propagation,
-                    anonymous: volume.anonymous,
+                    // By the mount, as dockerd: `rm -v` spares a volume
+                    // mounted by name, however it was created.
+                    anonymous,
+                    subpath: subpath.unwrap_or_default(),
                 })
             }
             Source::Tmpfs { data } => {
@@ -197,6 +202,7 @@ impl VolumeStore {
                     rw: p.rw,
                     propagation: p.propagation,
                     anonymous: false,
+                    subpath: String::new(),
                 })
             }
         }

@@ -22,6 +22,9 @@ pub enum Source {
         driver_options: BTreeMap<String, String>,
         labels: BTreeMap<String, String>,
         nocopy: bool,
+        /// The part of the volume to mount (relative, checked lexically
+        /// here; resolved inside the volume at each start).
+        subpath: Option<String>,
     },
     /// Extra tmpfs mount data (`size=…,mode=…`).
     Tmpfs { data: Vec<String> },
@@ -61,6 +64,26 @@ pub fn clean(path: &str) -> String {
         }
     }
     format!("/{}", parts.join("/"))
+}
+
+/// Go's `filepath.IsLocal`: relative, not empty, and not leaving its
+/// directory lexically.
+fn is_local(path: &str) -> bool {
+    if path.is_empty() || path.starts_with('/') {
+        return false;
+    }
+    let mut depth = 0usize;
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => depth += 1,
+        }
+    }
+    true
 }
 
 fn check_destination(raw_ctx: &str, kind: &str, dest: &str) -> Result<String> {
@@ -199,6 +222,7 @@ pub fn parse_bind(raw: &str) -> Result<Planned> {
             driver_options: BTreeMap::new(),
             labels: BTreeMap::new(),
             nocopy: m.nocopy,
+            subpath: None,
         },
         rw: m.rw,
         mode: shown_mode,
@@ -307,8 +331,14 @@ pub fn parse_mount(value: &serde_json::Value) -> Result<Planned> {
                 return Err(err("field TmpfsOptions must not be specified"));
             }
             let vo = m.volume_options.unwrap_or_default();
-            if vo.subpath.as_deref().is_some_and(|s| !s.is_empty()) {
-                return Err(err("volume subpaths are not supported"));
+            let subpath = vo.subpath.filter(|s| !s.is_empty());
+            if let Some(sub) = &subpath {
+                if source.is_empty() {
+                    return Err(err("must not set Subpath when using anonymous volumes"));
+                }
+                if !is_local(sub) {
+                    return Err(err("subpath must be a relative path within the volume"));
+                }
             }
             let dc = vo.driver_config.unwrap_or_default();
             if let Some(driver) = dc
@@ -335,6 +365,7 @@ pub fn parse_mount(value: &serde_json::Value) -> Result<Planned> {
                     driver_options: dc.options.unwrap_or_default(),
                     labels: vo.labels.unwrap_or_default(),
                     nocopy,
+                    subpath,
                 },
                 rw,
                 propagation: String::new(),
@@ -433,6 +464,16 @@ pub fn parse_volumes_from(raw: &str) -> Result<(String, Option<bool>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subpaths_must_stay_local() {
+        for ok in ["a", "a/b", "a/../b", "./a", "."] {
+            assert!(is_local(ok), "{ok}");
+        }
+        for bad in ["", "/a", "..", "../a", "a/../../b"] {
+            assert!(!is_local(bad), "{bad}");
+        }
+    }
     use serde_json::json;
 
     #[test]
@@ -518,7 +559,9 @@ mod tests {
                 driver_options,
                 labels,
                 nocopy,
+                subpath,
             } => {
+                assert_eq!(subpath, None);
                 assert_eq!(name.as_deref(), Some("v1"));
                 assert_eq!(driver_options["type"], "tmpfs");
                 assert_eq!(labels["a"], "b");

@@ -129,12 +129,13 @@ impl VolumeStore {
                 "error looking up volume plugin {driver}: plugin \"{driver}\" not found"
             )));
         }
-        let name = match req.name.as_deref() {
+        // As dockerd: a volume created without a name is anonymous.
+        let (name, anonymous) = match req.name.as_deref() {
             Some(n) if !n.is_empty() => {
                 name::validate(n)?;
-                n.to_string()
+                (n.to_string(), req.anonymous)
             }
-            _ => name::random(),
+            _ => (name::random(), true),
         };
         local_opts::validate(&req.options)?;
         let mut state = self.lock();
@@ -147,7 +148,7 @@ impl VolumeStore {
             return Ok((existing.clone(), false));
         }
         let mut labels = req.labels;
-        if req.anonymous {
+        if anonymous {
             labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
         }
         let volume = Volume {
@@ -156,7 +157,7 @@ impl VolumeStore {
             labels,
             options: req.options,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            anonymous: req.anonymous,
+            anonymous,
         };
         let dir = self.root.join(&name);
         let data = dir.join(DATA_DIR);

@@ -11,7 +11,12 @@ use berth_common::shim::{STREAM_STDERR, STREAM_STDOUT};
 
 #[derive(Debug, Clone, Default)]
 pub struct RelayOptions {
+    /// The process has a terminal (its input outlives a client's EOF).
     pub tty: bool,
+    /// Output without the multiplexing header (for exec, the start
+    /// request's `Tty` decides, as dockerd); stderr is then dropped
+    /// unless the process has a terminal.
+    pub raw: bool,
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
@@ -124,13 +129,15 @@ where
                     while let Some((stream, payload)) = parser.next_frame() {
                         let wanted = if opts.tty {
                             opts.stdout || opts.stderr
+                        } else if opts.raw {
+                            stream == STREAM_STDOUT && opts.stdout
                         } else {
                             (stream == STREAM_STDOUT && opts.stdout) || (stream == STREAM_STDERR && opts.stderr)
                         };
                         if !wanted || payload.is_empty() {
                             continue;
                         }
-                        if !opts.tty {
+                        if !opts.raw {
                             out.extend_from_slice(&berth_common::shim::frame_header(stream, payload.len()));
                         }
                         out.extend_from_slice(&payload);
@@ -164,6 +171,7 @@ pub async fn attach_session<C, R, W>(
 {
     let opts = RelayOptions {
         tty,
+        raw: tty,
         stdin,
         // The shim already sends only the streams the attach asked for.
         stdout: true,
@@ -230,6 +238,7 @@ mod tests {
     fn tty_opts(detach_keys: Option<Vec<u8>>) -> RelayOptions {
         RelayOptions {
             tty: true,
+            raw: true,
             stdin: true,
             stdout: true,
             stderr: true,
@@ -263,6 +272,7 @@ mod tests {
         let mut p = pipes();
         let opts = RelayOptions {
             tty: false,
+            raw: false,
             stdin: true,
             stdout: true,
             stderr: false,

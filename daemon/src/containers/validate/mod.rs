@@ -192,11 +192,57 @@ fn host_config(hc: &HostConfig) -> Result<()> {
         )?;
         super::spec::seccomp::from_docker_profile(profile, &caps)?;
     }
-    log_opts(&hc.log_config.config)
+    log_config(&hc.log_config)
 }
 
-/// The json-file/local options berth's log writer takes.
-fn log_opts(opts: &std::collections::BTreeMap<String, String>) -> Result<()> {
+/// The log drivers berth has and their options, with dockerd's messages.
+fn log_config(lc: &super::config::LogConfig) -> Result<()> {
+    let (driver, opts) = (lc.kind.as_str(), &lc.config);
+    if driver == "none" {
+        return Ok(());
+    }
+    let mode = opts.get("mode").map(String::as_str).unwrap_or("");
+    if !matches!(mode, "" | "blocking" | "non-blocking") {
+        return Err(invalid(format!(
+            "logger: logging mode not supported: {mode}"
+        )));
+    }
+    if opts.contains_key("max-buffer-size") && mode != "non-blocking" {
+        return Err(invalid(
+            "logger: max-buffer-size option is only supported with 'mode=non-blocking'",
+        ));
+    }
+    let known: &[&str] = match driver {
+        // Empty: the daemon's default, checked at start-up.
+        "" => return Ok(()),
+        "json-file" => &[
+            "max-file",
+            "max-size",
+            "compress",
+            "labels",
+            "labels-regex",
+            "env",
+            "env-regex",
+            "tag",
+        ],
+        "local" => &["max-file", "max-size", "compress"],
+        other => {
+            return Err(invalid(format!(
+                "logger: no log driver named '{other}' is registered"
+            )))
+        }
+    };
+    let builtin = ["mode", "max-buffer-size"];
+    if let Some(key) = opts
+        .keys()
+        .find(|k| !known.contains(&k.as_str()) && !builtin.contains(&k.as_str()))
+    {
+        return Err(invalid(if driver == "json-file" {
+            format!("unknown log opt '{key}' for json-file log driver")
+        } else {
+            format!("unknown log opt '{key}' for log driver {driver}")
+        }));
+    }
     if let Some(s) = opts.get("max-size") {
         if super::lifecycle::parse_size(s).is_none() {
             return Err(invalid(format!("invalid max-size {s:?}")));
