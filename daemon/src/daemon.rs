@@ -54,18 +54,23 @@ impl Daemon {
                 || format!("opening the volume store in {}", config.data_root.display()),
             )?,
         );
-        let networks = crate::network::Networks::open(crate::network::NetConfig {
-            data_root: config.data_root.clone(),
-            bridge: config
-                .bridge
-                .clone()
-                .unwrap_or_else(|| crate::network::DEFAULT_BRIDGE.into()),
-            bip: config.bip.clone(),
-            fixed_cidr: config.fixed_cidr.clone(),
-            mtu: config.mtu,
-            iptables: config.iptables,
-            userland_proxy: config.userland_proxy,
-        })
+        let networks = crate::network::Networks::open(
+            crate::network::NetConfig {
+                data_root: config.data_root.clone(),
+                bridge: config
+                    .bridge
+                    .clone()
+                    .unwrap_or_else(|| crate::network::DEFAULT_BRIDGE.into()),
+                bip: config.bip.clone(),
+                fixed_cidr: config.fixed_cidr.clone(),
+                mtu: config.mtu,
+                ipv6: config.ipv6,
+                fixed_cidr_v6: config.fixed_cidr_v6.clone(),
+                iptables: config.iptables,
+                userland_proxy: config.userland_proxy,
+            },
+            events.clone(),
+        )
         .context("setting up networking")?;
         let mut settings = crate::containers::Settings::from_config(&config);
         settings.init_binary =

@@ -47,10 +47,21 @@ def response_schema(spec, method, path, status=None):
     return resp["schema"]
 
 
+# Fields the spec does not mark x-nullable but dockerd sends as null (a nil
+# Go map), and clients expect so: (definition, property).
+DOCKERD_NULLS = [
+    ("IPAM", "Options"),  # a network created without IPAM options
+    ("EndpointSettings", "Aliases"),  # an endpoint given no aliases
+]
+
+
 def validate(spec, method, path, document, status=None):
     """Returns the list of violations (empty when valid)."""
     schema = dict(response_schema(spec, method, path, status))
-    schema["definitions"] = spec["definitions"]
+    definitions = json.loads(json.dumps(spec["definitions"]))
+    for name, prop in DOCKERD_NULLS:
+        definitions[name]["properties"][prop]["x-nullable"] = True
+    schema["definitions"] = definitions
     schema = nullable(schema)
     validator = jsonschema.Draft4Validator(schema)
     return [

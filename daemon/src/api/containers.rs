@@ -45,6 +45,8 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}/wait", post(wait))
         .route("/containers/{id}", delete(remove))
+        // `DELETE /containers/parent/alias?link=1` names a link.
+        .route("/containers/{parent}/{alias}", delete(remove_link))
         .route("/containers/{id}/rename", post(rename))
         .route("/containers/{id}/pause", post(pause))
         .route("/containers/{id}/unpause", post(unpause))
@@ -107,11 +109,16 @@ async fn list(State(state): State<AppState>, query: QueryParams) -> ApiResult<Js
 async fn inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    version: super::version::ApiVersion,
     query: QueryParams,
 ) -> ApiResult<Json<Value>> {
     let size = query.bool("size");
     let containers = store(&state);
-    Ok(Json(blocking(move || containers.inspect(&id, size)).await?))
+    let mut v = blocking(move || containers.inspect(&id, size)).await?;
+    if !version.at_least(1, 45) {
+        crate::network::legacy_aliases(&mut v);
+    }
+    Ok(Json(v))
 }
 
 async fn start(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
@@ -188,13 +195,26 @@ async fn remove(
     query: QueryParams,
 ) -> ApiResult<StatusCode> {
     if query.bool("link") {
-        return Err(ApiError::bad_request(
-            "links are not supported by berth: there is nothing to remove",
-        ));
+        store(&state).remove_link(&id)?;
+        return Ok(StatusCode::NO_CONTENT);
     }
     store(&state)
         .remove(&id, query.bool("force"), query.bool("v"))
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_link(
+    State(state): State<AppState>,
+    Path((parent, alias)): Path<(String, String)>,
+    query: QueryParams,
+) -> ApiResult<StatusCode> {
+    if !query.bool("link") {
+        return Err(ApiError::not_found(format!(
+            "No such container: {parent}/{alias}"
+        )));
+    }
+    store(&state).remove_link(&format!("{parent}/{alias}"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

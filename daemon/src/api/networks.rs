@@ -8,7 +8,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{Filters, JsonBody, QueryParams};
@@ -58,6 +57,7 @@ struct IpamConfig {
 struct Ipam {
     driver: Option<String>,
     config: Option<Vec<IpamConfig>>,
+    options: Option<BTreeMap<String, String>>,
 }
 
 /// `NetworkCreateRequest`.
@@ -89,11 +89,6 @@ async fn create(
             "ingress and config-only networks need swarm, which berth does not implement",
         ));
     }
-    if body.enable_ipv6 == Some(true) {
-        return Err(ApiError::bad_request(
-            "IPv6 networks are not supported by berth",
-        ));
-    }
     if body
         .scope
         .as_deref()
@@ -115,18 +110,25 @@ async fn create(
             ipam.driver.unwrap_or_default()
         )));
     }
-    let mut configs = ipam.config.unwrap_or_default();
-    if configs.len() > 1 {
+    let ipv6 = body.enable_ipv6 == Some(true);
+    // One IPv4 and, with EnableIPv6, one IPv6 pool.
+    let (v6, v4): (Vec<IpamConfig>, Vec<IpamConfig>) = ipam
+        .config
+        .unwrap_or_default()
+        .into_iter()
+        .partition(|c| c.subnet.as_deref().is_some_and(|s| s.contains(':')));
+    if v4.len() > 1 || v6.len() > 1 {
         return Err(ApiError::bad_request(
-            "berth networks have one IPv4 pool: give at most one IPAM config",
+            "berth networks have one IPv4 and one IPv6 pool: give at most one IPAM config of each",
         ));
     }
-    let cfg = configs.pop().unwrap_or_default();
-    if cfg.subnet.as_deref().is_some_and(|s| s.contains(':')) {
+    if !v6.is_empty() && !ipv6 {
         return Err(ApiError::bad_request(
-            "IPv6 subnets are not supported by berth",
+            "an IPv6 subnet needs EnableIPv6 (--ipv6)",
         ));
     }
+    let cfg = v4.into_iter().next().unwrap_or_default();
+    let cfg6 = v6.into_iter().next().unwrap_or_default();
     let req = CreateRequest {
         name: body.name,
         driver: body.driver.unwrap_or_default(),
@@ -137,6 +139,10 @@ async fn create(
         attachable: body.attachable,
         labels: body.labels.unwrap_or_default(),
         options: body.options.unwrap_or_default(),
+        ipam_options: ipam.options,
+        ipv6,
+        subnet6: cfg6.subnet,
+        gateway6: cfg6.gateway,
     };
     let networks = state.networks.clone();
     let rec = tokio::task::spawn_blocking(move || networks.create(req))
@@ -264,52 +270,11 @@ async fn connect(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ConnectBody>,
 ) -> ApiResult<StatusCode> {
-    let c = state
-        .containers
-        .get(&body.container)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
-    let rec = c.snapshot();
-    if !rec.state.status.is_live() || rec.state.pid <= 0 {
-        return Err(ApiError::conflict(format!(
-            "container {} is not running: berth connects running containers only (start it, then connect)",
-            rec.id
-        )));
-    }
     let epc = body.endpoint_config.unwrap_or(Value::Null);
-    let ip = match epc
-        .pointer("/IPAMConfig/IPv4Address")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        Some(s) => Some(
-            s.parse::<Ipv4Addr>()
-                .map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {s}")))?,
-        ),
-        None => None,
-    };
-    let aliases: Vec<String> = epc
-        .get("Aliases")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let networks = state.networks.clone();
-    let pid = rec.state.pid;
-    let (net_id, rec_id) = (id.clone(), rec.id.clone());
-    tokio::task::spawn_blocking(move || networks.connect(&net_id, &rec, pid, ip, aliases))
-        .await
-        .map_err(|e| ApiError::from_internal("network task failed", e))??;
-    let v = state.networks.inspect(&id)?;
-    state.events.publish(
-        Event::new(EventType::Network, "connect", str_of(&v, "Id"))
-            .attr("container", rec_id)
-            .attr("name", str_of(&v, "Name"))
-            .attr("type", "bridge"),
-    );
+    state
+        .containers
+        .connect_network(&body.container, &id, epc)
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -325,24 +290,9 @@ async fn disconnect(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<DisconnectBody>,
 ) -> ApiResult<StatusCode> {
-    let c = state
+    state
         .containers
-        .get(&body.container)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
-    let _ = body.force;
-    let cid = c.id.clone();
-    let networks = state.networks.clone();
-    let net_id = id.clone();
-    let cid2 = cid.clone();
-    tokio::task::spawn_blocking(move || networks.disconnect(&net_id, &cid2))
-        .await
-        .map_err(|e| ApiError::from_internal("network task failed", e))??;
-    let v = state.networks.inspect(&id)?;
-    state.events.publish(
-        Event::new(EventType::Network, "disconnect", str_of(&v, "Id"))
-            .attr("container", cid)
-            .attr("name", str_of(&v, "Name"))
-            .attr("type", "bridge"),
-    );
+        .disconnect_network(&body.container, &id, body.force)
+        .await?;
     Ok(StatusCode::OK)
 }

@@ -202,6 +202,17 @@ impl Containers {
         if host_config.network_mode.is_empty() {
             host_config.network_mode = "bridge".into();
         }
+        let networking_config = body.networking_config.unwrap_or(serde_json::json!({}));
+        let networking_config = match self.networks.get() {
+            Some(n) => n
+                .endpoints_at_create(host_config.network_mode(), &networking_config)
+                .map_err(|e| match e.status() {
+                    404 => ContainerError::NotFoundOther(e.to_string()),
+                    400 | 403 => ContainerError::InvalidParameter(e.to_string()),
+                    _ => ContainerError::Internal(e.to_string()),
+                })?,
+            None => networking_config,
+        };
         if host_config.network_mode == "host" && config.hostname.is_empty() {
             config.hostname = nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
@@ -233,7 +244,7 @@ impl Containers {
                 args,
                 config,
                 host_config,
-                networking_config: body.networking_config.unwrap_or(serde_json::json!({})),
+                networking_config,
                 image_id: image.id.clone(),
                 layers: image.layers.clone(),
                 state: State::default(),
@@ -248,6 +259,17 @@ impl Containers {
                 runtime,
                 pending: None,
             };
+            // As dockerd: links on a user-defined network are endpoint
+            // settings (the CLI puts them there), not registered here.
+            let legacy = rec.host_config.network_mode() == "bridge";
+            if let Some(links) = rec
+                .host_config
+                .links
+                .clone()
+                .filter(|l| legacy && !l.is_empty())
+            {
+                rec.host_config.links = Some(self.canonical_links(&rec.name, &links)?);
+            }
             let volumes_from = self.volumes_from(&rec.host_config)?;
             rec.mounts = self
                 .mounts

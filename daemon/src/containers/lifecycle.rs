@@ -205,6 +205,18 @@ impl Containers {
         if let Some(n) = self.networks.get() {
             n.prepare(rec, &container_dir).map_err(network_err)?;
         }
+        // Legacy links: their variables come before the container's own.
+        let link_env = self.setup_links(rec, &container_dir)?;
+        let linked;
+        let rec = if link_env.is_empty() {
+            rec
+        } else {
+            let mut r = rec.clone();
+            let own = r.config.env.take().unwrap_or_default();
+            r.config.env = Some(link_env.into_iter().chain(own).collect());
+            linked = r;
+            &linked
+        };
         // Subpath mounts go through staging points (see `subpath`).
         let staged = subpath::stage(bundle, &rec.mounts)?.map(|mounts| ContainerRecord {
             mounts,

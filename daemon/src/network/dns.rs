@@ -6,7 +6,7 @@
 //! are answered here; everything else is forwarded, from the host's
 //! namespace, to the container's configured or the host's resolvers.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +15,14 @@ use tokio::task::AbortHandle;
 pub const DNS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
 const CLASS_IN: u16 = 1;
 
 /// Answers names for one container (the one whose namespace the socket is in).
 pub trait Lookup: Send + Sync + 'static {
     /// `Some(addresses)` when `name` is a container/alias this container can
-    /// see (possibly no IPv4 address); `None` to forward.
-    fn lookup(&self, container: &str, name: &str) -> Option<Vec<Ipv4Addr>>;
+    /// see (IPv4 and IPv6 addresses, possibly none); `None` to forward.
+    fn lookup(&self, container: &str, name: &str) -> Option<Vec<IpAddr>>;
     /// Upstream resolvers for this container.
     fn upstreams(&self, container: &str) -> Vec<SocketAddr>;
 }
@@ -52,10 +53,17 @@ pub fn parse_question(msg: &[u8]) -> Option<(String, u16, u16, usize)> {
     Some((labels.join("."), qtype, qclass, off + 4))
 }
 
-/// An authoritative answer to `query` with the given A records (only
-/// those for an A query; other types get an empty NOERROR answer).
-pub fn answer(query: &[u8], qtype: u16, question_end: usize, addrs: &[Ipv4Addr]) -> Vec<u8> {
-    let records: &[Ipv4Addr] = if qtype == TYPE_A { addrs } else { &[] };
+/// An authoritative answer to `query`: the IPv4 addresses for an A query,
+/// the IPv6 ones for AAAA; other types get an empty NOERROR answer.
+pub fn answer(query: &[u8], qtype: u16, question_end: usize, addrs: &[IpAddr]) -> Vec<u8> {
+    let records: Vec<Vec<u8>> = addrs
+        .iter()
+        .filter_map(|a| match (a, qtype) {
+            (IpAddr::V4(v), TYPE_A) => Some(v.octets().to_vec()),
+            (IpAddr::V6(v), TYPE_AAAA) => Some(v.octets().to_vec()),
+            _ => None,
+        })
+        .collect();
     let mut r = Vec::with_capacity(question_end + records.len() * 16);
     r.extend_from_slice(&query[0..2]);
     // QR, opcode from the query, AA, RD copied, RA.
@@ -66,13 +74,13 @@ pub fn answer(query: &[u8], qtype: u16, question_end: usize, addrs: &[Ipv4Addr])
     r.extend_from_slice(&(records.len() as u16).to_be_bytes());
     r.extend_from_slice(&[0, 0, 0, 0]);
     r.extend_from_slice(&query[12..question_end]);
-    for ip in records {
+    for ip in &records {
         r.extend_from_slice(&[0xc0, 0x0c]); // the name in the question
-        r.extend_from_slice(&TYPE_A.to_be_bytes());
+        r.extend_from_slice(&qtype.to_be_bytes());
         r.extend_from_slice(&CLASS_IN.to_be_bytes());
         r.extend_from_slice(&600u32.to_be_bytes());
-        r.extend_from_slice(&4u16.to_be_bytes());
-        r.extend_from_slice(&ip.octets());
+        r.extend_from_slice(&(ip.len() as u16).to_be_bytes());
+        r.extend_from_slice(ip);
     }
     r
 }
@@ -182,18 +190,28 @@ mod tests {
         let q = query("Web.Example", TYPE_A);
         let (name, t, c, end) = parse_question(&q).unwrap();
         assert_eq!((name.as_str(), t, c, end), ("web.example", 1, 1, q.len()));
-        let r = answer(&q, t, end, &[Ipv4Addr::new(10, 1, 2, 3)]);
+        let both = [
+            IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+            IpAddr::V6("fd00::5".parse().unwrap()),
+        ];
+        let r = answer(&q, t, end, &both);
         assert_eq!(&r[0..2], &[0x12, 0x34]);
         assert_eq!(r[2] & 0x80, 0x80, "a response");
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
         assert_eq!(&r[r.len() - 4..], &[10, 1, 2, 3]);
         let aaaa = query("web", 28);
         let (_, t, _, end) = parse_question(&aaaa).unwrap();
-        let r = answer(&aaaa, t, end, &[Ipv4Addr::new(10, 1, 2, 3)]);
+        let r = answer(&aaaa, t, end, &both[..1]);
         assert_eq!(
             u16::from_be_bytes([r[6], r[7]]),
             0,
             "no A records in an AAAA answer"
+        );
+        let r = answer(&aaaa, t, end, &both);
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
+        assert_eq!(
+            r[r.len() - 16..],
+            "fd00::5".parse::<std::net::Ipv6Addr>().unwrap().octets()
         );
         assert_eq!(servfail(&aaaa, end)[3] & 0x0f, 2);
     }

@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use super::configured;
 use super::dns::DNS_IP;
 use super::ports;
 use super::records::{ContainerNet, Endpoint, NetworkRecord};
@@ -22,7 +23,7 @@ pub fn pseudo_network(name: &str, driver: &str) -> Value {
     json!({
         "Name": name, "Id": pseudo_id(name), "Created": "0001-01-01T00:00:00Z", "Scope": "local",
         "Driver": driver, "EnableIPv4": true, "EnableIPv6": false,
-        "IPAM": { "Driver": "default", "Options": {}, "Config": [] },
+        "IPAM": { "Driver": "default", "Options": null, "Config": [] },
         "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": { "Network": "" },
         "ConfigOnly": false, "Containers": {}, "Options": {}, "Labels": {},
     })
@@ -36,7 +37,11 @@ pub fn network(n: &NetworkRecord, conts: &BTreeMap<String, ContainerNet>) -> Val
                 c.id.clone(),
                 json!({
                     "Name": c.name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac,
-                    "IPv4Address": format!("{}/{}", ep.ip, n.pool.subnet.prefix), "IPv6Address": "",
+                    "IPv4Address": format!("{}/{}", ep.ip, n.pool.subnet.prefix),
+                    "IPv6Address": match (ep.ip6, &n.pool6) {
+                        (Some(a), Some(p)) => format!("{a}/{}", p.subnet.prefix),
+                        _ => String::new(),
+                    },
                 }),
             );
         }
@@ -46,49 +51,130 @@ pub fn network(n: &NetworkRecord, conts: &BTreeMap<String, ContainerNet>) -> Val
     if let Some(r) = n.pool.range {
         cfg["IPRange"] = json!(r.to_string());
     }
+    let mut configs = vec![cfg];
+    if let Some(p) = &n.pool6 {
+        configs.push(json!({ "Subnet": p.subnet.to_string(), "Gateway": p.gateway.to_string() }));
+    }
     json!({
         "Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": "bridge",
-        "EnableIPv4": true, "EnableIPv6": false,
-        "IPAM": { "Driver": "default", "Options": {}, "Config": [cfg] },
+        "EnableIPv4": true, "EnableIPv6": n.pool6.is_some(),
+        "IPAM": { "Driver": "default", "Options": n.ipam_options, "Config": configs },
         "Internal": n.internal, "Attachable": n.attachable, "Ingress": false, "ConfigFrom": { "Network": "" },
         "ConfigOnly": false, "Containers": containers, "Options": n.options, "Labels": n.labels,
     })
 }
 
-fn endpoint(rec: &ContainerRecord, n: &NetworkRecord, ep: &Endpoint) -> Value {
-    let mut dns_names = Vec::new();
-    if !n.predefined {
-        dns_names.push(rec.name.trim_start_matches('/').to_string());
-        dns_names.extend(ep.aliases.iter().cloned());
-        dns_names.push(rec.id[..12.min(rec.id.len())].to_string());
+/// The parts of an endpoint that come from its config, as dockerd keeps
+/// them: absent ones are null (but Links, an array in the spec, is `[]`).
+fn configured_fields(epc: &Value) -> Map<String, Value> {
+    let field = |k: &str| {
+        epc.get(k)
+            .filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let mut m = Map::new();
+    let ipam = field("IPAMConfig");
+    m.insert(
+        "IPAMConfig".into(),
+        if ipam.as_object().is_some_and(|o| !o.is_empty()) {
+            ipam
+        } else {
+            Value::Null
+        },
+    );
+    let links = field("Links");
+    m.insert(
+        "Links".into(),
+        if links.is_array() { links } else { json!([]) },
+    );
+    let aliases = field("Aliases");
+    m.insert(
+        "Aliases".into(),
+        if aliases.as_array().is_some_and(|a| !a.is_empty()) {
+            aliases
+        } else {
+            Value::Null
+        },
+    );
+    m.insert("DriverOpts".into(), field("DriverOpts"));
+    m.insert(
+        "GwPriority".into(),
+        epc.get("GwPriority").cloned().unwrap_or(json!(0)),
+    );
+    m
+}
+
+/// dockerd's DNSNames: name, aliases, short ID, hostname (user-defined
+/// networks only).
+fn dns_names(rec: &ContainerRecord, predefined: bool, aliases: &[String]) -> Value {
+    if predefined {
+        return json!([]);
     }
-    json!({
-        "IPAMConfig": ep.requested_ip.map(|ip| json!({ "IPv4Address": ip.to_string() })),
-        "Links": [],
-        "Aliases": ep.aliases,
-        "MacAddress": ep.mac, "DriverOpts": null, "GwPriority": 0,
+    let mut names: Vec<String> = vec![rec.name.trim_start_matches('/').to_string()];
+    names.extend(aliases.iter().cloned());
+    names.push(rec.id[..12.min(rec.id.len())].to_string());
+    if !rec.config.hostname.is_empty() {
+        names.push(rec.config.hostname.clone());
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+    json!(names)
+}
+
+fn endpoint(rec: &ContainerRecord, n: &NetworkRecord, ep: &Endpoint) -> Value {
+    let mut m = configured_fields(&ep.config);
+    if m["IPAMConfig"].is_null() {
+        if let Some(ip) = ep.requested_ip {
+            m.insert(
+                "IPAMConfig".into(),
+                json!({ "IPv4Address": ip.to_string() }),
+            );
+        }
+    }
+    let v6 = ep
+        .ip6
+        .zip(n.pool6.as_ref())
+        .map(|(a, p)| (a, p.subnet.prefix, p.gateway));
+    if m["Aliases"].is_null() && !ep.aliases.is_empty() {
+        m.insert("Aliases".into(), json!(ep.aliases));
+    }
+    let rest = json!({
+        "MacAddress": ep.mac,
         "NetworkID": n.id, "EndpointID": ep.endpoint_id, "Gateway": n.pool.gateway.to_string(),
         "IPAddress": ep.ip.to_string(), "IPPrefixLen": n.pool.subnet.prefix,
-        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "DNSNames": dns_names,
-    })
+        "IPv6Gateway": v6.map(|(_, _, g)| g.to_string()).unwrap_or_default(),
+        "GlobalIPv6Address": v6.map(|(a, _, _)| a.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": v6.map(|(_, p, _)| p).unwrap_or(0),
+        "DNSNames": dns_names(rec, n.predefined, &ep.aliases),
+    });
+    if let Value::Object(o) = rest {
+        m.extend(o);
+    }
+    Value::Object(m)
 }
 
 /// An endpoint that is configured but not plugged in (container not running).
-fn idle_endpoint(rec: &ContainerRecord, network_id: &str, name: &str) -> Value {
-    let aliases = rec
-        .networking_config
-        .get("EndpointsConfig")
-        .and_then(|e| e.get(name))
-        .and_then(|e| e.get("Aliases"))
-        .filter(|a| a.is_array())
-        .cloned()
-        .unwrap_or_else(|| json!([]));
-    json!({
-        "IPAMConfig": null, "Links": [], "Aliases": aliases, "MacAddress": "", "DriverOpts": null,
-        "GwPriority": 0, "NetworkID": network_id, "EndpointID": "", "Gateway": "", "IPAddress": "",
-        "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": [],
-    })
+fn idle_endpoint(rec: &ContainerRecord, network_id: &str, predefined: bool, epc: &Value) -> Value {
+    let mut m = configured_fields(epc);
+    let aliases: Vec<String> = m["Aliases"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mac = epc.get("MacAddress").and_then(Value::as_str).unwrap_or("");
+    let rest = json!({
+        "MacAddress": mac, "NetworkID": network_id, "EndpointID": "", "Gateway": "", "IPAddress": "",
+        "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "DNSNames": dns_names(rec, predefined, &aliases),
+    });
+    if let Value::Object(o) = rest {
+        m.extend(o);
+    }
+    Value::Object(m)
 }
 
 pub fn settings(
@@ -96,36 +182,42 @@ pub fn settings(
     cn: Option<&ContainerNet>,
     nets: &BTreeMap<String, NetworkRecord>,
 ) -> Value {
-    let mode = rec.host_config.network_mode();
     let mut networks = Map::new();
     let mut primary: Option<(&NetworkRecord, &Endpoint)> = None;
-    for ep in cn.map(|c| c.endpoints.as_slice()).unwrap_or_default() {
-        if let Some(n) = nets.get(&ep.network_id) {
-            networks.insert(n.name.clone(), endpoint(rec, n, ep));
-            if primary.is_none() {
-                primary = Some((n, ep));
+    match cn {
+        // Running: the endpoints plugged in.
+        Some(cn) => {
+            for ep in &cn.endpoints {
+                if let Some(n) = nets.get(&ep.network_id) {
+                    networks.insert(n.name.clone(), endpoint(rec, n, ep));
+                    if primary.is_none() {
+                        primary = Some((n, ep));
+                    }
+                }
+            }
+        }
+        // Not running: the networks it will be connected to at start.
+        None => {
+            for (name, epc) in configured::configured(rec) {
+                let (id, predefined) = match name.as_str() {
+                    "host" | "none" => (pseudo_id(&name), true),
+                    _ => nets
+                        .values()
+                        .find(|n| n.name == name || n.id == name)
+                        .map(|n| (n.id.clone(), n.predefined))
+                        .unwrap_or_default(),
+                };
+                networks.insert(name, idle_endpoint(rec, &id, predefined, &epc));
             }
         }
     }
-    if networks.is_empty() && !mode.starts_with("container:") {
-        let name = if mode == "default" { "bridge" } else { mode };
-        let id = match name {
-            "host" | "none" => pseudo_id(name),
-            _ => nets
-                .values()
-                .find(|n| n.name == name || n.id == name)
-                .map(|n| n.id.clone())
-                .unwrap_or_default(),
-        };
-        let shown = nets
-            .values()
-            .find(|n| n.id == id)
-            .map(|n| n.name.clone())
-            .unwrap_or_else(|| name.to_string());
-        networks.insert(shown.clone(), idle_endpoint(rec, &id, &shown));
-    }
     // The top-level (deprecated) fields describe the default bridge only.
     let legacy = primary.filter(|(n, _)| n.predefined);
+    let legacy6 = legacy.and_then(|(n, e)| {
+        e.ip6
+            .zip(n.pool6.as_ref())
+            .map(|(a, p)| (a, p.subnet.prefix, p.gateway))
+    });
     let published = cn.map(|c| c.ports.as_slice()).unwrap_or_default();
     let pid = rec.state.pid;
     json!({
@@ -137,13 +229,41 @@ pub fn settings(
         "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
         "EndpointID": legacy.map(|(_, e)| e.endpoint_id.clone()).unwrap_or_default(),
         "Gateway": legacy.map(|(n, _)| n.pool.gateway.to_string()).unwrap_or_default(),
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": legacy6.map(|(a, _, _)| a.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": legacy6.map(|(_, p, _)| p).unwrap_or(0),
         "IPAddress": legacy.map(|(_, e)| e.ip.to_string()).unwrap_or_default(),
         "IPPrefixLen": legacy.map(|(n, _)| n.pool.subnet.prefix).unwrap_or(0),
-        "IPv6Gateway": "",
+        "IPv6Gateway": legacy6.map(|(_, _, g)| g.to_string()).unwrap_or_default(),
         "MacAddress": legacy.map(|(_, e)| e.mac.clone()).unwrap_or_default(),
         "Networks": networks,
     })
+}
+
+/// Container inspect for API < 1.45: on user-defined networks the short ID
+/// and hostname are listed among the aliases, as dockerd did (compose 1.29
+/// looks for the short ID there before it reconnects a container).
+pub fn legacy_aliases(inspect: &mut Value) {
+    let id = inspect["Id"].as_str().unwrap_or_default();
+    let short = id[..12.min(id.len())].to_string();
+    let hostname = inspect["Config"]["Hostname"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let Some(nets) = inspect["NetworkSettings"]["Networks"].as_object_mut() else {
+        return;
+    };
+    for (name, ep) in nets.iter_mut() {
+        if matches!(name.as_str(), "bridge" | "host" | "none") {
+            continue;
+        }
+        let mut aliases: Vec<Value> = ep["Aliases"].as_array().cloned().unwrap_or_default();
+        for extra in [&short, &hostname] {
+            if !extra.is_empty() && !aliases.iter().any(|a| a == extra.as_str()) {
+                aliases.push(json!(extra));
+            }
+        }
+        ep["Aliases"] = Value::Array(aliases);
+    }
 }
 
 pub fn summary_ports(rec: &ContainerRecord, cn: Option<&ContainerNet>) -> Value {
@@ -212,6 +332,26 @@ pub fn resolv_for_embedded_dns(resolv: &str) -> (String, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_clients_see_the_short_id_among_aliases() {
+        let mut v = json!({
+            "Id": "0123456789abcdef", "Config": {"Hostname": "box"},
+            "NetworkSettings": {"Networks": {
+                "bridge": {"Aliases": null},
+                "app": {"Aliases": ["web", "box"]},
+                "other": {"Aliases": null},
+            }},
+        });
+        legacy_aliases(&mut v);
+        let nets = &v["NetworkSettings"]["Networks"];
+        assert_eq!(nets["bridge"]["Aliases"], Value::Null);
+        assert_eq!(
+            nets["app"]["Aliases"],
+            json!(["web", "box", "0123456789ab"])
+        );
+        assert_eq!(nets["other"]["Aliases"], json!(["0123456789ab", "box"]));
+    }
 
     #[test]
     fn hosts_line_is_replaced_not_added() {

@@ -9,9 +9,11 @@
 //! namespaces (veth pairs, loopback, DNS listener) and
 //! [`Networks::release`] when the container stops or is removed.
 
+pub mod configured;
 mod dns;
 mod error;
 pub mod ipam;
+mod ipam6;
 mod json;
 mod nat;
 mod netlink;
@@ -32,6 +34,7 @@ use tokio::task::AbortHandle;
 use crate::containers::record::ContainerRecord;
 pub use error::{NetError, Result};
 use ipam::{Cidr, Pool};
+pub use json::legacy_aliases;
 use nat::Nat;
 use portfwd::{Forwarder, Mapping};
 use records::{ContainerNet, Dirs, Endpoint, NetworkRecord};
@@ -50,6 +53,9 @@ pub struct NetConfig {
     /// `fixed-cidr`: where default-bridge containers get addresses.
     pub fixed_cidr: Option<String>,
     pub mtu: u32,
+    /// `ipv6` / `fixed-cidr-v6`: IPv6 on the default bridge.
+    pub ipv6: bool,
+    pub fixed_cidr_v6: Option<String>,
     pub iptables: bool,
     /// `userland-proxy`: berthd itself serves published ports on loopback
     /// (and to containers on the same bridge); the kernel does the rest.
@@ -67,8 +73,14 @@ pub struct Networks {
     nat: Nat,
     fwd: Forwarder,
     state: Mutex<State>,
-    /// Container ID → its proxy and DNS tasks.
-    tasks: Mutex<HashMap<String, Vec<AbortHandle>>>,
+    /// Container ID → its published ports' proxies.
+    tasks: Mutex<HashMap<String, Vec<proxy::Proxy>>>,
+    /// Container ID → its embedded DNS server (one per container, kept
+    /// while the container runs, whatever it connects or disconnects).
+    dns: Mutex<HashMap<String, AbortHandle>>,
+    /// `network connect`/`disconnect` events, as dockerd sends them when
+    /// endpoints are plugged in or taken away.
+    events: crate::events::Events,
     /// Networks whose bridge, address and NAT rules this process has set
     /// up; while the bridge exists they are not checked again per container.
     ready: Mutex<std::collections::HashSet<String>>,
@@ -86,6 +98,10 @@ pub struct CreateRequest {
     pub attachable: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
+    pub ipam_options: Option<BTreeMap<String, String>>,
+    pub ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
 }
 
 fn internal(context: &str) -> impl FnOnce(std::io::Error) -> NetError + '_ {
@@ -146,7 +162,7 @@ fn free_subnet(bridge: &str, taken: &[Cidr]) -> Option<Cidr> {
 }
 
 impl Networks {
-    pub fn open(cfg: NetConfig) -> Result<Arc<Networks>> {
+    pub fn open(cfg: NetConfig, events: crate::events::Events) -> Result<Arc<Networks>> {
         let dirs =
             Dirs::new(&cfg.data_root).map_err(internal("creating the network state directory"))?;
         let nets = dirs
@@ -166,6 +182,8 @@ impl Networks {
                 conts: conts.into_iter().map(|c| (c.id.clone(), c)).collect(),
             }),
             tasks: Mutex::new(HashMap::new()),
+            dns: Mutex::new(HashMap::new()),
+            events,
             ready: Mutex::new(std::collections::HashSet::new()),
             cfg,
         };
@@ -200,12 +218,26 @@ impl Networks {
         } else {
             DEFAULT_MTU
         };
+        let wanted6 = match (&self.cfg.fixed_cidr_v6, self.cfg.ipv6) {
+            (_, false) => None,
+            (Some(c), true) => Some(
+                ipam6::Cidr6::parse(c)
+                    .map_err(|e| NetError::InvalidParameter(format!("fixed-cidr-v6: {e}")))?,
+            ),
+            (None, true) => Some(
+                existing
+                    .as_ref()
+                    .and_then(|n| n.pool6.as_ref().map(|p| p.subnet))
+                    .unwrap_or_else(ipam6::random_ula),
+            ),
+        };
         if let Some(n) = &existing {
             let same_subnet = wanted_subnet
                 .is_none_or(|w| w.network() == n.pool.subnet && w.addr == n.pool.gateway);
             if n.bridge == self.cfg.bridge
                 && same_subnet
                 && n.pool.range == range.map(|r| r.network())
+                && n.pool6.as_ref().map(|p| p.subnet) == wanted6
                 && n.mtu == mtu
             {
                 return Ok(());
@@ -266,6 +298,23 @@ impl Networks {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
             predefined: true,
+            pool6: match wanted6 {
+                Some(s) => {
+                    let mut p = ipam6::Pool6::new(s, None)
+                        .map_err(|e| NetError::InvalidParameter(format!("fixed-cidr-v6: {e}")))?;
+                    if let Some(old) = existing.as_ref().and_then(|n| n.pool6.as_ref()) {
+                        p.allocated = old
+                            .allocated
+                            .iter()
+                            .filter(|(ip, _)| p.subnet.contains(**ip))
+                            .map(|(ip, o)| (*ip, o.clone()))
+                            .collect();
+                    }
+                    Some(p)
+                }
+                None => None,
+            },
+            ipam_options: None,
             mtu,
         };
         self.dirs
@@ -330,6 +379,15 @@ impl Networks {
             .ok_or_else(|| NetError::Internal(ctx("bridge vanished:")))?;
         ignore_exists(nl.add_addr(idx, net.pool.gateway, net.pool.subnet.prefix))
             .map_err(|e| NetError::internal(ctx("adding the gateway address to"), e))?;
+        if let Some(p6) = &net.pool6 {
+            // A bridge may come up with IPv6 off (sysctl default).
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", net.bridge),
+                "0",
+            );
+            ignore_exists(nl.add_ip(idx, p6.gateway.into(), p6.subnet.prefix))
+                .map_err(|e| NetError::internal(ctx("adding the IPv6 gateway address to"), e))?;
+        }
         nl.set_up(idx)
             .map_err(|e| NetError::internal(ctx("bringing up"), e))?;
         self.fwd.prepare_bridge(&net.bridge);
@@ -375,23 +433,19 @@ impl Networks {
                 req.name
             )));
         }
-        // `.` and `..` would name the records directory or its parent.
+        // `.` and `..` cannot be named in a URL path (clients normalise
+        // them away), so they stay refused.
         if matches!(req.name.as_str(), "." | "..") {
             return Err(NetError::InvalidParameter(format!(
                 "invalid network name {:?}: \".\" and \"..\" are not allowed",
                 req.name
             )));
         }
-        if req.name.is_empty()
-            || !req
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        {
-            return Err(NetError::InvalidParameter(format!(
-                "invalid network name {:?}",
-                req.name
-            )));
+        // Otherwise dockerd's rule; records and bridges are named by ID.
+        if req.name.trim().is_empty() {
+            return Err(NetError::InvalidParameter(
+                "invalid name: name is empty".into(),
+            ));
         }
         let parse = |s: &Option<String>, what: &str| -> Result<Option<Cidr>> {
             s.as_deref()
@@ -428,6 +482,33 @@ impl Networks {
         let range = parse(&req.ip_range, "ip-range")?;
         let pool = Pool::new(subnet, gateway, range)
             .map_err(|e| NetError::InvalidParameter(e.to_string()))?;
+        let pool6 = if req.ipv6 {
+            let taken6: Vec<ipam6::Cidr6> = st
+                .nets
+                .values()
+                .filter_map(|n| n.pool6.as_ref().map(|p| p.subnet))
+                .collect();
+            let subnet6 = match req.subnet6.as_deref().filter(|s| !s.is_empty()) {
+                Some(s) => ipam6::Cidr6::parse(s)
+                    .map_err(|e| NetError::InvalidParameter(format!("subnet: {e}")))?,
+                None => ipam6::random_ula(),
+            };
+            if let Some(t) = taken6.iter().find(|t| t.overlaps(&subnet6)) {
+                return Err(NetError::Forbidden(format!("invalid pool request: Pool overlaps with other one on this address space ({t})")));
+            }
+            let gw6 = match req.gateway6.as_deref().filter(|s| !s.is_empty()) {
+                Some(g) => Some(g.parse::<std::net::Ipv6Addr>().map_err(|_| {
+                    NetError::InvalidParameter(format!("invalid gateway address {g}"))
+                })?),
+                None => None,
+            };
+            Some(
+                ipam6::Pool6::new(subnet6, gw6)
+                    .map_err(|e| NetError::InvalidParameter(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let id = records::random_hex(32);
         let bridge = req
             .options
@@ -454,6 +535,8 @@ impl Networks {
             labels: req.labels,
             options: req.options,
             predefined: false,
+            pool6,
+            ipam_options: req.ipam_options,
             mtu,
         };
         self.ensure_bridge(&rec)?;
@@ -556,6 +639,59 @@ impl Networks {
         self.find(&st, mode).map(|_| ())
     }
 
+    /// At create: `EndpointsConfig` keyed by network name, each naming an
+    /// existing network, with an entry for the network mode's network.
+    pub fn endpoints_at_create(&self, mode: &str, networking_config: &Value) -> Result<Value> {
+        if configured::is_shared_mode(mode) {
+            return Ok(networking_config.clone());
+        }
+        let given: Vec<(String, Value)> = networking_config
+            .get("EndpointsConfig")
+            .and_then(Value::as_object)
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let st = self.lock();
+        let primary = self.find(&st, mode)?;
+        let mut out = match networking_config {
+            Value::Object(o) => Value::Object(o.clone()),
+            _ => Value::Object(serde_json::Map::new()),
+        };
+        out["EndpointsConfig"] = Value::Object(serde_json::Map::new());
+        let mut has_primary = false;
+        for (key, epc) in given {
+            if matches!(key.as_str(), "host" | "none") {
+                return Err(NetError::InvalidParameter(format!(
+                    "container cannot be connected to network {key} and {} at once",
+                    primary.name
+                )));
+            }
+            // The CLI names the default network `default`.
+            let key = if key == "default" { "bridge" } else { &key };
+            let net = self.find(&st, key)?;
+            let req = configured::EndpointRequest::parse(&epc)?;
+            req.check_network(net.predefined)?;
+            has_primary |= net.id == primary.id;
+            out = configured::with_endpoint(&out, &net.name, Some(epc));
+        }
+        if !has_primary {
+            out = configured::with_endpoint(&out, &primary.name, Some(Value::Null));
+        }
+        Ok(out)
+    }
+
+    /// A network as connect/disconnect name it: (ID, name, predefined).
+    /// `host` and `none` are there too (with their pseudo IDs).
+    pub fn resolve(&self, reference: &str) -> Result<(String, String, bool)> {
+        for name in ["host", "none"] {
+            if reference == name || reference == json::pseudo_id(name) {
+                return Ok((json::pseudo_id(name), name.to_string(), true));
+            }
+        }
+        let st = self.lock();
+        let n = self.find(&st, reference)?;
+        Ok((n.id, n.name, n.predefined))
+    }
+
     /// Before the spec is written: addresses, published ports, hosts and
     /// resolv.conf. On error nothing is left reserved.
     pub fn prepare(self: &Arc<Self>, rec: &ContainerRecord, container_dir: &Path) -> Result<()> {
@@ -563,84 +699,66 @@ impl Networks {
         let _t = scopeguard_log("prepare", &rec.id, started);
         self.release(&rec.id);
         let mode = rec.host_config.network_mode();
-        if mode == "host" || mode == "none" || mode.starts_with("container:") {
+        if configured::is_shared_mode(mode) {
             return Ok(());
         }
-        let net_ref = if mode == "default" { "bridge" } else { mode };
-        let result = self.prepare_bridge(rec, net_ref, container_dir);
+        let result = self.prepare_endpoints(rec, container_dir);
         if result.is_err() {
             self.release(&rec.id);
         }
         result
     }
 
-    fn prepare_bridge(
+    fn prepare_endpoints(
         self: &Arc<Self>,
         rec: &ContainerRecord,
-        net_ref: &str,
         container_dir: &Path,
     ) -> Result<()> {
-        let epc = rec.networking_config.get("EndpointsConfig").and_then(|e| {
-            e.get(net_ref)
-                .or_else(|| e.as_object().and_then(|o| o.values().next()))
-        });
-        let requested_ip =
-            match epc
-                .and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
-                Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
-                    NetError::InvalidParameter(format!("invalid IPv4 address: {s}"))
-                })?),
-                None => None,
-            };
-        let aliases: Vec<String> = epc
-            .and_then(|e| e.get("Aliases"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        // `--mac-address`: per endpoint since API 1.44, in Config before.
-        let requested_mac =
-            match epc
-                .and_then(|e| e.get("MacAddress"))
-                .and_then(Value::as_str)
-                .or(rec.config.mac_address.as_deref())
-                .filter(|m| !m.is_empty())
-            {
-                Some(m) => Some(records::parse_mac(m).map(records::mac_string).ok_or_else(
-                    || NetError::InvalidParameter(format!("invalid MAC address: {m}")),
-                )?),
-                None => None,
-            };
+        let mut wanted = Vec::new();
+        for (i, (name, epc)) in configured::configured(rec).into_iter().enumerate() {
+            let mut req = configured::EndpointRequest::parse(&epc)?;
+            // `--mac-address`: per endpoint since API 1.44, in Config before.
+            if i == 0 && req.mac.is_none() {
+                if let Some(m) = rec.config.mac_address.as_deref().filter(|m| !m.is_empty()) {
+                    req.mac = Some(records::parse_mac(m).map(records::mac_string).ok_or_else(
+                        || NetError::InvalidParameter(format!("invalid MAC address: {m}")),
+                    )?);
+                }
+            }
+            wanted.push((name, epc, req));
+        }
         let name = rec.name.trim_start_matches('/').to_string();
         let hostname = crate::containers::spec::hostname(rec);
-        let (net, ep) = {
+        let mut eps: Vec<(NetworkRecord, Endpoint)> = Vec::new();
+        {
             let mut st = self.lock();
-            let net = self.find(&st, net_ref)?;
-            if net.predefined && (requested_ip.is_some() || !aliases.is_empty()) {
-                return Err(NetError::InvalidParameter("user specified IP address and aliases are supported only for user-defined networks".into()));
+            // Registered first, so that release() gives back whatever is
+            // allocated below if a later network fails.
+            st.conts.insert(
+                rec.id.clone(),
+                ContainerNet {
+                    id: rec.id.clone(),
+                    name: name.clone(),
+                    hostname: hostname.clone(),
+                    ..Default::default()
+                },
+            );
+            for (i, (net_ref, epc, req)) in wanted.into_iter().enumerate() {
+                let net = self.find(&st, &net_ref)?;
+                req.check_network(net.predefined)?;
+                let ifname = format!("eth{i}");
+                let ep = self.allocate(&mut st, &net, &rec.id, &req, epc, &ifname)?;
+                if let Some(cn) = st.conts.get_mut(&rec.id) {
+                    cn.endpoints.push(ep.clone());
+                }
+                eps.push((net, ep));
             }
-            let mut ep = self.allocate(&mut st, &net, &rec.id, requested_ip, aliases, "eth0")?;
-            if let Some(mac) = &requested_mac {
-                ep.mac = mac.clone();
-            }
-            let cn = ContainerNet {
-                id: rec.id.clone(),
-                name: name.clone(),
-                hostname: hostname.clone(),
-                endpoints: vec![ep.clone()],
-                ports: Vec::new(),
-                upstream_dns: Vec::new(),
-            };
-            st.conts.insert(rec.id.clone(), cn);
-            (net, ep)
+        }
+        let Some((net, ep)) = eps.first().cloned() else {
+            // Disconnected from every network: loopback only.
+            return Ok(());
         };
+        let user_net = eps.iter().any(|(n, _)| !n.predefined);
         // Ports: all bound before anything starts, so a conflict starts nothing.
         let reqs = ports::requests(
             rec.host_config.port_bindings.as_ref(),
@@ -648,6 +766,29 @@ impl Networks {
             rec.config.exposed_ports.as_ref(),
         )
         .map_err(NetError::InvalidParameter)?;
+        let published = self.publish(&rec.id, &name, &net, &ep, &reqs)?;
+        let upstream = self.write_host_files(container_dir, &hostname, ep.ip, user_net)?;
+        let mut st = self.lock();
+        if let Some(cn) = st.conts.get_mut(&rec.id) {
+            cn.ports = published;
+            cn.upstream_dns = upstream;
+            self.dirs
+                .save_container(cn)
+                .map_err(internal("saving the container's endpoints"))?;
+        }
+        Ok(())
+    }
+
+    /// Bind `reqs` on the host (all or none), forward them to `ep` and
+    /// start their proxies; returns what is published.
+    fn publish(
+        &self,
+        id: &str,
+        name: &str,
+        net: &NetworkRecord,
+        ep: &Endpoint,
+        reqs: &[ports::PortRequest],
+    ) -> Result<Vec<ports::Published>> {
         let programming = |m: String| {
             NetError::Internal(format!(
                 "driver failed programming external connectivity on endpoint {name} ({}): {m}",
@@ -655,19 +796,19 @@ impl Networks {
             ))
         };
         let mut bound = Vec::new();
-        for r in &reqs {
+        for r in reqs {
             bound.push(proxy::bind(r, self.fwd.userland_proxy()).map_err(programming)?);
         }
         if !bound.is_empty() {
             let ports: Vec<ports::Published> = bound.iter().map(|(p, _)| p.clone()).collect();
-            if let Some(cn) = self.lock().conts.get_mut(&rec.id) {
+            if let Some(cn) = self.lock().conts.get_mut(id) {
                 // Before the rules go in, so that release() removes them.
                 cn.ports = ports.clone();
             }
             let maps: Vec<Mapping> = ports
                 .iter()
                 .map(|p| Mapping {
-                    container: &rec.id,
+                    container: id,
                     bridge: &net.bridge,
                     container_ip: ep.ip,
                     port: p,
@@ -686,19 +827,74 @@ impl Networks {
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(rec.id.clone())
+            .entry(id.to_string())
             .or_default()
             .extend(handles);
-        let upstream = self.write_host_files(container_dir, &hostname, ep.ip, !net.predefined)?;
-        let mut st = self.lock();
-        if let Some(cn) = st.conts.get_mut(&rec.id) {
-            cn.ports = published;
-            cn.upstream_dns = upstream;
-            self.dirs
-                .save_container(cn)
-                .map_err(internal("saving the container's endpoints"))?;
+        Ok(published)
+    }
+
+    /// The endpoint that carried a running container's published ports is
+    /// gone: they move to its new first endpoint (as dockerd moves them
+    /// with the gateway), keeping their host ports, or close.
+    fn move_ports(&self, id: &str) {
+        let (name, ports, next) = {
+            let st = self.lock();
+            let Some(cn) = st.conts.get(id) else { return };
+            let next = cn
+                .endpoints
+                .first()
+                .and_then(|ep| st.nets.get(&ep.network_id).map(|n| (n.clone(), ep.clone())));
+            (cn.name.clone(), cn.ports.clone(), next)
+        };
+        if ports.is_empty() {
+            return;
         }
-        Ok(())
+        if let Some(tasks) = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
+            tasks.into_iter().for_each(proxy::Proxy::close);
+        }
+        if let Err(e) = self.fwd.remove(id) {
+            tracing::error!(%id, error = %e, "removing the published-port rules");
+        }
+        let reqs: Vec<ports::PortRequest> = ports
+            .iter()
+            .map(|p| ports::PortRequest {
+                proto: p.proto,
+                container_port: p.container_port,
+                host_ip: p.host_ip,
+                host_ports: (p.host_port, p.host_port),
+            })
+            .collect();
+        let moved = match &next {
+            Some((net, ep)) => match self.publish(id, &name, net, ep, &reqs) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(%id, error = %e, "moving the published ports");
+                    if let Some(tasks) = self
+                        .tasks
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(id)
+                    {
+                        tasks.into_iter().for_each(proxy::Proxy::close);
+                    }
+                    let _ = self.fwd.remove(id);
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        let mut st = self.lock();
+        if let Some(cn) = st.conts.get_mut(id) {
+            cn.ports = moved;
+            if let Err(e) = self.dirs.save_container(cn) {
+                tracing::error!(%id, error = %e, "saving the container's endpoints");
+            }
+        }
     }
 
     /// Reserve an address on `net` for `owner` and describe the endpoint.
@@ -707,36 +903,54 @@ impl Networks {
         st: &mut State,
         net: &NetworkRecord,
         owner: &str,
-        requested: Option<Ipv4Addr>,
-        aliases: Vec<String>,
+        req: &configured::EndpointRequest,
+        config: Value,
         ifname: &str,
     ) -> Result<Endpoint> {
         let pool_net = st
             .nets
             .get_mut(&net.id)
             .ok_or_else(|| NetError::NotFound(format!("network {} not found", net.name)))?;
-        let ip = pool_net
-            .pool
-            .allocate(owner, requested)
-            .map_err(|e| match e {
-                ipam::IpamError::InUse => {
-                    NetError::InvalidParameter("Address already in use".into())
+        let ip = pool_net.pool.allocate(owner, req.ip).map_err(|e| match e {
+            ipam::IpamError::InUse => NetError::InvalidParameter("Address already in use".into()),
+            other => NetError::InvalidParameter(other.to_string()),
+        })?;
+        let ip6 = match pool_net.pool6.as_mut() {
+            Some(p6) => match p6.allocate(owner, req.ip6) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    pool_net.pool.release(ip, owner);
+                    return Err(match e {
+                        ipam::IpamError::InUse => {
+                            NetError::InvalidParameter("Address already in use".into())
+                        }
+                        other => NetError::InvalidParameter(other.to_string()),
+                    });
                 }
-                other => NetError::InvalidParameter(other.to_string()),
-            })?;
+            },
+            None => None,
+        };
         if let Err(e) = self.dirs.save_network(pool_net) {
             pool_net.pool.release(ip, owner);
+            if let (Some(p6), Some(a)) = (pool_net.pool6.as_mut(), ip6) {
+                p6.release(a, owner);
+            }
             return Err(NetError::internal("saving the address pool", e));
         }
         Ok(Endpoint {
             network_id: net.id.clone(),
             endpoint_id: records::random_hex(32),
             ip,
-            mac: records::mac_string(records::mac_for(ip)),
-            aliases,
-            requested_ip: requested,
+            mac: req
+                .mac
+                .clone()
+                .unwrap_or_else(|| records::mac_string(records::mac_for(ip))),
+            aliases: req.aliases.clone(),
+            requested_ip: req.ip,
+            ip6,
             host_veth: format!("veth{}", &records::random_hex(4)[..7]),
             ifname: ifname.to_string(),
+            config,
         })
     }
 
@@ -791,7 +1005,25 @@ impl Networks {
         for (i, ep) in cn.endpoints.iter().enumerate() {
             self.plug(ep, &ns, i == 0)?;
         }
-        self.start_dns(&cn, &ns)
+        self.start_dns(&cn, &ns)?;
+        for ep in &cn.endpoints {
+            self.endpoint_event("connect", &ep.network_id, &rec.id);
+        }
+        Ok(())
+    }
+
+    /// dockerd's `network connect`/`disconnect` event: the network is the
+    /// actor, the container an attribute.
+    fn endpoint_event(&self, action: &str, network_id: &str, container: &str) {
+        let Some(name) = self.lock().nets.get(network_id).map(|n| n.name.clone()) else {
+            return;
+        };
+        self.events.publish(
+            crate::events::Event::new(crate::events::EventType::Network, action, network_id)
+                .attr("container", container)
+                .attr("name", name)
+                .attr("type", "bridge"),
+        );
     }
 
     fn start_dns(self: &Arc<Self>, cn: &ContainerNet, ns: &std::fs::File) -> Result<()> {
@@ -804,17 +1036,16 @@ impl Networks {
         if !user_net {
             return Ok(());
         }
+        let mut running = self.dns.lock().unwrap_or_else(|p| p.into_inner());
+        if running.contains_key(&cn.id) {
+            return Ok(());
+        }
         let sock = dns::bind_in(ns)
             .map_err(|e| NetError::internal("starting the embedded DNS server", e))?;
         let lookup: Arc<dyn dns::Lookup> = self.clone();
         let h = dns::serve(sock, cn.id.clone(), lookup)
             .map_err(|e| NetError::internal("starting the embedded DNS server", e))?;
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(cn.id.clone())
-            .or_default()
-            .push(h);
+        running.insert(cn.id.clone(), h);
         Ok(())
     }
 
@@ -853,15 +1084,31 @@ impl Networks {
                 net.pool.subnet.prefix,
                 net.pool.gateway,
             );
+            let v6 = ep
+                .ip6
+                .zip(net.pool6.as_ref())
+                .map(|(a, p)| (a, p.subnet.prefix, p.gateway));
             netns::run_in(ns, move || {
                 let mut nl = netlink::Netlink::open()?;
                 let idx = netlink::link_index(&ifname)?.ok_or_else(|| {
                     std::io::Error::other(format!("{ifname} missing in the container"))
                 })?;
                 ignore_exists(nl.add_addr(idx, ip, prefix))?;
+                if let Some((a6, p6, _)) = v6 {
+                    // This thread is in the container's namespace: these
+                    // are its sysctls.
+                    let _ = std::fs::write(
+                        format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+                        "0",
+                    );
+                    ignore_exists(nl.add_ip(idx, a6.into(), p6))?;
+                }
                 nl.set_up(idx)?;
                 if default_route {
                     ignore_exists(nl.add_default_route(idx, gw))?;
+                    if let Some((_, _, g6)) = v6 {
+                        ignore_exists(nl.add_default_route_ip(idx, g6.into()))?;
+                    }
                 }
                 Ok(())
             })
@@ -892,8 +1139,16 @@ impl Networks {
             .remove(id)
         {
             for t in tasks {
-                t.abort();
+                t.close();
             }
+        }
+        if let Some(t) = self
+            .dns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
+            t.abort();
         }
         let mut st = self.lock();
         let Some(cn) = st.conts.remove(id) else {
@@ -916,6 +1171,9 @@ impl Networks {
         for ep in &cn.endpoints {
             if let Some(n) = st.nets.get_mut(&ep.network_id) {
                 n.pool.release_owner(id);
+                if let Some(p6) = n.pool6.as_mut() {
+                    p6.release_owner(id);
+                }
                 if let Err(e) = self.dirs.save_network(n) {
                     tracing::error!(network = %n.name, error = %e, "saving the address pool");
                 }
@@ -925,6 +1183,9 @@ impl Networks {
             tracing::error!(%id, error = %e, "removing the endpoint record");
         }
         drop(st);
+        for ep in &cn.endpoints {
+            self.endpoint_event("disconnect", &ep.network_id, id);
+        }
         if forwarding && !cn.ports.is_empty() {
             if let Err(e) = self.fwd.remove(id) {
                 tracing::error!(%id, error = %e, "removing the published-port rules");
@@ -1014,37 +1275,35 @@ impl Networks {
         let mut st = self.lock();
         let owners: Vec<String> = st.conts.keys().cloned().collect();
         for n in st.nets.values_mut() {
-            let before = n.pool.allocated.len();
+            let before = n.pool.allocated.len() + n.pool6.as_ref().map_or(0, |p| p.allocated.len());
             n.pool.allocated.retain(|_, o| owners.contains(o));
-            if n.pool.allocated.len() != before {
+            if let Some(p6) = n.pool6.as_mut() {
+                p6.allocated.retain(|_, o| owners.contains(o));
+            }
+            if n.pool.allocated.len() + n.pool6.as_ref().map_or(0, |p| p.allocated.len()) != before
+            {
                 let _ = self.dirs.save_network(n);
             }
         }
     }
 
-    /// `docker network connect` on a running container (init `pid`).
+    /// `docker network connect` on a running container (init `pid`):
+    /// a new interface, named after the container's others. On failure
+    /// nothing is left attached or reserved.
     pub fn connect(
         self: &Arc<Self>,
         net_ref: &str,
         rec: &ContainerRecord,
         pid: i32,
-        ip: Option<Ipv4Addr>,
-        aliases: Vec<String>,
+        epc: &Value,
     ) -> Result<()> {
-        let mode = rec.host_config.network_mode();
-        if mode == "host" || mode == "none" || mode.starts_with("container:") {
-            return Err(NetError::Forbidden(format!(
-                "container cannot be connected to network {net_ref}: it uses network mode {mode}"
-            )));
-        }
+        let req = configured::EndpointRequest::parse(epc)?;
         let ns = netns::open(pid)
             .map_err(|e| NetError::internal("opening the container's network namespace", e))?;
         let (net, ep, cn) = {
             let mut st = self.lock();
             let net = self.find(&st, net_ref)?;
-            if net.predefined && (ip.is_some() || !aliases.is_empty()) {
-                return Err(NetError::InvalidParameter("user specified IP address and aliases are supported only for user-defined networks".into()));
-            }
+            req.check_network(net.predefined)?;
             let existing = st
                 .conts
                 .get(&rec.id)
@@ -1065,73 +1324,156 @@ impl Networks {
                 .map(|i| format!("eth{i}"))
                 .find(|n| !existing.endpoints.iter().any(|e| &e.ifname == n))
                 .unwrap_or_default();
-            let ep = self.allocate(&mut st, &net, &rec.id, ip, aliases, &ifname)?;
+            let ep = self.allocate(&mut st, &net, &rec.id, &req, epc.clone(), &ifname)?;
             let mut cn = existing;
             cn.endpoints.push(ep.clone());
             st.conts.insert(rec.id.clone(), cn.clone());
             (net, ep, cn)
         };
-        let first = cn.endpoints.len() == 1;
-        let had_dns = {
-            let st = self.lock();
-            cn.endpoints[..cn.endpoints.len() - 1]
-                .iter()
-                .any(|e| st.nets.get(&e.network_id).is_some_and(|n| !n.predefined))
-        };
-        let result = self.plug(&ep, &ns, first).and_then(|()| {
-            if !had_dns && !net.predefined {
-                self.start_dns(&cn, &ns)
-            } else {
+        // The default route stays where it is; a container without one
+        // (all its networks were disconnected) gets it through this one.
+        let result = self.plug(&ep, &ns, !net.internal).and_then(|()| {
+            if net.predefined {
                 Ok(())
+            } else {
+                self.start_dns(&cn, &ns)
             }
         });
         let mut st = self.lock();
-        match result {
-            Ok(()) => {
-                if let Some(cn) = st.conts.get(&rec.id) {
+        let saved = match result {
+            Ok(()) => match st.conts.get(&rec.id) {
+                Some(cn) => self
+                    .dirs
+                    .save_container(cn)
+                    .map_err(internal("saving the container's endpoints")),
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = saved {
+            delete_link(&ep.host_veth);
+            drop_endpoint(&mut st, &rec.id, &net.id);
+            if let Some(n) = st.nets.get_mut(&net.id) {
+                n.pool.release(ep.ip, &rec.id);
+                if let (Some(p6), Some(a)) = (n.pool6.as_mut(), ep.ip6) {
+                    p6.release(a, &rec.id);
+                }
+                let _ = self.dirs.save_network(n);
+            }
+            return Err(e);
+        }
+        drop(st);
+        self.endpoint_event("connect", &net.id, &rec.id);
+        if cn.endpoints.len() == 1 && cn.ports.is_empty() {
+            // The container had no network: its ports come with this one.
+            let reqs = ports::requests(
+                rec.host_config.port_bindings.as_ref(),
+                rec.host_config.publish_all_ports,
+                rec.config.exposed_ports.as_ref(),
+            )
+            .unwrap_or_default();
+            if !reqs.is_empty() {
+                let published = match self.publish(&rec.id, &cn.name, &net, &ep, &reqs) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Nothing stays attached: the ports half-opened
+                        // go with the endpoint.
+                        if let Some(c) = self.lock().conts.get_mut(&rec.id) {
+                            c.ports.clear();
+                        }
+                        if let Some(tasks) = self
+                            .tasks
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&rec.id)
+                        {
+                            tasks.into_iter().for_each(proxy::Proxy::close);
+                        }
+                        let _ = self.fwd.remove(&rec.id);
+                        let _ = self.disconnect(&net.id, &rec.id, pid);
+                        return Err(e);
+                    }
+                };
+                let mut st = self.lock();
+                if let Some(c) = st.conts.get_mut(&rec.id) {
+                    c.ports = published;
                     self.dirs
-                        .save_container(cn)
+                        .save_container(c)
                         .map_err(internal("saving the container's endpoints"))?;
                 }
-                Ok(())
-            }
-            Err(e) => {
-                drop_endpoint(&mut st, &rec.id, &net.id);
-                if let Some(n) = st.nets.get_mut(&net.id) {
-                    n.pool.release(ep.ip, &rec.id);
-                    let _ = self.dirs.save_network(n);
-                }
-                Err(e)
             }
         }
+        Ok(())
     }
 
-    /// `docker network disconnect`.
-    pub fn disconnect(&self, net_ref: &str, container_id: &str) -> Result<()> {
+    /// `docker network disconnect` of a running container (init `pid`):
+    /// false when it has no endpoint on that network. When the interface
+    /// with the default route goes, the next one gets it, as in dockerd.
+    pub fn disconnect(&self, net_ref: &str, container_id: &str, pid: i32) -> Result<bool> {
         let mut st = self.lock();
         let net = self.find(&st, net_ref)?;
-        let ep = st
+        let Some(ep) = st
             .conts
             .get(container_id)
             .and_then(|c| c.endpoints.iter().find(|e| e.network_id == net.id).cloned())
-            .ok_or_else(|| {
-                NetError::Forbidden(format!(
-                    "container {container_id} is not connected to network {}",
-                    net.name
-                ))
-            })?;
+        else {
+            return Ok(false);
+        };
+        let carried_ports = st
+            .conts
+            .get(container_id)
+            .and_then(|c| c.endpoints.first())
+            .is_some_and(|e| e.network_id == net.id);
         delete_link(&ep.host_veth);
         drop_endpoint(&mut st, container_id, &net.id);
         if let Some(n) = st.nets.get_mut(&net.id) {
             n.pool.release(ep.ip, container_id);
+            if let (Some(p6), Some(a)) = (n.pool6.as_mut(), ep.ip6) {
+                p6.release(a, container_id);
+            }
             let _ = self.dirs.save_network(n);
         }
+        let next = st.conts.get(container_id).and_then(|cn| {
+            let ep = cn.endpoints.first()?;
+            let n = st.nets.get(&ep.network_id)?;
+            (!n.internal).then(|| (ep.ifname.clone(), n.pool.gateway))
+        });
         if let Some(cn) = st.conts.get(container_id) {
             self.dirs
                 .save_container(cn)
                 .map_err(internal("saving the container's endpoints"))?;
         }
-        Ok(())
+        drop(st);
+        self.endpoint_event("disconnect", &net.id, container_id);
+        if carried_ports {
+            self.move_ports(container_id);
+        }
+        if let Some((ifname, gw)) = next {
+            let route = netns::open(pid).and_then(|ns| {
+                netns::run_in(&ns, move || {
+                    let mut nl = netlink::Netlink::open()?;
+                    match netlink::link_index(&ifname)? {
+                        Some(idx) => ignore_exists(nl.add_default_route(idx, gw)),
+                        None => Ok(()),
+                    }
+                })
+            });
+            if let Err(e) = route {
+                tracing::warn!(id = %container_id, error = %e, "moving the default route");
+            }
+        }
+        Ok(true)
+    }
+
+    /// A running container's address on the default bridge (legacy links).
+    pub fn default_bridge_ip(&self, container_id: &str) -> Option<Ipv4Addr> {
+        let st = self.lock();
+        st.conts.get(container_id)?.endpoints.iter().find_map(|e| {
+            st.nets
+                .get(&e.network_id)
+                .filter(|n| n.predefined)
+                .map(|_| e.ip)
+        })
     }
 
     /// inspect's `NetworkSettings`.
@@ -1200,7 +1542,7 @@ fn delete_link(name: &str) {
 }
 
 impl dns::Lookup for Networks {
-    fn lookup(&self, container: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+    fn lookup(&self, container: &str, name: &str) -> Option<Vec<std::net::IpAddr>> {
         let st = self.lock();
         let me = st.conts.get(container)?;
         let my_nets: Vec<&String> = me
@@ -1209,6 +1551,27 @@ impl dns::Lookup for Networks {
             .map(|e| &e.network_id)
             .filter(|id| st.nets.get(*id).is_some_and(|n| !n.predefined))
             .collect();
+        // Links of this container's endpoints (`name:alias`, user networks).
+        for ep in &me.endpoints {
+            let links = ep.config.get("Links").and_then(Value::as_array);
+            for l in links.into_iter().flatten().filter_map(Value::as_str) {
+                let (target, alias) = l.split_once(':').unwrap_or((l, l));
+                let alias = alias.rsplit('/').next().unwrap_or_default();
+                if alias.is_empty() || !alias.eq_ignore_ascii_case(name) {
+                    continue;
+                }
+                let target = target.trim_start_matches('/');
+                let ip = st.conts.values().find_map(|c| {
+                    (c.name == target || c.id.starts_with(target))
+                        .then(|| c.endpoints.iter().find(|e| e.network_id == ep.network_id))
+                        .flatten()
+                        .map(|e| e.addrs())
+                });
+                if let Some(ip) = ip {
+                    return Some(ip);
+                }
+            }
+        }
         let mut found = None;
         for c in st.conts.values() {
             for ep in c
@@ -1240,7 +1603,7 @@ impl dns::Lookup for Networks {
                         !n.is_empty() && (name == n || name == format!("{n}.{net_name}"))
                     });
                 if hit {
-                    found.get_or_insert_with(Vec::new).push(ep.ip);
+                    found.get_or_insert_with(Vec::new).extend(ep.addrs());
                 }
             }
         }

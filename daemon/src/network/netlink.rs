@@ -4,7 +4,7 @@
 //! failure comes back as the kernel's errno.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const RTM_NEWLINK: u16 = 16;
@@ -31,6 +31,9 @@ const NLA_F_NESTED: u16 = 0x8000;
 
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+const IFA_FLAGS: u16 = 8;
+/// No duplicate address detection: the address is usable at once.
+const IFA_F_NODAD: u32 = 0x02;
 const RTA_GATEWAY: u16 = 5;
 const RTA_OIF: u16 = 4;
 
@@ -295,23 +298,36 @@ impl Netlink {
 
     /// Add `addr/prefix` to link `index` (EEXIST if present).
     pub fn add_addr(&mut self, index: i32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        self.add_ip(index, IpAddr::V4(addr), prefix)
+    }
+
+    /// An IPv4 or IPv6 address on link `index` (IPv6 without DAD, so it
+    /// works before the container's process starts).
+    pub fn add_ip(&mut self, index: i32, addr: IpAddr, prefix: u8) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
         let mut h = [0u8; 8];
-        h[0] = libc::AF_INET as u8;
+        h[0] = family(&addr);
         h[1] = prefix;
         h[4..8].copy_from_slice(&(index as u32).to_ne_bytes());
-        m.raw(&h)
-            .attr(IFA_LOCAL, &addr.octets())
-            .attr(IFA_ADDRESS, &addr.octets());
+        let bytes = octets(&addr);
+        m.raw(&h).attr(IFA_LOCAL, &bytes).attr(IFA_ADDRESS, &bytes);
+        if addr.is_ipv6() {
+            m.attr_u32(IFA_FLAGS, IFA_F_NODAD);
+        }
         self.request(m)
     }
 
     /// Default route via `gateway` out of link `index`.
     pub fn add_default_route(&mut self, index: i32, gateway: Ipv4Addr) -> io::Result<()> {
+        self.add_default_route_ip(index, IpAddr::V4(gateway))
+    }
+
+    /// IPv4 or IPv6 default route via `gateway` out of link `index`.
+    pub fn add_default_route_ip(&mut self, index: i32, gateway: IpAddr) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
         let h = [
-            libc::AF_INET as u8,
+            family(&gateway),
             0,
             0,
             0,
@@ -325,9 +341,23 @@ impl Netlink {
             0,
         ];
         m.raw(&h)
-            .attr(RTA_GATEWAY, &gateway.octets())
+            .attr(RTA_GATEWAY, &octets(&gateway))
             .attr_u32(RTA_OIF, index as u32);
         self.request(m)
+    }
+}
+
+fn family(a: &IpAddr) -> u8 {
+    match a {
+        IpAddr::V4(_) => libc::AF_INET as u8,
+        IpAddr::V6(_) => libc::AF_INET6 as u8,
+    }
+}
+
+fn octets(a: &IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
     }
 }
 

@@ -83,24 +83,59 @@ pub fn bind(req: &PortRequest, serve: bool) -> Result<(Published, Bound), String
     }
 }
 
-/// Start relaying `bound` to `target`; abort the handle to close the port.
-pub fn spawn(bound: Bound, target: SocketAddrV4) -> io::Result<AbortHandle> {
+/// A published port's relay task.
+pub struct Proxy {
+    task: AbortHandle,
+    /// A second descriptor of a TCP listener: shut down on close, so the
+    /// port is free for a new bind at once rather than whenever the
+    /// runtime drops the aborted task (a restart binds it right away).
+    listener: Option<OwnedFd>,
+}
+
+impl Proxy {
+    pub fn close(self) {
+        self.task.abort();
+        if let Some(fd) = self.listener {
+            use std::os::fd::AsRawFd;
+            // SAFETY: shutdown(2) on a descriptor this struct owns.
+            unsafe {
+                libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR);
+            }
+        }
+    }
+}
+
+/// Start relaying `bound` to `target`; close the proxy to free the port.
+pub fn spawn(bound: Bound, target: SocketAddrV4) -> io::Result<Proxy> {
     match bound {
         Bound::Tcp(l) => {
+            let dup = OwnedFd::from(l.try_clone()?);
             l.set_nonblocking(true)?;
             let l = tokio::net::TcpListener::from_std(l)?;
-            Ok(tokio::spawn(tcp_loop(l, target)).abort_handle())
+            Ok(Proxy {
+                task: tokio::spawn(tcp_loop(l, target)).abort_handle(),
+                listener: Some(dup),
+            })
         }
         Bound::Udp(u) => {
             u.set_nonblocking(true)?;
             let u = Arc::new(tokio::net::UdpSocket::from_std(u)?);
-            Ok(tokio::spawn(udp_loop(u, target)).abort_handle())
+            Ok(Proxy {
+                task: tokio::spawn(udp_loop(u, target)).abort_handle(),
+                listener: None,
+            })
         }
-        Bound::Reserved(fd) => Ok(tokio::spawn(async move {
-            let _held = fd;
-            std::future::pending::<()>().await
-        })
-        .abort_handle()),
+        Bound::Reserved(fd) => {
+            let dup = fd.try_clone()?;
+            Ok(Proxy {
+                task: tokio::spawn(async move {
+                    let _held = fd;
+                    std::future::pending::<()>().await
+                })
+                .abort_handle(),
+                listener: Some(dup),
+            })
+        }
     }
 }
 
@@ -277,7 +312,7 @@ mod tests {
         let mut got = [0u8; 5];
         c.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"hello");
-        h.abort();
+        h.close();
 
         let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let SocketAddr::V4(utarget) = server.local_addr().unwrap() else {
@@ -307,6 +342,6 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(&b[..n], b"ping");
-        h.abort();
+        h.close();
     }
 }

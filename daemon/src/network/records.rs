@@ -25,6 +25,12 @@ pub struct NetworkRecord {
     pub options: BTreeMap<String, String>,
     /// The predefined `bridge` network (no DNS, cannot be removed).
     pub predefined: bool,
+    /// The IPv6 pool of an `EnableIPv6` network.
+    #[serde(default)]
+    pub pool6: Option<super::ipam6::Pool6>,
+    /// `IPAM.Options` as given at create.
+    #[serde(default)]
+    pub ipam_options: Option<BTreeMap<String, String>>,
     pub mtu: u32,
 }
 
@@ -37,10 +43,26 @@ pub struct Endpoint {
     pub aliases: Vec<String>,
     /// Requested with `--ip` (shown as IPAMConfig).
     pub requested_ip: Option<Ipv4Addr>,
+    /// The IPv6 address on an `EnableIPv6` network.
+    #[serde(default)]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// The host end of the veth pair.
     pub host_veth: String,
     /// The interface name inside the container (eth0, eth1, ...).
     pub ifname: String,
+    /// The endpoint config as requested (IPAMConfig, Aliases, Links,
+    /// DriverOpts, ...), shown back in inspect.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+impl Endpoint {
+    /// Its IPv4 and (on an IPv6 network) IPv6 address.
+    pub fn addrs(&self) -> Vec<std::net::IpAddr> {
+        let mut v = vec![std::net::IpAddr::V4(self.ip)];
+        v.extend(self.ip6.map(std::net::IpAddr::V6));
+        v
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
