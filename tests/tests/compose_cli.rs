@@ -1,6 +1,7 @@
 //! Debian's docker-compose 1.29 against berthd: a project with two custom
 //! networks (one service on both, with an alias), a named volume, labels,
-//! a published port and restart policies, through up, ps, logs, exec,
+//! a published port, a healthcheck the worker waits for
+//! (`condition: service_healthy`) and restart policies, through up, ps, logs, exec,
 //! scale, restart, stop and down -v; afterwards no container, network,
 //! volume, bridge, veth or iptables rule of the project is left.
 //!
@@ -127,13 +128,19 @@ services:
     labels:
       com.example.role: frontend
     restart: unless-stopped
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/index.html"]
+      interval: 1s
+      timeout: 2s
+      retries: 30
   worker:
     image: busybox
     command: ["sh", "-c", "trap 'exit 0' TERM; while true; do wget -q -O - http://www/index.html; sleep 1 & wait; done"]
     networks:
       - back
     depends_on:
-      - web
+      web:
+        condition: service_healthy
     restart: on-failure
 volumes:
   webdata: {{}}
@@ -185,7 +192,10 @@ fn compose_project_up_scale_restart_stop_down() {
     let p = "berthcompose";
     let dir = dir.path();
 
+    // up waits for web's healthcheck before it starts the worker.
     compose_ok(&d, dir, p, &["up", "-d"]);
+    let web_health = d.inspect("container", &format!("{p}_web_1"))["State"]["Health"].clone();
+    assert_eq!(web_health["Status"], "healthy", "{web_health}");
 
     // ps: both services up, the port shown.
     let ps = compose_ok(&d, dir, p, &["ps"]);
