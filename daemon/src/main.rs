@@ -17,6 +17,7 @@ mod memory;
 mod network;
 mod private_dirs;
 mod server;
+mod tls;
 mod volumes;
 
 use anyhow::{Context, Result};
