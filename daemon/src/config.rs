@@ -115,6 +115,9 @@ pub struct Flags {
     /// The server's TLS certificate (default CERT_DIR/cert.pem)
     #[arg(long, value_name = "PATH")]
     pub tlscert: Option<PathBuf>,
+    /// Check the configuration (file and flags) and exit
+    #[arg(long)]
+    pub validate: bool,
     /// The server's TLS key (default CERT_DIR/key.pem). CERT_DIR is
     /// $DOCKER_CERT_PATH, else /etc/berth
     #[arg(long, value_name = "PATH")]
@@ -371,6 +374,8 @@ pub struct Config {
     /// `tls: false` was given explicitly: plain TCP is allowed on
     /// non-loopback addresses (with a warning at every start).
     pub tls_disabled_explicitly: bool,
+    /// `--validate`: check and exit.
+    pub validate: bool,
 }
 
 impl Config {
@@ -715,6 +720,7 @@ fn merge(
         max_download_attempts,
         live_restore: file.live_restore.unwrap_or(false),
         tls_disabled_explicitly: tls.is_none() && tls_flag == Some(false),
+        validate: flags.validate,
         tls,
     })
 }
