@@ -18,6 +18,7 @@ mod network;
 mod private_dirs;
 mod reload;
 mod server;
+mod systemd;
 mod tls;
 mod volumes;
 
@@ -126,9 +127,15 @@ fn run(config: Config, source: reload::Source) -> Result<()> {
         let events = daemon.events.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
+            systemd::notify("STOPPING=1\nSTATUS=shutting down");
             events.shutdown();
             let _ = stop_tx.send(true);
         });
+        let serving: Vec<String> = listeners.iter().map(|l| l.describe()).collect();
+        systemd::notify(&format!(
+            "READY=1\nSTATUS=serving the API on {}",
+            serving.join(", ")
+        ));
         server::serve(listeners, api::service(daemon), stop_rx).await;
         tracing::info!("berthd stopped");
         Ok::<_, anyhow::Error>(())
@@ -166,11 +173,17 @@ async fn reload_on_sighup(daemon: Arc<daemon::Daemon>, source: reload::Source) {
     };
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the configuration");
-        if let Err(e) = reload::reload(&daemon, &source) {
-            tracing::error!(
-                "error reloading the configuration, keeping the settings in force: {e:#}"
-            );
-        }
+        systemd::reloading();
+        let status = match reload::reload(&daemon, &source) {
+            Ok(()) => "configuration reloaded".to_string(),
+            Err(e) => {
+                tracing::error!(
+                    "error reloading the configuration, keeping the settings in force: {e:#}"
+                );
+                format!("configuration reload failed, old settings kept: {e:#}")
+            }
+        };
+        systemd::notify(&format!("READY=1\nSTATUS={status}"));
     }
 }
 
