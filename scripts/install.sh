@@ -12,12 +12,20 @@ install -m 0755 target/release/berthd target/release/berth-shim target/release/b
 mkdir -p /etc/berth /var/lib/berth
 [ -f /etc/berth/daemon.json ] || echo '{}' >/etc/berth/daemon.json
 
+# Members of group berth use the socket without root: root-equivalent.
+getent group berth >/dev/null || groupadd --system berth
+
 socket=/var/run/berth.sock
 if [ -d /run/systemd/system ]; then
+    # Socket-activated (-H fd://), Type=notify. daemon.json must not set
+    # "hosts" then (a flag/file conflict, as with dockerd's unit).
+    install -m 0644 contrib/berthd.socket /etc/systemd/system/berthd.socket
     install -m 0644 contrib/berthd.service /etc/systemd/system/berthd.service
     systemctl daemon-reload
-    systemctl enable berthd.service
-    systemctl restart berthd.service
+    systemctl enable berthd.socket berthd.service
+    systemctl stop berthd.service 2>/dev/null || true
+    systemctl restart berthd.socket
+    systemctl start berthd.service
 else
     if [ -f /run/berth/berthd.pid ] && kill -0 "$(cat /run/berth/berthd.pid)" 2>/dev/null; then
         kill "$(cat /run/berth/berthd.pid)"

@@ -12,6 +12,8 @@ pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
 pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
 pub const DEFAULT_GROUP: &str = "berth";
+/// Where --tls looks for ca.pem, cert.pem and key.pem without $DOCKER_CERT_PATH.
+pub const DEFAULT_CERT_DIR: &str = "/etc/berth";
 pub const DEFAULT_CGROUP_PARENT: &str = "berth";
 /// The runtime shipped with berth, registered under this name.
 pub const BERTH_RUNTIME: &str = "berth";
@@ -100,6 +102,26 @@ pub struct Flags {
     /// Attempts for each layer download (default 5)
     #[arg(long)]
     pub max_download_attempts: Option<u32>,
+    /// Serve TCP listeners over TLS (implied by --tlsverify). --tls=false
+    /// allows plain TCP on a non-loopback address (root for anyone reaching it)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls: Option<bool>,
+    /// TLS, and only clients with a certificate signed by --tlscacert get in
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
+    /// CA certificate(s) client certificates must be signed by (default CERT_DIR/ca.pem)
+    #[arg(long, value_name = "PATH")]
+    pub tlscacert: Option<PathBuf>,
+    /// The server's TLS certificate (default CERT_DIR/cert.pem)
+    #[arg(long, value_name = "PATH")]
+    pub tlscert: Option<PathBuf>,
+    /// Check the configuration (file and flags) and exit
+    #[arg(long)]
+    pub validate: bool,
+    /// The server's TLS key (default CERT_DIR/key.pem). CERT_DIR is
+    /// $DOCKER_CERT_PATH, else /etc/berth
+    #[arg(long, value_name = "PATH")]
+    pub tlskey: Option<PathBuf>,
 }
 
 /// daemon.json keys berthd implements.
@@ -135,6 +157,11 @@ const SUPPORTED_KEYS: &[&str] = &[
     "max-download-attempts",
     "live-restore",
     "storage-driver",
+    "tls",
+    "tlscacert",
+    "tlscert",
+    "tlskey",
+    "tlsverify",
 ];
 
 /// Keys dockerd knows that berthd does not implement (yet): rejected with
@@ -181,11 +208,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "shutdown-timeout",
     "storage-opts",
     "swarm-default-advertise-addr",
-    "tls",
-    "tlscacert",
-    "tlscert",
-    "tlskey",
-    "tlsverify",
     "userland-proxy-path",
     "userns-remap",
 ];
@@ -224,6 +246,23 @@ struct FileConfig {
     max_download_attempts: Option<u32>,
     live_restore: Option<bool>,
     storage_driver: Option<String>,
+    tls: Option<bool>,
+    tlsverify: Option<bool>,
+    tlscacert: Option<PathBuf>,
+    tlscert: Option<PathBuf>,
+    tlskey: Option<PathBuf>,
+}
+
+/// Where the server's TLS material is and whether clients must present a
+/// certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Clients must present a certificate signed by `ca`.
+    pub verify: bool,
+    /// Without `verify`: client certificates are checked when given.
+    pub ca: Option<PathBuf>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// An OCI runtime berth-shim can drive (runc-compatible command line).
@@ -335,6 +374,13 @@ pub struct Config {
     pub max_concurrent_uploads: u32,
     pub max_download_attempts: u32,
     pub live_restore: bool,
+    /// TLS on TCP listeners; None: plain HTTP.
+    pub tls: Option<TlsSettings>,
+    /// `tls: false` was given explicitly: plain TCP is allowed on
+    /// non-loopback addresses (with a warning at every start).
+    pub tls_disabled_explicitly: bool,
+    /// `--validate`: check and exit.
+    pub validate: bool,
 }
 
 impl Config {
@@ -484,6 +530,20 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
             "max-download-attempts",
             flags.max_download_attempts.map(|n| n.to_string()),
         ),
+        ("tls", flags.tls.map(|b| b.to_string())),
+        ("tlsverify", flags.tlsverify.map(|b| b.to_string())),
+        (
+            "tlscacert",
+            flags.tlscacert.as_ref().map(|p| p.display().to_string()),
+        ),
+        (
+            "tlscert",
+            flags.tlscert.as_ref().map(|p| p.display().to_string()),
+        ),
+        (
+            "tlskey",
+            flags.tlskey.as_ref().map(|p| p.display().to_string()),
+        ),
     ];
     given
         .into_iter()
@@ -608,6 +668,16 @@ fn merge(
         bail!("invalid max download attempts: 0");
     }
 
+    let tls_flag = flags.tls.or(file.tls);
+    let verify = flags.tlsverify.or(file.tlsverify).unwrap_or(false);
+    let tls = tls_settings(
+        verify || tls_flag == Some(true),
+        verify,
+        flags.tlscacert.or(file.tlscacert),
+        flags.tlscert.or(file.tlscert),
+        flags.tlskey.or(file.tlskey),
+    );
+
     let labels = if flags.labels.is_empty() {
         file.labels.unwrap_or_default()
     } else {
@@ -656,6 +726,38 @@ fn merge(
             .unwrap_or(5),
         max_download_attempts,
         live_restore: file.live_restore.unwrap_or(false),
+        tls_disabled_explicitly: tls.is_none() && tls_flag == Some(false),
+        validate: flags.validate,
+        tls,
+    })
+}
+
+/// dockerd's rules: --tlsverify implies --tls; the files default to
+/// ca.pem, cert.pem and key.pem in $DOCKER_CERT_PATH (else /etc/berth).
+fn tls_settings(
+    enabled: bool,
+    verify: bool,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Option<TlsSettings> {
+    if !enabled {
+        return None;
+    }
+    let dir = std::env::var_os("DOCKER_CERT_PATH")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CERT_DIR));
+    let ca = match ca {
+        Some(ca) => Some(ca),
+        None if verify => Some(dir.join("ca.pem")),
+        None => None,
+    };
+    Some(TlsSettings {
+        verify,
+        ca,
+        cert: cert.unwrap_or_else(|| dir.join("cert.pem")),
+        key: key.unwrap_or_else(|| dir.join("key.pem")),
     })
 }
 
@@ -774,6 +876,34 @@ mod tests {
                 .userland_proxy
         );
         assert!(load(&["--mtu", "1400"], r#"{"mtu":1500}"#).is_err());
+    }
+
+    #[test]
+    fn tls_keys() {
+        let c = load(&[], "{}").unwrap();
+        assert_eq!((c.tls.clone(), c.tls_disabled_explicitly), (None, false));
+        let c = load(&["--tls=false"], "{}").unwrap();
+        assert_eq!((c.tls.clone(), c.tls_disabled_explicitly), (None, true));
+        let c = load(
+            &["--tlsverify", "--tlscacert", "/c/ca.pem"],
+            r#"{"tlscert":"/c/s.pem","tlskey":"/c/s-key.pem"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsSettings {
+                verify: true,
+                ca: Some("/c/ca.pem".into()),
+                cert: "/c/s.pem".into(),
+                key: "/c/s-key.pem".into(),
+            })
+        );
+        // tlsverify implies tls, even with tls: false.
+        let c = load(&[], r#"{"tls":false,"tlsverify":true}"#).unwrap();
+        assert!(c.tls.is_some_and(|t| t.verify));
+        let c = load(&["--tls"], "{}").unwrap();
+        assert!(c.tls.is_some_and(|t| !t.verify && t.ca.is_none()));
+        assert!(load(&["--tlsverify"], r#"{"tlsverify":true}"#).is_err());
     }
 
     #[test]

@@ -14,7 +14,10 @@ use crate::events::Events;
 pub type AppState = Arc<Daemon>;
 
 pub struct Daemon {
+    /// The configuration berthd started with.
     pub config: Config,
+    /// The same with the keys reloaded since (SIGHUP); see `config_now`.
+    live_config: std::sync::RwLock<Arc<Config>>,
     pub events: Events,
     /// Stable engine ID (persisted in DATA_ROOT/engine-id), shown by /info.
     pub id: String,
@@ -113,6 +116,7 @@ impl Daemon {
         let _ = reports.containers.set(containers.clone());
         let _ = reports.volumes.set(volumes.clone());
         Ok(Daemon {
+            live_config: std::sync::RwLock::new(Arc::new(config.clone())),
             config,
             events,
             containers,
@@ -130,7 +134,7 @@ impl Daemon {
 
 /// `insecure-registries`, `registry-mirrors` and transfer limits; certificates in `certs.d` next
 /// to the config file, then /etc/berth/certs.d and /etc/docker/certs.d.
-fn registry_config(config: &Config) -> berth_distribution::RegistryConfig {
+pub fn registry_config(config: &Config) -> berth_distribution::RegistryConfig {
     let mut rc = berth_distribution::RegistryConfig {
         insecure: config.insecure_registries.clone(),
         mirrors: config.registry_mirrors.clone(),
@@ -147,6 +151,20 @@ fn registry_config(config: &Config) -> berth_distribution::RegistryConfig {
         }
     }
     rc
+}
+
+impl Daemon {
+    /// The configuration in force, reloadable keys included.
+    pub fn config_now(&self) -> Arc<Config> {
+        self.live_config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_config(&self, config: Config) {
+        *self.live_config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
 }
 
 /// Reads or creates the engine ID, a random UUID kept across restarts.

@@ -18,7 +18,10 @@ mod instance;
 mod memory;
 mod network;
 mod private_dirs;
+mod reload;
 mod server;
+mod systemd;
+mod tls;
 mod volumes;
 
 use anyhow::{Context, Result};
@@ -35,8 +38,12 @@ fn main() -> ExitCode {
     let config = Flags::from_arg_matches(&matches)
         .map_err(anyhow::Error::from)
         .and_then(|flags| Config::load(flags, explicit_config));
-    let config = match config {
-        Ok(c) => c,
+    let config = match config.and_then(|c| validate_only(&c).map(|v| (c, v))) {
+        Ok((_, true)) => {
+            println!("configuration OK");
+            return ExitCode::SUCCESS;
+        }
+        Ok((c, false)) => c,
         Err(e) => {
             eprintln!("berthd: {e:#}");
             return ExitCode::FAILURE;
@@ -44,7 +51,11 @@ fn main() -> ExitCode {
     };
     init_logging(&config);
     raise_fd_limit();
-    match run(config) {
+    let source = reload::Source {
+        matches,
+        explicit_config,
+    };
+    match run(config, source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -54,22 +65,43 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) {
-    let level = match config.log_level.as_str() {
-        "fatal" => "error",
-        other => other,
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+/// `--validate`: the configuration loaded (and its TLS files read); true
+/// when berthd should stop there.
+fn validate_only(config: &Config) -> anyhow::Result<bool> {
+    if !config.validate {
+        return Ok(false);
+    }
+    if let Some(tls) = &config.tls {
+        tls::acceptor(tls).context("TLS settings")?;
+    }
+    Ok(true)
 }
 
-fn run(config: Config) -> Result<()> {
+fn init_logging(config: &Config) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
+        .ok();
+    let configured = from_env.is_none();
+    let filter = from_env.unwrap_or_else(|| reload::level_filter(&config.log_level));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .init();
+    // A level from the environment is the operator's override: a reload
+    // of the file does not change it.
+    if configured {
+        reload::set_log_handle(handle);
+    }
+}
+
+fn run(config: Config, source: reload::Source) -> Result<()> {
     private_dirs::prepare(&config.data_root, &config.exec_root)?;
     let _instance = instance::Instance::acquire(&config.data_root, &config.pidfile)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -92,13 +124,20 @@ fn run(config: Config) -> Result<()> {
             "berthd started"
         );
         tokio::spawn(memory::trim_periodically());
+        tokio::spawn(reload_on_sighup(daemon.clone(), source));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let events = daemon.events.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
+            systemd::notify("STOPPING=1\nSTATUS=shutting down");
             events.shutdown();
             let _ = stop_tx.send(true);
         });
+        let serving: Vec<String> = listeners.iter().map(|l| l.describe()).collect();
+        systemd::notify(&format!(
+            "READY=1\nSTATUS=serving the API on {}",
+            serving.join(", ")
+        ));
         server::serve(listeners, api::service(daemon), stop_rx).await;
         tracing::info!("berthd stopped");
         Ok::<_, anyhow::Error>(())
@@ -120,6 +159,33 @@ fn raise_fd_limit() {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!("reading the open file limit: {e}"),
+    }
+}
+
+/// SIGHUP: reload the configuration file; a broken one is logged and the
+/// settings in force stay.
+async fn reload_on_sighup(daemon: Arc<daemon::Daemon>, source: reload::Source) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot handle SIGHUP; configuration reload disabled");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        systemd::reloading();
+        let status = match reload::reload(&daemon, &source) {
+            Ok(()) => "configuration reloaded".to_string(),
+            Err(e) => {
+                tracing::error!(
+                    "error reloading the configuration, keeping the settings in force: {e:#}"
+                );
+                format!("configuration reload failed, old settings kept: {e:#}")
+            }
+        };
+        systemd::notify(&format!("READY=1\nSTATUS={status}"));
     }
 }
 

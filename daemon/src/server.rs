@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, Host, DEFAULT_GROUP};
+use crate::tls::TlsAcceptor;
 
 /// How long in-flight requests may finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -24,7 +25,11 @@ pub enum Listener {
         /// Removed at shutdown (None for inherited sockets).
         path: Option<PathBuf>,
     },
-    Tcp(TcpListener),
+    Tcp {
+        listener: TcpListener,
+        /// None: plain HTTP (loopback, or `--tls=false`).
+        tls: Option<TlsAcceptor>,
+    },
 }
 
 impl Listener {
@@ -32,10 +37,16 @@ impl Listener {
         match self {
             Listener::Unix { path: Some(p), .. } => format!("unix://{}", p.display()),
             Listener::Unix { path: None, .. } => "unix (inherited fd)".into(),
-            Listener::Tcp(l) => match l.local_addr() {
-                Ok(a) => format!("tcp://{a}"),
-                Err(_) => "tcp".into(),
-            },
+            Listener::Tcp { listener, tls } => {
+                let addr = match listener.local_addr() {
+                    Ok(a) => format!("tcp://{a}"),
+                    Err(_) => "tcp".into(),
+                };
+                match tls {
+                    Some(_) => format!("{addr} (TLS)"),
+                    None => addr,
+                }
+            }
         }
     }
 }
@@ -51,30 +62,78 @@ pub fn remove_socket_files(listeners: &[Listener]) {
 
 /// Opens every configured host. Unix sockets get mode 0660 and the
 /// configured group.
+/// TCP listeners get TLS when configured; plain TCP on a non-loopback
+/// address is refused unless TLS was turned off explicitly.
 pub fn bind_all(config: &Config) -> Result<Vec<Listener>> {
     let gid = socket_gid(config.group.as_deref())?;
+    let acceptor = match &config.tls {
+        Some(settings) if config.hosts.iter().any(|h| !matches!(h, Host::Unix(_))) => {
+            Some(crate::tls::acceptor(settings).context("setting up TLS")?)
+        }
+        _ => None,
+    };
     let mut out = Vec::new();
-    for host in &config.hosts {
-        match host {
-            Host::Unix(path) => out.push(bind_unix(path, gid)?),
-            Host::Tcp(addr) => {
-                let std_listener = std::net::TcpListener::bind(addr)
-                    .with_context(|| format!("listening on tcp://{addr}"))?;
-                std_listener.set_nonblocking(true)?;
-                let listener = TcpListener::from_std(std_listener)?;
-                let loopback = listener
-                    .local_addr()
-                    .map(|a| a.ip().is_loopback())
-                    .unwrap_or(false);
-                if !loopback {
-                    tracing::warn!(%addr, "API listening on a non-loopback TCP address without TLS: anyone who can reach it is root on this host");
+    let bound = |l: Listener, out: &mut Vec<Listener>| -> Result<()> {
+        let l = match l {
+            Listener::Tcp { listener, .. } => {
+                check_plain_tcp(&listener, acceptor.is_some(), config)?;
+                Listener::Tcp {
+                    listener,
+                    tls: acceptor.clone(),
                 }
-                out.push(Listener::Tcp(listener));
             }
-            Host::Fd(which) => out.extend(inherited(*which)?),
+            unix => unix,
+        };
+        out.push(l);
+        Ok(())
+    };
+    for host in &config.hosts {
+        let result = match host {
+            Host::Unix(path) => bind_unix(path, gid).and_then(|l| bound(l, &mut out)),
+            Host::Tcp(addr) => bind_tcp(addr).and_then(|l| bound(l, &mut out)),
+            Host::Fd(which) => {
+                inherited(*which).and_then(|ls| ls.into_iter().try_for_each(|l| bound(l, &mut out)))
+            }
+        };
+        if let Err(e) = result {
+            remove_socket_files(&out);
+            return Err(e);
         }
     }
     Ok(out)
+}
+
+fn bind_tcp(addr: &str) -> Result<Listener> {
+    let std_listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on tcp://{addr}"))?;
+    std_listener.set_nonblocking(true)?;
+    Ok(Listener::Tcp {
+        listener: TcpListener::from_std(std_listener)?,
+        tls: None,
+    })
+}
+
+/// Anyone who reaches the API is root on this host: without TLS only
+/// loopback is served, unless `--tls=false` says the risk is accepted.
+fn check_plain_tcp(listener: &TcpListener, tls: bool, config: &Config) -> Result<()> {
+    if tls {
+        return Ok(());
+    }
+    let addr = listener.local_addr().context("address of a TCP listener")?;
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if config.tls_disabled_explicitly {
+        tracing::warn!(
+            %addr,
+            "API listening on tcp://{addr} without TLS (--tls=false): anyone who can reach it is root on this host"
+        );
+        return Ok(());
+    }
+    bail!(
+        "refusing to serve the API on tcp://{addr} without TLS: anyone who can reach it would be root on this host; \
+         use --tlsverify with --tlscacert, --tlscert and --tlskey, or pass --tls=false to accept the risk"
+    )
 }
 
 fn socket_gid(group: Option<&str>) -> Result<u32> {
@@ -160,7 +219,10 @@ fn adopt_fd(fd: RawFd) -> Result<Listener> {
         Some(AddressFamily::Inet) | Some(AddressFamily::Inet6) => {
             let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
             l.set_nonblocking(true)?;
-            Ok(Listener::Tcp(TcpListener::from_std(l)?))
+            Ok(Listener::Tcp {
+                listener: TcpListener::from_std(l)?,
+                tls: None,
+            })
         }
         other => bail!("fd {fd}: unsupported socket family {other:?}"),
     }
@@ -224,17 +286,43 @@ pub async fn serve<S: ApiService>(
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// A connection as accepted, before any TLS handshake (which runs in the
+/// connection's own task so that a slow client never blocks accept).
+enum Accepted {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream, Option<TlsAcceptor>),
+}
+
+impl Accepted {
+    async fn into_io(self) -> Option<Box<dyn Io>> {
+        match self {
+            Accepted::Unix(s) => Some(Box::new(s)),
+            Accepted::Tcp(s, None) => Some(Box::new(s)),
+            Accepted::Tcp(s, Some(acceptor)) => {
+                let peer = s.peer_addr().ok();
+                match crate::tls::handshake(&acceptor, s).await {
+                    Ok(tls) => Some(Box::new(tls)),
+                    Err(e) => {
+                        tracing::info!(peer = ?peer, error = %format!("{e:#}"), "TLS handshake refused");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Listener {
-    async fn accept(&self) -> std::io::Result<Box<dyn Io>> {
+    async fn accept(&self) -> std::io::Result<Accepted> {
         match self {
             Listener::Unix { listener, .. } => {
                 let (s, _) = listener.accept().await?;
-                Ok(Box::new(s))
+                Ok(Accepted::Unix(s))
             }
-            Listener::Tcp(listener) => {
+            Listener::Tcp { listener, tls } => {
                 let (s, _) = listener.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok(Box::new(s))
+                Ok(Accepted::Tcp(s, tls.clone()))
             }
         }
     }
@@ -250,8 +338,13 @@ async fn accept_loop<S: ApiService>(
         tokio::select! {
             _ = stopped(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
-                Ok(io) => {
-                    connections.spawn(serve_connection(io, service.clone(), shutdown.clone()));
+                Ok(accepted) => {
+                    let (service, shutdown) = (service.clone(), shutdown.clone());
+                    connections.spawn(async move {
+                        if let Some(io) = accepted.into_io().await {
+                            serve_connection(io, service, shutdown).await;
+                        }
+                    });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.

@@ -36,12 +36,33 @@ pub use push::{PushOptions, PushOutcome};
 
 pub struct Distribution {
     store: Arc<ImageStore>,
-    config: RegistryConfig,
+    /// Replaced as a whole when the daemon reloads its configuration; an
+    /// operation under way keeps the settings it started with.
+    config: std::sync::RwLock<Arc<RegistryConfig>>,
 }
 
 impl Distribution {
     pub fn new(store: Arc<ImageStore>, config: RegistryConfig) -> Result<Distribution> {
         config.validate()?;
-        Ok(Distribution { store, config })
+        Ok(Distribution {
+            store,
+            config: std::sync::RwLock::new(Arc::new(config)),
+        })
+    }
+
+    /// The settings now in force.
+    pub fn config(&self) -> Arc<RegistryConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// New mirrors, insecure registries and transfer limits for the
+    /// operations that start from now on.
+    pub fn set_config(&self, config: RegistryConfig) -> Result<()> {
+        config.validate()?;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        Ok(())
     }
 }

@@ -60,12 +60,17 @@ impl Distribution {
         let r = &opts.reference;
         let want = Platform::parse(&opts.platform)?;
         if r.domain() == "docker.io" {
-            for mirror in &self.config.mirrors {
-                let resolved =
-                    match Session::connect_mirror(&self.config, mirror, opts.auth.clone()).await {
-                        Ok(sess) => self.resolve(sess, r, &want).await,
-                        Err(e) => Err(e),
-                    };
+            for mirror in &self.config().mirrors {
+                let resolved = match Session::connect_mirror(
+                    &self.config(),
+                    mirror,
+                    opts.auth.clone(),
+                )
+                .await
+                {
+                    Ok(sess) => self.resolve(sess, r, &want).await,
+                    Err(e) => Err(e),
+                };
                 match resolved {
                     Ok(res) => return self.download(res, r, out).await,
                     Err(e) => {
@@ -74,7 +79,7 @@ impl Distribution {
                 }
             }
         }
-        let sess = Session::connect(&self.config, r.domain(), opts.auth.clone()).await?;
+        let sess = Session::connect(&self.config(), r.domain(), opts.auth.clone()).await?;
         let res = self.resolve(sess, r, &want).await?;
         self.download(res, r, out).await
     }
@@ -192,7 +197,7 @@ impl Distribution {
             let st = store.clone();
             let tags = tags.clone();
             let (dir, host, path) = (
-                self.config.data_dir.clone(),
+                self.config().data_dir.clone(),
                 repo.sess.host.clone(),
                 repo.path.clone(),
             );
@@ -262,7 +267,9 @@ impl Distribution {
             .await;
         }
         // One task per distinct missing blob, at most N downloading at once.
-        let sem = Arc::new(Semaphore::new(self.config.max_concurrent_downloads.max(1)));
+        let sem = Arc::new(Semaphore::new(
+            self.config().max_concurrent_downloads.max(1),
+        ));
         let mut handles: Vec<Option<JoinHandle<Result<StagedLayer>>>> = Vec::new();
         let mut waiting = Vec::new();
         for (i, desc) in layers.iter().enumerate() {
@@ -277,7 +284,7 @@ impl Distribution {
                     None
                 }
             };
-            let attempts = self.config.max_download_attempts;
+            let attempts = self.config().max_download_attempts;
             let (sem, st, desc, diff, id, out, repo) = (
                 sem.clone(),
                 store.clone(),

@@ -77,17 +77,17 @@ impl Distribution {
     pub async fn push(&self, opts: &PushOptions, out: &Progress) -> Result<PushOutcome> {
         let r = &opts.reference;
         let tags = {
-            let (st, cfg, r) = (self.store.clone(), self.config.clone(), r.clone());
+            let (st, cfg, r) = (self.store.clone(), self.config(), r.clone());
             blocking(move || {
                 Distribution {
                     store: st,
-                    config: cfg,
+                    config: std::sync::RwLock::new(cfg),
                 }
                 .push_tags(&r)
             })
             .await?
         };
-        let sess = Session::connect(&self.config, r.domain(), opts.auth.clone()).await?;
+        let sess = Session::connect(&self.config(), r.domain(), opts.auth.clone()).await?;
         let repo = Arc::new(Repo {
             sess,
             path: r.path().to_owned(),
@@ -131,7 +131,7 @@ impl Distribution {
         for id in ids.iter().rev() {
             out.layer(id, "Preparing").await;
         }
-        let sem = Arc::new(Semaphore::new(self.config.max_concurrent_uploads.max(1)));
+        let sem = Arc::new(Semaphore::new(self.config().max_concurrent_uploads.max(1)));
         let mut handles = Vec::new();
         for (layer, id) in layers.iter().zip(&ids).rev() {
             let permit = sem.clone().try_acquire_owned().ok();
@@ -145,7 +145,7 @@ impl Distribution {
                 out.clone(),
                 layer.clone(),
                 id.clone(),
-                self.config.data_dir.clone(),
+                self.config().data_dir.clone(),
             );
             handles.push(tokio::spawn(async move {
                 let _permit = match permit {

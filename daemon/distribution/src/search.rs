@@ -67,8 +67,9 @@ impl Distribution {
         }
         let (index, query) = split_term(term);
         let host = index.unwrap_or("index.docker.io");
-        let insecure = index.is_some() && self.config.is_insecure(host).await;
-        let http = build_client(&self.config, host, insecure)?;
+        let config = self.config();
+        let insecure = index.is_some() && config.is_insecure(host).await;
+        let http = build_client(&config, host, insecure)?;
         let schemes: &[&str] = if insecure {
             &["https", "http"]
         } else {

@@ -108,7 +108,8 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let counts = state.reports.container_counts();
     let host = crate::host::facts();
     let cg = &host.cgroup;
-    let config = &state.config;
+    let config = state.config_now();
+    let config = &*config;
     let runtime = crate::host::runtime_version(config);
     let describe = |rt: &crate::config::RuntimeConfig| {
         let mut v = json!({ "path": rt.path });
