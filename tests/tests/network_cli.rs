@@ -940,3 +940,38 @@ fn internal_networks_and_create_errors() {
     );
     assert!(!links().contains(&bridge));
 }
+
+#[test]
+fn bridge_names_are_checked_and_unique() {
+    let g = NetGuard::new();
+    let (d, _) = daemon(&g);
+    let name = |n: &str| format!("com.docker.network.bridge.name={n}");
+    let out = d.docker(&[
+        "network",
+        "create",
+        "-o",
+        &name("a-name-longer-than-15"),
+        "long",
+    ]);
+    assert!(!out.success());
+    assert!(out.stderr.contains("invalid bridge name"), "{}", out.stderr);
+    // The daemon's own bridge belongs to its default network.
+    let out = d.docker(&["network", "create", "-o", &name(&g.bridge("0")), "taken"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("networks have same bridge name"),
+        "{}",
+        out.stderr
+    );
+    let mine = g.bridge("m");
+    d.docker_ok(&["network", "create", "-o", &name(&mine), "mine"]);
+    let out = d.docker(&["network", "create", "-o", &name(&mine), "again"]);
+    assert!(
+        out.stderr.contains("networks have same bridge name"),
+        "{}",
+        out.stderr
+    );
+    d.docker_ok(&["network", "rm", "mine"]);
+    assert!(!links().contains(&mine));
+    assert!(links().contains(&"lo".to_owned()));
+}

@@ -510,11 +510,19 @@ impl Networks {
             None
         };
         let id = records::random_hex(32);
-        let bridge = req
-            .options
-            .get("com.docker.network.bridge.name")
-            .cloned()
-            .unwrap_or_else(|| format!("br-{}", &id[..12]));
+        let bridge = match req.options.get("com.docker.network.bridge.name") {
+            Some(name) => {
+                check_bridge_name(name)?;
+                if let Some(other) = st.nets.values().find(|n| n.bridge == *name) {
+                    return Err(NetError::Conflict(format!(
+                        "cannot create network {} ({name}): conflicts with network {} ({}): networks have same bridge name",
+                        id, other.id, other.bridge
+                    )));
+                }
+                name.clone()
+            }
+            None => format!("br-{}", &id[..12]),
+        };
         let mtu = req
             .options
             .get("com.docker.network.driver.mtu")
@@ -1492,6 +1500,24 @@ impl Networks {
             s.get("Networks").cloned().unwrap_or(Value::Null),
         )
     }
+}
+
+/// A name the kernel takes for an interface: 1 to 15 bytes, no `/`, no
+/// white space, no `:` (alias syntax), not `.` or `..`.
+fn check_bridge_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if bad {
+        return Err(NetError::InvalidParameter(format!(
+            "invalid bridge name {name:?}: an interface name has 1 to 15 characters, without '/', ':' or white space"
+        )));
+    }
+    Ok(())
 }
 
 /// A Linux bridge (never delete or configure anything else by that name).
