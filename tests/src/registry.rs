@@ -201,9 +201,16 @@ impl Registry {
     /// Copy the busybox fixture archive into the registry as `path`
     /// (`repo:tag`), with skopeo, not through berth.
     pub fn push_fixture(&self, path: &str) {
+        self.push_fixture_with(path, &[]);
+    }
+
+    /// As [`Registry::push_fixture`], with more `skopeo copy` options
+    /// (e.g. `--format oci`, `--dest-compress-format zstd`).
+    pub fn push_fixture_with(&self, path: &str, options: &[&str]) {
         let src = format!("docker-archive:{}", busybox_tar().display());
         let dest = format!("docker://{}", self.image(path));
         let mut args = vec!["copy", "--dest-tls-verify=false"];
+        args.extend_from_slice(options);
         let creds = self.creds_args("--dest-creds");
         args.extend(creds.iter().map(String::as_str));
         args.extend([src.as_str(), dest.as_str()]);

@@ -796,3 +796,41 @@ fn build_pulls_a_private_base_image_with_the_clients_credentials() {
     );
     assert_no_temp_files(&d);
 }
+
+#[test]
+fn oci_manifests_and_zstd_layers_pull_as_the_same_image() {
+    let reg = Registry::start();
+    reg.push_fixture_with("formats/oci:1", &["--format", "oci"]);
+    reg.push_fixture_with(
+        "formats/zstd:1",
+        &["--format", "oci", "--dest-compress-format", "zstd"],
+    );
+    let d = Daemon::start();
+    let loaded = Daemon::with_busybox();
+    let want = loaded.inspect("image", "busybox")["RootFS"]["Layers"].clone();
+    drop(loaded);
+    for path in ["formats/oci:1", "formats/zstd:1"] {
+        let name = reg.image(path);
+        let out = d.docker_ok(&["pull", &name]);
+        assert!(
+            out.contains(&format!("Digest: {}", reg.digest(path))),
+            "{out}"
+        );
+        // skopeo rewrites the config as OCI's, but the layers are the
+        // same however they were compressed.
+        assert_eq!(
+            d.inspect("image", &name)["RootFS"]["Layers"],
+            want,
+            "{path}"
+        );
+        assert_eq!(d.docker_ok(&["run", "--rm", &name, "echo", "ok"]), "ok\n");
+        let desc = d.curl(&[&format!("http://x/v1.50/distribution/{name}/json")]);
+        assert!(
+            desc.stdout
+                .contains("application/vnd.oci.image.manifest.v1+json"),
+            "{}",
+            desc.stdout
+        );
+    }
+    assert_no_temp_files(&d);
+}
