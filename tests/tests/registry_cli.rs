@@ -834,3 +834,53 @@ fn oci_manifests_and_zstd_layers_pull_as_the_same_image() {
     }
     assert_no_temp_files(&d);
 }
+
+#[test]
+fn a_manifest_naming_absurd_sizes_is_refused_and_stores_nothing() {
+    let reg = Registry::start();
+    reg.push_fixture("sizes/ok:1");
+    // The same blobs under a manifest that claims an exabyte-sized layer
+    // and a huge config.
+    let base = format!("http://{}/v2/sizes", reg.host());
+    let get = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &format!("{base}/ok/manifests/1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(get.status.success());
+    let m: serde_json::Value = serde_json::from_slice(&get.stdout).unwrap();
+    let d = Daemon::start();
+    for (tag, field) in [("layer", "layers"), ("config", "config")] {
+        let mut bad = m.clone();
+        if field == "layers" {
+            bad["layers"][0]["size"] = serde_json::json!(1u64 << 60);
+        } else {
+            bad["config"]["size"] = serde_json::json!(1u64 << 40);
+        }
+        let body = serde_json::to_string(&bad).unwrap();
+        let put = std::process::Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/vnd.docker.distribution.manifest.v2+json",
+                "--data-binary",
+                &body,
+                &format!("{base}/ok/manifests/{tag}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(put.status.success(), "{:?}", put);
+        let out = d.docker(&["pull", &reg.image(&format!("sizes/ok:{tag}"))]);
+        assert!(!out.success(), "{tag}: {}", out.stdout);
+        assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "", "{tag}");
+        assert_no_temp_files(&d);
+    }
+    // The real image still pulls.
+    d.docker_ok(&["pull", &reg.image("sizes/ok:1")]);
+}

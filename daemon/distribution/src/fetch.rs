@@ -241,7 +241,8 @@ impl Repo {
         let expected = if partial { size - from } else { size };
         if let Some(len) = resp.content_length() {
             if len != expected {
-                return Err(Error::Upstream(format!(
+                // Not worth another try: the manifest and the blob disagree.
+                return Err(Error::Invalid(format!(
                     "error pulling layer {digest}: the registry sent {len} bytes, the manifest says {size}"
                 )));
             }
