@@ -25,6 +25,11 @@ impl Progress {
         self.tx.is_closed()
     }
 
+    /// Resolves when the client went away.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
     pub async fn json(&self, v: Value) {
         let _ = self.tx.send(Ok(v)).await;
     }

@@ -310,6 +310,15 @@ impl Distribution {
                 Ok(staged)
             })));
         }
+        // If this future is dropped (the pull was cancelled), so are the
+        // downloads: their staged layers are removed as they stop.
+        let _abort = AbortAll(
+            handles
+                .iter()
+                .flatten()
+                .map(JoinHandle::abort_handle)
+                .collect(),
+        );
         for id in &waiting {
             out.layer(id, "Waiting").await;
         }
@@ -361,6 +370,17 @@ impl Distribution {
             out.layer(&ids[i], "Pull complete").await;
         }
         Ok(())
+    }
+}
+
+/// Aborts tasks when dropped.
+struct AbortAll(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortAll {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
     }
 }
 

@@ -118,12 +118,22 @@ pub async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> ApiR
     let guard = progress.clone();
     let task = tokio::spawn(async move {
         let dist = state.registry.clone();
-        let res = if all_tags {
-            dist.pull_all_tags(&opts, &progress).await
-        } else {
-            dist.pull(&opts, &progress)
-                .await
-                .map(|o| vec![(opts.reference.clone(), o)])
+        let pull = async {
+            if all_tags {
+                dist.pull_all_tags(&opts, &progress).await
+            } else {
+                dist.pull(&opts, &progress)
+                    .await
+                    .map(|o| vec![(opts.reference.clone(), o)])
+            }
+        };
+        // As dockerd, a client that goes away cancels its pull.
+        let res = tokio::select! {
+            res = pull => res,
+            () = progress.closed() => {
+                tracing::info!(reference = %opts.reference, "pull cancelled: the client went away");
+                return;
+            }
         };
         match res {
             Ok(pulled) => {
