@@ -56,6 +56,8 @@ pub fn with_required_devices(
     for d in devices {
         let typ = match d.typ() {
             LinuxDeviceType::U => LinuxDeviceType::C,
+            // FIFOs are not device-controlled: the kernel refuses a "p" rule.
+            LinuxDeviceType::P => continue,
             t => t,
         };
         let has_rule = configured.iter().any(|r| {
@@ -121,5 +123,22 @@ mod tests {
         };
         assert_eq!(for_dev(11), ["r"]);
         assert_eq!(for_dev(12), ["rwm"]);
+    }
+
+    #[test]
+    fn fifo_gets_no_cgroup_rule() {
+        let mut deny = LinuxDeviceCgroup::default();
+        deny.set_allow(false);
+        deny.set_access(Some("rwm".into()));
+        let mut res = LinuxResources::default();
+        res.set_devices(Some(vec![deny]));
+        let mut fifo = LinuxDevice::default();
+        fifo.set_typ(LinuxDeviceType::P);
+        fifo.set_major(8);
+        fifo.set_minor(666);
+        let out = with_required_devices(Some(&res), &[fifo]).unwrap();
+        let rules = out.devices().as_ref().unwrap();
+        assert!(rules.iter().all(|r| r.typ() != Some(LinuxDeviceType::P)));
+        assert!(!rules.iter().any(|r| r.minor() == Some(666)));
     }
 }

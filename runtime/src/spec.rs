@@ -153,14 +153,23 @@ fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(
     Ok(())
 }
 
-/// Settings berth-runtime cannot honour are refused rather than ignored.
-/// AppArmor and SELinux labels are ignored, as runc does, only when the
-/// host has that LSM switched off.
+/// Settings berth-runtime cannot honour are refused rather than ignored. A
+/// security label the user asked for must not vanish: on a host without
+/// that LSM it is an error too, as in runc.
 fn unsupported(spec: &Spec) -> Result<()> {
     let refuse = |what: &str| {
         Err(Error::invalid(format!(
             "{what} is not supported by berth-runtime"
         )))
+    };
+    let refuse_label = |what: &str, lsm: &str, enabled: bool| {
+        if enabled {
+            refuse(what)
+        } else {
+            Err(Error::invalid(format!(
+                "{what} is set but {lsm} is not enabled on this host"
+            )))
+        }
     };
     if let Some(linux) = spec.linux() {
         if linux.time_offsets().is_some() {
@@ -182,9 +191,8 @@ fn unsupported(spec: &Spec) -> Result<()> {
             .mount_label()
             .as_deref()
             .is_some_and(|l| !l.is_empty())
-            && selinux_enabled()
         {
-            return refuse("linux.mountLabel (SELinux)");
+            return refuse_label("linux.mountLabel", "SELinux", selinux_enabled());
         }
     }
     if let Some(p) = spec.process() {
@@ -200,12 +208,11 @@ fn unsupported(spec: &Spec) -> Result<()> {
         if p.apparmor_profile()
             .as_deref()
             .is_some_and(|a| !a.is_empty())
-            && apparmor_enabled()
         {
-            return refuse("process.apparmorProfile (AppArmor)");
+            return refuse_label("process.apparmorProfile", "AppArmor", apparmor_enabled());
         }
-        if p.selinux_label().as_deref().is_some_and(|l| !l.is_empty()) && selinux_enabled() {
-            return refuse("process.selinuxLabel (SELinux)");
+        if p.selinux_label().as_deref().is_some_and(|l| !l.is_empty()) {
+            return refuse_label("process.selinuxLabel", "SELinux", selinux_enabled());
         }
     }
     Ok(())

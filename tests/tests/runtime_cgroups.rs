@@ -203,3 +203,30 @@ fn systemd_cgroup_path_is_refused() {
     assert!(!out.success());
     assert!(out.stderr.contains("systemd"), "{}", out.stderr);
 }
+
+/// memory.kernel / kernelTCP never refuse a container: written where the
+/// host has the file and takes the value (kmem.tcp on this v1 host), dropped
+/// otherwise, as runc 1.1.
+#[test]
+fn kernel_memory_limits_do_not_refuse_the_container() {
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["memory"] =
+        json!({"limit": 64 << 20, "kernel": 48 << 20, "kernelTCP": 32 << 20});
+    b.set_args(&["sleep", "1000"]);
+    let id = b.start_detached("kmem");
+    let dir = controller_dir(&b, "memory", &id);
+    let tcp = dir.join("memory.kmem.tcp.limit_in_bytes");
+    if tcp.exists() {
+        assert_eq!(read_trimmed(&tcp), (32u64 << 20).to_string());
+    }
+    assert_eq!(
+        read_trimmed(&dir.join(if dir.join("memory.limit_in_bytes").exists() {
+            "memory.limit_in_bytes"
+        } else {
+            "memory.max"
+        })),
+        (64u64 << 20).to_string()
+    );
+    assert!(b.rt(&["delete", "--force", &id]).success());
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}

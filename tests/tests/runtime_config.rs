@@ -203,6 +203,27 @@ fn joins_existing_namespaces_by_path() {
 }
 
 #[test]
+fn fifo_device_is_created_without_a_cgroup_rule() {
+    let mut b = Bundle::new();
+    b.config["linux"]["devices"] =
+        json!([{"path": "/dev/myfifo", "type": "p", "major": 8, "minor": 666, "fileMode": 420}]);
+    // A deny-all device policy, so the configured devices get allow rules.
+    b.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    b.set_args(&[
+        "sh",
+        "-c",
+        "stat -c '%F %a' /dev/myfifo; ls /sys/fs/cgroup/devices >/dev/null 2>&1 && \
+         (grep -c '^p ' /sys/fs/cgroup/devices/devices.list || true)",
+    ]);
+    let out = b.run_ok("fifo");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "fifo 644", "{out}");
+    if let Some(count) = lines.get(1) {
+        assert_eq!(*count, "0", "{out}");
+    }
+}
+
+#[test]
 fn rootfs_propagation_values() {
     let mut b = Bundle::new();
     b.set_args(&["sh", "-c", "head -1 /proc/self/mountinfo"]);
@@ -215,6 +236,11 @@ fn rootfs_propagation_values() {
         b.config["linux"]["rootfsPropagation"] = json!(p);
         let out = b.run_ok(p);
         assert_eq!(out.contains(" shared:"), shared, "{p}: {out}");
+    }
+    for p in ["unbindable", "runbindable"] {
+        b.config["linux"]["rootfsPropagation"] = json!(p);
+        let out = b.run_ok(p);
+        assert!(out.contains(" unbindable"), "{p}: {out}");
     }
     b.config["linux"]["rootfsPropagation"] = json!("sideways");
     let out = b.run("bad-propagation");

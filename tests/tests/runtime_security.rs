@@ -342,3 +342,34 @@ fn user_namespace_with_id_maps() {
     );
     assert!(b.rt(&["delete", "--force", &id]).success());
 }
+
+/// A requested AppArmor profile or SELinux label never silently vanishes:
+/// with the LSM off (this host) or on (berth-runtime cannot apply it) the
+/// container is refused, naming the setting.
+#[test]
+fn requested_security_labels_are_never_ignored() {
+    let cases = [
+        ("apparmor", "process.apparmorProfile"),
+        ("selinux-process", "process.selinuxLabel"),
+        ("selinux-mount", "linux.mountLabel"),
+    ];
+    for (what, field) in cases {
+        let mut b = Bundle::new();
+        match what {
+            "apparmor" => b.config["process"]["apparmorProfile"] = json!("docker-default"),
+            "selinux-process" => {
+                b.config["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0")
+            }
+            _ => b.config["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0"),
+        }
+        b.set_args(&["true"]);
+        let out = b.run(what);
+        assert!(!out.success(), "{what}: the label was ignored");
+        assert!(out.stderr.contains(field), "{what}: {}", out.stderr);
+    }
+    // An empty label is no request.
+    let mut b = Bundle::new();
+    b.config["process"]["apparmorProfile"] = json!("");
+    b.set_args(&["true"]);
+    b.run_ok("empty-label");
+}

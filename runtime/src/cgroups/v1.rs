@@ -58,19 +58,37 @@ pub fn set_memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     if let Some(disable) = m.disable_oom_killer() {
         write(dir, "memory.oom_control", if disable { "1" } else { "0" })?;
     }
-    reject_kernel_memory(m)
+    set_kernel_memory(Some(dir), m);
+    Ok(())
 }
 
-/// Kernel memory limits were removed from the kernel (5.16 for v1 kmem);
-/// refusing is more honest than silently ignoring.
-pub fn reject_kernel_memory(m: &LinuxMemory) -> Result<(), CgroupError> {
-    if m.kernel().is_some_and(|k| k != 0) || m.kernel_tcp().is_some_and(|k| k != 0) {
-        return Err(unsupported(
-            "memory.kernel / memory.kernelTCP",
-            "kernel memory limits are not supported by berth",
-        ));
+/// Kernel memory limits are deprecated (kmem limits are gone since 5.16), so
+/// as runc 1.1 they never refuse a container: written where the host has the
+/// file and accepts the value, otherwise dropped with a warning in the log.
+/// `dir` is None where no v1 memory hierarchy exists (cgroup v2).
+pub fn set_kernel_memory(dir: Option<&Path>, m: &LinuxMemory) {
+    let wanted = [
+        ("memory.kernel", "memory.kmem.limit_in_bytes", m.kernel()),
+        (
+            "memory.kernelTCP",
+            "memory.kmem.tcp.limit_in_bytes",
+            m.kernel_tcp(),
+        ),
+    ];
+    for (what, file, value) in wanted {
+        let Some(value) = value.filter(|v| *v != 0) else {
+            continue;
+        };
+        let outcome = match dir {
+            Some(dir) if exists(dir, file) => {
+                write(dir, file, &value.to_string()).map_err(|e| e.to_string())
+            }
+            _ => Err(format!("{file} does not exist on this host")),
+        };
+        if let Err(why) = outcome {
+            crate::logging::warn(&format!("ignoring {what} = {value}: {why}"));
+        }
     }
-    Ok(())
 }
 
 pub fn set_cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {

@@ -58,7 +58,8 @@ pub fn set_memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
             "cgroup v2 cannot disable the OOM killer",
         ));
     }
-    v1::reject_kernel_memory(m)
+    v1::set_kernel_memory(None, m);
+    Ok(())
 }
 
 /// cpu.shares (2..262144) → cpu.weight (1..10000), the mapping runc and

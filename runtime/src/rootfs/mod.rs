@@ -34,8 +34,10 @@ pub fn prepare(rootfs: &Path, spec: &Spec, ctx: &MountContext, in_userns: bool) 
     let linux = spec.linux().as_ref();
     let propagation = rootfs_propagation(spec)?;
     // Nothing we mount may leak to the host: the whole tree becomes a slave
-    // (or what rootfsPropagation asks) before the first mount.
-    let first = if propagation.contains(MsFlags::MS_SHARED) {
+    // (or what rootfsPropagation asks) before the first mount. Shared waits
+    // for `enter`, unbindable for `finish`: nothing can be bind-mounted from
+    // an unbindable tree (the rootfs bind below, the masks).
+    let first = if applied_late(propagation) {
         MsFlags::MS_SLAVE | MsFlags::MS_REC
     } else {
         propagation
@@ -72,6 +74,10 @@ pub fn prepare(rootfs: &Path, spec: &Spec, ctx: &MountContext, in_userns: bool) 
     Ok(())
 }
 
+fn applied_late(propagation: MsFlags) -> bool {
+    propagation.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE)
+}
+
 /// Switch root. A shared rootfsPropagation is applied only now: pivot_root
 /// refuses a shared new root.
 pub fn enter(rootfs: &Path, no_pivot: bool, spec: &Spec) -> Result<()> {
@@ -99,6 +105,11 @@ pub fn finish(spec: &Spec) -> Result<()> {
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         paths::readonly_root()?;
+    }
+    let propagation = rootfs_propagation(spec)?;
+    if propagation.contains(MsFlags::MS_UNBINDABLE) {
+        mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+            .ctx(|| "make / unbindable")?;
     }
     Ok(())
 }
