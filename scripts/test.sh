@@ -29,4 +29,12 @@ cat "$BERTH_FIGURES_FILE"
 skips=()
 for t in "${reliability[@]}"; do skips+=(--skip "$t"); done
 cargo test --workspace --no-fail-fast -- --test-threads="$threads" "${skips[@]}" || status=1
+# The short form of the coverage-guided fuzzing: each cargo-fuzz target for
+# BERTH_FUZZ_SECONDS (0 skips it; scripts/reliability.sh runs the long form).
+fuzz_secs="${BERTH_FUZZ_SECONDS:-20}"
+if [ "$fuzz_secs" != 0 ]; then
+    scripts/fuzz.sh "$fuzz_secs" || status=1
+fi
+echo "== reliability figures"
+cat "$BERTH_FIGURES_FILE"
 exit "$status"
