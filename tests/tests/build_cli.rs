@@ -610,9 +610,13 @@ fn build_add_archives_chown_chmod_globs_heredoc() {
                  RUN <<EOF\n\
                  echo from-heredoc > /heredoc\n\
                  EOF\n\
+                 ARG WHO=builder\n\
                  COPY <<CONF /etc/inline.conf\n\
-                 key=value\n\
-                 CONF\n",
+                 key=\"value ${WHO}\" \\$HOME\n\
+                 CONF\n\
+                 COPY <<\"RAW\" /etc/raw.conf\n\
+                 kept=${WHO}\n\
+                 RAW\n",
             ),
             ("a.txt", "a\n"),
             ("b.txt", "b\n"),
@@ -633,11 +637,11 @@ fn build_add_archives_chown_chmod_globs_heredoc() {
         "files",
         "sh",
         "-c",
-        "cat /opt/inner/file; ls /texts; stat -c '%U:%G %a' /texts/a.txt; ls /docs; cat /heredoc /etc/inline.conf",
+        "cat /opt/inner/file; ls /texts; stat -c '%U:%G %a' /texts/a.txt; ls /docs; cat /heredoc /etc/inline.conf /etc/raw.conf",
     ]);
     assert_eq!(
         out,
-        "packed\na.txt\nb.txt\nnobody:nogroup 640\nkeep.md\nfrom-heredoc\nkey=value\n"
+        "packed\na.txt\nb.txt\nnobody:nogroup 640\nkeep.md\nfrom-heredoc\nkey=\"value builder\" $HOME\nkept=${WHO}\n"
     );
     assert_nothing_left(&d);
 }

@@ -1003,7 +1003,12 @@ impl Prepared {
             let dir = self.step_dir().join("heredoc");
             std::fs::create_dir_all(&dir).map_err(step_err)?;
             for h in &ins.heredocs {
-                std::fs::write(dir.join(&h.name), &h.content).map_err(step_err)?;
+                let content = if h.expand {
+                    words::heredoc_text(&h.content, esc, &vars)?.value
+                } else {
+                    h.content.clone()
+                };
+                std::fs::write(dir.join(&h.name), content).map_err(step_err)?;
             }
             for a in args.iter_mut() {
                 if let Some((name, _, _)) = parser::heredoc_markers(a).into_iter().next() {
