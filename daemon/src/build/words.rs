@@ -228,7 +228,11 @@ pub fn word(s: &str, escape: char, vars: &dyn Vars) -> Result<Expanded<String>, 
 /// The body of a COPY/ADD heredoc with an unquoted delimiter: variables
 /// are substituted, but quotes and other text stay as written, as BuildKit
 /// does (the file is data, not shell words). An escaped `$` is a literal.
-pub fn heredoc_text(s: &str, escape: char, vars: &dyn Vars) -> Result<Expanded<String>, BuildError> {
+pub fn heredoc_text(
+    s: &str,
+    escape: char,
+    vars: &dyn Vars,
+) -> Result<Expanded<String>, BuildError> {
     let mut lx = lexer(s, escape, vars);
     let mut out = String::with_capacity(s.len());
     while let Some(c) = lx.next() {
@@ -368,8 +372,12 @@ mod tests {
     #[test]
     fn heredoc_text_substitutes_variables_only() {
         let vars = vec![("FOO".to_owned(), "bar".to_owned())];
-        let out = heredoc_text("echo \"hi ${FOO}\" '$FOO' \\$FOO ${NONE:-x} $ 5\n", '\\', &vars)
-            .unwrap();
+        let out = heredoc_text(
+            "echo \"hi ${FOO}\" '$FOO' \\$FOO ${NONE:-x} $ 5\n",
+            '\\',
+            &vars,
+        )
+        .unwrap();
         assert_eq!(out.value, "echo \"hi bar\" 'bar' $FOO x $ 5\n");
         assert_eq!(out.used, vec!["FOO", "FOO", "NONE"]);
     }
