@@ -61,10 +61,19 @@ impl Cache {
         serde_json::from_slice(&data).ok()
     }
 
-    fn write(&self, rec: &Record) {
+    /// `durable`: fsynced. Usage figures of a hit are not: a crash that
+    /// loses them (or the record: then a miss) costs nothing, and a cached
+    /// rebuild would pay two fsyncs per step.
+    fn write(&self, rec: &Record, durable: bool) {
         match serde_json::to_vec(rec) {
             Ok(data) => {
-                if let Err(e) = berth_common::atomic::write_file(&self.path(&rec.key), &data) {
+                let path = self.path(&rec.key);
+                let written = if durable {
+                    berth_common::atomic::write_file(&path, &data)
+                } else {
+                    berth_common::atomic::write_file_volatile(&path, &data, 0o600)
+                };
+                if let Err(e) = written {
                     tracing::warn!(error = %e, "writing a build cache record");
                 }
             }
@@ -82,22 +91,25 @@ impl Cache {
         }
         rec.last_used = now();
         rec.usage_count += 1;
-        self.write(&rec);
+        self.write(&rec, false);
         Some(rec.image)
     }
 
     pub fn store(&self, key: &str, image: &str, parent: &str, description: &str) {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let t = now();
-        self.write(&Record {
-            key: key.to_owned(),
-            image: image.to_owned(),
-            parent: parent.to_owned(),
-            description: description.to_owned(),
-            created: t.clone(),
-            last_used: t,
-            usage_count: 0,
-        });
+        self.write(
+            &Record {
+                key: key.to_owned(),
+                image: image.to_owned(),
+                parent: parent.to_owned(),
+                description: description.to_owned(),
+                created: t.clone(),
+                last_used: t,
+                usage_count: 0,
+            },
+            true,
+        );
     }
 
     pub fn all(&self) -> Vec<Record> {
