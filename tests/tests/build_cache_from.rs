@@ -68,4 +68,13 @@ fn cache_from_an_image_loaded_from_another_daemon() {
     fs::write(ctx.join("app.txt"), "app\n").unwrap();
     let out = other.docker_ok(&["build", "--cache-from", "no/such:image", "-t", "x", &ctx_s]);
     assert_eq!(out.matches("Using cache").count(), 0, "{out}");
+
+    // As dockerd: with --cache-from, the local cache counts only for
+    // images that are a cache source or one of its ancestors.
+    let out = other.docker_ok(&["build", "-t", "x2", &ctx_s]);
+    assert_eq!(out.matches("Using cache").count(), 3, "{out}");
+    let out = other.docker_ok(&["build", "--cache-from", "no/such:image", "-t", "x3", &ctx_s]);
+    assert_eq!(out.matches("Using cache").count(), 0, "{out}");
+    let out = other.docker_ok(&["build", "--cache-from", "x2", "-t", "x4", &ctx_s]);
+    assert_eq!(out.matches("Using cache").count(), 3, "{out}");
 }

@@ -822,3 +822,50 @@ fn build_of_a_2gib_context_keeps_daemon_memory_flat() {
     assert!(!out.contains("big.bin"), "{out}");
     assert_nothing_left(&d);
 }
+
+/// `--add-host` given several times (repeated `extrahosts` parameters) and
+/// `--network` naming a user network reach every RUN step.
+#[test]
+fn build_extra_hosts_and_user_network() {
+    let d = Daemon::with_busybox();
+    let net = format!("bnet{}", std::process::id());
+    d.docker_ok(&["network", "create", &net]);
+    let ctx = context(
+        &d,
+        "hosts",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN grep -E '10.1.2.3[[:space:]]+a.test' /etc/hosts && grep -E '10.1.2.4[[:space:]]+b.test' /etc/hosts\n\
+             RUN ip -4 -o addr show eth0 > /addr\n",
+        )],
+    );
+    d.docker_ok(&[
+        "build",
+        "--add-host",
+        "a.test:10.1.2.3",
+        "--add-host",
+        "b.test:10.1.2.4",
+        "--network",
+        &net,
+        "-t",
+        "hosts",
+        &s(&ctx),
+    ]);
+    let subnet = d.inspect("network", &net)["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let prefix = subnet.rsplit_once('.').unwrap().0.to_owned();
+    let addr = d.docker_ok(&["run", "--rm", "hosts", "cat", "/addr"]);
+    assert!(
+        addr.contains(&format!("inet {prefix}.")),
+        "{addr} not in {subnet}"
+    );
+    let out = d.docker(&["build", "--network", "no-such-net", &s(&ctx)]);
+    let err = &out.stderr;
+    assert!(!out.status.success());
+    assert!(err.contains("network no-such-net not found"), "{err}");
+    assert_nothing_left(&d);
+    d.docker_ok(&["network", "rm", &net]);
+}

@@ -975,3 +975,91 @@ fn bridge_names_are_checked_and_unique() {
     assert!(!links().contains(&mine));
     assert!(links().contains(&"lo".to_owned()));
 }
+
+/// IPAM `AuxiliaryAddresses` (`--aux-address`): kept in inspect and never
+/// handed to a container; one outside the subnet is refused.
+#[test]
+fn auxiliary_addresses_are_reserved() {
+    let g = NetGuard::new();
+    let (d, _) = daemon(&g);
+    let r = rand_u32();
+    let base = format!("10.{}.{}", 50 + r % 90, (r >> 8) % 250 + 1);
+    let bridge_opt = format!("com.docker.network.bridge.name={}", g.bridge("x"));
+    let subnet = format!("{base}.0/24");
+    let range = format!("{base}.0/30");
+    let aux = format!("router={base}.1");
+    // The CLI checks this itself; the API must too.
+    let body = serde_json::json!({
+        "Name": "auxbad",
+        "IPAM": { "Config": [{ "Subnet": subnet, "AuxiliaryAddresses": { "far": "10.255.255.9" } }] },
+    })
+    .to_string();
+    let out = d.curl(&[
+        "-s",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        "http://d/networks/create",
+    ]);
+    assert!(
+        out.stdout.contains("must belong to the master pool"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.ends_with("403"), "{}", out.stdout);
+    d.docker_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &subnet,
+        "--gateway",
+        &format!("{base}.254"),
+        "--ip-range",
+        &range,
+        "--aux-address",
+        &aux,
+        "-o",
+        &bridge_opt,
+        "auxnet",
+    ]);
+    let cfg = d.inspect("network", "auxnet")["IPAM"]["Config"][0].clone();
+    assert_eq!(
+        cfg["AuxiliaryAddresses"]["router"],
+        format!("{base}.1"),
+        "{cfg}"
+    );
+    // The range holds .1 and .2 only: .1 is reserved, so the first
+    // container gets .2 and an explicit --ip of .1 is refused.
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a1",
+        "--network",
+        "auxnet",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let ip =
+        d.inspect("container", "a1")["NetworkSettings"]["Networks"]["auxnet"]["IPAddress"].clone();
+    assert_eq!(ip, format!("{base}.2"));
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "auxnet",
+        "--ip",
+        &format!("{base}.1"),
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success(), "a reserved address was handed out");
+    d.docker_ok(&["rm", "-f", "a1"]);
+    d.docker_ok(&["network", "rm", "auxnet"]);
+}

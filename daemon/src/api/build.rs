@@ -84,16 +84,22 @@ fn options(q: &QueryParams) -> ApiResult<BuildOptions> {
     let network_mode = match q.get("networkmode").unwrap_or("") {
         "" | "default" | "bridge" => String::new(),
         m @ ("host" | "none") => m.to_owned(),
-        other => {
+        other if other.starts_with("container:") => {
             return Err(ApiError::bad_request(format!(
                 "network mode {other} is not supported for builds"
             )))
         }
+        // A user network: resolved by the handler.
+        other => other.to_owned(),
     };
-    let extra_hosts = match q.get("extrahosts").filter(|s| !s.is_empty()) {
-        Some(s) => s.split(',').map(str::to_owned).collect(),
-        None => Vec::new(),
-    };
+    // Repeated (the CLI, docker-py) or comma-separated.
+    let extra_hosts = q
+        .get_all("extrahosts")
+        .into_iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
     let cache_from = match q.get("cachefrom").filter(|s| !s.trim().is_empty()) {
         Some(raw) => serde_json::from_str::<Vec<String>>(raw)
             .map_err(|e| ApiError::bad_request(format!("invalid cachefrom parameter: {e}")))?,
@@ -122,6 +128,11 @@ async fn build(
     body: Body,
 ) -> ApiResult<Response> {
     let mut opts = options(&q)?;
+    if !matches!(opts.network_mode.as_str(), "" | "host" | "none") {
+        // As dockerd: the steps join a user network by its name or ID.
+        let (_, name, _) = state.networks.resolve(&opts.network_mode)?;
+        opts.network_mode = name;
+    }
     if let Some(h) = headers.get("X-Registry-Config") {
         let h = h
             .to_str()

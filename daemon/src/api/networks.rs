@@ -50,6 +50,7 @@ struct IpamConfig {
     gateway: Option<String>,
     #[serde(rename = "IPRange")]
     ip_range: Option<String>,
+    auxiliary_addresses: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +136,7 @@ async fn create(
         subnet: cfg.subnet,
         gateway: cfg.gateway,
         ip_range: cfg.ip_range,
+        aux_addresses: cfg.auxiliary_addresses.unwrap_or_default(),
         internal: body.internal,
         attachable: body.attachable,
         labels: body.labels.unwrap_or_default(),

@@ -647,11 +647,14 @@ impl Prepared {
         if self.opts.no_cache {
             return Ok(false);
         }
-        let img = match self.builder.cache.lookup(key, self.exists()) {
-            Some(id) => match self.builder.images.resolve(&id) {
-                Ok(img) => img,
-                Err(_) => return Ok(false),
-            },
+        let local = self
+            .builder
+            .cache
+            .lookup(key, self.exists())
+            .and_then(|id| self.builder.images.resolve(&id).ok())
+            .filter(|img| self.cache_from_allows(img));
+        let img = match local {
+            Some(img) => img,
             None => match self.restore_from_sources(st, created_by).await? {
                 Some(img) => {
                     self.builder
@@ -667,6 +670,31 @@ impl Prepared {
             .await?;
         self.adopt(st, img);
         Ok(true)
+    }
+
+    /// With `--cache-from`, as dockerd's classic builder: a local cache hit
+    /// counts only if it is one of those images or an ancestor of one.
+    fn cache_from_allows(&self, hit: &Image) -> bool {
+        if self.opts.cache_from.is_empty() {
+            return true;
+        }
+        self.opts.cache_from.iter().any(|name| {
+            let mut next = self.builder.images.resolve(name).ok();
+            // Parent chains are as long as the history; the bound only
+            // guards against a corrupt store.
+            for _ in 0..10_000 {
+                let Some(img) = next else { return false };
+                if img.id == hit.id {
+                    return true;
+                }
+                next = img
+                    .meta
+                    .parent
+                    .as_ref()
+                    .and_then(|p| self.builder.images.resolve(&p.to_string()).ok());
+            }
+            false
+        })
     }
 
     /// A step stood for by a `--cache-from` image (as dockerd's classic

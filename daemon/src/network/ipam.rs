@@ -88,6 +88,9 @@ pub struct Pool {
     /// The last automatic allocation; the next search starts after it.
     #[serde(default)]
     pub last: Option<Ipv4Addr>,
+    /// Reserved addresses with their names (IPAM `AuxiliaryAddresses`).
+    #[serde(default)]
+    pub aux: BTreeMap<String, Ipv4Addr>,
 }
 
 impl Pool {
@@ -117,11 +120,15 @@ impl Pool {
             range: range.map(|r| r.network()),
             allocated: BTreeMap::new(),
             last: None,
+            aux: BTreeMap::new(),
         })
     }
 
     fn usable(&self, ip: u32) -> bool {
-        ip > self.subnet.first() && ip < self.subnet.last() && ip != u32::from(self.gateway)
+        ip > self.subnet.first()
+            && ip < self.subnet.last()
+            && ip != u32::from(self.gateway)
+            && !self.aux.values().any(|a| u32::from(*a) == ip)
     }
 
     /// Reserve `requested`, or the next free address after the last one.
@@ -131,10 +138,11 @@ impl Pool {
         requested: Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, IpamError> {
         if let Some(ip) = requested {
-            if !self.subnet.contains(ip) || !self.usable(u32::from(ip)) {
+            let reserved = self.aux.values().any(|a| *a == ip);
+            if !self.subnet.contains(ip) || (!reserved && !self.usable(u32::from(ip))) {
                 return Err(IpamError::OutOfPool(ip, self.subnet.to_string()));
             }
-            if self.allocated.contains_key(&ip) {
+            if reserved || self.allocated.contains_key(&ip) {
                 return Err(IpamError::InUse);
             }
             self.allocated.insert(ip, owner.to_string());
@@ -173,6 +181,21 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn auxiliary_addresses_are_never_handed_out() {
+        let subnet = Cidr::parse("10.9.0.0/29").unwrap();
+        let mut p = Pool::new(subnet, None, None).unwrap();
+        p.aux.insert("a".into(), "10.9.0.2".parse().unwrap());
+        let got: Vec<_> = (0..4)
+            .map(|i| p.allocate(&i.to_string(), None).unwrap())
+            .collect();
+        assert!(!got.contains(&"10.9.0.2".parse().unwrap()), "{got:?}");
+        assert!(matches!(
+            p.allocate("x", Some("10.9.0.2".parse().unwrap())),
+            Err(IpamError::InUse)
+        ));
+    }
+
     use super::*;
 
     fn pool(s: &str) -> Pool {

@@ -51,6 +51,11 @@ pub fn network(n: &NetworkRecord, conts: &BTreeMap<String, ContainerNet>) -> Val
     if let Some(r) = n.pool.range {
         cfg["IPRange"] = json!(r.to_string());
     }
+    if !n.pool.aux.is_empty() {
+        let aux: BTreeMap<&String, String> =
+            n.pool.aux.iter().map(|(k, v)| (k, v.to_string())).collect();
+        cfg["AuxiliaryAddresses"] = json!(aux);
+    }
     let mut configs = vec![cfg];
     if let Some(p) = &n.pool6 {
         configs.push(json!({ "Subnet": p.subnet.to_string(), "Gateway": p.gateway.to_string() }));

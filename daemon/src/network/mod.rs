@@ -94,6 +94,8 @@ pub struct CreateRequest {
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub ip_range: Option<String>,
+    /// IPAM `AuxiliaryAddresses`: names for addresses never handed out.
+    pub aux_addresses: BTreeMap<String, String>,
     pub internal: bool,
     pub attachable: bool,
     pub labels: BTreeMap<String, String>,
@@ -480,8 +482,21 @@ impl Networks {
                 None => None,
             };
         let range = parse(&req.ip_range, "ip-range")?;
-        let pool = Pool::new(subnet, gateway, range)
+        let mut pool = Pool::new(subnet, gateway, range)
             .map_err(|e| NetError::InvalidParameter(e.to_string()))?;
+        for (name, addr) in &req.aux_addresses {
+            let ip = addr
+                .parse::<Ipv4Addr>()
+                .ok()
+                .filter(|ip| pool.subnet.contains(*ip));
+            let Some(ip) = ip else {
+                return Err(NetError::Forbidden(format!(
+                    "auxiliary address: ({name}:{addr}) must belong to the master pool: {}",
+                    pool.subnet
+                )));
+            };
+            pool.aux.insert(name.clone(), ip);
+        }
         let pool6 = if req.ipv6 {
             let taken6: Vec<ipam6::Cidr6> = st
                 .nets
