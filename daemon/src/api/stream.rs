@@ -34,6 +34,9 @@ pub type HijackedIo = Box<dyn ClientIo>;
 /// start). Call [`Hijack::respond`] to answer and get the raw stream.
 pub struct Hijack {
     on_upgrade: Option<OnUpgrade>,
+    /// The client reads the response head through a buffer (see
+    /// [`HeadGap`]).
+    buffered_head: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Hijack {
@@ -47,7 +50,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Hijack {
         } else {
             None
         };
-        Ok(Hijack { on_upgrade })
+        let buffered_head = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ua| ua.contains("docker-sdk-python") || ua.contains("docker-py/"));
+        Ok(Hijack {
+            on_upgrade,
+            buffered_head,
+        })
     }
 }
 
@@ -81,8 +92,12 @@ impl Hijack {
     {
         match self.on_upgrade {
             Some(on_upgrade) => {
+                let buffered_head = self.buffered_head;
                 tokio::spawn(async move {
                     match on_upgrade.await {
+                        Ok(upgraded) if buffered_head => {
+                            task(Box::new(HeadGap::new(TokioIo::new(upgraded)))).await
+                        }
                         Ok(upgraded) => task(Box::new(TokioIo::new(upgraded))).await,
                         Err(e) => tracing::warn!(error = %e, "connection upgrade failed"),
                     }
@@ -111,6 +126,72 @@ impl Hijack {
                 resp
             }
         }
+    }
+}
+
+/// docker-py (and so compose 1.29 and testcontainers) reads the `101`
+/// head through Python's buffered reader, then reads the raw socket: bytes
+/// that arrived together with the head stay in that buffer and are lost.
+/// dockerd never shows it because its first payload comes a while after
+/// the head. For those clients the first write waits until [`HEAD_GAP`]
+/// after the upgrade, which costs nothing when the payload comes later
+/// anyway (live output) and keeps replayed logs and fast exec output.
+struct HeadGap<T> {
+    inner: T,
+    gap: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+const HEAD_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl<T> HeadGap<T> {
+    fn new(inner: T) -> Self {
+        HeadGap {
+            inner,
+            gap: Some(Box::pin(tokio::time::sleep(HEAD_GAP))),
+        }
+    }
+
+    fn poll_gap(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if let Some(gap) = &mut self.gap {
+            std::task::ready!(gap.as_mut().poll(cx));
+            self.gap = None;
+        }
+        std::task::Poll::Ready(())
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for HeadGap<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for HeadGap<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::ready!(self.poll_gap(cx));
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
