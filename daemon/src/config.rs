@@ -19,6 +19,8 @@ pub const DEFAULT_CGROUP_PARENT: &str = "berth";
 pub const BERTH_RUNTIME: &str = "berth";
 pub const SHIM_BINARY: &str = "berth-shim";
 pub const RUNTIME_BINARY: &str = "berth-runtime";
+/// dockerd's default for `shutdown-timeout`, in seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: i64 = 15;
 const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error", "fatal"];
 
 /// Command-line flags. Every value flag is an Option so that "given on the
@@ -122,6 +124,14 @@ pub struct Flags {
     /// $DOCKER_CERT_PATH, else /etc/berth
     #[arg(long, value_name = "PATH")]
     pub tlskey: Option<PathBuf>,
+    /// Keep containers running while berthd is stopped (SIGTERM); without
+    /// it a graceful stop stops them and the next start restarts them by policy
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub live_restore: Option<bool>,
+    /// Seconds a graceful stop waits for containers to stop, at least
+    /// (default 15; -1: no limit)
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub shutdown_timeout: Option<i64>,
 }
 
 /// daemon.json keys berthd implements.
@@ -156,6 +166,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "max-concurrent-uploads",
     "max-download-attempts",
     "live-restore",
+    "shutdown-timeout",
     "storage-driver",
     "tls",
     "tlscacert",
@@ -205,7 +216,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "raw-logs",
     "seccomp-profile",
     "selinux-enabled",
-    "shutdown-timeout",
     "storage-opts",
     "swarm-default-advertise-addr",
     "userland-proxy-path",
@@ -245,6 +255,7 @@ struct FileConfig {
     max_concurrent_uploads: Option<u32>,
     max_download_attempts: Option<u32>,
     live_restore: Option<bool>,
+    shutdown_timeout: Option<i64>,
     storage_driver: Option<String>,
     tls: Option<bool>,
     tlsverify: Option<bool>,
@@ -374,6 +385,8 @@ pub struct Config {
     pub max_concurrent_uploads: u32,
     pub max_download_attempts: u32,
     pub live_restore: bool,
+    /// Seconds a graceful stop gives the containers at least (-1: no limit).
+    pub shutdown_timeout: i64,
     /// TLS on TCP listeners; None: plain HTTP.
     pub tls: Option<TlsSettings>,
     /// `tls: false` was given explicitly: plain TCP is allowed on
@@ -530,6 +543,11 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
             "max-download-attempts",
             flags.max_download_attempts.map(|n| n.to_string()),
         ),
+        ("live-restore", flags.live_restore.map(|b| b.to_string())),
+        (
+            "shutdown-timeout",
+            flags.shutdown_timeout.map(|n| n.to_string()),
+        ),
         ("tls", flags.tls.map(|b| b.to_string())),
         ("tlsverify", flags.tlsverify.map(|b| b.to_string())),
         (
@@ -668,6 +686,14 @@ fn merge(
         bail!("invalid max download attempts: 0");
     }
 
+    let shutdown_timeout = flags
+        .shutdown_timeout
+        .or(file.shutdown_timeout)
+        .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+    if shutdown_timeout < -1 {
+        bail!("invalid shutdown timeout: {shutdown_timeout} (expected -1 or more)");
+    }
+
     let tls_flag = flags.tls.or(file.tls);
     let verify = flags.tlsverify.or(file.tlsverify).unwrap_or(false);
     let tls = tls_settings(
@@ -725,7 +751,8 @@ fn merge(
             .or(file.max_concurrent_uploads)
             .unwrap_or(5),
         max_download_attempts,
-        live_restore: file.live_restore.unwrap_or(false),
+        live_restore: flags.live_restore.or(file.live_restore).unwrap_or(false),
+        shutdown_timeout,
         tls_disabled_explicitly: tls.is_none() && tls_flag == Some(false),
         validate: flags.validate,
         tls,
@@ -904,6 +931,19 @@ mod tests {
         let c = load(&["--tls"], "{}").unwrap();
         assert!(c.tls.is_some_and(|t| !t.verify && t.ca.is_none()));
         assert!(load(&["--tlsverify"], r#"{"tlsverify":true}"#).is_err());
+    }
+
+    #[test]
+    fn shutdown_keys() {
+        let c = load(&[], "{}").unwrap();
+        assert_eq!((c.live_restore, c.shutdown_timeout), (false, 15));
+        let c = load(&["--live-restore", "--shutdown-timeout", "-1"], "{}").unwrap();
+        assert_eq!((c.live_restore, c.shutdown_timeout), (true, -1));
+        let c = load(&[], r#"{"live-restore":true,"shutdown-timeout":3}"#).unwrap();
+        assert_eq!((c.live_restore, c.shutdown_timeout), (true, 3));
+        assert!(load(&["--shutdown-timeout", "-2"], "{}").is_err());
+        assert!(load(&["--shutdown-timeout", "1"], r#"{"shutdown-timeout":2}"#).is_err());
+        assert!(load(&["--live-restore"], r#"{"live-restore":false}"#).is_err());
     }
 
     #[test]

@@ -138,7 +138,8 @@ fn run(config: Config, source: reload::Source) -> Result<()> {
             "READY=1\nSTATUS=serving the API on {}",
             serving.join(", ")
         ));
-        server::serve(listeners, api::service(daemon), stop_rx).await;
+        server::serve(listeners, api::service(daemon.clone()), stop_rx).await;
+        shut_down_containers(&daemon).await;
         tracing::info!("berthd stopped");
         Ok::<_, anyhow::Error>(())
     })?;
@@ -189,7 +190,41 @@ async fn reload_on_sighup(daemon: Arc<daemon::Daemon>, source: reload::Source) {
     }
 }
 
-/// SIGTERM or SIGINT. Containers are left running: their shims keep them.
+/// After the API has stopped: with live-restore the containers keep
+/// running (their shims keep them); without, they are stopped, within
+/// dockerd's shutdown timeout.
+async fn shut_down_containers(daemon: &daemon::Daemon) {
+    let config = daemon.config_now();
+    let containers = &daemon.containers;
+    containers.begin_shutdown();
+    if config.live_restore {
+        tracing::info!("live-restore: containers keep running");
+        return;
+    }
+    let limit = containers.shutdown_timeout(config.shutdown_timeout);
+    systemd::notify("STATUS=stopping containers");
+    tracing::debug!(
+        configured = config.shutdown_timeout,
+        limit_secs = limit.map(|l| l.as_secs()),
+        "stopping the running containers"
+    );
+    let stop = containers.stop_all_for_shutdown();
+    match limit {
+        None => {
+            let n = stop.await;
+            tracing::info!(stopped = n, "containers stopped");
+        }
+        Some(limit) => match tokio::time::timeout(limit, stop).await {
+            Ok(n) => tracing::info!(stopped = n, "containers stopped"),
+            Err(_) => tracing::error!(
+                "containers did not stop within the shutdown timeout ({}s); forcing the shutdown",
+                limit.as_secs()
+            ),
+        },
+    }
+}
+
+/// SIGTERM or SIGINT.
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (

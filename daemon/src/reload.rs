@@ -1,7 +1,8 @@
 //! SIGHUP: read daemon.json again and apply the settings dockerd reloads
 //! (debug, log-level, labels, registry mirrors and insecure registries,
-//! transfer limits, live-restore). A file that does not load is logged and
-//! the settings in force stay. Other keys take effect at the next start.
+//! transfer limits, live-restore, shutdown-timeout). A file that does not
+//! load is logged and the settings in force stay. Other keys take effect at
+//! the next start.
 
 use anyhow::{Context, Result};
 use clap::{ArgMatches, FromArgMatches};
@@ -54,6 +55,7 @@ pub fn reload(daemon: &Daemon, source: &Source) -> Result<()> {
     merged.max_concurrent_uploads = new.max_concurrent_uploads;
     merged.max_download_attempts = new.max_download_attempts;
     merged.live_restore = new.live_restore;
+    merged.shutdown_timeout = new.shutdown_timeout;
     daemon
         .registry
         .set_config(crate::daemon::registry_config(&merged))
@@ -89,6 +91,7 @@ fn reload_event(daemon: &Daemon, c: &Config) -> Event {
         ),
         ("max-download-attempts", c.max_download_attempts.to_string()),
         ("live-restore", c.live_restore.to_string()),
+        ("shutdown-timeout", c.shutdown_timeout.to_string()),
         ("default-runtime", c.default_runtime.clone()),
         ("runtimes", runtimes.join(" ")),
         ("name", crate::host::facts().hostname.clone()),

@@ -118,13 +118,14 @@ impl Container {
             error: rec.state.error.clone(),
             ..Default::default()
         });
+        let manually_stopped = rec.manually_stopped;
         Arc::new(Container {
             id: rec.id.clone(),
             record: Mutex::new(rec),
             op: Arc::new(tokio::sync::Mutex::new(())),
             progress,
             pending_attach: Mutex::new(Vec::new()),
-            manually_stopped: std::sync::atomic::AtomicBool::new(false),
+            manually_stopped: std::sync::atomic::AtomicBool::new(manually_stopped),
             restart_backoff: Mutex::new(std::time::Duration::ZERO),
         })
     }
@@ -154,6 +155,8 @@ pub struct Containers {
     pub networks: std::sync::OnceLock<Arc<crate::network::Networks>>,
     /// Healthcheck monitors of the running containers.
     pub health: crate::health::Monitors,
+    /// berthd is going down: restart policies wait for the next start.
+    pub shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Containers {
@@ -172,6 +175,7 @@ impl Containers {
             mounts,
             networks: std::sync::OnceLock::new(),
             health: Default::default(),
+            shutting_down: Default::default(),
         })
     }
 

@@ -250,6 +250,7 @@ impl Containers {
                 state: State::default(),
                 restart_count: 0,
                 has_been_started: false,
+                manually_stopped: false,
                 mounts: Vec::new(),
                 platform: if image.os.is_empty() {
                     "linux".into()

@@ -415,6 +415,7 @@ impl Containers {
             };
             let ran = timefmt::unix(&r.state.finished_at) - timefmt::unix(&r.state.started_at);
             let delay = self.restart_after(c, &r, ran);
+            r.manually_stopped = c.manually_stopped.load(Ordering::SeqCst);
             // As dockerd: a container waiting for its restart counts as
             // live (`restarting`) until the restart or a stop.
             r.state.status = if delay.is_some() {
@@ -464,7 +465,8 @@ impl Containers {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _op = c.op.lock().await;
-            if c.status() != Status::Restarting {
+            // At shutdown it stays `restarting`: the next berthd starts it.
+            if c.status() != Status::Restarting || this.shutting_down.load(Ordering::SeqCst) {
                 return;
             }
             if c.manually_stopped.load(Ordering::SeqCst) {
@@ -492,7 +494,10 @@ impl Containers {
             *backoff = next_backoff(*backoff, ran_secs);
             *backoff
         };
-        if c.manually_stopped.load(Ordering::SeqCst) || rec.host_config.auto_remove {
+        if c.manually_stopped.load(Ordering::SeqCst)
+            || rec.host_config.auto_remove
+            || self.shutting_down.load(Ordering::SeqCst)
+        {
             return None;
         }
         let p = &rec.host_config.restart_policy;
@@ -516,6 +521,7 @@ impl Containers {
             return false;
         }
         r.state.status = Status::Exited;
+        r.manually_stopped = c.manually_stopped.load(Ordering::SeqCst);
         if let Err(e) = self.save(&r) {
             tracing::warn!(id = %r.id, error = %e, "recording the called-off restart");
         }
@@ -524,10 +530,12 @@ impl Containers {
 
     /// What a manual start resets: the restart policy applies again, with
     /// a fresh count and back-off.
-    fn reset_restart_policy(&self, c: &Container) {
+    pub(super) fn reset_restart_policy(&self, c: &Container) {
         c.manually_stopped.store(false, Ordering::SeqCst);
         *c.restart_backoff.lock().unwrap_or_else(|p| p.into_inner()) = Duration::ZERO;
-        c.lock().restart_count = 0;
+        let mut r = c.lock();
+        r.restart_count = 0;
+        r.manually_stopped = false;
     }
 
     /// After the container's process is gone: unmount its rootfs and drop
@@ -643,7 +651,7 @@ impl Containers {
     /// removal, a shorter stop, a kill or a pause meanwhile go ahead at
     /// once, and this returns as soon as the container has exited,
     /// whoever ended it.
-    async fn stop_container(
+    pub(super) async fn stop_container(
         &self,
         c: &Arc<Container>,
         timeout: Option<i64>,

@@ -25,6 +25,7 @@ pub mod record;
 mod restore;
 pub(crate) mod rootfs;
 mod shim;
+mod shutdown;
 pub mod signals;
 pub mod spec;
 mod store;

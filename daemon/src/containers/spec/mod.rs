@@ -504,6 +504,7 @@ mod tests {
             state: State::default(),
             restart_count: 0,
             has_been_started: false,
+            manually_stopped: false,
             mounts: Vec::new(),
             platform: "linux".into(),
             runtime: "berth".into(),
