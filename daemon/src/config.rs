@@ -132,6 +132,9 @@ pub struct Flags {
     /// (default 15; -1: no limit)
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub shutdown_timeout: Option<i64>,
+    /// Serve Prometheus metrics on HOST:PORT (/metrics; ":PORT" is loopback)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 /// daemon.json keys berthd implements.
@@ -167,6 +170,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "max-download-attempts",
     "live-restore",
     "shutdown-timeout",
+    "metrics-addr",
     "storage-driver",
     "tls",
     "tlscacert",
@@ -208,7 +212,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "ip-masq",
     "ip6tables",
     "log-format",
-    "metrics-addr",
     "no-new-privileges",
     "node-generic-resources",
     "oom-score-adjust",
@@ -256,6 +259,7 @@ struct FileConfig {
     max_download_attempts: Option<u32>,
     live_restore: Option<bool>,
     shutdown_timeout: Option<i64>,
+    metrics_addr: Option<String>,
     storage_driver: Option<String>,
     tls: Option<bool>,
     tlsverify: Option<bool>,
@@ -387,6 +391,8 @@ pub struct Config {
     pub live_restore: bool,
     /// Seconds a graceful stop gives the containers at least (-1: no limit).
     pub shutdown_timeout: i64,
+    /// Where the Prometheus endpoint listens (HOST:PORT); None: nowhere.
+    pub metrics_addr: Option<String>,
     /// TLS on TCP listeners; None: plain HTTP.
     pub tls: Option<TlsSettings>,
     /// `tls: false` was given explicitly: plain TCP is allowed on
@@ -548,6 +554,7 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
             "shutdown-timeout",
             flags.shutdown_timeout.map(|n| n.to_string()),
         ),
+        ("metrics-addr", flags.metrics_addr.clone()),
         ("tls", flags.tls.map(|b| b.to_string())),
         ("tlsverify", flags.tlsverify.map(|b| b.to_string())),
         (
@@ -694,6 +701,13 @@ fn merge(
         bail!("invalid shutdown timeout: {shutdown_timeout} (expected -1 or more)");
     }
 
+    let metrics_addr = flags
+        .metrics_addr
+        .or(file.metrics_addr)
+        .filter(|a| !a.is_empty())
+        .map(|a| metrics_addr(&a))
+        .transpose()?;
+
     let tls_flag = flags.tls.or(file.tls);
     let verify = flags.tlsverify.or(file.tlsverify).unwrap_or(false);
     let tls = tls_settings(
@@ -753,6 +767,7 @@ fn merge(
         max_download_attempts,
         live_restore: flags.live_restore.or(file.live_restore).unwrap_or(false),
         shutdown_timeout,
+        metrics_addr,
         tls_disabled_explicitly: tls.is_none() && tls_flag == Some(false),
         validate: flags.validate,
         tls,
@@ -786,6 +801,17 @@ fn tls_settings(
         cert: cert.unwrap_or_else(|| dir.join("cert.pem")),
         key: key.unwrap_or_else(|| dir.join("key.pem")),
     })
+}
+
+/// `HOST:PORT` as given, or `127.0.0.1:PORT` for `:PORT`.
+fn metrics_addr(raw: &str) -> Result<String> {
+    let bad = || anyhow!("invalid metrics-addr {raw:?}: expected HOST:PORT");
+    let (host, port) = raw.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Ok(format!("127.0.0.1:{port}"));
+    }
+    Ok(raw.to_string())
 }
 
 /// A list flag given on the command line wins over the file's list.
@@ -944,6 +970,17 @@ mod tests {
         assert!(load(&["--shutdown-timeout", "-2"], "{}").is_err());
         assert!(load(&["--shutdown-timeout", "1"], r#"{"shutdown-timeout":2}"#).is_err());
         assert!(load(&["--live-restore"], r#"{"live-restore":false}"#).is_err());
+    }
+
+    #[test]
+    fn metrics_addr_key() {
+        assert_eq!(load(&[], "{}").unwrap().metrics_addr, None);
+        let c = load(&["--metrics-addr", ":9323"], "{}").unwrap();
+        assert_eq!(c.metrics_addr.as_deref(), Some("127.0.0.1:9323"));
+        let c = load(&[], r#"{"metrics-addr":"[::1]:9323"}"#).unwrap();
+        assert_eq!(c.metrics_addr.as_deref(), Some("[::1]:9323"));
+        assert!(load(&["--metrics-addr", "localhost"], "{}").is_err());
+        assert!(load(&["--metrics-addr", "x:99999"], "{}").is_err());
     }
 
     #[test]

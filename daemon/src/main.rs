@@ -16,6 +16,7 @@ mod host;
 mod init;
 mod instance;
 mod memory;
+mod metrics;
 mod network;
 mod private_dirs;
 mod reload;
@@ -111,6 +112,13 @@ fn run(config: Config, source: reload::Source) -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let listeners = server::bind_all(&config)?;
+        let metrics_listener = match metrics::bind(&config) {
+            Ok(l) => l,
+            Err(e) => {
+                server::remove_socket_files(&listeners);
+                return Err(e);
+            }
+        };
         let daemon = match daemon::Daemon::new(config) {
             Ok(d) => Arc::new(d),
             Err(e) => {
@@ -133,12 +141,20 @@ fn run(config: Config, source: reload::Source) -> Result<()> {
             events.shutdown();
             let _ = stop_tx.send(true);
         });
+        if let Some(l) = metrics_listener {
+            tokio::spawn(server::serve(
+                "metrics",
+                vec![l],
+                metrics::service(daemon.clone()),
+                stop_rx.clone(),
+            ));
+        }
         let serving: Vec<String> = listeners.iter().map(|l| l.describe()).collect();
         systemd::notify(&format!(
             "READY=1\nSTATUS=serving the API on {}",
             serving.join(", ")
         ));
-        server::serve(listeners, api::service(daemon.clone()), stop_rx).await;
+        server::serve("API", listeners, api::service(daemon.clone()), stop_rx).await;
         shut_down_containers(&daemon).await;
         tracing::info!("berthd stopped");
         Ok::<_, anyhow::Error>(())
