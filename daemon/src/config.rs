@@ -49,6 +49,9 @@ pub struct Flags {
     /// Enable debug logging
     #[arg(short = 'D', long)]
     pub debug: bool,
+    /// Format of berthd's own log lines: text or json
+    #[arg(long)]
+    pub log_format: Option<String>,
     /// Path of the pid file (default EXEC_ROOT/berthd.pid)
     #[arg(short = 'p', long)]
     pub pidfile: Option<PathBuf>,
@@ -144,6 +147,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "exec-root",
     "group",
     "log-level",
+    "log-format",
     "debug",
     "pidfile",
     "cgroup-parent",
@@ -211,7 +215,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "ip-forward",
     "ip-masq",
     "ip6tables",
-    "log-format",
     "no-new-privileges",
     "node-generic-resources",
     "oom-score-adjust",
@@ -233,6 +236,7 @@ struct FileConfig {
     exec_root: Option<PathBuf>,
     group: Option<String>,
     log_level: Option<String>,
+    log_format: Option<String>,
     debug: Option<bool>,
     pidfile: Option<PathBuf>,
     cgroup_parent: Option<String>,
@@ -286,6 +290,15 @@ pub struct RuntimeConfig {
     pub path: PathBuf,
     #[serde(default, rename = "runtimeArgs")]
     pub runtime_args: Vec<String>,
+}
+
+/// How berthd writes its own log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// Where the API is served.
@@ -363,6 +376,7 @@ pub struct Config {
     /// Group name given (flag or file); resolved when the socket is made.
     pub group: Option<String>,
     pub log_level: String,
+    pub log_format: LogFormat,
     pub debug: bool,
     pub cgroup_parent: String,
     pub default_runtime: String,
@@ -504,6 +518,7 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
         ),
         ("group", flags.group.clone()),
         ("log-level", flags.log_level.clone()),
+        ("log-format", flags.log_format.clone()),
         ("debug", flags.debug.then(|| "true".to_string())),
         (
             "pidfile",
@@ -635,6 +650,12 @@ fn merge(
         );
     }
 
+    let log_format = match flags.log_format.or(file.log_format).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => bail!("invalid log format {other:?}: expected text or json"),
+    };
+
     if let Some(driver) = &file.storage_driver {
         if driver != "overlay2" {
             bail!("storage driver {driver:?} is not supported; berthd uses overlay2");
@@ -732,6 +753,7 @@ fn merge(
         config_file,
         group: flags.group.or(file.group),
         log_level,
+        log_format,
         debug,
         cgroup_parent: flags
             .cgroup_parent
@@ -981,6 +1003,20 @@ mod tests {
         assert_eq!(c.metrics_addr.as_deref(), Some("[::1]:9323"));
         assert!(load(&["--metrics-addr", "localhost"], "{}").is_err());
         assert!(load(&["--metrics-addr", "x:99999"], "{}").is_err());
+    }
+
+    #[test]
+    fn log_format_key() {
+        assert_eq!(load(&[], "{}").unwrap().log_format, LogFormat::Text);
+        let c = load(&["--log-format", "json"], "{}").unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = load(&[], r#"{"log-format":"text"}"#).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
+        let e = load(&["--log-format", "xml"], "{}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid log format \"xml\": expected text or json"
+        );
     }
 
     #[test]

@@ -87,13 +87,25 @@ fn init_logging(config: &Config) {
     let configured = from_env.is_none();
     let filter = from_env.unwrap_or_else(|| reload::level_filter(&config.log_level));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let json = config.log_format == config::LogFormat::Json;
+    let text_layer = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    });
+    // One flat object a line: time, level, message, the event's fields.
+    let json_layer = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+    });
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
+        .with(text_layer)
+        .with(json_layer)
         .init();
     // A level from the environment is the operator's override: a reload
     // of the file does not change it.
