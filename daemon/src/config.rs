@@ -7,6 +7,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::containers::config::Ulimit;
+
 pub const DEFAULT_SOCKET: &str = "/var/run/berth.sock";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
 pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
@@ -138,6 +140,9 @@ pub struct Flags {
     /// Serve Prometheus metrics on HOST:PORT (/metrics; ":PORT" is loopback)
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Ulimit for containers that do not set it: NAME=SOFT[:HARD]
+    #[arg(long = "default-ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub default_ulimits: Vec<String>,
 }
 
 /// daemon.json keys berthd implements.
@@ -175,6 +180,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "live-restore",
     "shutdown-timeout",
     "metrics-addr",
+    "default-ulimits",
     "storage-driver",
     "tls",
     "tlscacert",
@@ -203,7 +209,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "default-ipc-mode",
     "default-network-opts",
     "default-shm-size",
-    "default-ulimits",
     "exec-opts",
     "experimental",
     "features",
@@ -264,12 +269,25 @@ struct FileConfig {
     live_restore: Option<bool>,
     shutdown_timeout: Option<i64>,
     metrics_addr: Option<String>,
+    default_ulimits: Option<BTreeMap<String, FileUlimit>>,
     storage_driver: Option<String>,
     tls: Option<bool>,
     tlsverify: Option<bool>,
     tlscacert: Option<PathBuf>,
     tlscert: Option<PathBuf>,
     tlskey: Option<PathBuf>,
+}
+
+/// dockerd's `default-ulimits` entry: `{"Name": …, "Soft": …, "Hard": …}`
+/// under the ulimit's name.
+#[derive(Debug, Deserialize)]
+struct FileUlimit {
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "Soft")]
+    soft: i64,
+    #[serde(rename = "Hard")]
+    hard: i64,
 }
 
 /// Where the server's TLS material is and whether clients must present a
@@ -407,6 +425,8 @@ pub struct Config {
     pub shutdown_timeout: i64,
     /// Where the Prometheus endpoint listens (HOST:PORT); None: nowhere.
     pub metrics_addr: Option<String>,
+    /// `default-ulimits`: for containers that do not set that ulimit.
+    pub default_ulimits: Vec<Ulimit>,
     /// TLS on TCP listeners; None: plain HTTP.
     pub tls: Option<TlsSettings>,
     /// `tls: false` was given explicitly: plain TCP is allowed on
@@ -570,6 +590,10 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
             flags.shutdown_timeout.map(|n| n.to_string()),
         ),
         ("metrics-addr", flags.metrics_addr.clone()),
+        (
+            "default-ulimits",
+            (!flags.default_ulimits.is_empty()).then(|| list(&flags.default_ulimits)),
+        ),
         ("tls", flags.tls.map(|b| b.to_string())),
         ("tlsverify", flags.tlsverify.map(|b| b.to_string())),
         (
@@ -729,6 +753,8 @@ fn merge(
         .map(|a| metrics_addr(&a))
         .transpose()?;
 
+    let default_ulimits = default_ulimits(&flags.default_ulimits, file.default_ulimits)?;
+
     let tls_flag = flags.tls.or(file.tls);
     let verify = flags.tlsverify.or(file.tlsverify).unwrap_or(false);
     let tls = tls_settings(
@@ -790,6 +816,7 @@ fn merge(
         live_restore: flags.live_restore.or(file.live_restore).unwrap_or(false),
         shutdown_timeout,
         metrics_addr,
+        default_ulimits,
         tls_disabled_explicitly: tls.is_none() && tls_flag == Some(false),
         validate: flags.validate,
         tls,
@@ -823,6 +850,46 @@ fn tls_settings(
         cert: cert.unwrap_or_else(|| dir.join("cert.pem")),
         key: key.unwrap_or_else(|| dir.join("key.pem")),
     })
+}
+
+/// `--default-ulimit NAME=SOFT[:HARD]` flags, else the file's map; each
+/// checked as a container's ulimit is.
+fn default_ulimits(
+    flags: &[String],
+    file: Option<BTreeMap<String, FileUlimit>>,
+) -> Result<Vec<Ulimit>> {
+    let mut out: Vec<Ulimit> = Vec::new();
+    if flags.is_empty() {
+        for (key, u) in file.unwrap_or_default() {
+            if !u.name.is_empty() && u.name != key {
+                bail!(
+                    "invalid default-ulimits entry {key:?}: its Name is {:?}",
+                    u.name
+                );
+            }
+            out.push(Ulimit {
+                name: key,
+                soft: u.soft,
+                hard: u.hard,
+            });
+        }
+    }
+    for raw in flags {
+        let bad = || anyhow!("invalid --default-ulimit {raw:?}: expected NAME=SOFT[:HARD]");
+        let (name, limits) = raw.split_once('=').ok_or_else(bad)?;
+        let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+        let u = Ulimit {
+            name: name.to_string(),
+            soft: soft.parse().map_err(|_| bad())?,
+            hard: hard.parse().map_err(|_| bad())?,
+        };
+        out.retain(|o| o.name != u.name);
+        out.push(u);
+    }
+    for u in &out {
+        crate::containers::check_ulimit(u).map_err(|e| anyhow!("default-ulimits: {e}"))?;
+    }
+    Ok(out)
 }
 
 /// `HOST:PORT` as given, or `127.0.0.1:PORT` for `:PORT`.
@@ -1017,6 +1084,53 @@ mod tests {
             e.to_string(),
             "invalid log format \"xml\": expected text or json"
         );
+    }
+
+    #[test]
+    fn default_ulimits_key_and_flag() {
+        assert!(load(&[], "{}").unwrap().default_ulimits.is_empty());
+        let c = load(
+            &[],
+            r#"{"default-ulimits":{"nofile":{"Name":"nofile","Soft":1024,"Hard":2048}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.default_ulimits,
+            vec![Ulimit {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 2048
+            }]
+        );
+        let c = load(
+            &[
+                "--default-ulimit",
+                "nproc=64",
+                "--default-ulimit",
+                "core=0:-1",
+            ],
+            "{}",
+        )
+        .unwrap();
+        let got: Vec<(&str, i64, i64)> = c
+            .default_ulimits
+            .iter()
+            .map(|u| (u.name.as_str(), u.soft, u.hard))
+            .collect();
+        assert_eq!(got, vec![("nproc", 64, 64), ("core", 0, -1)]);
+        assert!(load(&["--default-ulimit", "bogus=1"], "{}").is_err());
+        assert!(load(&["--default-ulimit", "nofile=10:2"], "{}").is_err());
+        assert!(load(&["--default-ulimit", "nofile"], "{}").is_err());
+        assert!(load(
+            &[],
+            r#"{"default-ulimits":{"nofile":{"Name":"nproc","Soft":1,"Hard":1}}}"#
+        )
+        .is_err());
+        assert!(load(
+            &["--default-ulimit", "nproc=1"],
+            r#"{"default-ulimits":{}}"#
+        )
+        .is_err());
     }
 
     #[test]

@@ -222,7 +222,7 @@ impl Containers {
             host_config.shm_size = spec::DEFAULT_SHM_SIZE;
         }
         let runtime = if host_config.runtime.is_empty() {
-            self.settings.default_runtime.clone()
+            self.live().default_runtime.clone()
         } else {
             host_config.runtime.clone()
         };

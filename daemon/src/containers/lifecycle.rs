@@ -229,6 +229,7 @@ impl Containers {
             cgroups_path: cgroup_path(&self.settings.cgroup_parent, rec),
             join,
             init_binary: init.as_deref(),
+            default_ulimits: &self.live().default_ulimits,
         })?;
         let data = serde_json::to_vec_pretty(&spec)
             .map_err(|e| ContainerError::internal("encoding config.json", e))?;
@@ -236,7 +237,7 @@ impl Containers {
         std::fs::write(bundle.join("config.json"), &data)
             .map_err(|e| ContainerError::internal("writing config.json", e))?;
 
-        let runtime = self.runtime_path(&rec.host_config.runtime)?.to_path_buf();
+        let runtime = self.runtime_path(&rec.host_config.runtime)?;
         let runtime_root = self.settings.runtime_root();
         std::fs::create_dir_all(&runtime_root)
             .map_err(|e| ContainerError::internal("creating the runtime root", e))?;

@@ -38,6 +38,7 @@ pub use core::{Container, Containers, Settings};
 pub use error::ContainerError;
 pub use image_source::ImageUsers;
 pub use query::LIST_FILTERS;
+pub(crate) use validate::ulimit as check_ulimit;
 pub mod archive;
 pub mod changes;
 pub mod exec;
