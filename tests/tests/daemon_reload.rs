@@ -151,7 +151,8 @@ fn default_ulimits_and_runtimes_apply_and_reload() {
     .unwrap();
     hup(&d);
     assert!(
-        wait_until(Duration::from_secs(20), || info(&d)["DefaultRuntime"] == "alt"),
+        wait_until(Duration::from_secs(20), || info(&d)["DefaultRuntime"]
+            == "alt"),
         "runtimes not reloaded:\n{}",
         berth_tests::tail(&d.log(), 30)
     );
