@@ -2,6 +2,13 @@
 # Builds berth, installs it to /usr/local/bin and starts berthd on
 # /var/run/berth.sock with default settings, then loads the busybox image.
 # On a systemd host berthd runs as the berthd.service unit.
+#
+# Running it again upgrades: the new binaries replace the old ones (running
+# processes keep theirs), berthd restarts, and containers, images and
+# volumes in /var/lib/berth stay. The restart is a graceful stop: without
+# "live-restore" berthd stops the running containers and brings back those
+# whose restart policy says so; with it they keep running and are adopted.
+# scripts/uninstall.sh removes the service and binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
@@ -28,8 +35,10 @@ if [ -d /run/systemd/system ]; then
     systemctl start berthd.service
 else
     if [ -f /run/berth/berthd.pid ] && kill -0 "$(cat /run/berth/berthd.pid)" 2>/dev/null; then
-        kill "$(cat /run/berth/berthd.pid)"
-        for _ in $(seq 100); do [ -S "$socket" ] || break; sleep 0.1; done
+        # Stopping the containers may take their stop timeouts.
+        pid="$(cat /run/berth/berthd.pid)"
+        kill "$pid"
+        for _ in $(seq 1200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
     setsid /usr/local/bin/berthd --pidfile /run/berth/berthd.pid </dev/null >>/var/log/berthd.log 2>&1 &
 fi

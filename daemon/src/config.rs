@@ -7,6 +7,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::containers::config::Ulimit;
+
 pub const DEFAULT_SOCKET: &str = "/var/run/berth.sock";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
 pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
@@ -19,6 +21,8 @@ pub const DEFAULT_CGROUP_PARENT: &str = "berth";
 pub const BERTH_RUNTIME: &str = "berth";
 pub const SHIM_BINARY: &str = "berth-shim";
 pub const RUNTIME_BINARY: &str = "berth-runtime";
+/// dockerd's default for `shutdown-timeout`, in seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: i64 = 15;
 const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error", "fatal"];
 
 /// Command-line flags. Every value flag is an Option so that "given on the
@@ -47,6 +51,9 @@ pub struct Flags {
     /// Enable debug logging
     #[arg(short = 'D', long)]
     pub debug: bool,
+    /// Format of berthd's own log lines: text or json
+    #[arg(long)]
+    pub log_format: Option<String>,
     /// Path of the pid file (default EXEC_ROOT/berthd.pid)
     #[arg(short = 'p', long)]
     pub pidfile: Option<PathBuf>,
@@ -122,6 +129,20 @@ pub struct Flags {
     /// $DOCKER_CERT_PATH, else /etc/berth
     #[arg(long, value_name = "PATH")]
     pub tlskey: Option<PathBuf>,
+    /// Keep containers running while berthd is stopped (SIGTERM); without
+    /// it a graceful stop stops them and the next start restarts them by policy
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub live_restore: Option<bool>,
+    /// Seconds a graceful stop waits for containers to stop, at least
+    /// (default 15; -1: no limit)
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub shutdown_timeout: Option<i64>,
+    /// Serve Prometheus metrics on HOST:PORT (/metrics; ":PORT" is loopback)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// Ulimit for containers that do not set it: NAME=SOFT[:HARD]
+    #[arg(long = "default-ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub default_ulimits: Vec<String>,
 }
 
 /// daemon.json keys berthd implements.
@@ -131,6 +152,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "exec-root",
     "group",
     "log-level",
+    "log-format",
     "debug",
     "pidfile",
     "cgroup-parent",
@@ -156,6 +178,9 @@ const SUPPORTED_KEYS: &[&str] = &[
     "max-concurrent-uploads",
     "max-download-attempts",
     "live-restore",
+    "shutdown-timeout",
+    "metrics-addr",
+    "default-ulimits",
     "storage-driver",
     "tls",
     "tlscacert",
@@ -184,7 +209,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "default-ipc-mode",
     "default-network-opts",
     "default-shm-size",
-    "default-ulimits",
     "exec-opts",
     "experimental",
     "features",
@@ -196,8 +220,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "ip-forward",
     "ip-masq",
     "ip6tables",
-    "log-format",
-    "metrics-addr",
     "no-new-privileges",
     "node-generic-resources",
     "oom-score-adjust",
@@ -205,7 +227,6 @@ const DOCKERD_ONLY_KEYS: &[&str] = &[
     "raw-logs",
     "seccomp-profile",
     "selinux-enabled",
-    "shutdown-timeout",
     "storage-opts",
     "swarm-default-advertise-addr",
     "userland-proxy-path",
@@ -220,6 +241,7 @@ struct FileConfig {
     exec_root: Option<PathBuf>,
     group: Option<String>,
     log_level: Option<String>,
+    log_format: Option<String>,
     debug: Option<bool>,
     pidfile: Option<PathBuf>,
     cgroup_parent: Option<String>,
@@ -245,12 +267,27 @@ struct FileConfig {
     max_concurrent_uploads: Option<u32>,
     max_download_attempts: Option<u32>,
     live_restore: Option<bool>,
+    shutdown_timeout: Option<i64>,
+    metrics_addr: Option<String>,
+    default_ulimits: Option<BTreeMap<String, FileUlimit>>,
     storage_driver: Option<String>,
     tls: Option<bool>,
     tlsverify: Option<bool>,
     tlscacert: Option<PathBuf>,
     tlscert: Option<PathBuf>,
     tlskey: Option<PathBuf>,
+}
+
+/// dockerd's `default-ulimits` entry: `{"Name": …, "Soft": …, "Hard": …}`
+/// under the ulimit's name.
+#[derive(Debug, Deserialize)]
+struct FileUlimit {
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "Soft")]
+    soft: i64,
+    #[serde(rename = "Hard")]
+    hard: i64,
 }
 
 /// Where the server's TLS material is and whether clients must present a
@@ -271,6 +308,15 @@ pub struct RuntimeConfig {
     pub path: PathBuf,
     #[serde(default, rename = "runtimeArgs")]
     pub runtime_args: Vec<String>,
+}
+
+/// How berthd writes its own log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// Where the API is served.
@@ -348,6 +394,7 @@ pub struct Config {
     /// Group name given (flag or file); resolved when the socket is made.
     pub group: Option<String>,
     pub log_level: String,
+    pub log_format: LogFormat,
     pub debug: bool,
     pub cgroup_parent: String,
     pub default_runtime: String,
@@ -374,6 +421,12 @@ pub struct Config {
     pub max_concurrent_uploads: u32,
     pub max_download_attempts: u32,
     pub live_restore: bool,
+    /// Seconds a graceful stop gives the containers at least (-1: no limit).
+    pub shutdown_timeout: i64,
+    /// Where the Prometheus endpoint listens (HOST:PORT); None: nowhere.
+    pub metrics_addr: Option<String>,
+    /// `default-ulimits`: for containers that do not set that ulimit.
+    pub default_ulimits: Vec<Ulimit>,
     /// TLS on TCP listeners; None: plain HTTP.
     pub tls: Option<TlsSettings>,
     /// `tls: false` was given explicitly: plain TCP is allowed on
@@ -485,6 +538,7 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
         ),
         ("group", flags.group.clone()),
         ("log-level", flags.log_level.clone()),
+        ("log-format", flags.log_format.clone()),
         ("debug", flags.debug.then(|| "true".to_string())),
         (
             "pidfile",
@@ -529,6 +583,16 @@ fn conflicts(flags: &Flags, file: &serde_json::Map<String, serde_json::Value>) -
         (
             "max-download-attempts",
             flags.max_download_attempts.map(|n| n.to_string()),
+        ),
+        ("live-restore", flags.live_restore.map(|b| b.to_string())),
+        (
+            "shutdown-timeout",
+            flags.shutdown_timeout.map(|n| n.to_string()),
+        ),
+        ("metrics-addr", flags.metrics_addr.clone()),
+        (
+            "default-ulimits",
+            (!flags.default_ulimits.is_empty()).then(|| list(&flags.default_ulimits)),
         ),
         ("tls", flags.tls.map(|b| b.to_string())),
         ("tlsverify", flags.tlsverify.map(|b| b.to_string())),
@@ -610,6 +674,12 @@ fn merge(
         );
     }
 
+    let log_format = match flags.log_format.or(file.log_format).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => bail!("invalid log format {other:?}: expected text or json"),
+    };
+
     if let Some(driver) = &file.storage_driver {
         if driver != "overlay2" {
             bail!("storage driver {driver:?} is not supported; berthd uses overlay2");
@@ -668,6 +738,23 @@ fn merge(
         bail!("invalid max download attempts: 0");
     }
 
+    let shutdown_timeout = flags
+        .shutdown_timeout
+        .or(file.shutdown_timeout)
+        .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+    if shutdown_timeout < -1 {
+        bail!("invalid shutdown timeout: {shutdown_timeout} (expected -1 or more)");
+    }
+
+    let metrics_addr = flags
+        .metrics_addr
+        .or(file.metrics_addr)
+        .filter(|a| !a.is_empty())
+        .map(|a| metrics_addr(&a))
+        .transpose()?;
+
+    let default_ulimits = default_ulimits(&flags.default_ulimits, file.default_ulimits)?;
+
     let tls_flag = flags.tls.or(file.tls);
     let verify = flags.tlsverify.or(file.tlsverify).unwrap_or(false);
     let tls = tls_settings(
@@ -692,6 +779,7 @@ fn merge(
         config_file,
         group: flags.group.or(file.group),
         log_level,
+        log_format,
         debug,
         cgroup_parent: flags
             .cgroup_parent
@@ -725,7 +813,10 @@ fn merge(
             .or(file.max_concurrent_uploads)
             .unwrap_or(5),
         max_download_attempts,
-        live_restore: file.live_restore.unwrap_or(false),
+        live_restore: flags.live_restore.or(file.live_restore).unwrap_or(false),
+        shutdown_timeout,
+        metrics_addr,
+        default_ulimits,
         tls_disabled_explicitly: tls.is_none() && tls_flag == Some(false),
         validate: flags.validate,
         tls,
@@ -759,6 +850,57 @@ fn tls_settings(
         cert: cert.unwrap_or_else(|| dir.join("cert.pem")),
         key: key.unwrap_or_else(|| dir.join("key.pem")),
     })
+}
+
+/// `--default-ulimit NAME=SOFT[:HARD]` flags, else the file's map; each
+/// checked as a container's ulimit is.
+fn default_ulimits(
+    flags: &[String],
+    file: Option<BTreeMap<String, FileUlimit>>,
+) -> Result<Vec<Ulimit>> {
+    let mut out: Vec<Ulimit> = Vec::new();
+    if flags.is_empty() {
+        for (key, u) in file.unwrap_or_default() {
+            if !u.name.is_empty() && u.name != key {
+                bail!(
+                    "invalid default-ulimits entry {key:?}: its Name is {:?}",
+                    u.name
+                );
+            }
+            out.push(Ulimit {
+                name: key,
+                soft: u.soft,
+                hard: u.hard,
+            });
+        }
+    }
+    for raw in flags {
+        let bad = || anyhow!("invalid --default-ulimit {raw:?}: expected NAME=SOFT[:HARD]");
+        let (name, limits) = raw.split_once('=').ok_or_else(bad)?;
+        let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+        let u = Ulimit {
+            name: name.to_string(),
+            soft: soft.parse().map_err(|_| bad())?,
+            hard: hard.parse().map_err(|_| bad())?,
+        };
+        out.retain(|o| o.name != u.name);
+        out.push(u);
+    }
+    for u in &out {
+        crate::containers::check_ulimit(u).map_err(|e| anyhow!("default-ulimits: {e}"))?;
+    }
+    Ok(out)
+}
+
+/// `HOST:PORT` as given, or `127.0.0.1:PORT` for `:PORT`.
+fn metrics_addr(raw: &str) -> Result<String> {
+    let bad = || anyhow!("invalid metrics-addr {raw:?}: expected HOST:PORT");
+    let (host, port) = raw.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Ok(format!("127.0.0.1:{port}"));
+    }
+    Ok(raw.to_string())
 }
 
 /// A list flag given on the command line wins over the file's list.
@@ -904,6 +1046,91 @@ mod tests {
         let c = load(&["--tls"], "{}").unwrap();
         assert!(c.tls.is_some_and(|t| !t.verify && t.ca.is_none()));
         assert!(load(&["--tlsverify"], r#"{"tlsverify":true}"#).is_err());
+    }
+
+    #[test]
+    fn shutdown_keys() {
+        let c = load(&[], "{}").unwrap();
+        assert_eq!((c.live_restore, c.shutdown_timeout), (false, 15));
+        let c = load(&["--live-restore", "--shutdown-timeout", "-1"], "{}").unwrap();
+        assert_eq!((c.live_restore, c.shutdown_timeout), (true, -1));
+        let c = load(&[], r#"{"live-restore":true,"shutdown-timeout":3}"#).unwrap();
+        assert_eq!((c.live_restore, c.shutdown_timeout), (true, 3));
+        assert!(load(&["--shutdown-timeout", "-2"], "{}").is_err());
+        assert!(load(&["--shutdown-timeout", "1"], r#"{"shutdown-timeout":2}"#).is_err());
+        assert!(load(&["--live-restore"], r#"{"live-restore":false}"#).is_err());
+    }
+
+    #[test]
+    fn metrics_addr_key() {
+        assert_eq!(load(&[], "{}").unwrap().metrics_addr, None);
+        let c = load(&["--metrics-addr", ":9323"], "{}").unwrap();
+        assert_eq!(c.metrics_addr.as_deref(), Some("127.0.0.1:9323"));
+        let c = load(&[], r#"{"metrics-addr":"[::1]:9323"}"#).unwrap();
+        assert_eq!(c.metrics_addr.as_deref(), Some("[::1]:9323"));
+        assert!(load(&["--metrics-addr", "localhost"], "{}").is_err());
+        assert!(load(&["--metrics-addr", "x:99999"], "{}").is_err());
+    }
+
+    #[test]
+    fn log_format_key() {
+        assert_eq!(load(&[], "{}").unwrap().log_format, LogFormat::Text);
+        let c = load(&["--log-format", "json"], "{}").unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = load(&[], r#"{"log-format":"text"}"#).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
+        let e = load(&["--log-format", "xml"], "{}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid log format \"xml\": expected text or json"
+        );
+    }
+
+    #[test]
+    fn default_ulimits_key_and_flag() {
+        assert!(load(&[], "{}").unwrap().default_ulimits.is_empty());
+        let c = load(
+            &[],
+            r#"{"default-ulimits":{"nofile":{"Name":"nofile","Soft":1024,"Hard":2048}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.default_ulimits,
+            vec![Ulimit {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 2048
+            }]
+        );
+        let c = load(
+            &[
+                "--default-ulimit",
+                "nproc=64",
+                "--default-ulimit",
+                "core=0:-1",
+            ],
+            "{}",
+        )
+        .unwrap();
+        let got: Vec<(&str, i64, i64)> = c
+            .default_ulimits
+            .iter()
+            .map(|u| (u.name.as_str(), u.soft, u.hard))
+            .collect();
+        assert_eq!(got, vec![("nproc", 64, 64), ("core", 0, -1)]);
+        assert!(load(&["--default-ulimit", "bogus=1"], "{}").is_err());
+        assert!(load(&["--default-ulimit", "nofile=10:2"], "{}").is_err());
+        assert!(load(&["--default-ulimit", "nofile"], "{}").is_err());
+        assert!(load(
+            &[],
+            r#"{"default-ulimits":{"nofile":{"Name":"nproc","Soft":1,"Hard":1}}}"#
+        )
+        .is_err());
+        assert!(load(
+            &["--default-ulimit", "nproc=1"],
+            r#"{"default-ulimits":{}}"#
+        )
+        .is_err());
     }
 
     #[test]

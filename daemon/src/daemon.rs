@@ -100,6 +100,7 @@ impl Daemon {
             .map(|r| (r.id, r.state.pid))
             .collect();
         networks.restore(&live);
+        containers.restart_by_policy();
         images.set_usage(Arc::new(crate::containers::ImageUsers(containers.clone())));
         let builder = Arc::new(
             crate::build::Builder::open(

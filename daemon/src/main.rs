@@ -16,6 +16,7 @@ mod host;
 mod init;
 mod instance;
 mod memory;
+mod metrics;
 mod network;
 mod private_dirs;
 mod reload;
@@ -86,13 +87,25 @@ fn init_logging(config: &Config) {
     let configured = from_env.is_none();
     let filter = from_env.unwrap_or_else(|| reload::level_filter(&config.log_level));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let json = config.log_format == config::LogFormat::Json;
+    let text_layer = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    });
+    // One flat object a line: time, level, message, the event's fields.
+    let json_layer = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+    });
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
+        .with(text_layer)
+        .with(json_layer)
         .init();
     // A level from the environment is the operator's override: a reload
     // of the file does not change it.
@@ -111,6 +124,13 @@ fn run(config: Config, source: reload::Source) -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let listeners = server::bind_all(&config)?;
+        let metrics_listener = match metrics::bind(&config) {
+            Ok(l) => l,
+            Err(e) => {
+                server::remove_socket_files(&listeners);
+                return Err(e);
+            }
+        };
         let daemon = match daemon::Daemon::new(config) {
             Ok(d) => Arc::new(d),
             Err(e) => {
@@ -133,12 +153,21 @@ fn run(config: Config, source: reload::Source) -> Result<()> {
             events.shutdown();
             let _ = stop_tx.send(true);
         });
+        if let Some(l) = metrics_listener {
+            tokio::spawn(server::serve(
+                "metrics",
+                vec![l],
+                metrics::service(daemon.clone()),
+                stop_rx.clone(),
+            ));
+        }
         let serving: Vec<String> = listeners.iter().map(|l| l.describe()).collect();
         systemd::notify(&format!(
             "READY=1\nSTATUS=serving the API on {}",
             serving.join(", ")
         ));
-        server::serve(listeners, api::service(daemon), stop_rx).await;
+        server::serve("API", listeners, api::service(daemon.clone()), stop_rx).await;
+        shut_down_containers(&daemon).await;
         tracing::info!("berthd stopped");
         Ok::<_, anyhow::Error>(())
     })?;
@@ -189,7 +218,41 @@ async fn reload_on_sighup(daemon: Arc<daemon::Daemon>, source: reload::Source) {
     }
 }
 
-/// SIGTERM or SIGINT. Containers are left running: their shims keep them.
+/// After the API has stopped: with live-restore the containers keep
+/// running (their shims keep them); without, they are stopped, within
+/// dockerd's shutdown timeout.
+async fn shut_down_containers(daemon: &daemon::Daemon) {
+    let config = daemon.config_now();
+    let containers = &daemon.containers;
+    containers.begin_shutdown();
+    if config.live_restore {
+        tracing::info!("live-restore: containers keep running");
+        return;
+    }
+    let limit = containers.shutdown_timeout(config.shutdown_timeout);
+    systemd::notify("STATUS=stopping containers");
+    tracing::debug!(
+        configured = config.shutdown_timeout,
+        limit_secs = limit.map(|l| l.as_secs()),
+        "stopping the running containers"
+    );
+    let stop = containers.stop_all_for_shutdown();
+    match limit {
+        None => {
+            let n = stop.await;
+            tracing::info!(stopped = n, "containers stopped");
+        }
+        Some(limit) => match tokio::time::timeout(limit, stop).await {
+            Ok(n) => tracing::info!(stopped = n, "containers stopped"),
+            Err(_) => tracing::error!(
+                "containers did not stop within the shutdown timeout ({}s); forcing the shutdown",
+                limit.as_secs()
+            ),
+        },
+    }
+}
+
+/// SIGTERM or SIGINT.
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (

@@ -1,6 +1,7 @@
 //! SIGHUP: read daemon.json again and apply the settings dockerd reloads
 //! (debug, log-level, labels, registry mirrors and insecure registries,
-//! transfer limits, live-restore). A file that does not load is logged and
+//! transfer limits, live-restore, shutdown-timeout, default-ulimits,
+//! runtimes and default-runtime). A file that does not load is logged and
 //! the settings in force stay. Other keys take effect at the next start.
 
 use anyhow::{Context, Result};
@@ -54,6 +55,10 @@ pub fn reload(daemon: &Daemon, source: &Source) -> Result<()> {
     merged.max_concurrent_uploads = new.max_concurrent_uploads;
     merged.max_download_attempts = new.max_download_attempts;
     merged.live_restore = new.live_restore;
+    merged.shutdown_timeout = new.shutdown_timeout;
+    merged.default_ulimits = new.default_ulimits;
+    merged.runtimes = new.runtimes;
+    merged.default_runtime = new.default_runtime;
     daemon
         .registry
         .set_config(crate::daemon::registry_config(&merged))
@@ -63,6 +68,9 @@ pub fn reload(daemon: &Daemon, source: &Source) -> Result<()> {
             tracing::warn!(error = %e, "changing the log level");
         }
     }
+    daemon
+        .containers
+        .set_live(&crate::containers::Settings::from_config(&merged));
     let event = reload_event(daemon, &merged);
     daemon.set_config(merged);
     daemon.events.publish(event);
@@ -89,6 +97,7 @@ fn reload_event(daemon: &Daemon, c: &Config) -> Event {
         ),
         ("max-download-attempts", c.max_download_attempts.to_string()),
         ("live-restore", c.live_restore.to_string()),
+        ("shutdown-timeout", c.shutdown_timeout.to_string()),
         ("default-runtime", c.default_runtime.clone()),
         ("runtimes", runtimes.join(" ")),
         ("name", crate::host::facts().hostname.clone()),

@@ -258,6 +258,7 @@ impl<S> ApiService for S where
 /// accepting, removes unix socket files and gives open requests a short
 /// grace period. Hijacked (attach/exec) connections are not waited for.
 pub async fn serve<S: ApiService>(
+    what: &'static str,
     listeners: Vec<Listener>,
     service: S,
     mut shutdown: watch::Receiver<bool>,
@@ -265,7 +266,7 @@ pub async fn serve<S: ApiService>(
     let mut accept_loops = JoinSet::new();
     let mut socket_paths = Vec::new();
     for listener in listeners {
-        tracing::info!(listener = %listener.describe(), "API listening");
+        tracing::info!(listener = %listener.describe(), "{what} listening");
         if let Listener::Unix { path: Some(p), .. } = &listener {
             socket_paths.push(p.clone());
         }
@@ -428,7 +429,7 @@ mod tests {
                 r.map(Body::new)
             });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(serve(vec![listener], svc, stop_rx));
+        let server = tokio::spawn(serve("API", vec![listener], svc, stop_rx));
 
         let mut c = UnixStream::connect(&sock).await.unwrap();
         c.write_all(

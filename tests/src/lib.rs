@@ -578,18 +578,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id() as i32, libc::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
+        // SIGKILL: a graceful stop would first stop every running container
+        // with its stop timeout, and the clean-up below removes them anyway.
+        self.kill9();
         cleanup::remove_everything_under(self.dir.path(), &self.cgroup_parent);
         if let Some(net) = &self.network {
             cleanup::remove_network(&net.bridge);

@@ -33,9 +33,10 @@ fn crash_during(d: &mut Daemon, point: &str, args: &[&str]) {
     d.start_again();
 }
 
-/// As [`crash_during`], leaving berthd down.
+/// As [`crash_during`], leaving berthd down. The unarmed berthd goes with
+/// SIGKILL: a graceful stop would stop the running containers.
 fn crash_at(d: &mut Daemon, point: &str, args: &[&str]) {
-    d.stop();
+    d.kill9();
     d.set_env(CRASH_ENV, Some(point));
     d.start_again();
     let out = d.docker(args);

@@ -338,3 +338,62 @@ fn sigint_also_shuts_down_cleanly() {
     assert!(gone, "socket or pid file left after SIGINT:\n{}", d.log());
     assert!(d.log().contains("signal=\"SIGINT\""), "{}", d.log());
 }
+
+#[test]
+fn log_format_json_and_requests_logged_at_debug() {
+    // The harness runs berthd with RUST_LOG=debug.
+    let d = Daemon::start_with(DaemonOptions {
+        config: Some(serde_json::json!({ "log-format": "json" })),
+        ..Default::default()
+    });
+    d.docker_ok(&["ps", "-a"]);
+    let log = d.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["message"] == "berthd started"),
+        "{log}"
+    );
+    let request = lines
+        .iter()
+        .find(|l| {
+            l["message"] == "request"
+                && l["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("/containers/json"))
+        })
+        .unwrap_or_else(|| panic!("no request line:\n{log}"));
+    assert_eq!(request["level"], "DEBUG", "{request}");
+    assert_eq!(request["method"], "GET", "{request}");
+    assert_eq!(request["status"], 200, "{request}");
+    assert!(request["ms"].as_f64().is_some(), "{request}");
+    assert!(request["timestamp"].is_string(), "{request}");
+
+    // Text, the default: the same fields as key=value.
+    let d = Daemon::start();
+    d.docker_ok(&["ps", "-a"]);
+    let log = d.log();
+    assert!(
+        log.lines().any(|l| l.contains("DEBUG")
+            && l.contains("request")
+            && l.contains("method=GET")
+            && l.contains("/containers/json")
+            && l.contains("status=200")
+            && l.contains("ms=")),
+        "{log}"
+    );
+    assert!(serde_json::from_str::<serde_json::Value>(log.lines().next().unwrap_or("")).is_err());
+
+    // Anything else is refused at start.
+    let dir = tempfile::tempdir().unwrap();
+    let out = berthd_fails(dir.path(), &["--log-format", "xml"]);
+    assert!(
+        out.stderr
+            .contains("invalid log format \"xml\": expected text or json"),
+        "{}",
+        out.stderr
+    );
+}

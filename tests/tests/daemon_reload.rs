@@ -118,3 +118,51 @@ fn validate_checks_a_file_and_exits() {
     assert!(out.stderr.contains("bogus"), "{}", out.stderr);
     assert!(!out.stdout.contains("configuration OK"));
 }
+
+#[test]
+fn default_ulimits_and_runtimes_apply_and_reload() {
+    let d = Daemon::start_with(berth_tests::DaemonOptions {
+        config: Some(serde_json::json!({
+            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1111, "Hard": 2222}}
+        })),
+        ..Default::default()
+    });
+    d.load_busybox();
+    let limits = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend(["busybox", "sh", "-c", "ulimit -n; ulimit -Hn"]);
+        d.docker_ok(&args)
+    };
+    assert_eq!(limits(&[]), "1111\n2222\n");
+    // The container's own setting wins.
+    assert_eq!(limits(&["--ulimit", "nofile=500:600"]), "500\n600\n");
+
+    let runtime = bin_path("berth-runtime");
+    std::fs::write(
+        &d.config_file,
+        serde_json::json!({
+            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 3333, "Hard": 4444}},
+            "runtimes": {"alt": {"path": runtime}},
+            "default-runtime": "alt",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    hup(&d);
+    assert!(
+        wait_until(Duration::from_secs(20), || info(&d)["DefaultRuntime"]
+            == "alt"),
+        "runtimes not reloaded:\n{}",
+        berth_tests::tail(&d.log(), 30)
+    );
+    assert!(info(&d)["Runtimes"]["alt"]["path"].is_string());
+    assert_eq!(limits(&[]), "3333\n4444\n");
+    d.docker_ok(&["create", "--name", "on-alt", "busybox", "true"]);
+    assert_eq!(
+        d.inspect("container", "on-alt")["HostConfig"]["Runtime"],
+        "alt"
+    );
+    d.docker_ok(&["start", "-a", "on-alt"]);
+    d.docker_ok(&["rm", "on-alt"]);
+}

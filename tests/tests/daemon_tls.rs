@@ -400,3 +400,60 @@ fn tls_settings_from_daemon_json_and_bad_files() {
     );
     assert!(out.stderr.contains("nope.pem"), "{}", out.stderr);
 }
+
+#[test]
+fn metrics_endpoint_follows_the_tls_rules() {
+    berth_tests::require_root();
+    // Without TLS, only loopback.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = berthd_fails(dir.path(), &["--metrics-addr", &format!("0.0.0.0:{port}")]);
+    assert!(
+        out.stderr.contains(&format!(
+            "refusing to serve metrics on 0.0.0.0:{port} without TLS"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    // With --tlsverify, any address, and only clients of the CA get in.
+    let pki = pki();
+    let (api_port, metrics_port) = (free_port(), free_port());
+    let d = Daemon::start_with(DaemonOptions {
+        args: vec![
+            "-H".into(),
+            format!("tcp://127.0.0.1:{api_port}"),
+            "--tlsverify".into(),
+            "--tlscacert".into(),
+            path(pki.ca.join("ca.pem")),
+            "--tlscert".into(),
+            path(pki.server.join("cert.pem")),
+            "--tlskey".into(),
+            path(pki.server.join("key.pem")),
+            "--metrics-addr".into(),
+            format!("0.0.0.0:{metrics_port}"),
+        ],
+        ..Default::default()
+    });
+    let url = format!("https://127.0.0.1:{metrics_port}/metrics");
+    let ca = path(pki.ca.join("ca.pem"));
+    let cert = path(pki.client.join("cert.pem"));
+    let key = path(pki.client.join("key.pem"));
+    let out = curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, &url]);
+    assert!(
+        out.stdout
+            .contains("engine_daemon_container_states_containers{state=\"running\"} 0"),
+        "{}\n{}",
+        out.stderr,
+        berth_tests::tail(&d.log(), 20)
+    );
+    let out = curl(&["--cacert", &ca, &url]);
+    assert!(
+        !out.success() && !out.stdout.contains("engine_"),
+        "{}",
+        out.stdout
+    );
+    let out = curl(&[&format!("http://127.0.0.1:{metrics_port}/metrics")]);
+    assert!(!out.stdout.contains("engine_"), "{}", out.stdout);
+}

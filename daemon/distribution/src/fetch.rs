@@ -290,6 +290,7 @@ impl Repo {
                         }
                     }
                     *got += chunk.len() as u64;
+                    crate::stats::pulled(chunk.len());
                     if *got > size {
                         return Relayed::Final(Error::Upstream(format!(
                             "error pulling layer {digest}: more data than the {size} bytes the manifest says"

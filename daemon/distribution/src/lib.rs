@@ -20,6 +20,7 @@ mod pull;
 mod push;
 mod search;
 mod sources;
+mod stats;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use manifest::Platform;
 pub use progress::{human, progress_bar, Progress};
 pub use pull::{PullOptions, PullOutcome};
 pub use push::{PushOptions, PushOutcome};
+pub use stats::{transferred, Transferred};
 
 pub struct Distribution {
     store: Arc<ImageStore>,

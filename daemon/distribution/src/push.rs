@@ -560,6 +560,7 @@ where
             let (out, id) = (out.clone(), id.clone());
             if let Ok(c) = &chunk {
                 sent += c.len() as u64;
+                crate::stats::pushed(c.len());
             }
             let report = sent - reported >= 512 * 1024 || sent == end;
             if report {

@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(commit::routes())
         .merge(build::routes())
         .merge(swarm::routes())
+        .route_layer(axum::middleware::from_fn(note_route))
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .with_state(state)
@@ -122,11 +123,37 @@ async fn prepare(req: Request, next: Next) -> Response {
     headers.insert("API-Version", HeaderValue::from_static(system::API_VERSION));
     headers.insert("OSType", HeaderValue::from_static("linux"));
     let status = resp.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed();
+    let route = resp
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or(UNMATCHED_ROUTE, |r| r.0.as_str());
+    crate::metrics::api_request(&method, route, status, took);
+    let ms = took.as_secs_f64() * 1000.0;
     if status >= 400 {
         tracing::info!(%method, %path, %query, status, ms, "request");
     } else {
         tracing::debug!(%method, %path, %query, status, ms, "request");
+    }
+    resp
+}
+
+/// The route template a request matched (e.g. `/containers/{id}/json`),
+/// passed out on the response for the metrics.
+#[derive(Clone)]
+struct RouteTemplate(String);
+
+/// The metrics' route label of requests no route matched.
+const UNMATCHED_ROUTE: &str = "unmatched";
+
+async fn note_route(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| RouteTemplate(m.as_str().to_owned()));
+    let mut resp = next.run(req).await;
+    if let Some(route) = route {
+        resp.extensions_mut().insert(route);
     }
     resp
 }

@@ -212,8 +212,9 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "Error": "",
             "RemoteManagers": null,
         },
-        // Shims keep containers running while berthd is down, always.
-        "LiveRestoreEnabled": true,
+        // Shims keep containers running after a crash either way; this
+        // says whether a graceful stop leaves them running too.
+        "LiveRestoreEnabled": config.live_restore,
         "Isolation": "",
         "InitBinary": "berth-init",
         "ContainerdCommit": { "ID": "" },

@@ -2,7 +2,7 @@
 //! every operation needs. Operations live in `lifecycle`, `attach`, `query`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -32,6 +32,28 @@ pub struct Settings {
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
+    /// `default-ulimits`: for containers that do not set that ulimit.
+    pub default_ulimits: Vec<super::config::Ulimit>,
+}
+
+/// What a reload (SIGHUP) changes for the containers created or started
+/// from then on.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// Runtime name → binary.
+    pub runtimes: BTreeMap<String, PathBuf>,
+    pub default_runtime: String,
+    pub default_ulimits: Vec<super::config::Ulimit>,
+}
+
+impl Live {
+    fn of(settings: &Settings) -> Live {
+        Live {
+            runtimes: settings.runtimes.clone(),
+            default_runtime: settings.default_runtime.clone(),
+            default_ulimits: settings.default_ulimits.clone(),
+        }
+    }
 }
 
 impl Settings {
@@ -53,6 +75,7 @@ impl Settings {
             dns: config.dns.clone(),
             dns_search: config.dns_search.clone(),
             dns_options: config.dns_opts.clone(),
+            default_ulimits: config.default_ulimits.clone(),
         }
     }
 
@@ -118,13 +141,14 @@ impl Container {
             error: rec.state.error.clone(),
             ..Default::default()
         });
+        let manually_stopped = rec.manually_stopped;
         Arc::new(Container {
             id: rec.id.clone(),
             record: Mutex::new(rec),
             op: Arc::new(tokio::sync::Mutex::new(())),
             progress,
             pending_attach: Mutex::new(Vec::new()),
-            manually_stopped: std::sync::atomic::AtomicBool::new(false),
+            manually_stopped: std::sync::atomic::AtomicBool::new(manually_stopped),
             restart_backoff: Mutex::new(std::time::Duration::ZERO),
         })
     }
@@ -154,6 +178,9 @@ pub struct Containers {
     pub networks: std::sync::OnceLock<Arc<crate::network::Networks>>,
     /// Healthcheck monitors of the running containers.
     pub health: crate::health::Monitors,
+    /// berthd is going down: restart policies wait for the next start.
+    pub shutting_down: std::sync::atomic::AtomicBool,
+    live: std::sync::RwLock<Arc<Live>>,
 }
 
 impl Containers {
@@ -164,6 +191,7 @@ impl Containers {
         mounts: Arc<dyn MountResolver>,
     ) -> Arc<Containers> {
         Arc::new(Containers {
+            live: std::sync::RwLock::new(Arc::new(Live::of(&settings))),
             records: RecordDir::new(settings.data_root.join("containers")),
             settings,
             index: SharedIndex::default(),
@@ -172,6 +200,7 @@ impl Containers {
             mounts,
             networks: std::sync::OnceLock::new(),
             health: Default::default(),
+            shutting_down: Default::default(),
         })
     }
 
@@ -211,13 +240,24 @@ impl Containers {
         self.events.publish(self.event(rec, action));
     }
 
+    /// The reloadable settings in force.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// New runtimes, default runtime and default ulimits (a reload).
+    pub fn set_live(&self, settings: &Settings) {
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::of(settings));
+    }
+
     /// The binary of runtime `name` (empty: the default). Unless configured
     /// otherwise, dockerd's names for its default runtime (`runc`,
     /// `io.containerd.runc.v2`) name berth's default, so scripts written
     /// for dockerd work.
-    pub fn runtime_path(&self, name: &str) -> Result<&Path> {
-        let runtimes = &self.settings.runtimes;
-        let default = || runtimes.get(&self.settings.default_runtime);
+    pub fn runtime_path(&self, name: &str) -> Result<PathBuf> {
+        let live = self.live();
+        let runtimes = &live.runtimes;
+        let default = || runtimes.get(&live.default_runtime);
         let found = match name {
             "" => default(),
             name => runtimes.get(name).or_else(|| {
@@ -226,7 +266,7 @@ impl Containers {
                     .flatten()
             }),
         };
-        found.map(PathBuf::as_path).ok_or_else(|| {
+        found.cloned().ok_or_else(|| {
             ContainerError::InvalidParameter(format!("unknown or invalid runtime name: {name}"))
         })
     }

@@ -222,7 +222,7 @@ impl Containers {
             host_config.shm_size = spec::DEFAULT_SHM_SIZE;
         }
         let runtime = if host_config.runtime.is_empty() {
-            self.settings.default_runtime.clone()
+            self.live().default_runtime.clone()
         } else {
             host_config.runtime.clone()
         };
@@ -250,6 +250,7 @@ impl Containers {
                 state: State::default(),
                 restart_count: 0,
                 has_been_started: false,
+                manually_stopped: false,
                 mounts: Vec::new(),
                 platform: if image.os.is_empty() {
                     "linux".into()

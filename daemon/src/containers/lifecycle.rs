@@ -229,6 +229,7 @@ impl Containers {
             cgroups_path: cgroup_path(&self.settings.cgroup_parent, rec),
             join,
             init_binary: init.as_deref(),
+            default_ulimits: &self.live().default_ulimits,
         })?;
         let data = serde_json::to_vec_pretty(&spec)
             .map_err(|e| ContainerError::internal("encoding config.json", e))?;
@@ -236,7 +237,7 @@ impl Containers {
         std::fs::write(bundle.join("config.json"), &data)
             .map_err(|e| ContainerError::internal("writing config.json", e))?;
 
-        let runtime = self.runtime_path(&rec.host_config.runtime)?.to_path_buf();
+        let runtime = self.runtime_path(&rec.host_config.runtime)?;
         let runtime_root = self.settings.runtime_root();
         std::fs::create_dir_all(&runtime_root)
             .map_err(|e| ContainerError::internal("creating the runtime root", e))?;
@@ -415,6 +416,7 @@ impl Containers {
             };
             let ran = timefmt::unix(&r.state.finished_at) - timefmt::unix(&r.state.started_at);
             let delay = self.restart_after(c, &r, ran);
+            r.manually_stopped = c.manually_stopped.load(Ordering::SeqCst);
             // As dockerd: a container waiting for its restart counts as
             // live (`restarting`) until the restart or a stop.
             r.state.status = if delay.is_some() {
@@ -464,7 +466,8 @@ impl Containers {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _op = c.op.lock().await;
-            if c.status() != Status::Restarting {
+            // At shutdown it stays `restarting`: the next berthd starts it.
+            if c.status() != Status::Restarting || this.shutting_down.load(Ordering::SeqCst) {
                 return;
             }
             if c.manually_stopped.load(Ordering::SeqCst) {
@@ -492,7 +495,10 @@ impl Containers {
             *backoff = next_backoff(*backoff, ran_secs);
             *backoff
         };
-        if c.manually_stopped.load(Ordering::SeqCst) || rec.host_config.auto_remove {
+        if c.manually_stopped.load(Ordering::SeqCst)
+            || rec.host_config.auto_remove
+            || self.shutting_down.load(Ordering::SeqCst)
+        {
             return None;
         }
         let p = &rec.host_config.restart_policy;
@@ -516,6 +522,7 @@ impl Containers {
             return false;
         }
         r.state.status = Status::Exited;
+        r.manually_stopped = c.manually_stopped.load(Ordering::SeqCst);
         if let Err(e) = self.save(&r) {
             tracing::warn!(id = %r.id, error = %e, "recording the called-off restart");
         }
@@ -524,10 +531,12 @@ impl Containers {
 
     /// What a manual start resets: the restart policy applies again, with
     /// a fresh count and back-off.
-    fn reset_restart_policy(&self, c: &Container) {
+    pub(super) fn reset_restart_policy(&self, c: &Container) {
         c.manually_stopped.store(false, Ordering::SeqCst);
         *c.restart_backoff.lock().unwrap_or_else(|p| p.into_inner()) = Duration::ZERO;
-        c.lock().restart_count = 0;
+        let mut r = c.lock();
+        r.restart_count = 0;
+        r.manually_stopped = false;
     }
 
     /// After the container's process is gone: unmount its rootfs and drop
@@ -643,7 +652,7 @@ impl Containers {
     /// removal, a shorter stop, a kill or a pause meanwhile go ahead at
     /// once, and this returns as soon as the container has exited,
     /// whoever ended it.
-    async fn stop_container(
+    pub(super) async fn stop_container(
         &self,
         c: &Arc<Container>,
         timeout: Option<i64>,

@@ -111,6 +111,10 @@ pub struct ContainerRecord {
     pub state: State,
     pub restart_count: u64,
     pub has_been_started: bool,
+    /// Stopped or killed by its user (not by berthd's shutdown): an
+    /// `unless-stopped` policy does not bring it back at the next start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manually_stopped: bool,
     #[serde(default)]
     pub mounts: Vec<MountPoint>,
     pub platform: String,

@@ -72,6 +72,7 @@ pub(super) async fn run(
             _ = &mut stop => return,
             o = probe::run(&containers, &rec, &check) => o,
         };
+        crate::metrics::health_probe(outcome.exit_code == 0);
         let result = ProbeResult {
             start,
             end: timefmt::now(),

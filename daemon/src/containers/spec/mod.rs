@@ -66,6 +66,8 @@ pub struct SpecInput<'a> {
     pub join: JoinTargets,
     /// The `--init` binary on the host, when the container asks for it.
     pub init_binary: Option<&'a Path>,
+    /// The daemon's `default-ulimits`, for those the container does not set.
+    pub default_ulimits: &'a [super::config::Ulimit],
 }
 
 fn invalid(msg: impl Into<String>) -> ContainerError {
@@ -134,8 +136,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
     args.push(rec.path.clone());
     args.extend(rec.args.iter().cloned());
 
+    let own = hc.ulimits.as_deref().unwrap_or_default();
+    let defaults = input
+        .default_ulimits
+        .iter()
+        .filter(|d| !own.iter().any(|u| u.name == d.name));
     let mut rlimits = Vec::new();
-    for u in hc.ulimits.iter().flatten() {
+    for u in own.iter().chain(defaults) {
         rlimits.push(json!({
             "type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()),
             "hard": rlimit_value(u.hard),
@@ -504,6 +511,7 @@ mod tests {
             state: State::default(),
             restart_count: 0,
             has_been_started: false,
+            manually_stopped: false,
             mounts: Vec::new(),
             platform: "linux".into(),
             runtime: "berth".into(),
@@ -527,6 +535,7 @@ mod tests {
             cgroups_path: "/berth/x".into(),
             join,
             init_binary: Some(Path::new("/usr/libexec/berth-init")),
+            default_ulimits: &[],
         })
     }
 

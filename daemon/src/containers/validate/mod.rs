@@ -291,7 +291,7 @@ fn nr_open() -> Option<u64> {
         .ok()
 }
 
-fn ulimit(u: &Ulimit) -> Result<()> {
+pub(crate) fn ulimit(u: &Ulimit) -> Result<()> {
     if !ULIMITS.contains(&u.name.as_str()) {
         return Err(invalid(format!("invalid ulimit type: {}", u.name)));
     }
