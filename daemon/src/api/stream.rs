@@ -342,7 +342,10 @@ mod tests {
     #[tokio::test]
     async fn hijack_without_upgrade_streams_body() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let hijack = Hijack { on_upgrade: None };
+        let hijack = Hijack {
+            on_upgrade: None,
+            buffered_head: false,
+        };
         assert!(!hijack.is_upgrade());
         let resp = hijack.respond(RAW_STREAM, |mut io| async move {
             let mut buf = Vec::new();
