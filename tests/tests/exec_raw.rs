@@ -49,12 +49,17 @@ fn create_exec(d: &Daemon, c: &str, body: &str) -> String {
 
 /// Start with `Upgrade: tcp`; returns the 101 head and the hijacked stream.
 fn start_hijacked(d: &Daemon, id: &str, tty: bool) -> (String, UnixStream) {
+    start_hijacked_at(d, "v1.50", id, tty)
+}
+
+/// Start at API `version` (e.g. `v1.41`) with `Upgrade: tcp`.
+fn start_hijacked_at(d: &Daemon, version: &str, id: &str, tty: bool) -> (String, UnixStream) {
     let mut s = UnixStream::connect(&d.socket).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = format!(r#"{{"Detach":false,"Tty":{tty}}}"#);
     write!(
         s,
-        "POST /v1.50/exec/{id}/start HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /{version}/exec/{id}/start HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -197,5 +202,79 @@ fn detach_keys_sent_by_a_raw_client_detach_the_exec() {
         "{{.Action}}",
     ]);
     assert!(events.lines().any(|l| l == "exec_detach"), "{events}");
+    d.docker_ok(&["rm", "-f", &c]);
+}
+
+fn content_type(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// Before API 1.42 dockerd labels every hijacked stream raw, though the
+/// frames stay multiplexed without a TTY; from 1.42 it says multiplexed.
+#[test]
+fn stream_content_type_follows_the_api_version() {
+    let (d, c) = daemon_with_sleeper();
+    let exec_body =
+        r#"{"Cmd":["sh","-c","echo out; echo err >&2"],"AttachStdout":true,"AttachStderr":true}"#;
+    for (version, want) in [
+        ("v1.41", "application/vnd.docker.raw-stream"),
+        ("v1.44", "application/vnd.docker.multiplexed-stream"),
+    ] {
+        let id = create_exec(&d, &c, exec_body);
+        let (head, mut s) = start_hijacked_at(&d, version, &id, false);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert_eq!(content_type(&head), want, "{version}: {head}");
+        let mut data = Vec::new();
+        s.read_to_end(&mut data).unwrap();
+        let got = frames(&data);
+        assert!(got.contains(&(1, b"out\n".to_vec())), "{version}: {got:?}");
+        assert!(got.contains(&(2, b"err\n".to_vec())), "{version}: {got:?}");
+
+        // With a TTY the stream is raw at every version.
+        let id = create_exec(
+            &d,
+            &c,
+            r#"{"Cmd":["echo","tty"],"AttachStdout":true,"Tty":true}"#,
+        );
+        let (head, mut s) = start_hijacked_at(&d, version, &id, true);
+        assert_eq!(
+            content_type(&head),
+            "application/vnd.docker.raw-stream",
+            "{version}: {head}"
+        );
+        let mut data = Vec::new();
+        let _ = s.read_to_end(&mut data);
+        assert!(
+            String::from_utf8_lossy(&data).contains("tty\r\n"),
+            "{data:?}"
+        );
+
+        // Logs of a non-TTY container follow the same rule.
+        let (head, _) = request(
+            &d,
+            "GET",
+            &format!("/{version}/containers/{c}/logs?stdout=1"),
+            "",
+        );
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(content_type(&head), want, "{version} logs: {head}");
+    }
+    // Without an upgrade request dockerd answers 200 raw-stream.
+    let id = create_exec(&d, &c, exec_body);
+    let (head, body) = request(
+        &d,
+        "POST",
+        &format!("/v1.44/exec/{id}/start"),
+        r#"{"Detach":false,"Tty":false}"#,
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(content_type(&head), "application/vnd.docker.raw-stream");
+    assert!(body.contains("out"), "{body:?}");
     d.docker_ok(&["rm", "-f", &c]);
 }

@@ -884,3 +884,103 @@ fn a_manifest_naming_absurd_sizes_is_refused_and_stores_nothing() {
     // The real image still pulls.
     d.docker_ok(&["pull", &reg.image("sizes/ok:1")]);
 }
+
+/// Standard base64 (what the CLI sends; dockerd also takes base64url).
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Go's JSON decoder matches field names regardless of case, so clients
+/// that spell the credentials' keys their own way are understood: a pull
+/// with `X-Registry-Auth` and a build with `X-Registry-Config`, by raw HTTP.
+#[test]
+fn registry_credentials_with_keys_in_any_case() {
+    let reg = Registry::with_basic_auth("alice", "s3cret");
+    reg.push_fixture("private/bb:1");
+    let d = Daemon::start();
+    let host = reg.host();
+    let url = format!(
+        "http://localhost/v1.50/images/create?fromImage={}",
+        reg.image("private/bb:1")
+    );
+    let pull = |auth: &str| {
+        let header = format!("X-Registry-Auth: {}", base64(auth.as_bytes()));
+        d.curl(&["-X", "POST", "-H", &header, &url]).ok()
+    };
+    let out = pull(r#"{"USERNAME":"alice","PassWord":"wrong"}"#);
+    assert!(out.contains("unauthorized"), "{out}");
+    assert!(
+        d.docker(&["image", "inspect", &reg.image("private/bb:1")])
+            .code()
+            != Some(0)
+    );
+    let out = pull(&format!(
+        r#"{{"USERNAME":"alice","PassWord":"s3cret","serverAddress":"{host}"}}"#
+    ));
+    assert!(!out.contains("errorDetail"), "{out}");
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    assert!(image_id(&d, &reg.image("private/bb:1")).starts_with("sha256:"));
+    // A value of the wrong type is refused as dockerd refuses it.
+    let header = format!("X-Registry-Auth: {}", base64(br#"{"Username":7}"#));
+    let bad = d
+        .curl(&["-X", "POST", "-w", "%{http_code}", "-H", &header, &url])
+        .ok();
+    assert!(bad.ends_with("400"), "{bad}");
+
+    // Build: credentials by registry, keys in capitals.
+    let ctx = tempfile::tempdir().unwrap();
+    fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nRUN echo built > /b\n",
+            reg.image("private/bb:1").replace(":1", "-missing:1")
+        ),
+    )
+    .unwrap();
+    reg.push_fixture("private/bb-missing:1");
+    let tar = ctx.path().join("ctx.tar");
+    let st = std::process::Command::new("tar")
+        .args(["-C", ctx.path().to_str().unwrap(), "-cf"])
+        .arg(&tar)
+        .arg("Dockerfile")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let config = format!(r#"{{"{host}":{{"USERNAME":"alice","PASSWORD":"s3cret"}}}}"#);
+    let header = format!("X-Registry-Config: {}", base64(config.as_bytes()));
+    let data = format!("@{}", tar.display());
+    let out = d
+        .curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/x-tar",
+            "-H",
+            &header,
+            "--data-binary",
+            &data,
+            "http://localhost/v1.50/build?t=case-built",
+        ])
+        .ok();
+    assert!(!out.contains("errorDetail"), "{out}");
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "case-built", "cat", "/b"]),
+        "built\n"
+    );
+    assert_no_temp_files(&d);
+}

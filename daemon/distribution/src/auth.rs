@@ -6,27 +6,98 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// dockerd's `registry.AuthConfig`; field names are matched without regard
-/// to case, as Go's JSON decoder does.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// dockerd's `registry.AuthConfig`. Field names are matched as Go's JSON
+/// decoder matches them (see the `Deserialize` impl).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct AuthConfig {
-    #[serde(default, alias = "Username")]
     pub username: String,
-    #[serde(default, alias = "Password")]
     pub password: String,
     /// base64 of `user:password`, as in the CLI's config.json.
-    #[serde(default, alias = "Auth")]
     pub auth: String,
-    #[serde(default, alias = "Email")]
     pub email: String,
-    #[serde(default, alias = "ServerAddress", alias = "serverAddress")]
     pub serveraddress: String,
     /// A refresh token from an earlier login (bearer-token registries).
-    #[serde(default, alias = "IdentityToken", alias = "identityToken")]
     pub identitytoken: String,
     /// A bearer token to send as is.
-    #[serde(default, alias = "RegistryToken", alias = "registryToken")]
     pub registrytoken: String,
+}
+
+impl AuthConfig {
+    fn field_mut(&mut self, name: &str) -> &mut String {
+        match name {
+            "username" => &mut self.username,
+            "password" => &mut self.password,
+            "auth" => &mut self.auth,
+            "email" => &mut self.email,
+            "serveraddress" => &mut self.serveraddress,
+            "identitytoken" => &mut self.identitytoken,
+            _ => &mut self.registrytoken,
+        }
+    }
+}
+
+const FIELDS: [&str; 7] = [
+    "username",
+    "password",
+    "auth",
+    "email",
+    "serveraddress",
+    "identitytoken",
+    "registrytoken",
+];
+
+/// The field a JSON key names, as Go's `encoding/json` finds it: the exact
+/// name, else one equal under Unicode case folding (which also folds `ſ`
+/// to `s` and the Kelvin sign to `k`).
+fn field_for(key: &str) -> Option<&'static str> {
+    if let Some(f) = FIELDS.iter().find(|f| **f == key) {
+        return Some(f);
+    }
+    let fold = |c: char| match c {
+        '\u{17F}' => 's',
+        '\u{212A}' => 'k',
+        c => c.to_ascii_lowercase(),
+    };
+    FIELDS
+        .iter()
+        .find(|f| f.chars().eq(key.chars().map(fold)))
+        .copied()
+}
+
+impl<'de> Deserialize<'de> for AuthConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = AuthConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of registry credentials")
+            }
+
+            // Keys in document order: a later spelling of a field wins, as
+            // in Go. Unknown keys are ignored, `null` leaves a field alone.
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<AuthConfig, A::Error> {
+                let mut out = AuthConfig::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match field_for(&key) {
+                        Some(field) => {
+                            if let Some(v) = map.next_value::<Option<String>>()? {
+                                *out.field_mut(field) = v;
+                            }
+                        }
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 impl AuthConfig {
@@ -229,6 +300,34 @@ mod tests {
         }
         assert_eq!(AuthConfig::from_header("").unwrap(), AuthConfig::default());
         assert!(AuthConfig::from_header("!!!").is_err());
+    }
+
+    #[test]
+    fn field_names_match_as_in_go() {
+        let a = AuthConfig::from_json(
+            br#"{"USERNAME":"u","PassWord":"p","serverAddress":"h:1","IdentityToken":"t","x":[1],"email":null}"#,
+        )
+        .unwrap();
+        assert_eq!(a.username, "u");
+        assert_eq!(a.password, "p");
+        assert_eq!(a.serveraddress, "h:1");
+        assert_eq!(a.identitytoken, "t");
+        assert_eq!(a.email, "");
+        // The last spelling wins; Go's extra folds apply.
+        let a = AuthConfig::from_json(
+            "{\"username\":\"a\",\"Username\":\"b\",\"\u{17F}erveraddre\u{17F}\u{17F}\":\"s\"}"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(a.username, "b");
+        assert_eq!(a.serveraddress, "s");
+        assert!(AuthConfig::from_json(br#"{"username":1}"#).is_err());
+        assert!(AuthConfig::from_json(br#"[]"#).is_err());
+        let map = AuthConfig::map_from_header(
+            &base64::engine::general_purpose::URL_SAFE.encode(r#"{"r:1":{"USERNAME":"x"}}"#),
+        )
+        .unwrap();
+        assert_eq!(map["r:1"].username, "x");
     }
 
     #[test]

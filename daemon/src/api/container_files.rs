@@ -12,7 +12,8 @@ use tokio::runtime::Handle;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::QueryParams;
-use super::stream::{streaming_response, ChunkSender, MULTIPLEXED_STREAM, RAW_STREAM};
+use super::stream::{stream_content_type, streaming_response, ChunkSender};
+use super::version::ApiVersion;
 use crate::containers::core::Container;
 use crate::containers::logs::{self, LogRequest, Selection};
 use crate::containers::record::Status;
@@ -76,6 +77,7 @@ impl Write for BodySink {
 async fn container_logs(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    version: ApiVersion,
     q: QueryParams,
 ) -> ApiResult<Response> {
     let stdout = q.bool("stdout");
@@ -119,7 +121,7 @@ async fn container_logs(
         follow,
     };
     let path = state.containers.settings.log_path(&rec.id);
-    let (tx, resp) = streaming_response(if tty { RAW_STREAM } else { MULTIPLEXED_STREAM });
+    let (tx, resp) = streaming_response(stream_content_type(tty, version));
     let rt = Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut sink = BodySink { tx, rt };

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, OptionalJsonBody, QueryParams};
-use super::stream::{streaming_response, Hijack, MULTIPLEXED_STREAM, RAW_STREAM};
+use super::stream::{streaming_response, Hijack};
 use super::version::ApiVersion;
 use crate::containers::config::{CreateBody, UpdateBody};
 use crate::containers::exec::detach;
@@ -263,6 +263,7 @@ async fn attach(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: QueryParams,
+    version: ApiVersion,
     hijack: Hijack,
 ) -> ApiResult<Response> {
     let containers = store(&state);
@@ -283,7 +284,7 @@ async fn attach(
             "at least one of stream or logs must be set",
         ));
     }
-    let content_type = if tty { RAW_STREAM } else { MULTIPLEXED_STREAM };
+    let content_type = hijack.content_type(tty, version);
     let id = c.id.clone();
     let ticket = containers.attach_ticket(&id, &req).await?;
     Ok(hijack.respond(content_type, move |io| async move {

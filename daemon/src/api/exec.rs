@@ -16,7 +16,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{OptionalJsonBody, QueryParams};
-use super::stream::{Hijack, HijackedIo, MULTIPLEXED_STREAM, RAW_STREAM};
+use super::stream::{Hijack, HijackedIo};
+use super::version::ApiVersion;
 use crate::containers::core::{Container, Containers};
 use crate::containers::exec::relay::{self, RelayEnd, RelayOptions};
 use crate::containers::exec::{self, detach, Exec, ExecConfig};
@@ -237,6 +238,7 @@ async fn watch_exit(containers: Arc<Containers>, container_id: String, e: Arc<Ex
 async fn start(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    version: ApiVersion,
     hijack: Hijack,
     OptionalJsonBody(body): OptionalJsonBody<StartBody>,
 ) -> ApiResult<Response> {
@@ -300,7 +302,7 @@ async fn start(
         }
     } else {
         let raw = body.tty;
-        let content_type = if raw { RAW_STREAM } else { MULTIPLEXED_STREAM };
+        let content_type = hijack.content_type(raw, version);
         Ok(hijack.respond(content_type, move |io| {
             run_attached(containers, rec, e, size, raw, io)
         }))

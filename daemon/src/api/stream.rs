@@ -15,12 +15,24 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use super::version::ApiVersion;
+
 #[allow(unused_imports)]
 pub use berth_common::shim::{STREAM_STDERR, STREAM_STDIN, STREAM_STDOUT};
 
 /// Content types of hijacked streams.
 pub const RAW_STREAM: &str = "application/vnd.docker.raw-stream";
 pub const MULTIPLEXED_STREAM: &str = "application/vnd.docker.multiplexed-stream";
+
+/// The `Content-Type` of a log or attach stream at `version`: before API
+/// 1.42 dockerd labels every stream raw, even a multiplexed one.
+pub fn stream_content_type(tty: bool, version: ApiVersion) -> &'static str {
+    if !tty && version.at_least(1, 42) {
+        MULTIPLEXED_STREAM
+    } else {
+        RAW_STREAM
+    }
+}
 
 /// A bidirectional byte stream to the client.
 pub trait ClientIo: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -74,9 +86,19 @@ impl Hijack {
     /// True when the client asked for `Upgrade: tcp` (docker CLI, docker-py
     /// sockets); otherwise the stream is served as a plain response body
     /// and reads see EOF at once.
-    #[cfg(test)]
     pub fn is_upgrade(&self) -> bool {
         self.on_upgrade.is_some()
+    }
+
+    /// The `Content-Type` dockerd gives a hijacked attach or exec stream:
+    /// multiplexed only for an upgraded connection without a TTY at API
+    /// 1.42 and later; raw-stream otherwise, whatever the framing.
+    pub fn content_type(&self, tty: bool, version: ApiVersion) -> &'static str {
+        if self.is_upgrade() {
+            stream_content_type(tty, version)
+        } else {
+            RAW_STREAM
+        }
     }
 
     /// Answer the request and run `task` on the client stream.
