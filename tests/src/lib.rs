@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub mod cleanup;
+pub mod containerd;
 pub mod dockerd;
 pub mod image_store;
 pub mod py;
