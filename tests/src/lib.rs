@@ -19,6 +19,7 @@ pub mod cleanup;
 pub mod containerd;
 pub mod dockerd;
 pub mod image_store;
+pub mod podman;
 pub mod py;
 pub mod registry;
 pub mod tarball;
