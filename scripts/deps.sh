@@ -11,6 +11,8 @@ packages=(
     curl jq socat tmux procps iproute2 iptables   # test drivers and checks
     git                                           # remote build contexts
     runc docker.io                                # the runc-compatibility test and benchmarks
+    containerd                                    # runtime_containerd: ctr + containerd-shim-runc-v2
+    podman crun                                   # runtime_podman (podman 4.3 + conmon); crun for bench/runtime.sh
     docker-compose                                # compose 1.29 tests (compose_cli, health, build)
     docker-registry skopeo apache2-utils openssl  # registry tests: server, filling it, htpasswd, test CA
 )

@@ -50,6 +50,11 @@ pub struct Container {
     pub created: String,
     pub owner: String,
     pub cgroup_path: Option<String>,
+    /// The cgroup directories `create` made (parents included): `delete`
+    /// removes those and the leaf, nothing an admin made beforehand. `None`
+    /// in state written before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_created: Option<Vec<PathBuf>>,
     pub paused: bool,
     /// Set once `create` finished; without it the container is "creating".
     pub created_done: bool,

@@ -16,8 +16,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub mod cleanup;
+pub mod containerd;
 pub mod dockerd;
 pub mod image_store;
+pub mod podman;
 pub mod py;
 pub mod registry;
 pub mod tarball;

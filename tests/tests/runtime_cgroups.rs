@@ -230,3 +230,92 @@ fn kernel_memory_limits_do_not_refuse_the_container() {
     assert!(b.rt(&["delete", "--force", &id]).success());
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
+
+/// `<parent>/<rel>` in every mounted hierarchy.
+fn in_every_hierarchy(b: &Bundle, rel: &str) -> Vec<PathBuf> {
+    cleanup::cgroup_roots()
+        .into_iter()
+        .map(|r| r.join(&b.cgroup_parent).join(rel))
+        .collect()
+}
+
+/// Issue 14.4: delete removes only what the container created. A parent an
+/// orchestrator made beforehand (with its own limits) outlives its last
+/// container; so does a parent one container made and another shared.
+#[test]
+fn delete_keeps_parent_cgroups_the_container_did_not_create() {
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "600"]);
+    let admin = in_every_hierarchy(&b, "admin");
+    for d in &admin {
+        std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+    }
+    // The admin's own limit, where this host has the file for it.
+    let admin_limit = admin
+        .iter()
+        .map(|d| d.join("memory.limit_in_bytes"))
+        .chain(admin.iter().map(|d| d.join("pids.max")))
+        .filter(|f| f.exists())
+        .map(|f| {
+            let value = if f.ends_with("pids.max") {
+                "321"
+            } else {
+                "268435456"
+            };
+            std::fs::write(&f, value).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            (f, value)
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        !admin_limit.is_empty(),
+        "no memory or pids file to set on this host"
+    );
+
+    let id = b.id("admin");
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{}/admin/{id}", b.cgroup_parent));
+    b.write_config(&id);
+    let bundle = b.bundle.display().to_string();
+    let out = b.rt_detached(&["run", "--detach", "--bundle", &bundle, &id]);
+    assert!(out.success(), "run -d: {}", out.stderr);
+    let leaf = in_every_hierarchy(&b, &format!("admin/{id}"));
+    assert!(
+        leaf.iter().all(|d| d.is_dir()),
+        "container cgroup made: {leaf:?}"
+    );
+    assert!(b.rt(&["delete", "--force", &id]).success());
+    for d in &leaf {
+        assert!(!d.exists(), "{} left after delete", d.display());
+    }
+    for d in &admin {
+        assert!(d.is_dir(), "the admin's cgroup {} was removed", d.display());
+    }
+    for (f, value) in &admin_limit {
+        assert_eq!(read_trimmed(f), *value, "admin limit in {}", f.display());
+    }
+
+    // Shared: a makes "shared", b joins it; neither delete removes it
+    // while the other is there, and b (which did not make it) never.
+    let shared = in_every_hierarchy(&b, "shared");
+    let mut ids = Vec::new();
+    for what in ["a", "b"] {
+        let id = b.id(what);
+        b.config["linux"]["cgroupsPath"] = json!(format!("/{}/shared/{id}", b.cgroup_parent));
+        b.write_config(&id);
+        let out = b.rt_detached(&["run", "--detach", "--bundle", &bundle, &id]);
+        assert!(out.success(), "run -d {what}: {}", out.stderr);
+        ids.push(id);
+    }
+    assert!(b.rt(&["delete", "--force", &ids[0]]).success());
+    for d in &shared {
+        assert!(d.join(&ids[1]).is_dir(), "b's cgroup went with a's delete");
+    }
+    assert!(b.rt(&["delete", "--force", &ids[1]]).success());
+    for d in &shared {
+        assert!(
+            !d.join(&ids[1]).exists(),
+            "b's cgroup left in {}",
+            d.display()
+        );
+        assert!(d.is_dir(), "the shared parent {} was removed", d.display());
+    }
+}

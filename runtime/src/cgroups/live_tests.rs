@@ -39,6 +39,8 @@ struct Child {
     go: i32,
     reaped: Option<i32>,
     cgroup: Option<Cgroup>,
+    /// What `apply` created; `None`: destroy as for state without a record.
+    created: Option<Vec<PathBuf>>,
 }
 
 impl Child {
@@ -61,6 +63,7 @@ impl Child {
                 go: fds[1],
                 reaped: None,
                 cgroup: None,
+                created: None,
             }
         }
     }
@@ -95,7 +98,8 @@ impl Drop for Child {
         // SAFETY: closing our pipe end once.
         unsafe { libc::close(self.go) };
         if let Some(cg) = self.cgroup.take() {
-            cg.destroy().expect("destroying the test cgroup");
+            cg.destroy(self.created.as_deref())
+                .expect("destroying the test cgroup");
             assert_left_nothing(&cg);
         }
     }
@@ -116,7 +120,7 @@ fn in_cgroup(body: fn() -> i32, r: &LinuxResources) -> Child {
     require_root();
     let mut child = Child::spawn(body);
     let cg = Cgroup::new(Some(&unique_path()), "unused").unwrap();
-    cg.apply(child.pid, Some(r)).expect("apply");
+    child.created = Some(cg.apply(child.pid, Some(r)).expect("apply"));
     child.cgroup = Some(cg);
     child
 }
@@ -369,7 +373,7 @@ fn in_v2_cgroup(body: fn() -> i32, r: &LinuxResources) -> Child {
     require_root();
     let mut child = Child::spawn(body);
     let cg = Cgroup::with_hierarchy(&unique_path(), unified_only()).unwrap();
-    cg.apply(child.pid, Some(r)).expect("apply on cgroup v2");
+    child.created = Some(cg.apply(child.pid, Some(r)).expect("apply on cgroup v2"));
     child.cgroup = Some(cg);
     child
 }

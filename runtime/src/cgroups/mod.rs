@@ -11,8 +11,12 @@
 //! rdma, v1-only knobs on v2 (swappiness, disableOOMKiller, realtime), blkio
 //! weights without a weight-capable I/O scheduler. Device rules are the v1
 //! devices controller or, on v2, an eBPF program (see `devices_bpf`).
-//! `destroy` removes the leaf and then every ancestor left empty, except the
-//! hierarchy root and systemd units (`*.slice`, `*.scope`).
+//! `destroy` removes the leaf and, of its ancestors, only those this
+//! container's `apply` created (and only when empty): a parent an
+//! administrator or orchestrator made beforehand, with its own limits,
+//! outlives its last container. Without that record (state written by an
+//! older berth-runtime) every ancestor left empty goes, except the hierarchy
+//! root and systemd units (`*.slice`, `*.scope`).
 
 mod devices_bpf;
 mod fsutil;
@@ -244,13 +248,19 @@ impl Cgroup {
 
     /// Creates the cgroup in every hierarchy, applies `resources`, then moves
     /// `pid` in. On any failure everything this call created is removed.
-    pub fn apply(&self, pid: i32, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+    /// Returns the directories it created (parents included, top-down), for
+    /// [`Cgroup::destroy`].
+    pub fn apply(
+        &self,
+        pid: i32,
+        resources: Option<&LinuxResources>,
+    ) -> Result<Vec<PathBuf>, CgroupError> {
         let created = self.create_and_set(resources)?;
         if let Err(e) = self.add_process(pid) {
             remove_created(&created);
             return Err(e);
         }
-        Ok(())
+        Ok(created)
     }
 
     /// The parent's half of the fast join: creates the cgroup and applies
@@ -612,21 +622,36 @@ impl Cgroup {
         Ok(st)
     }
 
-    /// Removes the cgroup from every hierarchy, then each parent that is
-    /// left empty, up to (not including) the hierarchy root. Parents that
-    /// look systemd-managed (`*.slice`, `*.scope`) are never touched.
+    /// Removes the cgroup from every hierarchy, then the parents `created`
+    /// names (what [`Cgroup::apply`] returned), deepest first, each only
+    /// if empty: another container may share it by now. `None` (no record)
+    /// removes each parent left empty up to (not including) the hierarchy
+    /// root, never systemd-looking ones (`*.slice`, `*.scope`).
     /// Processes must be gone already; exiting ones are waited for briefly.
-    pub fn destroy(&self) -> Result<(), CgroupError> {
+    pub fn destroy(&self, created: Option<&[PathBuf]>) -> Result<(), CgroupError> {
         let mut first_err = None;
-        for dir in self.hierarchy.all_dirs(&self.path) {
-            if let Err(e) = devices_bpf::detach_all(&dir) {
+        let leaves = self.hierarchy.all_dirs(&self.path);
+        for dir in &leaves {
+            if let Err(e) = devices_bpf::detach_all(dir) {
                 first_err.get_or_insert(e);
             }
-            match fsutil::remove_dir(&dir) {
-                Ok(()) => self.remove_empty_parents(&dir),
+            match fsutil::remove_dir(dir) {
+                Ok(()) if created.is_none() => self.remove_empty_parents(dir),
+                Ok(()) => {}
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
+            }
+        }
+        if let Some(created) = created {
+            let mut parents: Vec<&PathBuf> = created
+                .iter()
+                .filter(|d| !leaves.contains(d) && leaves.iter().any(|l| l.starts_with(d)))
+                .collect();
+            parents.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for dir in parents {
+                // EBUSY: another container's cgroup is below it now.
+                let _ = std::fs::remove_dir(dir);
             }
         }
         match first_err {
@@ -652,5 +677,107 @@ impl Cgroup {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod ownership_tests {
+    //! `destroy` on fake hierarchies (plain directories): which parents go.
+    use std::collections::BTreeMap;
+
+    use super::hierarchy::Unified;
+    use super::*;
+
+    fn pure_v2(root: &Path) -> Hierarchy {
+        Hierarchy {
+            v1: BTreeMap::new(),
+            unified: Some(Unified {
+                mountpoint: root.join("unified"),
+                controllers: Vec::new(),
+            }),
+        }
+    }
+
+    fn hybrid(root: &Path) -> Hierarchy {
+        let mut h = pure_v2(root);
+        for c in ["memory", "pids"] {
+            h.v1.insert(c.to_string(), root.join(c));
+        }
+        h
+    }
+
+    fn mounts(h: &Hierarchy) -> Vec<PathBuf> {
+        h.v1.values()
+            .cloned()
+            .chain(h.unified.iter().map(|u| u.mountpoint.clone()))
+            .collect()
+    }
+
+    fn check(make: fn(&Path) -> Hierarchy) {
+        let tmp = tempfile::tempdir().unwrap();
+        let h = make(tmp.path());
+        for m in mounts(&h) {
+            // An orchestrator's parent, made before any container.
+            std::fs::create_dir_all(m.join("kubepods/burstable")).unwrap();
+        }
+        let c1 = Cgroup::with_hierarchy("/kubepods/burstable/c1", h.clone()).unwrap();
+        let created = c1.create_and_set(None).unwrap();
+        assert_eq!(
+            created.len(),
+            mounts(&h).len(),
+            "only the leaves: {created:?}"
+        );
+        c1.destroy(Some(&created)).unwrap();
+        for m in mounts(&h) {
+            assert!(!m.join("kubepods/burstable/c1").exists());
+            assert!(
+                m.join("kubepods/burstable").is_dir(),
+                "admin parent removed in {m:?}"
+            );
+        }
+
+        // A parent the first container made, shared with a second.
+        let a = Cgroup::with_hierarchy("/shared/a", h.clone()).unwrap();
+        let made_a = a.create_and_set(None).unwrap();
+        let b = Cgroup::with_hierarchy("/shared/b", h.clone()).unwrap();
+        let made_b = b.create_and_set(None).unwrap();
+        a.destroy(Some(&made_a)).unwrap();
+        for m in mounts(&h) {
+            assert!(m.join("shared/b").is_dir(), "b removed in {m:?}");
+        }
+        b.destroy(Some(&made_b)).unwrap();
+        for m in mounts(&h) {
+            assert!(!m.join("shared/b").exists());
+            assert!(
+                m.join("shared").is_dir(),
+                "b did not make the shared parent"
+            );
+        }
+
+        // One container alone: it made the parent, its delete removes it.
+        let solo = Cgroup::with_hierarchy("/solo/x", h.clone()).unwrap();
+        let made = solo.create_and_set(None).unwrap();
+        solo.destroy(Some(&made)).unwrap();
+        for m in mounts(&h) {
+            assert!(!m.join("solo").exists(), "created parent left in {m:?}");
+        }
+
+        // State from before the record: every empty parent goes.
+        let old = Cgroup::with_hierarchy("/kubepods/burstable/c2", h.clone()).unwrap();
+        old.create_and_set(None).unwrap();
+        old.destroy(None).unwrap();
+        for m in mounts(&h) {
+            assert!(!m.join("kubepods").exists());
+        }
+    }
+
+    #[test]
+    fn destroy_removes_only_created_parents_on_v2() {
+        check(pure_v2);
+    }
+
+    #[test]
+    fn destroy_removes_only_created_parents_on_hybrid() {
+        check(hybrid);
     }
 }

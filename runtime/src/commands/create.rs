@@ -107,6 +107,7 @@ fn build(
         created: state::now_rfc3339(),
         owner: owner_name(),
         cgroup_path: Some(cgroup.path()),
+        cgroup_created: Some(Vec::new()),
         paused: false,
         created_done: false,
         spec: bundle.spec.clone(),
@@ -147,7 +148,7 @@ fn build(
             let _ = kill(p, Signal::SIGKILL);
             let _ = waitpid(p, None);
         }
-        let _ = cgroup.destroy();
+        let _ = cgroup.destroy(container.cgroup_created.as_deref());
         return Err(e);
     }
     if let Some(pid_file) = &opts.pid_file {
@@ -172,9 +173,11 @@ fn drive(
         linux.resources().as_ref(),
         linux.devices().as_deref().unwrap_or_default(),
     );
-    cgroup
-        .apply(stage1.as_raw(), resources.as_ref())
-        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    container.cgroup_created = Some(
+        cgroup
+            .apply(stage1.as_raw(), resources.as_ref())
+            .map_err(|e| Error::Cgroup(e.to_string()))?,
+    );
     chan.send(&Msg::Go)?;
     let pid = loop {
         match chan.expect("init pid", |m| matches!(m, Msg::Pid(_) | Msg::WantIdMaps))? {

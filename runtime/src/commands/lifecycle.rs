@@ -157,7 +157,7 @@ pub fn destroy(root: &Root, c: &Container) -> Result<()> {
     if let Some(cg) = cgroup_of(c)? {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match cg.destroy() {
+            match cg.destroy(c.cgroup_created.as_deref()) {
                 Ok(()) => break,
                 Err(e) if Instant::now() > deadline => return Err(Error::Cgroup(e.to_string())),
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
