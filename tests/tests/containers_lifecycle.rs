@@ -449,3 +449,50 @@ fn pause_answers_during_a_pending_stop() {
     d.docker_ok(&["rm", "slowp"]);
     assert_nothing_left(&d);
 }
+
+/// The mount options of the overlay at a container's rootfs.
+fn rootfs_mount_options(d: &Daemon, name: &str) -> String {
+    let id = d.docker_ok(&["inspect", "-f", "{{.Id}}", name]);
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .find(|l| l.contains(id.trim()) && l.contains(" overlay "))
+        .unwrap_or_else(|| panic!("no overlay mount for {name}"))
+        .to_owned()
+}
+
+/// `--rm` containers are thrown away at exit, so their overlay is mounted
+/// volatile (no syncfs of the data root at unmount); kept containers are
+/// not, and both stop, start and copy files as before.
+#[test]
+fn throwaway_containers_mount_volatile_kept_ones_do_not() {
+    let d = Daemon::with_busybox();
+    d.docker_ok(&[
+        "run", "-d", "--rm", "--name", "gone", "busybox", "sleep", "60",
+    ]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "kept",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /f; sleep 60",
+    ]);
+    assert!(rootfs_mount_options(&d, "gone").contains("volatile"));
+    assert!(!rootfs_mount_options(&d, "kept").contains("volatile"));
+    d.docker_ok(&["exec", "gone", "sh", "-c", "echo x > /y"]);
+    let dir = d.dir.path().join("cp-out");
+    d.docker_ok(&["cp", "gone:/y", &dir.display().to_string()]);
+    assert_eq!(fs::read_to_string(&dir).unwrap(), "x\n");
+    d.docker_ok(&["stop", "-t", "0", "gone"]);
+    d.docker_ok(&["stop", "-t", "0", "kept"]);
+    d.docker_ok(&["start", "kept"]);
+    assert_eq!(d.docker_ok(&["exec", "kept", "cat", "/f"]).trim(), "data");
+    d.docker_ok(&["rm", "-f", "kept"]);
+    let gone = wait_until(Duration::from_secs(10), || {
+        d.docker_ok(&["ps", "-aq"]).trim().is_empty()
+    });
+    assert!(gone, "the --rm container was not removed");
+    assert_nothing_left(&d);
+}

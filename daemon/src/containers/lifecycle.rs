@@ -110,9 +110,17 @@ impl Containers {
         }
         std::fs::create_dir_all(&bundle)
             .map_err(|e| ContainerError::internal(format!("creating {}", bundle.display()), e))?;
-        if let Err(e) =
-            rootfs::mount_rootfs(&self.settings.data_root, &rec.id, &rec.layers, &rootfs_dir)
-        {
+        if let Err(e) = rootfs::mount_rootfs(
+            &self.settings.data_root,
+            &rec.id,
+            &rec.layers,
+            &rootfs_dir,
+            if rec.host_config.auto_remove {
+                rootfs::Durability::Throwaway
+            } else {
+                rootfs::Durability::Kept
+            },
+        ) {
             remove_bundle(&bundle);
             self.clear_pending(c);
             return Err(ContainerError::internal(

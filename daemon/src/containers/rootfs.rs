@@ -54,6 +54,18 @@ pub fn is_mounted(target: &Path) -> bool {
         .any(|l| l.split(' ').nth(4).is_some_and(|m| m == t))
 }
 
+/// How a container's overlay is mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Unmounting syncs the upper directory's file system (overlayfs
+    /// does a syncfs of it), so a stopped container's files are on disk.
+    Kept,
+    /// `volatile` (Linux 5.10+): no sync at unmount. For containers whose
+    /// files are thrown away when they exit (`--rm`): the syncfs of the
+    /// whole data-root file system is the dearest part of their teardown.
+    Throwaway,
+}
+
 /// Mount the overlay at `target` (created if missing); a no-op when
 /// already mounted (e.g. after a daemon restart).
 pub fn mount_rootfs(
@@ -61,6 +73,7 @@ pub fn mount_rootfs(
     id: &str,
     layers: &[PathBuf],
     target: &Path,
+    durability: Durability,
 ) -> io::Result<()> {
     fs::create_dir_all(target)?;
     if is_mounted(target) {
@@ -88,14 +101,28 @@ pub fn mount_rootfs(
             ),
         ));
     }
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(opts.as_str()),
-    )
-    .map_err(|e| io::Error::other(format!("mounting overlay at {}: {e}", target.display())))
+    // A volatile mount leaves work/work/incompat/volatile behind, and
+    // overlayfs refuses the directory until it is gone. The work directory
+    // is scratch whenever the overlay is not mounted.
+    let _ = fs::remove_dir_all(work.join("work").join("incompat"));
+    let mount_with = |opts: &str| {
+        mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts),
+        )
+    };
+    let mounted = match durability {
+        Durability::Kept => mount_with(&opts),
+        Durability::Throwaway => mount_with(&format!("{opts},volatile")).or_else(|e| match e {
+            // A kernel older than 5.10.
+            nix::errno::Errno::EINVAL => mount_with(&opts),
+            e => Err(e),
+        }),
+    };
+    mounted.map_err(|e| io::Error::other(format!("mounting overlay at {}: {e}", target.display())))
 }
 
 /// Unmount whatever is at `target` (lazily, so a straggling process in

@@ -60,6 +60,7 @@ impl ContainerRootfs {
             &rec.id,
             &rec.layers,
             &target,
+            rootfs::Durability::Kept,
         );
         // Whatever happened, the guard cleans up the mount point.
         let guard = TempMount {
