@@ -65,3 +65,54 @@ fn compose_build_with_args_target_labels_and_cache() {
     assert!(!all.contains("Running in"), "{all}");
     assert!(d.docker_ok(&["ps", "-aq"]).trim().is_empty());
 }
+
+/// `docker-compose up -d --build` after a source change recreates the
+/// service's container: compose 1.29 reads the old image's
+/// `ContainerConfig` to carry volumes over (a KeyError against engines
+/// that dropped the field), then renames, replaces and removes the old one.
+#[test]
+fn compose_up_build_recreates_a_changed_service() {
+    let d = Daemon::with_busybox();
+    let project = d.dir.path().join("recreate");
+    fs::create_dir_all(project.join("app")).unwrap();
+    fs::write(
+        project.join("docker-compose.yml"),
+        "version: '3.7'\nservices:\n  web:\n    build: ./app\n    volumes: [data:/data]\nvolumes: {data: {}}\n",
+    )
+    .unwrap();
+    fs::write(
+        project.join("app/Dockerfile"),
+        "FROM busybox\nCOPY v.txt /v.txt\nCMD [\"sh\", \"-c\", \"cat /v.txt; echo kept >> /data/log; sleep 60\"]\n",
+    )
+    .unwrap();
+    fs::write(project.join("app/v.txt"), "one\n").unwrap();
+    let compose = |args: &[&str]| {
+        let mut cmd = Command::new("docker-compose");
+        cmd.current_dir(&project)
+            .env("DOCKER_HOST", d.host())
+            .env("COMPOSE_PROJECT_NAME", "recreate")
+            .args(args);
+        let out = run_with_timeout(&mut cmd, None, DEFAULT_TIMEOUT);
+        assert!(out.success(), "docker-compose {args:?}: {out:?}");
+        out
+    };
+    compose(&["up", "-d"]);
+    let first = d.inspect("container", "recreate_web_1")["Id"].clone();
+    fs::write(project.join("app/v.txt"), "two\n").unwrap();
+    let out = compose(&["up", "-d", "--build"]);
+    assert!(out.stderr.contains("Recreating"), "{out:?}");
+    let now = d.inspect("container", "recreate_web_1");
+    assert_ne!(now["Id"], first, "not recreated");
+    assert_eq!(now["State"]["Running"], true);
+    assert_eq!(
+        d.docker_ok(&["exec", "recreate_web_1", "cat", "/v.txt"]),
+        "two\n"
+    );
+    let names = d.docker_ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(
+        names.trim(),
+        "recreate_web_1",
+        "old container left: {names}"
+    );
+    compose(&["down", "-v", "-t", "0"]);
+}

@@ -217,6 +217,15 @@ impl ImageStore {
             "DockerVersion": img.str_field("docker_version"),
             "Author": img.str_field("author"),
             "Config": img.container_config(),
+            // Gone from dockerd's answer since API 1.45, but kept at every
+            // version: docker-compose 1.29 negotiates the daemon's newest
+            // version and then reads ContainerConfig.Volumes when it
+            // recreates a container (its KeyError on Docker 25+).
+            "Container": img.str_field("container"),
+            "ContainerConfig": match img.config.get("container_config") {
+                Some(c) if c.is_object() => c.clone(),
+                _ => empty_container_config(),
+            },
             "Architecture": img.str_field("architecture"),
             "Os": img.str_field("os"),
             "Size": size,
@@ -303,4 +312,15 @@ impl ImageStore {
         }
         Ok(rows)
     }
+}
+
+/// A zero `container.Config` as dockerd prints it for images that carry
+/// none (imported, or built without a build container).
+fn empty_container_config() -> Value {
+    json!({
+        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false,
+        "AttachStdout": false, "AttachStderr": false, "Tty": false, "OpenStdin": false,
+        "StdinOnce": false, "Env": null, "Cmd": null, "Image": "", "Volumes": null,
+        "WorkingDir": "", "Entrypoint": null, "OnBuild": null, "Labels": null,
+    })
 }

@@ -136,6 +136,7 @@ async fn get_named(
             if !version.at_least(1, 44) {
                 v["VirtualSize"] = v["Size"].clone();
             }
+
             Ok(Json(v).into_response())
         }
         "history" => {
