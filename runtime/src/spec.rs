@@ -108,11 +108,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
     {
         check_sysctl(key, &has)?;
     }
-    if !has(LinuxNamespaceType::Mount) {
-        return Err(Error::invalid(
-            "a mount namespace is required (linux.namespaces has no \"mount\")",
-        ));
-    }
     Ok(())
 }
 

@@ -55,6 +55,10 @@ pub struct Container {
     /// in state written before this was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_created: Option<Vec<PathBuf>>,
+    /// Set when the container shares the runtime's mount namespace: its
+    /// mounts on the host, for `delete` to take down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ns_rootfs: Option<crate::rootfs::hostns::HostNsRootfs>,
     pub paused: bool,
     /// Set once `create` finished; without it the container is "creating".
     pub created_done: bool,

@@ -293,3 +293,118 @@ fn events_stream_reports_oom_kills() {
     assert!(saw_stats && saw_oom, "stats: {saw_stats}, oom: {saw_oom}");
     assert!(b.rt(&["delete", "--force", &id]).success());
 }
+
+/// Mount points below `dir` as findmnt lists them.
+fn findmnt_under(dir: &std::path::Path) -> Vec<String> {
+    let out = berth_tests::run_with_timeout(
+        std::process::Command::new("findmnt").args(["-rn", "-o", "TARGET"]),
+        None,
+        Duration::from_secs(30),
+    )
+    .ok();
+    let dir = dir.display().to_string();
+    out.lines()
+        .filter(|t| t.starts_with(&dir))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The propagation fields of the host's `/` (e.g. "shared:1").
+fn root_propagation() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .map(|l| {
+            l.split(" - ")
+                .next()
+                .unwrap_or("")
+                .split(' ')
+                .skip(6)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// Issue 14.2: without "mount" in linux.namespaces the container shares
+/// the runtime's mount namespace; its mounts live on the host below the
+/// rootfs while it exists and are all gone after delete.
+#[test]
+fn a_missing_mount_namespace_is_inherited_and_delete_leaves_no_mounts() {
+    let mut b = Bundle::new();
+    b.remove_namespace("mount");
+    let before = findmnt_under(b.path());
+    assert!(before.is_empty(), "mounts before: {before:?}");
+    let propagation = root_propagation();
+
+    // Foreground: its own root (busybox, no /work), its own /proc.
+    b.set_args(&[
+        "sh",
+        "-c",
+        "test -x /bin/busybox && test ! -e /work && test -r /proc/1/cmdline && echo inside",
+    ]);
+    assert_eq!(b.run_ok("hostmnt").trim(), "inside");
+    assert_eq!(
+        findmnt_under(b.path()),
+        Vec::<String>::new(),
+        "mounts after run"
+    );
+
+    // Detached: same mount namespace as ours, mounts visible on the host.
+    b.set_args(&["sleep", "600"]);
+    let id = b.start_detached("hostmnt");
+    let pid = b.state(&id)["pid"].as_i64().expect("pid");
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).expect("ns link");
+    assert_eq!(
+        ns(&pid.to_string()),
+        ns("self"),
+        "the init has a mount ns of its own"
+    );
+    let during = findmnt_under(b.path());
+    assert!(
+        during.iter().any(|t| t.ends_with("/rootfs/proc")),
+        "the container's /proc is not on the host: {during:?}"
+    );
+    // exec lands in the container's root too.
+    let exec = b.rt(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "test ! -e /work && cat /proc/1/cmdline",
+    ]);
+    assert!(exec.success(), "exec: {}", exec.stderr);
+    assert!(exec.stdout.starts_with("sleep"), "{}", exec.stdout);
+    assert!(b.rt(&["delete", "--force", &id]).success());
+    assert_eq!(
+        findmnt_under(b.path()),
+        Vec::<String>::new(),
+        "mounts after delete"
+    );
+    assert_eq!(
+        root_propagation(),
+        propagation,
+        "the host's / changed propagation"
+    );
+
+    // A rootfs that is a mount already (as an engine's overlay is) keeps
+    // that mount: delete takes down only what the container stacked on it.
+    let rootfs = b.bundle.join("rootfs");
+    let run = |cmd: &str, args: &[&str]| {
+        let out = berth_tests::run_with_timeout(
+            std::process::Command::new(cmd).args(args).arg(&rootfs),
+            None,
+            Duration::from_secs(30),
+        );
+        assert!(out.success(), "{cmd} {args:?}: {}", out.stderr);
+    };
+    run("mount", &["--bind", rootfs.to_str().expect("utf-8")]);
+    let engine_mount = findmnt_under(b.path());
+    assert_eq!(engine_mount.len(), 1, "{engine_mount:?}");
+    let id = b.start_detached("premounted");
+    assert!(b.rt(&["delete", "--force", &id]).success());
+    let after = findmnt_under(b.path());
+    run("umount", &[]);
+    assert_eq!(after, engine_mount, "the engine's mount went too");
+}

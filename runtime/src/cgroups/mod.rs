@@ -7,8 +7,7 @@
 //! host some controllers, like hugetlb here, may be v2-only).
 //!
 //! Deliberate limits, each an error naming the field rather than a silent
-//! no-op: systemd-managed paths (`slice:prefix:name`), kernel memory limits,
-//! rdma, v1-only knobs on v2 (swappiness, disableOOMKiller, realtime), blkio
+//! no-op: systemd-managed paths (`slice:prefix:name`), v1-only knobs on v2 (swappiness, disableOOMKiller, realtime), blkio
 //! weights without a weight-capable I/O scheduler. Device rules are the v1
 //! devices controller or, on v2, an eBPF program (see `devices_bpf`).
 //! `destroy` removes the leaf and, of its ancestors, only those this
@@ -97,6 +96,9 @@ fn requested_controllers(r: &LinuxResources) -> Vec<&'static str> {
     }
     if r.hugepage_limits().as_ref().is_some_and(|l| !l.is_empty()) {
         out.push("hugetlb");
+    }
+    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+        out.push("rdma");
     }
     out
 }
@@ -480,11 +482,10 @@ impl Cgroup {
                 }
             }
         }
-        if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err(CgroupError::Unsupported(
-                "rdma limits".into(),
-                "berth does not implement the rdma controller".into(),
-            ));
+        if let Some(rdma) = r.rdma().as_ref().filter(|m| !m.is_empty()) {
+            // Same rdma.max format on v1 and v2.
+            let (Placement::V1(d) | Placement::V2(d)) = self.placement("rdma", "rdma limits")?;
+            v1::set_rdma(&d, rdma)?;
         }
         if let Some(entries) = r.unified().as_ref().filter(|m| !m.is_empty()) {
             let unified = self.hierarchy.unified.as_ref().ok_or_else(|| {
@@ -779,5 +780,181 @@ mod ownership_tests {
     #[test]
     fn destroy_removes_only_created_parents_on_hybrid() {
         check(hybrid);
+    }
+}
+
+#[cfg(test)]
+mod placement_tests {
+    //! Issue 14.7 on fake mount tables: each controller's limits land in
+    //! the hierarchy that serves it, v1 or unified. The leaf is pre-made
+    //! with the kernel's files (empty) so writes can be read back.
+    use std::collections::BTreeMap;
+
+    use super::hierarchy::Unified;
+    use super::*;
+
+    fn resources(v: serde_json::Value) -> LinuxResources {
+        serde_json::from_value(v).expect("resources JSON")
+    }
+
+    fn limits() -> LinuxResources {
+        resources(serde_json::json!({
+            "blockIO": {
+                "weight": 300,
+                "throttleReadBpsDevice": [{ "major": 254, "minor": 0, "rate": 1048576 }],
+                "throttleWriteIOPSDevice": [{ "major": 254, "minor": 0, "rate": 120 }]
+            },
+            "hugepageLimits": [{ "pageSize": "2MB", "limit": 4194304 }],
+            "rdma": { "mlx5_0": { "hcaHandles": 3, "hcaObjects": 100 } },
+            "network": { "classID": 1048577, "priorities": [{ "name": "eth0", "priority": 5 }] }
+        }))
+    }
+
+    fn touch(dir: &Path, files: &[&str]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for f in files {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+    }
+
+    /// A Cgroup on `h` whose mountpoints exist.
+    fn cgroup(h: Hierarchy) -> Cgroup {
+        for m in h.v1.values().chain(h.unified.iter().map(|u| &u.mountpoint)) {
+            std::fs::create_dir_all(m).unwrap();
+        }
+        Cgroup::with_hierarchy("/pod/c", h).unwrap()
+    }
+
+    fn read(dir: &Path, file: &str) -> String {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
+    }
+
+    #[test]
+    fn v1_controllers_of_a_hybrid_host_get_their_limits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let mut v1 = BTreeMap::new();
+        for (c, dir) in [
+            ("blkio", "blkio"),
+            ("hugetlb", "hugetlb"),
+            ("net_cls", "net_cls,net_prio"),
+            ("net_prio", "net_cls,net_prio"),
+            ("rdma", "rdma"),
+        ] {
+            v1.insert(c.to_string(), t.join(dir));
+        }
+        let h = Hierarchy {
+            v1,
+            unified: Some(Unified {
+                mountpoint: t.join("unified"),
+                controllers: Vec::new(),
+            }),
+        };
+        let leaf = |m: &str| t.join(m).join("pod/c");
+        touch(
+            &leaf("blkio"),
+            &[
+                "blkio.weight",
+                "blkio.throttle.read_bps_device",
+                "blkio.throttle.write_iops_device",
+            ],
+        );
+        touch(&leaf("hugetlb"), &["hugetlb.2MB.limit_in_bytes"]);
+        touch(
+            &leaf("net_cls,net_prio"),
+            &["net_cls.classid", "net_prio.ifpriomap"],
+        );
+        touch(&leaf("rdma"), &["rdma.max"]);
+        let cg = cgroup(h);
+        cg.create_and_set(Some(&limits())).unwrap();
+        assert_eq!(read(&leaf("blkio"), "blkio.weight"), "300");
+        assert_eq!(
+            read(&leaf("blkio"), "blkio.throttle.read_bps_device"),
+            "254:0 1048576"
+        );
+        assert_eq!(
+            read(&leaf("blkio"), "blkio.throttle.write_iops_device"),
+            "254:0 120"
+        );
+        assert_eq!(
+            read(&leaf("hugetlb"), "hugetlb.2MB.limit_in_bytes"),
+            "4194304"
+        );
+        assert_eq!(
+            read(&leaf("net_cls,net_prio"), "net_cls.classid"),
+            "1048577"
+        );
+        assert_eq!(
+            read(&leaf("net_cls,net_prio"), "net_prio.ifpriomap"),
+            "eth0 5"
+        );
+        assert_eq!(
+            read(&leaf("rdma"), "rdma.max"),
+            "mlx5_0 hca_handle=3 hca_object=100"
+        );
+        // Nothing of it went to the unified hierarchy.
+        let unified = t.join("unified/pod/c");
+        let stray: Vec<_> = std::fs::read_dir(&unified)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(stray.is_empty(), "written to the unified leaf: {stray:?}");
+    }
+
+    #[test]
+    fn v2_only_controllers_of_a_hybrid_host_get_their_limits_in_the_unified_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        // As on this host: hugetlb only in cgroup2; here rdma and io too.
+        let h = Hierarchy {
+            v1: BTreeMap::from([("memory".to_string(), t.join("memory"))]),
+            unified: Some(Unified {
+                mountpoint: t.join("unified"),
+                controllers: ["hugetlb", "rdma", "io"].map(String::from).to_vec(),
+            }),
+        };
+        let leaf = t.join("unified/pod/c");
+        touch(
+            &leaf,
+            &["hugetlb.2MB.max", "rdma.max", "io.weight", "io.max"],
+        );
+        let mut r = limits();
+        r.set_network(None);
+        // One throttle: the fake io.max keeps only the last write.
+        let mut bio = r.block_io().clone().unwrap();
+        bio.set_throttle_write_iops_device(None);
+        r.set_block_io(Some(bio));
+        let cg = cgroup(h);
+        cg.create_and_set(Some(&r)).unwrap();
+        assert_eq!(read(&leaf, "hugetlb.2MB.max"), "4194304");
+        assert_eq!(
+            read(&leaf, "rdma.max"),
+            "mlx5_0 hca_handle=3 hca_object=100"
+        );
+        assert_eq!(
+            read(&leaf, "io.weight"),
+            format!("default {}", v2::blkio_to_io_weight(300))
+        );
+        assert_eq!(read(&leaf, "io.max"), "254:0 rbps=1048576");
+    }
+
+    #[test]
+    fn net_cls_on_pure_v2_is_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let h = Hierarchy {
+            v1: BTreeMap::new(),
+            unified: Some(Unified {
+                mountpoint: tmp.path().join("unified"),
+                controllers: Vec::new(),
+            }),
+        };
+        let cg = cgroup(h);
+        let r = resources(serde_json::json!({ "network": { "classID": 7 } }));
+        let err = cg.create_and_set(Some(&r)).unwrap_err();
+        assert!(err.to_string().contains("network.classID"), "{err}");
+        assert!(
+            !tmp.path().join("unified/pod").exists(),
+            "left behind on error"
+        );
     }
 }

@@ -256,6 +256,34 @@ pub fn set_hugepages(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<(), Cg
     Ok(())
 }
 
+/// `rdma.max`, one line per device (the format is the same on v2); a
+/// device with neither limit set is left alone.
+pub fn set_rdma(
+    dir: &Path,
+    limits: &std::collections::HashMap<String, oci_spec::runtime::LinuxRdma>,
+) -> Result<(), CgroupError> {
+    let mut devices: Vec<_> = limits.iter().collect();
+    devices.sort_by(|a, b| a.0.cmp(b.0));
+    for (device, l) in devices {
+        if device.is_empty() || device.contains(char::is_whitespace) {
+            return Err(CgroupError::InvalidLimit(format!(
+                "rdma device name {device:?}"
+            )));
+        }
+        let mut line = device.clone();
+        if let Some(h) = l.hca_handles() {
+            line.push_str(&format!(" hca_handle={h}"));
+        }
+        if let Some(o) = l.hca_objects() {
+            line.push_str(&format!(" hca_object={o}"));
+        }
+        if line.len() > device.len() {
+            write(dir, "rdma.max", &line)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn set_net_cls(dir: &Path, n: &LinuxNetwork) -> Result<(), CgroupError> {
     if let Some(id) = n.class_id() {
         write(dir, "net_cls.classid", &id.to_string())?;

@@ -108,6 +108,11 @@ fn build(
         owner: owner_name(),
         cgroup_path: Some(cgroup.path()),
         cgroup_created: Some(Vec::new()),
+        host_ns_rootfs: if plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
+            None
+        } else {
+            Some(crate::rootfs::hostns::HostNsRootfs::record(&bundle.rootfs)?)
+        },
         paused: false,
         created_done: false,
         spec: bundle.spec.clone(),
@@ -149,6 +154,9 @@ fn build(
             let _ = waitpid(p, None);
         }
         let _ = cgroup.destroy(container.cgroup_created.as_deref());
+        if let Some(h) = &container.host_ns_rootfs {
+            let _ = h.unmount();
+        }
         return Err(e);
     }
     if let Some(pid_file) = &opts.pid_file {

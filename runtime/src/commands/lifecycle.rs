@@ -164,6 +164,9 @@ pub fn destroy(root: &Root, c: &Container) -> Result<()> {
             }
         }
     }
+    if let Some(h) = &c.host_ns_rootfs {
+        h.unmount()?;
+    }
     root.remove(&c.id)?;
     if let Some(h) = c.spec.hooks() {
         if let Err(e) = crate::hooks::run_all(

@@ -111,7 +111,8 @@ fn stage2(chan: &Channel, cfg: &InitConfig, cgroup_lines: &[String]) -> Result<I
         new_cgroup_ns: cfg.plan.creates(LinuxNamespaceType::Cgroup),
     };
     let in_userns = cfg.plan.has(LinuxNamespaceType::User);
-    rootfs::prepare(&cfg.rootfs, spec, &ctx, in_userns)?;
+    let own_mount_ns = cfg.plan.has(LinuxNamespaceType::Mount);
+    rootfs::prepare(&cfg.rootfs, spec, &ctx, in_userns, own_mount_ns)?;
     // Held as O_PATH until after pivot_root, then reopened for writing.
     let fifo = open(&cfg.fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("open {}", cfg.fifo.display()))?;
@@ -131,7 +132,7 @@ fn stage2(chan: &Channel, cfg: &InitConfig, cgroup_lines: &[String]) -> Result<I
         hooks.and_then(|h| h.create_container().as_ref()),
         &hook_state,
     )?;
-    rootfs::enter(&cfg.rootfs, cfg.no_pivot, spec)?;
+    rootfs::enter(&cfg.rootfs, cfg.no_pivot, spec, own_mount_ns)?;
     if let Some(console) = &cfg.console {
         let size = process
             .console_size()

@@ -1,9 +1,13 @@
 //! Building the container's filesystem view inside its mount namespace:
 //! `prepare` (mounts and devices under the rootfs), then `enter`
 //! (pivot_root), then `finish` (masked/read-only paths, read-only root).
+//! Without a mount namespace of its own (see `hostns`) nothing touches the
+//! host's `/`: the mounts go below a private bind of the rootfs and `enter`
+//! is a chroot.
 
 pub mod cgroupfs;
 pub mod devices;
+pub mod hostns;
 pub mod mounts;
 pub mod options;
 pub mod paths;
@@ -30,7 +34,13 @@ fn rootfs_propagation(spec: &Spec) -> Result<MsFlags> {
     }
 }
 
-pub fn prepare(rootfs: &Path, spec: &Spec, ctx: &MountContext, in_userns: bool) -> Result<()> {
+pub fn prepare(
+    rootfs: &Path,
+    spec: &Spec,
+    ctx: &MountContext,
+    in_userns: bool,
+    own_mount_ns: bool,
+) -> Result<()> {
     let linux = spec.linux().as_ref();
     let propagation = rootfs_propagation(spec)?;
     // Nothing we mount may leak to the host: the whole tree becomes a slave
@@ -42,7 +52,10 @@ pub fn prepare(rootfs: &Path, spec: &Spec, ctx: &MountContext, in_userns: bool) 
     } else {
         propagation
     };
-    mount(None::<&str>, "/", None::<&str>, first, None::<&str>).ctx(|| "set propagation of /")?;
+    if own_mount_ns {
+        mount(None::<&str>, "/", None::<&str>, first, None::<&str>)
+            .ctx(|| "set propagation of /")?;
+    }
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(rootfs),
@@ -52,6 +65,18 @@ pub fn prepare(rootfs: &Path, spec: &Spec, ctx: &MountContext, in_userns: bool) 
         None::<&str>,
     )
     .ctx(|| format!("bind rootfs {} on itself", rootfs.display()))?;
+    if !own_mount_ns {
+        // The host's tree: only our bind changes, and what is mounted below
+        // it reaches no other namespace.
+        mount(
+            None::<&str>,
+            rootfs,
+            None::<&str>,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| format!("make rootfs {} private", rootfs.display()))?;
+    }
     let mount_list = spec.mounts().as_deref().unwrap_or_default();
     for m in mount_list {
         mounts::mount_entry(rootfs, m, ctx)?;
@@ -80,8 +105,12 @@ fn applied_late(propagation: MsFlags) -> bool {
 
 /// Switch root. A shared rootfsPropagation is applied only now: pivot_root
 /// refuses a shared new root.
-pub fn enter(rootfs: &Path, no_pivot: bool, spec: &Spec) -> Result<()> {
-    if no_pivot {
+pub fn enter(rootfs: &Path, no_pivot: bool, spec: &Spec, own_mount_ns: bool) -> Result<()> {
+    if !own_mount_ns {
+        // pivot_root or a move over / would change the host's root.
+        nix::unistd::chroot(rootfs).ctx(|| format!("chroot {}", rootfs.display()))?;
+        nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    } else if no_pivot {
         pivot::move_root(rootfs)?;
     } else {
         pivot::pivot(rootfs)?;
