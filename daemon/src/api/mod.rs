@@ -12,6 +12,7 @@ mod body_fields;
 mod body_keys;
 mod body_timeout;
 pub mod build;
+pub mod client_watch;
 pub mod commit;
 pub mod container_files;
 pub mod containers;
