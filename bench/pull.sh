@@ -5,7 +5,9 @@
 # docker-registry on a free 127.0.0.1 port (own config and storage under
 # WORK, never the system service) and filled with skopeo -- for berthd
 # (release build) and, when installed, Debian's dockerd on a private
-# socket. Prints medians and the daemon's peak RSS during the pulls.
+# socket and Debian's podman (daemonless; its own root, runroot and tmpdir
+# under WORK, `--tls-verify=false`). Prints medians and the daemon's peak
+# RSS during the pulls (for podman, the pulling process's own).
 # Needs root. Leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -111,4 +113,43 @@ if command -v dockerd >/dev/null; then
     measure dockerd "$DAEMON_SOCK" "$DAEMON_PID"
 else
     echo "dockerd not installed: berthd figures only"
+fi
+
+# podman: no daemon, so the figures are of the CLI process doing the work;
+# every path it keeps state in is under WORK.
+PODMAN=(env HOME="$WORK/podman/home" XDG_CONFIG_HOME="$WORK/podman/home/.config"
+    podman --root "$WORK/podman/root" --runroot "$WORK/podman/run"
+    --tmpdir "$WORK/podman/tmp" --storage-driver overlay
+    --events-backend none --cgroup-manager cgroupfs)
+podman_in() { "${PODMAN[@]}" "$@"; }
+
+measure_podman() {
+    local pulls=() pushes=() peaks=() t0 n=0 out
+    mkdir -p "$WORK/podman/home"
+    for _ in $(seq "$RUNS"); do
+        podman_in rmi -af >/dev/null 2>&1 || true
+        sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+        t0=$(now_ms)
+        out=$(/usr/bin/time -f '%M' "${PODMAN[@]}" pull -q --tls-verify=false "$REG/bench/pull:1" 2>&1 >/dev/null) \
+            || { echo "podman pull failed: $out" >&2; return 1; }
+        pulls+=($(( $(now_ms) - t0 )))
+        peaks+=("$(tail -1 <<<"$out")")
+        n=$(( n + 1 ))
+        podman_in tag "$REG/bench/pull:1" "$REG/bench/podman-push$n:1"
+        t0=$(now_ms)
+        podman_in push -q --tls-verify=false "$REG/bench/podman-push$n:1" >/dev/null
+        pushes+=($(( $(now_ms) - t0 )))
+    done
+    podman_in rmi -af >/dev/null 2>&1 || true
+    bench_figure "pull 4 layers (cold), ms" podman "$(printf '%s\n' "${pulls[@]}" | median)" ms
+    bench_figure "push (layers mountable), ms" podman "$(printf '%s\n' "${pushes[@]}" | median)" ms
+    printf '%-8s  pull %6s ms   push (layers mountable) %5s ms   (medians of %s; runs: pull %s/ push %s)   peak RSS of podman pull %s kB\n' \
+        podman "$(printf '%s\n' "${pulls[@]}" | median)" "$(printf '%s\n' "${pushes[@]}" | median)" "$RUNS" \
+        "$(printf '%s ' "${pulls[@]}")" "$(printf '%s ' "${pushes[@]}")" "$(printf '%s\n' "${peaks[@]}" | sort -n | tail -1)"
+}
+
+if command -v podman >/dev/null && [ -x /usr/bin/time ]; then
+    measure_podman
+else
+    echo "podman or /usr/bin/time not installed: no podman column"
 fi

@@ -3,6 +3,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::os::fd::AsRawFd;
+
+use crate::api::client_watch::ConnFd;
 use hyper_util::service::TowerToHyperService;
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -295,6 +298,14 @@ enum Accepted {
 }
 
 impl Accepted {
+    /// The connection's socket, for [`crate::api::client_watch`].
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            Accepted::Unix(s) => s.as_raw_fd(),
+            Accepted::Tcp(s, _) => s.as_raw_fd(),
+        }
+    }
+
     async fn into_io(self) -> Option<Box<dyn Io>> {
         match self {
             Accepted::Unix(s) => Some(Box::new(s)),
@@ -342,6 +353,7 @@ async fn accept_loop<S: ApiService>(
                 Ok(accepted) => {
                     let (service, shutdown) = (service.clone(), shutdown.clone());
                     connections.spawn(async move {
+                        let service = WithConnFd { inner: service, fd: ConnFd(accepted.raw_fd()) };
                         if let Some(io) = accepted.into_io().await {
                             serve_connection(io, service, shutdown).await;
                         }
@@ -360,6 +372,34 @@ async fn accept_loop<S: ApiService>(
         while connections.join_next().await.is_some() {}
     })
     .await;
+}
+
+/// Tags each request with the socket it came on.
+#[derive(Clone)]
+struct WithConnFd<S> {
+    inner: S,
+    fd: ConnFd,
+}
+
+impl<S, B> tower::Service<hyper::Request<B>> for WithConnFd<S>
+where
+    S: tower::Service<hyper::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: hyper::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(self.fd);
+        self.inner.call(req)
+    }
 }
 
 async fn serve_connection<IO, S>(io: IO, service: S, mut shutdown: watch::Receiver<bool>)

@@ -23,6 +23,9 @@ def nullable(schema):
     """Rewrites x-nullable fields so JSON Schema accepts null for them."""
     if isinstance(schema, dict):
         out = {k: nullable(v) for k, v in schema.items()}
+        if out.get("x-nullable") and "$ref" in out:
+            # Draft 4 ignores a $ref's siblings: wrap it instead.
+            return {"anyOf": [{"$ref": out["$ref"]}, {"type": "null"}]}
         if out.get("x-nullable") and "type" in out:
             t = out["type"]
             out["type"] = (t if isinstance(t, list) else [t]) + ["null"]
@@ -52,7 +55,32 @@ def response_schema(spec, method, path, status=None):
 DOCKERD_NULLS = [
     ("IPAM", "Options"),  # a network created without IPAM options
     ("EndpointSettings", "Aliases"),  # an endpoint given no aliases
-]
+] + [
+    # A container's HostConfig: nil slices and maps, and the resources
+    # dockerd leaves unset (MemorySwappiness -1 is stored as nil).
+    ("Resources", p)
+    for p in (
+        "BlkioDeviceReadBps BlkioDeviceReadIOps BlkioDeviceWriteBps "
+        "BlkioDeviceWriteIOps BlkioWeightDevice DeviceCgroupRules "
+        "DeviceRequests Devices MemorySwappiness Ulimits"
+    ).split()
+] + [
+    ("HostConfig", p)
+    for p in (
+        "Binds CapAdd CapDrop Dns DnsOptions DnsSearch ExtraHosts GroupAdd "
+        "Links PortBindings SecurityOpt VolumesFrom MaskedPaths ReadonlyPaths"
+    ).split()
+] + [("DeviceRequest", p) for p in ("DeviceIDs", "Capabilities", "Options")]
+
+
+def properties(definition):
+    """The properties of a definition, including those of inline allOf parts."""
+    if "properties" in definition:
+        return definition["properties"]
+    for part in definition.get("allOf", []):
+        if "properties" in part:
+            return part["properties"]
+    raise KeyError("definition without properties")
 
 
 def validate(spec, method, path, document, status=None):
@@ -60,7 +88,7 @@ def validate(spec, method, path, document, status=None):
     schema = dict(response_schema(spec, method, path, status))
     definitions = json.loads(json.dumps(spec["definitions"]))
     for name, prop in DOCKERD_NULLS:
-        definitions[name]["properties"][prop]["x-nullable"] = True
+        properties(definitions[name])[prop]["x-nullable"] = True
     schema["definitions"] = definitions
     schema = nullable(schema)
     validator = jsonschema.Draft4Validator(schema)

@@ -151,6 +151,16 @@ impl PrivateDockerd {
         run_with_timeout(&mut cmd, None, DEFAULT_TIMEOUT)
     }
 
+    /// curl against its socket (URL paths as `http://localhost/...`).
+    pub fn curl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("curl");
+        cmd.arg("-sS")
+            .arg("--unix-socket")
+            .arg(self.dir.path().join("docker.sock"))
+            .args(args);
+        run_with_timeout(&mut cmd, None, DEFAULT_TIMEOUT)
+    }
+
     /// `docker …`, which must succeed; returns its stdout.
     #[track_caller]
     pub fn docker_ok(&self, args: &[&str]) -> String {

@@ -984,3 +984,47 @@ fn registry_credentials_with_keys_in_any_case() {
     );
     assert_no_temp_files(&d);
 }
+
+/// A client that leaves while the registry sends nothing cancels the pull
+/// all the same: the download stops and leaves nothing behind, although no
+/// progress message could have failed to reach the client.
+#[test]
+fn a_client_leaving_a_stalled_pull_cancels_it() {
+    let reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let proxy = CorruptingProxy::start_mode(reg.port, false, true);
+    let d = Daemon::start();
+    let url = format!(
+        "http://localhost/v1.50/images/create?fromImage=127.0.0.1:{}/test/busybox&tag=1",
+        proxy.port
+    );
+    let mut curl = std::process::Command::new("curl")
+        .args(["-sS", "-X", "POST", "--unix-socket"])
+        .arg(&d.socket)
+        .arg(&url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Half of the layer has arrived, then the registry goes quiet.
+    let tmp = d.data_root.join("image/tmp");
+    let started = berth_tests::wait_until(std::time::Duration::from_secs(60), || {
+        fs::read_dir(&tmp).map(|r| r.count() > 0).unwrap_or(false)
+    });
+    assert!(started, "the pull never started writing");
+    curl.kill().unwrap();
+    curl.wait().unwrap();
+    let cancelled = berth_tests::wait_until(std::time::Duration::from_secs(60), || {
+        d.log().contains("pull cancelled: the client went away")
+    });
+    assert!(cancelled, "{}", d.log());
+    let cleaned = berth_tests::wait_until(std::time::Duration::from_secs(60), || {
+        fs::read_dir(&tmp).map(|r| r.count() == 0).unwrap_or(true)
+    });
+    assert!(cleaned, "the download was not aborted");
+    drop(proxy);
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    assert_no_temp_files(&d);
+    let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
+    assert!(ok.contains("Pull complete"), "{ok}");
+}

@@ -115,6 +115,13 @@ async fn inspect(
     let size = query.bool("size");
     let containers = store(&state);
     let mut v = blocking(move || containers.inspect(&id, size)).await?;
+    if let Some(hc) = v.get_mut("HostConfig") {
+        let masks = super::host_config_view::DefaultMasks {
+            masked: crate::containers::spec::MASKED_PATHS,
+            readonly: crate::containers::spec::READONLY_PATHS,
+        };
+        super::host_config_view::dockerd_shape(hc, version, &masks);
+    }
     if !version.at_least(1, 45) {
         crate::network::legacy_aliases(&mut v);
     }

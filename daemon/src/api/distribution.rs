@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use berth_distribution::{AuthConfig, ErrorKind, Progress, PullOptions, PushOptions};
 use berth_images::Reference;
 
+use super::client_watch::ClientWatch;
 use super::error::{ApiError, ApiResult};
 use super::extract::QueryParams;
 use super::stream::json_progress;
@@ -98,7 +99,12 @@ fn registry_auth(headers: &HeaderMap) -> ApiResult<AuthConfig> {
 }
 
 /// `POST /images/create?fromImage=NAME&tag=TAG|DIGEST&platform=`.
-pub async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> ApiResult<Response> {
+pub async fn pull(
+    state: AppState,
+    q: &QueryParams,
+    headers: &HeaderMap,
+    client: ClientWatch,
+) -> ApiResult<Response> {
     let image = q.get("fromImage").unwrap_or("");
     let tag = q.get("tag").unwrap_or("");
     let mut r = Reference::parse_normalized(image)?;
@@ -127,10 +133,11 @@ pub async fn pull(state: AppState, q: &QueryParams, headers: &HeaderMap) -> ApiR
                     .map(|o| vec![(opts.reference.clone(), o)])
             }
         };
-        // As dockerd, a client that goes away cancels its pull.
+        // As dockerd, a client that goes away cancels its pull: seen at
+        // the next progress message, or on the socket while none flows.
         let res = tokio::select! {
             res = pull => res,
-            () = progress.closed() => {
+            () = async { tokio::select! { () = progress.closed() => {}, () = client.gone() => {} } } => {
                 tracing::info!(reference = %opts.reference, "pull cancelled: the client went away");
                 return;
             }

@@ -355,10 +355,12 @@ async fn create(
     State(state): State<AppState>,
     q: QueryParams,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     body: Body,
 ) -> ApiResult<Response> {
     if q.get("fromImage").is_some_and(|s| !s.is_empty()) {
-        return super::distribution::pull(state, &q, &headers).await;
+        let client = super::client_watch::ClientWatch::of(&ext);
+        return super::distribution::pull(state, &q, &headers, client).await;
     }
     let Some(src) = q.get("fromSrc").filter(|s| !s.is_empty()) else {
         return Err(ApiError::bad_request(

@@ -22,7 +22,7 @@ pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 /// Where `--init`'s binary appears inside the container.
 pub const INIT_IN_CONTAINER: &str = "/sbin/docker-init";
 
-const MASKED_PATHS: &[&str] = &[
+pub const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
     "/proc/acpi",
     "/proc/interrupts",
@@ -37,7 +37,7 @@ const MASKED_PATHS: &[&str] = &[
     "/sys/devices/virtual/powercap",
 ];
 
-const READONLY_PATHS: &[&str] = &[
+pub const READONLY_PATHS: &[&str] = &[
     "/proc/bus",
     "/proc/fs",
     "/proc/irq",
