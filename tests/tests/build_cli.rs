@@ -869,3 +869,72 @@ fn build_extra_hosts_and_user_network() {
     assert_nothing_left(&d);
     d.docker_ok(&["network", "rm", &net]);
 }
+
+/// `POST /build/cancel?id=` ends the build started with that `buildid`:
+/// the client gets `context canceled` and the step's container goes.
+#[test]
+fn build_cancel_by_id_ends_the_build() {
+    let d = Daemon::with_busybox();
+    let ctx = context(
+        &d,
+        "cancel-id",
+        &[("Dockerfile", "FROM busybox\nRUN echo started; sleep 300\n")],
+    );
+    let tar = d.dir.path().join("cancel-id.tar");
+    berth_tests::tarball::create(&ctx, &tar, ".");
+    let mut build = std::process::Command::new("curl")
+        .args(["-sS", "-N", "--max-time", "120", "--unix-socket"])
+        .arg(&d.socket)
+        .args([
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/x-tar",
+            "--data-binary",
+            &format!("@{}", tar.display()),
+            "http://localhost/v1.44/build?buildid=job-42",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = wait_until(std::time::Duration::from_secs(30), || {
+        !d.docker_ok(&["ps", "-q"]).trim().is_empty()
+    });
+    assert!(running, "the RUN step never started");
+    let out = d.curl(&[
+        "-s",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "http://localhost/build/cancel?id=job-42",
+    ]);
+    assert_eq!(out.stdout, "200");
+    let output = build.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("context canceled"), "{text}");
+    let gone = wait_until(std::time::Duration::from_secs(30), || {
+        d.docker_ok(&["ps", "-aq"]).trim().is_empty()
+    });
+    assert!(gone, "the step container outlived the cancel");
+    // Unknown IDs are fine (the build may have ended); none is a 400.
+    let out = d.curl(&[
+        "-s",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "http://localhost/build/cancel?id=nope",
+    ]);
+    assert_eq!(out.stdout, "200");
+    let out = d.curl(&[
+        "-s",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "http://localhost/build/cancel",
+    ]);
+    assert!(out.stdout.ends_with("400"), "{}", out.stdout);
+    assert_nothing_left(&d);
+}

@@ -438,5 +438,28 @@ fn cp_into_read_only_places_is_refused() {
     // A writable volume in a read-only container still takes files.
     d.docker_ok(&["cp", &f, &format!("{c}:/rw/")]);
     assert_eq!(d.docker_ok(&["exec", &c, "cat", "/rw/f"]), "x");
+    // An accepted upload with a long tail after the archive's end (padding
+    // the tar reader never needs): read before the answer, so the client
+    // sees its 200, not a reset connection.
+    let padded = work.path().join("padded.tar");
+    berth_tests::tarball::create(work.path(), &padded, "f");
+    let mut bytes = fs::read(&padded).unwrap();
+    bytes.resize(bytes.len() + (16 << 20), 0);
+    fs::write(&padded, bytes).unwrap();
+    let out = d.curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/x-tar",
+        "--data-binary",
+        &format!("@{}", padded.display()),
+        &format!("http://x/v1.50/containers/{c}/archive?path=/rw"),
+    ]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "200");
     d.docker_ok(&["rm", "-f", &c]);
 }

@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/build", post(build))
         .route("/build/prune", post(prune))
+        .route("/build/cancel", post(cancel))
 }
 
 fn api_error(e: BuildError) -> ApiError {
@@ -152,15 +153,33 @@ async fn build(
         .await
         .map_err(|e| ApiError::from_internal("build task", e))?
         .map_err(api_error)?;
+    let registration = q
+        .get("buildid")
+        .filter(|id| !id.is_empty())
+        .map(|id| state.builder.register(id));
     let (tx, resp) = streaming_response("application/json");
     let (mtx, mut mrx) = mpsc::channel::<Message>(64);
     let build = tokio::spawn(prepared.run(Output::new(mtx, quiet)));
     tokio::spawn(async move {
+        let cancelled = registration.as_ref().map(|r| r.cancelled.clone());
+        let cancel_requested = async {
+            match &cancelled {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(cancel_requested);
+        let mut by_request = false;
         loop {
             let m = tokio::select! {
                 m = mrx.recv() => m,
-                // The client left: dropping the receiver cancels the build.
+                // The client left, or `POST /build/cancel` named this
+                // build: dropping the receiver cancels it.
                 _ = tx.closed() => None,
+                _ = &mut cancel_requested => {
+                    by_request = true;
+                    None
+                }
             };
             let Some(m) = m else { break };
             let mut line = serde_json::to_vec(&m.to_json()).unwrap_or_default();
@@ -171,8 +190,15 @@ async fn build(
         }
         drop(mrx);
         let result = build.await;
+        drop(registration);
         let err = match result {
             Ok(Ok(_)) => return,
+            // The client is still there: it learns why its build ended,
+            // in Go's words for a cancelled context, as dockerd says it.
+            Ok(Err(BuildError::Cancelled)) if by_request => {
+                tracing::info!("build cancelled by POST /build/cancel");
+                BuildError::Step("context canceled".into())
+            }
             Ok(Err(BuildError::Cancelled)) => {
                 tracing::info!("build cancelled: the client went away");
                 return;
@@ -192,6 +218,15 @@ async fn build(
         let _ = tx.send(line).await;
     });
     Ok(resp)
+}
+
+async fn cancel(State(state): State<AppState>, q: QueryParams) -> ApiResult<StatusCode> {
+    let id = q
+        .get("id")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::bad_request("build ID not provided"))?;
+    state.builder.cancel(id);
+    Ok(StatusCode::OK)
 }
 
 async fn prune(

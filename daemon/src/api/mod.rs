@@ -91,8 +91,8 @@ pub fn service(
     })
 }
 
-/// Strips and checks the version prefix, reads what a refused request
-/// left of its body, then logs the request.
+/// Strips and checks the version prefix, reads what a handler left of
+/// its request body, then logs the request.
 async fn prepare(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
@@ -113,11 +113,13 @@ async fn prepare(req: Request, next: Next) -> Response {
             Err(e) => e.into_response(),
         },
     };
-    if resp.status().is_client_error() || resp.status().is_server_error() {
-        unread.drain().await;
-        if method != Method::HEAD {
-            resp = json_error(resp).await;
-        }
+    // Also after a success: a tar reader stops at the end-of-archive
+    // blocks while the CLI may still be sending its padding.
+    unread.drain().await;
+    if (resp.status().is_client_error() || resp.status().is_server_error())
+        && method != Method::HEAD
+    {
+        resp = json_error(resp).await;
     }
     // As dockerd, every response names the server and its API version.
     let headers = resp.headers_mut();

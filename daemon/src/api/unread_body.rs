@@ -1,4 +1,6 @@
-//! Request bodies a handler refused are read before the refusal is sent.
+//! Request bodies a handler left unfinished are read before the answer is
+//! sent (a refusal, or a tar upload whose reader stopped at the archive's
+//! end while the client still sends padding).
 //!
 //! A handler that answers an error before reading the whole body (a copy
 //! into a read-only path, an unknown container, an endpoint nobody

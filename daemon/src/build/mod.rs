@@ -151,9 +151,62 @@ pub struct Builder {
     /// `cache/` for cache records.
     root: PathBuf,
     cache: cache::Cache,
+    /// Builds started with a `buildid`, for `POST /build/cancel`.
+    running: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+/// A build's entry in [`Builder::register`]; removed when dropped.
+pub struct Registration {
+    builder: Arc<Builder>,
+    id: String,
+    pub cancelled: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut running = self
+            .builder
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if running
+            .get(&self.id)
+            .is_some_and(|n| Arc::ptr_eq(n, &self.cancelled))
+        {
+            running.remove(&self.id);
+        }
+    }
 }
 
 impl Builder {
+    /// Names a build by the client's `buildid`, so `cancel` can end it.
+    pub fn register(self: &Arc<Self>, id: &str) -> Registration {
+        let cancelled = Arc::new(tokio::sync::Notify::new());
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), cancelled.clone());
+        Registration {
+            builder: self.clone(),
+            id: id.to_owned(),
+            cancelled,
+        }
+    }
+
+    /// `POST /build/cancel?id=`: ends the build as if its client had gone
+    /// (the running step's container is killed and removed). An unknown or
+    /// finished build is not an error, as with dockerd.
+    pub fn cancel(&self, id: &str) {
+        if let Some(n) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            n.notify_one();
+        }
+    }
+
     pub fn open(
         data_root: &Path,
         containers: Arc<crate::containers::Containers>,
@@ -183,6 +236,7 @@ impl Builder {
             registry,
             root,
             cache,
+            running: Default::default(),
         })
     }
 
