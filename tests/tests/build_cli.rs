@@ -882,7 +882,7 @@ fn build_cancel_by_id_ends_the_build() {
     );
     let tar = d.dir.path().join("cancel-id.tar");
     berth_tests::tarball::create(&ctx, &tar, ".");
-    let mut build = std::process::Command::new("curl")
+    let build = std::process::Command::new("curl")
         .args(["-sS", "-N", "--max-time", "120", "--unix-socket"])
         .arg(&d.socket)
         .args([
