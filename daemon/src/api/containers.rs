@@ -132,11 +132,14 @@ async fn inspect(
 ) -> ApiResult<Response> {
     let size = query.bool("size");
     let containers = store(&state);
-    if !size && version.at_least(1, 45) {
-        return Ok(json_bytes(containers.inspect_json(&id)?));
+    let legacy = !version.at_least(1, 45);
+    if !size {
+        if let Some(json) = containers.inspect_json(&id, legacy)? {
+            return Ok(json_bytes(json));
+        }
     }
     let mut v = blocking(move || containers.inspect(&id, size)).await?;
-    if !version.at_least(1, 45) {
+    if legacy {
         crate::network::legacy_aliases(&mut v);
     }
     Ok(Json(v).into_response())

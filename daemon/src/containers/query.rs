@@ -180,10 +180,13 @@ impl Containers {
         Ok(self.inspect_record(&rec, size))
     }
 
-    /// Inspect without sizes, serialised, from the kept view.
-    pub fn inspect_json(&self, reference: &str) -> Result<bytes::Bytes> {
+    /// Inspect without sizes, serialised, from the kept view; with
+    /// `legacy` (API before 1.45) None when that version's answer differs
+    /// (see `views::Inspect::user_networks`).
+    pub fn inspect_json(&self, reference: &str, legacy: bool) -> Result<Option<bytes::Bytes>> {
         let c = self.get(reference)?;
-        Ok(self.inspect_view(&c))
+        let view = self.inspect_view(&c);
+        Ok((!legacy || !view.user_networks).then_some(view.json))
     }
 
     pub fn inspect_record(&self, rec: &ContainerRecord, size: bool) -> Value {

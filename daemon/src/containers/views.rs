@@ -21,13 +21,22 @@ use super::timefmt;
 #[derive(Default)]
 pub struct Views {
     summary: Mutex<Option<Arc<Summary>>>,
-    inspect: Mutex<Option<Kept<Bytes>>>,
+    inspect: Mutex<Option<Kept<Inspect>>>,
 }
 
 struct Kept<T> {
     version: u64,
     net_gen: u64,
     value: T,
+}
+
+/// A container's inspect document.
+#[derive(Clone)]
+pub struct Inspect {
+    pub json: Bytes,
+    /// On a network other than bridge, host and none: API versions before
+    /// 1.45 see different aliases there (see `network::legacy_aliases`).
+    pub user_networks: bool,
 }
 
 /// A container's list entry.
@@ -105,7 +114,7 @@ impl Containers {
     }
 
     /// `c`'s inspect document (without sizes), serialised.
-    pub(super) fn inspect_view(&self, c: &Container) -> Bytes {
+    pub(super) fn inspect_view(&self, c: &Container) -> Inspect {
         let net_gen = self.net_generation();
         let version = c.version();
         {
@@ -120,15 +129,25 @@ impl Containers {
             let r = c.lock();
             (r.clone(), c.version())
         };
-        let bytes = Bytes::from(self.inspect_record(&rec, false).to_string());
+        let v = self.inspect_record(&rec, false);
+        let user_networks = v["NetworkSettings"]["Networks"]
+            .as_object()
+            .is_some_and(|m| {
+                m.keys()
+                    .any(|k| !matches!(k.as_str(), "bridge" | "host" | "none"))
+            });
+        let view = Inspect {
+            json: Bytes::from(v.to_string()),
+            user_networks,
+        };
         let mut kept = c.views.inspect.lock().unwrap_or_else(|p| p.into_inner());
         if kept.as_ref().is_none_or(|k| k.version <= version) {
             *kept = Some(Kept {
                 version,
                 net_gen,
-                value: bytes.clone(),
+                value: view.clone(),
             });
         }
-        bytes
+        view
     }
 }
