@@ -288,3 +288,32 @@ impl crate::daemon::ContainerReport for Containers {
         Containers::disk_usage(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ContainerRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": "c", "name": "/c", "created": "", "path": "", "args": [], "config": {},
+            "host_config": {}, "networking_config": {}, "image_id": "", "layers": [],
+            "state": {"status":"created","pid":0,"exit_code":0,"error":"","oom_killed":false,
+                      "started_at":"","finished_at":""},
+            "restart_count": 0, "has_been_started": false, "platform": "linux", "runtime": "berth"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_mutable_access_moves_the_record_version() {
+        let c = Container::new(record());
+        let v0 = c.version();
+        let _ = c.lock().state.status;
+        let _ = c.snapshot();
+        assert_eq!(c.version(), v0, "reads keep the kept views valid");
+        c.lock().state.status = Status::Running;
+        let v1 = c.version();
+        assert!(v1 > v0, "a change invalidates them");
+        assert_eq!(c.status(), Status::Running);
+    }
+}
