@@ -67,6 +67,11 @@ bench_workdir() { # name-prefix
 
 bench_cleanup() {
     set +e
+    # Podman's containers (conmon and the container) outlive its service:
+    # removed with podman itself, which is quicker than through the API.
+    if [ -n "${PODMAN:-}" ]; then
+        "${PODMAN[@]}" rm -af -t 0 >/dev/null 2>&1
+    fi
     if declare -F cleanup_hook >/dev/null; then cleanup_hook; fi
     local p d
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -224,4 +229,39 @@ bench_figure() { # figure engine value unit
     engine=${engine%%+*}
     printf '{"figure": "%s", "engine": "%s", "value": %s, "unit": "%s", "better": "%s", "script": "%s"}\n' \
         "$1" "$engine" "$3" "$4" "${BETTER:-lower}" "$(basename "$0")" >>"$BENCH_FIGURES"
+}
+
+# APILOAD = the keep-alive API client (bench/apiload.rs), compiled with
+# rustc -O into target/bench when missing or older than its source.
+bench_apiload() {
+    APILOAD=$PWD/target/bench/apiload
+    if [ ! -x "$APILOAD" ] || [ bench/apiload.rs -nt "$APILOAD" ]; then
+        mkdir -p target/bench
+        rustc --edition 2021 -O bench/apiload.rs -o "$APILOAD" >&2
+    fi
+}
+
+# Starts podman's Docker-compatible API service (`podman system service`)
+# on DIR/podman.sock with its storage, run root, tmp dir and config under
+# DIR (cgroupfs, file events, no host state touched). Sets DAEMON_PID,
+# DAEMON_SOCK and DAEMON_T0 like start_berthd, and PODMAN (its command
+# line, for `"${PODMAN[@]}" load` and such). Returns 1 when podman is not
+# installed. Podman runs runc: crun 1.8 refuses hybrid cgroup hosts; and
+# its default rlimits (above this host's hard limits) are replaced by
+# ones every host allows.
+start_podman() { # dir
+    command -v podman >/dev/null || return 1
+    local dir=$1
+    mkdir -p "$dir/root" "$dir/run" "$dir/tmp" "$dir/net"
+    printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]\n' >"$dir/containers.conf"
+    export CONTAINERS_CONF=$dir/containers.conf
+    PODMAN=(podman --root "$dir/root" --runroot "$dir/run" --tmpdir "$dir/tmp"
+        --storage-driver overlay --cgroup-manager cgroupfs --events-backend file
+        --network-config-dir "$dir/net" --runtime runc)
+    DAEMON_SOCK=$dir/podman.sock
+    DAEMON_T0=$(now_us)
+    "${PODMAN[@]}" system service --time 0 "unix://$DAEMON_SOCK" >"$dir/log" 2>&1 &
+    daemon_started
+    # Where podman puts its containers' cgroups with cgroupfs.
+    CGROUP_PARENTS+=(libpod_parent)
 }

@@ -139,7 +139,12 @@ impl Shim {
         }
         self.init_io.close();
         let exit_file = self.cfg.state_dir.join(berth_common::shim::EXIT_FILE);
-        if let Err(e) = berth_common::atomic::write_json(&exit_file, &exit) {
+        // Volatile state dir (see main): renamed into place, not fsynced,
+        // before the waiters are answered.
+        let written = serde_json::to_vec(&exit)
+            .map_err(std::io::Error::other)
+            .and_then(|data| berth_common::atomic::write_file_volatile(&exit_file, &data, 0o600));
+        if let Err(e) = written {
             slog!("writing {}: {e}", exit_file.display());
         }
         let ids: Vec<String> = self.execs.keys().cloned().collect();

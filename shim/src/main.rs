@@ -155,9 +155,12 @@ fn setup(cfg: &Config) -> Result<Shim> {
         cfg.id,
         cfg.bundle.display()
     );
-    berth_common::atomic::write_file(
+    // The state dir is in the volatile exec root: atomic for a daemon or
+    // shim crash, no fsync (a host crash takes the directory with it).
+    berth_common::atomic::write_file_volatile(
         &cfg.state_dir.join(PID_FILE),
         std::process::id().to_string().as_bytes(),
+        0o600,
     )
     .context("writing shim.pid")?;
 

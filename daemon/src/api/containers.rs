@@ -95,15 +95,33 @@ async fn create(
         .into_response())
 }
 
-async fn list(State(state): State<AppState>, query: QueryParams) -> ApiResult<Json<Vec<Value>>> {
+/// A JSON body serialised already.
+fn json_bytes(body: impl Into<axum::body::Body>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body.into(),
+    )
+        .into_response()
+}
+
+async fn list(State(state): State<AppState>, query: QueryParams) -> ApiResult<Response> {
     let filters = query.filters()?;
     filters.validate(LIST_FILTERS)?;
     let all = query.bool("all");
     let size = query.bool("size");
     let limit = query.i64("limit")?;
     let containers = store(&state);
-    let out = blocking(move || containers.list(all, limit, size, &filters)).await?;
-    Ok(Json(out))
+    // Without filters or sizes the answer is built from kept entries, no
+    // I/O: not worth a blocking thread.
+    let out = if size || !filters.is_empty() {
+        blocking(move || containers.list(all, limit, size, &filters)).await?
+    } else {
+        containers.list(all, limit, size, &filters)?
+    };
+    Ok(json_bytes(out))
 }
 
 async fn inspect(
@@ -111,21 +129,29 @@ async fn inspect(
     Path(id): Path<String>,
     version: super::version::ApiVersion,
     query: QueryParams,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let size = query.bool("size");
     let containers = store(&state);
+    let legacy = !version.at_least(1, 45);
+    // The kept document is shaped for the newest API; before 1.42 the
+    // HostConfig differs (KernelMemory), so those are built per request.
+    if !size && version.at_least(1, 42) {
+        if let Some(json) = containers.inspect_json(&id, legacy)? {
+            return Ok(json_bytes(json));
+        }
+    }
     let mut v = blocking(move || containers.inspect(&id, size)).await?;
     if let Some(hc) = v.get_mut("HostConfig") {
-        let masks = super::host_config_view::DefaultMasks {
-            masked: crate::containers::spec::MASKED_PATHS,
-            readonly: crate::containers::spec::READONLY_PATHS,
-        };
-        super::host_config_view::dockerd_shape(hc, version, &masks);
+        super::host_config_view::dockerd_shape(
+            hc,
+            version,
+            &super::host_config_view::DEFAULT_MASKS,
+        );
     }
-    if !version.at_least(1, 45) {
+    if legacy {
         crate::network::legacy_aliases(&mut v);
     }
-    Ok(Json(v))
+    Ok(Json(v).into_response())
 }
 
 async fn start(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {

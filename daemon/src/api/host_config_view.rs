@@ -50,6 +50,12 @@ pub struct DefaultMasks<'a> {
 }
 
 /// Rewrites `hc` (a stored HostConfig) into what dockerd answers at `version`.
+/// The masks of berth's container spec.
+pub const DEFAULT_MASKS: DefaultMasks<'static> = DefaultMasks {
+    masked: crate::containers::spec::MASKED_PATHS,
+    readonly: crate::containers::spec::READONLY_PATHS,
+};
+
 pub fn dockerd_shape(hc: &mut Value, version: ApiVersion, masks: &DefaultMasks) {
     let Some(m) = hc.as_object_mut() else {
         return;

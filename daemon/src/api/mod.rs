@@ -19,7 +19,7 @@ pub mod containers;
 pub mod distribution;
 pub mod events;
 pub mod exec;
-mod host_config_view;
+pub mod host_config_view;
 pub mod images;
 pub mod networks;
 mod spec_paths;

@@ -2,7 +2,9 @@
 //! every operation needs. Operations live in `lifecycle`, `attach`, `query`.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -119,6 +121,11 @@ pub struct PendingAttach {
 pub struct Container {
     pub id: String,
     record: Mutex<ContainerRecord>,
+    /// Bumped by every mutable access to the record (see [`RecordGuard`]):
+    /// the kept list and inspect answers are valid for one version.
+    version: AtomicU64,
+    /// Those answers, built on demand (see `views`).
+    pub(super) views: super::views::Views,
     /// Held across the state changes of this container (start, the
     /// signalling part of stop, pause, remove); never across a stop's
     /// grace period, so a force removal or a shorter stop is not held up.
@@ -145,6 +152,8 @@ impl Container {
         Arc::new(Container {
             id: rec.id.clone(),
             record: Mutex::new(rec),
+            version: AtomicU64::new(0),
+            views: Default::default(),
             op: Arc::new(tokio::sync::Mutex::new(())),
             progress,
             pending_attach: Mutex::new(Vec::new()),
@@ -154,8 +163,17 @@ impl Container {
     }
 
     /// Short, never across an await or I/O other than the record write.
-    pub fn lock(&self) -> MutexGuard<'_, ContainerRecord> {
-        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock(&self) -> RecordGuard<'_> {
+        RecordGuard {
+            record: self.record.lock().unwrap_or_else(|p| p.into_inner()),
+            version: &self.version,
+        }
+    }
+
+    /// The record's version (see `version`); read under the record lock
+    /// it belongs to what the lock holder sees.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     pub fn snapshot(&self) -> ContainerRecord {
@@ -164,6 +182,30 @@ impl Container {
 
     pub fn status(&self) -> Status {
         self.lock().state.status
+    }
+}
+
+/// The record, locked. Any mutable access bumps the container's version,
+/// so views built from an older version are rebuilt; the bump happens
+/// under the lock, before the change, so a reader holding the lock never
+/// pairs new data with an old version.
+pub struct RecordGuard<'a> {
+    record: MutexGuard<'a, ContainerRecord>,
+    version: &'a AtomicU64,
+}
+
+impl Deref for RecordGuard<'_> {
+    type Target = ContainerRecord;
+
+    fn deref(&self) -> &ContainerRecord {
+        &self.record
+    }
+}
+
+impl DerefMut for RecordGuard<'_> {
+    fn deref_mut(&mut self) -> &mut ContainerRecord {
+        self.version.fetch_add(1, Ordering::AcqRel);
+        &mut self.record
     }
 }
 
@@ -284,5 +326,34 @@ impl crate::daemon::ContainerReport for Containers {
 
     fn disk_usage(&self) -> Vec<serde_json::Value> {
         Containers::disk_usage(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ContainerRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": "c", "name": "/c", "created": "", "path": "", "args": [], "config": {},
+            "host_config": {}, "networking_config": {}, "image_id": "", "layers": [],
+            "state": {"status":"created","pid":0,"exit_code":0,"error":"","oom_killed":false,
+                      "started_at":"","finished_at":""},
+            "restart_count": 0, "has_been_started": false, "platform": "linux", "runtime": "berth"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_mutable_access_moves_the_record_version() {
+        let c = Container::new(record());
+        let v0 = c.version();
+        let _ = c.lock().state.status;
+        let _ = c.snapshot();
+        assert_eq!(c.version(), v0, "reads keep the kept views valid");
+        c.lock().state.status = Status::Running;
+        let v1 = c.version();
+        assert!(v1 > v0, "a change invalidates them");
+        assert_eq!(c.status(), Status::Running);
     }
 }

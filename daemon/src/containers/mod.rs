@@ -32,6 +32,7 @@ mod store;
 mod subpath;
 pub mod timefmt;
 mod validate;
+mod views;
 
 pub use attach::AttachRequest;
 pub use core::{Container, Containers, Settings};

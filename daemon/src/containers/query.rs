@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::core::{Container, Containers, Progress};
 use super::error::{ContainerError, Result};
-use super::record::{ContainerRecord, MountPoint, Status};
+use super::record::{ContainerRecord, MountPoint, State, Status};
 use super::{rootfs, timefmt};
 use crate::api::extract::Filters;
 
@@ -17,6 +17,14 @@ pub const LIST_FILTERS: &[&str] = &[
     "id", "name", "label", "status", "ancestor", "exited", "before", "since", "volume", "network",
     "health", "is-task", "publish", "expose",
 ];
+
+/// Parsed list filters (see `Containers::list_criteria`).
+struct ListCriteria {
+    exited: Vec<i32>,
+    before: Option<String>,
+    since: Option<String>,
+    ancestors: Vec<String>,
+}
 
 const STATUSES: &[&str] = &[
     "created",
@@ -102,7 +110,11 @@ fn networks_json(rec: &ContainerRecord) -> Value {
 
 /// dockerd's `Status` column text.
 pub fn status_text(rec: &ContainerRecord) -> String {
-    let s = &rec.state;
+    state_text(&rec.state)
+}
+
+/// [`status_text`] from the state alone.
+pub fn state_text(s: &State) -> String {
     match s.status {
         Status::Running => match &s.health {
             Some(h) => format!(
@@ -166,6 +178,15 @@ impl Containers {
     pub fn inspect(&self, reference: &str, size: bool) -> Result<Value> {
         let rec = self.get(reference)?.snapshot();
         Ok(self.inspect_record(&rec, size))
+    }
+
+    /// Inspect without sizes, serialised, from the kept view; with
+    /// `legacy` (API before 1.45) None when that version's answer differs
+    /// (see `views::Inspect::user_networks`).
+    pub fn inspect_json(&self, reference: &str, legacy: bool) -> Result<Option<bytes::Bytes>> {
+        let c = self.get(reference)?;
+        let view = self.inspect_view(&c);
+        Ok((!legacy || !view.user_networks).then_some(view.json))
     }
 
     pub fn inspect_record(&self, rec: &ContainerRecord, size: bool) -> Value {
@@ -262,7 +283,7 @@ impl Containers {
         v
     }
 
-    fn summary(&self, rec: &ContainerRecord, size: bool) -> Value {
+    pub(super) fn summary(&self, rec: &ContainerRecord, size: bool) -> Value {
         let mut command = rec.path.clone();
         for a in &rec.args {
             command.push(' ');
@@ -296,14 +317,72 @@ impl Containers {
         v
     }
 
-    /// `GET /containers/json`, newest first.
+    /// `GET /containers/json`, newest first, as the JSON array's bytes.
+    /// Entries come from the kept views (see `views`); only filters and
+    /// sizes look at the records themselves.
     pub fn list(
         &self,
         all: bool,
         limit: Option<i64>,
         size: bool,
         filters: &Filters,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<u8>> {
+        let criteria = if filters.is_empty() {
+            None
+        } else {
+            Some(self.list_criteria(filters)?)
+        };
+        let mut entries: Vec<_> = self
+            .all()
+            .into_iter()
+            .map(|c| {
+                let s = self.summary_view(&c);
+                (c, s)
+            })
+            .collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.1.created));
+        // `all` is implied by filters that select stopped containers.
+        let all = all
+            || limit.is_some_and(|l| l > 0)
+            || filters.contains("exited")
+            || filters.get("status").iter().any(|s| s != "running");
+        let limit = limit.filter(|l| *l > 0).map(|l| l as usize);
+        let mut out = Vec::with_capacity(64 + entries.len() * 1024);
+        out.push(b'[');
+        let mut n = 0;
+        for (c, summary) in entries {
+            if !all && !summary.status().is_live() {
+                continue;
+            }
+            let rec = (criteria.is_some() || size).then(|| c.snapshot());
+            if let (Some(criteria), Some(rec)) = (&criteria, &rec) {
+                if !self.list_matches(rec, filters, criteria) {
+                    continue;
+                }
+            }
+            if n > 0 {
+                out.push(b',');
+            }
+            match &rec {
+                // Sizes walk the layers: never kept.
+                Some(rec) if size => {
+                    let v = self.summary(rec, true);
+                    serde_json::to_writer(&mut out, &v)
+                        .map_err(|e| ContainerError::internal("encoding the list", e))?;
+                }
+                _ => summary.write(&mut out),
+            }
+            n += 1;
+            if limit.is_some_and(|l| n >= l) {
+                break;
+            }
+        }
+        out.push(b']');
+        Ok(out)
+    }
+
+    /// The filter values that need a look-up or parsing, done once.
+    fn list_criteria(&self, filters: &Filters) -> Result<ListCriteria> {
         for s in filters.get("status") {
             if !STATUSES.contains(&s.as_str()) {
                 return Err(ContainerError::InvalidParameter(format!(
@@ -325,100 +404,75 @@ impl Containers {
             })?);
         }
         let created_of = |r: &str| -> Result<String> { Ok(self.get(r)?.snapshot().created) };
-        let before: Option<String> = match filters.get("before").first() {
+        let before = match filters.get("before").first() {
             Some(r) => Some(created_of(r)?),
             None => None,
         };
-        let since: Option<String> = match filters.get("since").first() {
+        let since = match filters.get("since").first() {
             Some(r) => Some(created_of(r)?),
             None => None,
         };
-        let ancestors: Vec<String> = filters
+        let ancestors = filters
             .get("ancestor")
             .iter()
             .filter_map(|a| self.images.lookup(a).ok().map(|i| i.id))
             .collect();
+        Ok(ListCriteria {
+            exited,
+            before,
+            since,
+            ancestors,
+        })
+    }
 
-        let mut recs: Vec<ContainerRecord> = self.all().iter().map(|c| c.snapshot()).collect();
-        recs.sort_by(|a, b| {
-            let ta = timefmt::parse(&a.created);
-            let tb = timefmt::parse(&b.created);
-            tb.cmp(&ta)
-        });
-        // `all` is implied by filters that select stopped containers.
-        let all = all
-            || limit.is_some_and(|l| l > 0)
-            || filters.contains("exited")
-            || filters.get("status").iter().any(|s| s != "running");
-        let mut out = Vec::new();
-        for rec in recs {
-            let status = rec.state.status;
-            if !all
-                && !matches!(
-                    status,
-                    Status::Running | Status::Paused | Status::Restarting
-                )
-            {
-                continue;
-            }
-            let name = rec.name.trim_start_matches('/');
-            let ok = filters.matches_any("id", |v| rec.id.starts_with(v))
-                && filters.matches_any("name", |v| {
-                    let v = v.trim_start_matches('/');
-                    name.contains(v) || rec.name == v
-                })
-                && filters.matches_labels("label", |k| {
-                    rec.config.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str)
-                })
-                && filters.matches_any("status", |v| v == status.as_str())
-                && (exited.is_empty()
-                    || (status == Status::Exited && exited.contains(&rec.state.exit_code)))
-                && filters.matches_any("ancestor", |v| {
-                    rec.config.image == v
-                        || rec.image_id == v
-                        || rec.image_id.trim_start_matches("sha256:").starts_with(v.trim_start_matches("sha256:"))
-                        || ancestors.contains(&rec.image_id)
-                })
-                && before.as_ref().is_none_or(|b| timefmt::parse(&rec.created) < timefmt::parse(b))
-                && since.as_ref().is_none_or(|s| timefmt::parse(&rec.created) > timefmt::parse(s))
-                && filters.matches_any("volume", |v| {
-                    rec.mounts.iter().any(|m| m.name == v || m.destination == v || m.source == v)
-                })
-                && filters.matches_any("network", |v| {
-                    // Names and IDs of the networks the container is on.
-                    let nets = match self.networks.get() {
-                        Some(n) => n.summary(&rec).1,
-                        None => networks_json(&rec),
-                    };
-                    nets.as_object().is_some_and(|m| {
-                        m.iter().any(|(name, ep)| {
-                            name == v
-                                || ep["NetworkID"].as_str().is_some_and(|id| !v.is_empty() && id.starts_with(v))
-                        })
+    fn list_matches(&self, rec: &ContainerRecord, filters: &Filters, c: &ListCriteria) -> bool {
+        let status = rec.state.status;
+        let name = rec.name.trim_start_matches('/');
+        filters.matches_any("id", |v| rec.id.starts_with(v))
+            && filters.matches_any("name", |v| {
+                let v = v.trim_start_matches('/');
+                name.contains(v) || rec.name == v
+            })
+            && filters.matches_labels("label", |k| {
+                rec.config.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str)
+            })
+            && filters.matches_any("status", |v| v == status.as_str())
+            && (c.exited.is_empty()
+                || (status == Status::Exited && c.exited.contains(&rec.state.exit_code)))
+            && filters.matches_any("ancestor", |v| {
+                rec.config.image == v
+                    || rec.image_id == v
+                    || rec.image_id.trim_start_matches("sha256:").starts_with(v.trim_start_matches("sha256:"))
+                    || c.ancestors.contains(&rec.image_id)
+            })
+            && c.before.as_ref().is_none_or(|b| timefmt::parse(&rec.created) < timefmt::parse(b))
+            && c.since.as_ref().is_none_or(|s| timefmt::parse(&rec.created) > timefmt::parse(s))
+            && filters.matches_any("volume", |v| {
+                rec.mounts.iter().any(|m| m.name == v || m.destination == v || m.source == v)
+            })
+            && filters.matches_any("network", |v| {
+                // Names and IDs of the networks the container is on.
+                let nets = match self.networks.get() {
+                    Some(n) => n.summary(rec).1,
+                    None => networks_json(rec),
+                };
+                nets.as_object().is_some_and(|m| {
+                    m.iter().any(|(name, ep)| {
+                        name == v
+                            || ep["NetworkID"].as_str().is_some_and(|id| !v.is_empty() && id.starts_with(v))
                     })
                 })
-                && filters.matches_any("health", |v| v == crate::health::filter_value(&rec))
-                && filters.matches_any("is-task", |v| v == "false")
-                // Port publishing arrives with networking: nothing matches yet.
-                && !filters.contains("publish");
-            let ok = ok
-                && filters.matches_any("expose", |v| {
-                    rec.config
-                        .exposed_ports
-                        .as_ref()
-                        .is_some_and(|p| p.contains_key(v) || p.contains_key(&format!("{v}/tcp")))
-                });
-            if !ok {
-                continue;
-            }
-            out.push(self.summary(&rec, size));
-            if let Some(l) = limit.filter(|l| *l > 0) {
-                if out.len() as i64 >= l {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+            })
+            && filters.matches_any("health", |v| v == crate::health::filter_value(rec))
+            && filters.matches_any("is-task", |v| v == "false")
+            // Port publishing arrives with networking: nothing matches yet.
+            && !filters.contains("publish")
+            && filters.matches_any("expose", |v| {
+                rec.config
+                    .exposed_ports
+                    .as_ref()
+                    .is_some_and(|p| p.contains_key(v) || p.contains_key(&format!("{v}/tcp")))
+            })
     }
 
     /// Register a wait now; the returned future gives `(StatusCode, Error)`.

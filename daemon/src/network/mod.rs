@@ -73,6 +73,8 @@ pub struct Networks {
     nat: Nat,
     fwd: Forwarder,
     state: Mutex<State>,
+    /// See [`Networks::generation`]; bumped through [`StateGuard`].
+    generation: std::sync::atomic::AtomicU64,
     /// Container ID → its published ports' proxies.
     tasks: Mutex<HashMap<String, Vec<proxy::Proxy>>>,
     /// Container ID → its embedded DNS server (one per container, kept
@@ -84,6 +86,29 @@ pub struct Networks {
     /// Networks whose bridge, address and NAT rules this process has set
     /// up; while the bridge exists they are not checked again per container.
     ready: Mutex<std::collections::HashSet<String>>,
+}
+
+/// The locked state; a mutable access bumps the generation (under the
+/// lock, before the change).
+struct StateGuard<'a> {
+    state: MutexGuard<'a, State>,
+    generation: &'a std::sync::atomic::AtomicU64,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        &mut self.state
+    }
 }
 
 /// What `POST /networks/create` asks for.
@@ -183,6 +208,7 @@ impl Networks {
                 nets: nets.into_iter().map(|n| (n.id.clone(), n)).collect(),
                 conts: conts.into_iter().map(|c| (c.id.clone(), c)).collect(),
             }),
+            generation: Default::default(),
             tasks: Mutex::new(HashMap::new()),
             dns: Mutex::new(HashMap::new()),
             events,
@@ -193,8 +219,17 @@ impl Networks {
         Ok(Arc::new(this))
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> StateGuard<'_> {
+        StateGuard {
+            state: self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            generation: &self.generation,
+        }
+    }
+
+    /// Bumped by every change to the networks and endpoints: what the
+    /// container store's kept list and inspect answers are checked against.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The predefined `bridge` network's record, created on first start

@@ -1,0 +1,160 @@
+//! Kept answers for `GET /containers/json` and `GET /containers/{id}/json`:
+//! each container keeps its list entry and its inspect document serialised,
+//! tagged with the record version and the network generation they were
+//! built from, and rebuilds them only when either moved. A list is then a
+//! sort of kept entries and a copy of their bytes, without a clone of every
+//! record, a JSON tree per container or a network lock per container.
+//!
+//! The one time-dependent field, the list's `Status` text ("Up 5 minutes"),
+//! is written at each request from the kept state.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::core::{Container, Containers};
+use super::record::{State, Status};
+use super::timefmt;
+
+/// What a container keeps; see the module comment.
+#[derive(Default)]
+pub struct Views {
+    summary: Mutex<Option<Arc<Summary>>>,
+    inspect: Mutex<Option<Kept<Inspect>>>,
+}
+
+struct Kept<T> {
+    version: u64,
+    net_gen: u64,
+    value: T,
+}
+
+/// A container's inspect document.
+#[derive(Clone)]
+pub struct Inspect {
+    pub json: Bytes,
+    /// On a network other than bridge, host and none: API versions before
+    /// 1.45 see different aliases there (see `network::legacy_aliases`).
+    pub user_networks: bool,
+}
+
+/// A container's list entry.
+pub struct Summary {
+    version: u64,
+    net_gen: u64,
+    /// Creation time (ns since the epoch): the list's order.
+    pub created: i64,
+    /// What the `Status` text is written from.
+    pub state: State,
+    /// The entry serialised without `Status`, from its first key on
+    /// (the opening brace left out).
+    rest: Box<str>,
+}
+
+impl Summary {
+    pub fn status(&self) -> Status {
+        self.state.status
+    }
+
+    /// Append the entry, with its `Status` text as of now.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"Status\":");
+        // A String always serialises.
+        let _ = serde_json::to_writer(&mut *out, &super::query::state_text(&self.state));
+        out.push(b',');
+        out.extend_from_slice(self.rest.as_bytes());
+    }
+}
+
+impl Containers {
+    fn net_generation(&self) -> u64 {
+        self.networks.get().map_or(0, |n| n.generation())
+    }
+
+    /// `c`'s list entry, rebuilt when its record or the networks changed.
+    pub(super) fn summary_view(&self, c: &Container) -> Arc<Summary> {
+        // Read before building: a change in between leaves an older tag on
+        // newer data, which only costs a rebuild next time.
+        let net_gen = self.net_generation();
+        let version = c.version();
+        {
+            let kept = c.views.summary.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = kept.as_ref() {
+                if s.version == version && s.net_gen == net_gen {
+                    return Arc::clone(s);
+                }
+            }
+        }
+        let (rec, version) = {
+            let r = c.lock();
+            (r.clone(), c.version())
+        };
+        let mut v = self.summary(&rec, false);
+        if let Value::Object(m) = &mut v {
+            m.remove("Status");
+        }
+        let json = v.to_string();
+        let rest = json.strip_prefix('{').unwrap_or(&json).into();
+        let s = Arc::new(Summary {
+            version,
+            net_gen,
+            created: timefmt::parse(&rec.created)
+                .and_then(|t| t.timestamp_nanos_opt())
+                .unwrap_or(0),
+            state: rec.state,
+            rest,
+        });
+        let mut kept = c.views.summary.lock().unwrap_or_else(|p| p.into_inner());
+        // Never replace a newer entry another request built meanwhile.
+        if kept.as_ref().is_none_or(|k| k.version <= version) {
+            *kept = Some(Arc::clone(&s));
+        }
+        s
+    }
+
+    /// `c`'s inspect document (without sizes), serialised.
+    pub(super) fn inspect_view(&self, c: &Container) -> Inspect {
+        let net_gen = self.net_generation();
+        let version = c.version();
+        {
+            let kept = c.views.inspect.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(k) = kept.as_ref() {
+                if k.version == version && k.net_gen == net_gen {
+                    return k.value.clone();
+                }
+            }
+        }
+        let (rec, version) = {
+            let r = c.lock();
+            (r.clone(), c.version())
+        };
+        let mut v = self.inspect_record(&rec, false);
+        if let Some(hc) = v.get_mut("HostConfig") {
+            crate::api::host_config_view::dockerd_shape(
+                hc,
+                crate::api::version::MAX_VERSION,
+                &crate::api::host_config_view::DEFAULT_MASKS,
+            );
+        }
+        let user_networks = v["NetworkSettings"]["Networks"]
+            .as_object()
+            .is_some_and(|m| {
+                m.keys()
+                    .any(|k| !matches!(k.as_str(), "bridge" | "host" | "none"))
+            });
+        let view = Inspect {
+            json: Bytes::from(v.to_string()),
+            user_networks,
+        };
+        let mut kept = c.views.inspect.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.as_ref().is_none_or(|k| k.version <= version) {
+            *kept = Some(Kept {
+                version,
+                net_gen,
+                value: view.clone(),
+            });
+        }
+        view
+    }
+}
