@@ -232,6 +232,20 @@ pub fn remove_port_chains(bridge: &str) {
 
 /// Deletes the bridge `name`, the veths enslaved to it, every iptables
 /// rule that names it and the published-port chains of a daemon on it.
+/// The bridges of the user networks a berthd data root records.
+pub fn user_network_bridges(data_root: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(data_root.join("network/networks")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter(|n| n["predefined"] != serde_json::Value::Bool(true))
+        .filter_map(|n| n["bridge"].as_str().map(str::to_owned))
+        .filter(|b| !b.is_empty())
+        .collect()
+}
+
 pub fn remove_network(name: &str) {
     remove_port_chains(name);
     use std::process::Command;

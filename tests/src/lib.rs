@@ -583,6 +583,11 @@ impl Drop for Daemon {
         // SIGKILL: a graceful stop would first stop every running container
         // with its stop timeout, and the clean-up below removes them anyway.
         self.kill9();
+        // User networks a test left (or made through a fuzzer): their
+        // bridges and NAT rules outlive berthd, as with dockerd.
+        for bridge in cleanup::user_network_bridges(&self.data_root) {
+            cleanup::remove_network(&bridge);
+        }
         cleanup::remove_everything_under(self.dir.path(), &self.cgroup_parent);
         if let Some(net) = &self.network {
             cleanup::remove_network(&net.bridge);
