@@ -85,10 +85,29 @@ bench_cleanup() {
             [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
         done
     done
-    for p in "${BRIDGES[@]}"; do ip link del "$p" 2>/dev/null; done
+    for p in "${BRIDGES[@]}"; do
+        ip link del "$p" 2>/dev/null
+        remove_bridge_rules "$p"
+    done
     [ -n "${WORK:-}" ] && rm -rf "$WORK"
     for p in "${NEW_HOST_PATHS[@]}"; do
         if [ -d "$p" ]; then rmdir "$p" 2>/dev/null; else rm -f "$p"; fi
+    done
+    return 0
+}
+
+# Deletes the iptables rules that name BRIDGE, then its BERTH-* chains.
+remove_bridge_rules() { # bridge
+    local t rule chain
+    for t in nat filter; do
+        iptables -w -t "$t" -S 2>/dev/null | grep -E "^-A .*[ -]$1(-POST)?( |$)" |
+            while read -r rule; do
+                # shellcheck disable=SC2086
+                iptables -w -t "$t" -D ${rule#-A } 2>/dev/null
+            done
+        for chain in "BERTH-$1" "BERTH-$1-POST"; do
+            iptables -w -t "$t" -F "$chain" 2>/dev/null && iptables -w -t "$t" -X "$chain" 2>/dev/null
+        done
     done
     return 0
 }
@@ -118,10 +137,17 @@ start_berthd() { # dir [cgroup-parent] [more berthd args...]
     shift
     [ $# -gt 0 ] && shift
     daemon_dir "$dir" "$parent" berth.sock
+    # A private default bridge (never the host's berth0), removed with its
+    # NAT rules by bench_cleanup, unless the caller names one.
+    local bridge=()
+    if [[ " $* " != *" --bridge "* ]]; then
+        bridge=(--bridge "bb$$-${#SOCKS[@]}")
+        BRIDGES+=("bb$$-${#SOCKS[@]}")
+    fi
     "$BIN/berthd" -H "unix://$DAEMON_SOCK" --data-root "$dir/data" \
         --exec-root "$dir/exec" --pidfile "$dir/berthd.pid" \
         --config-file "$dir/daemon.json" "${CGROUP_ARGS[@]}" \
-        --log-level warn "$@" >"$dir/log" 2>&1 &
+        --log-level warn "${bridge[@]}" "$@" >"$dir/log" 2>&1 &
     daemon_started
 }
 
