@@ -3,11 +3,8 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::os::fd::AsRawFd;
-
-use crate::api::client_watch::ConnFd;
 use hyper_util::service::TowerToHyperService;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +13,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::api::client_watch::ConnFd;
 use crate::config::{Config, Host, DEFAULT_GROUP};
 use crate::tls::TlsAcceptor;
 

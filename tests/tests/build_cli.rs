@@ -554,16 +554,22 @@ fn build_cache_prune_and_system_df() {
     assert_nothing_left(&d);
 }
 
+/// A context tar whose one RUN step prints `started`, then runs 5 minutes.
+fn long_step_context(d: &Daemon, name: &str) -> PathBuf {
+    let ctx = context(
+        d,
+        name,
+        &[("Dockerfile", "FROM busybox\nRUN echo started; sleep 300\n")],
+    );
+    let tar = d.dir.path().join(format!("{name}.tar"));
+    berth_tests::tarball::create(&ctx, &tar, ".");
+    tar
+}
+
 #[test]
 fn build_client_disconnect_kills_the_step() {
     let d = Daemon::with_busybox();
-    let ctx = context(
-        &d,
-        "cancel",
-        &[("Dockerfile", "FROM busybox\nRUN echo started; sleep 300\n")],
-    );
-    let tar = d.dir.path().join("cancel.tar");
-    berth_tests::tarball::create(&ctx, &tar, ".");
+    let tar = long_step_context(&d, "cancel");
     // curl gives up after 3 s, in the middle of the RUN.
     let out = d.curl(&[
         "--max-time",
@@ -875,13 +881,7 @@ fn build_extra_hosts_and_user_network() {
 #[test]
 fn build_cancel_by_id_ends_the_build() {
     let d = Daemon::with_busybox();
-    let ctx = context(
-        &d,
-        "cancel-id",
-        &[("Dockerfile", "FROM busybox\nRUN echo started; sleep 300\n")],
-    );
-    let tar = d.dir.path().join("cancel-id.tar");
-    berth_tests::tarball::create(&ctx, &tar, ".");
+    let tar = long_step_context(&d, "cancel-id");
     let build = std::process::Command::new("curl")
         .args(["-sS", "-N", "--max-time", "120", "--unix-socket"])
         .arg(&d.socket)

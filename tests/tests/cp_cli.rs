@@ -374,6 +374,23 @@ fn cp_symlink_swapped_during_copy_stays_inside() {
     d.docker_ok(&["rm", "-f", &c]);
 }
 
+/// `file` sent as a tar body with `method` to `path`; stdout is the status.
+fn upload_tar(d: &Daemon, method: &str, file: &str, path: &str) -> berth_tests::Output {
+    d.curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        method,
+        "-H",
+        "Content-Type: application/x-tar",
+        "--data-binary",
+        &format!("@{file}"),
+        &format!("http://x{path}"),
+    ])
+}
+
 #[test]
 fn cp_into_read_only_places_is_refused() {
     let d = Daemon::start();
@@ -420,19 +437,7 @@ fn cp_into_read_only_places_is_refused() {
         );
     }
     // The same for a route nobody implements.
-    let out = d.curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/x-tar",
-        "--data-binary",
-        &format!("@{big}"),
-        "http://x/v1.50/plugins/create?name=p",
-    ]);
+    let out = upload_tar(&d, "POST", &big, "/v1.50/plugins/create?name=p");
     assert!(out.success(), "{out:?}");
     assert_eq!(out.stdout, "501");
     // A writable volume in a read-only container still takes files.
@@ -446,19 +451,12 @@ fn cp_into_read_only_places_is_refused() {
     let mut bytes = fs::read(&padded).unwrap();
     bytes.resize(bytes.len() + (16 << 20), 0);
     fs::write(&padded, bytes).unwrap();
-    let out = d.curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-X",
+    let out = upload_tar(
+        &d,
         "PUT",
-        "-H",
-        "Content-Type: application/x-tar",
-        "--data-binary",
-        &format!("@{}", padded.display()),
-        &format!("http://x/v1.50/containers/{c}/archive?path=/rw"),
-    ]);
+        &padded.display().to_string(),
+        &format!("/v1.50/containers/{c}/archive?path=/rw"),
+    );
     assert!(out.success(), "{out:?}");
     assert_eq!(out.stdout, "200");
     d.docker_ok(&["rm", "-f", &c]);

@@ -15,6 +15,7 @@ use super::stream::{streaming_response, Hijack};
 use super::version::ApiVersion;
 use crate::containers::config::{CreateBody, UpdateBody};
 use crate::containers::exec::detach;
+use crate::containers::host_config_view;
 use crate::containers::{AttachRequest, ContainerError, Containers, LIST_FILTERS};
 use crate::daemon::AppState;
 
@@ -142,10 +143,10 @@ async fn inspect(
     }
     let mut v = blocking(move || containers.inspect(&id, size)).await?;
     if let Some(hc) = v.get_mut("HostConfig") {
-        super::host_config_view::dockerd_shape(
+        host_config_view::dockerd_shape(
             hc,
-            version,
-            &super::host_config_view::DEFAULT_MASKS,
+            !version.at_least(1, 42),
+            &host_config_view::DEFAULT_MASKS,
         );
     }
     if legacy {

@@ -135,9 +135,15 @@ pub async fn pull(
         };
         // As dockerd, a client that goes away cancels its pull: seen at
         // the next progress message, or on the socket while none flows.
+        let client_left = async {
+            tokio::select! {
+                () = progress.closed() => {}
+                () = client.gone() => {}
+            }
+        };
         let res = tokio::select! {
             res = pull => res,
-            () = async { tokio::select! { () = progress.closed() => {}, () = client.gone() => {} } } => {
+            () = client_left => {
                 tracing::info!(reference = %opts.reference, "pull cancelled: the client went away");
                 return;
             }

@@ -136,7 +136,6 @@ async fn get_named(
             if !version.at_least(1, 44) {
                 v["VirtualSize"] = v["Size"].clone();
             }
-
             Ok(Json(v).into_response())
         }
         "history" => {

@@ -19,7 +19,6 @@ pub mod containers;
 pub mod distribution;
 pub mod events;
 pub mod exec;
-pub mod host_config_view;
 pub mod images;
 pub mod networks;
 mod spec_paths;

@@ -13,6 +13,7 @@ pub mod crashpoint;
 mod create;
 pub mod error;
 pub mod hooks;
+pub mod host_config_view;
 mod hostfiles;
 mod image_source;
 mod lifecycle;

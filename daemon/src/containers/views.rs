@@ -14,16 +14,17 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::core::{Container, Containers};
-use super::record::{State, Status};
+use super::record::{ContainerRecord, State, Status};
 use super::timefmt;
 
 /// What a container keeps; see the module comment.
 #[derive(Default)]
 pub struct Views {
-    summary: Mutex<Option<Arc<Summary>>>,
+    summary: Mutex<Option<Kept<Arc<Summary>>>>,
     inspect: Mutex<Option<Kept<Inspect>>>,
 }
 
+/// A view and the record version and network generation it was built from.
 struct Kept<T> {
     version: u64,
     net_gen: u64,
@@ -41,8 +42,6 @@ pub struct Inspect {
 
 /// A container's list entry.
 pub struct Summary {
-    version: u64,
-    net_gen: u64,
     /// Creation time (ns since the epoch): the list's order.
     pub created: i64,
     /// What the `Status` text is written from.
@@ -72,53 +71,20 @@ impl Containers {
         self.networks.get().map_or(0, |n| n.generation())
     }
 
-    /// `c`'s list entry, rebuilt when its record or the networks changed.
-    pub(super) fn summary_view(&self, c: &Container) -> Arc<Summary> {
+    /// The view kept in `slot`, or one `build` makes from the record when
+    /// the record or the networks changed since it was kept.
+    fn kept<T: Clone>(
+        &self,
+        c: &Container,
+        slot: &Mutex<Option<Kept<T>>>,
+        build: impl FnOnce(ContainerRecord) -> T,
+    ) -> T {
         // Read before building: a change in between leaves an older tag on
         // newer data, which only costs a rebuild next time.
         let net_gen = self.net_generation();
         let version = c.version();
         {
-            let kept = c.views.summary.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(s) = kept.as_ref() {
-                if s.version == version && s.net_gen == net_gen {
-                    return Arc::clone(s);
-                }
-            }
-        }
-        let (rec, version) = {
-            let r = c.lock();
-            (r.clone(), c.version())
-        };
-        let mut v = self.summary(&rec, false);
-        if let Value::Object(m) = &mut v {
-            m.remove("Status");
-        }
-        let json = v.to_string();
-        let rest = json.strip_prefix('{').unwrap_or(&json).into();
-        let s = Arc::new(Summary {
-            version,
-            net_gen,
-            created: timefmt::parse(&rec.created)
-                .and_then(|t| t.timestamp_nanos_opt())
-                .unwrap_or(0),
-            state: rec.state,
-            rest,
-        });
-        let mut kept = c.views.summary.lock().unwrap_or_else(|p| p.into_inner());
-        // Never replace a newer entry another request built meanwhile.
-        if kept.as_ref().is_none_or(|k| k.version <= version) {
-            *kept = Some(Arc::clone(&s));
-        }
-        s
-    }
-
-    /// `c`'s inspect document (without sizes), serialised.
-    pub(super) fn inspect_view(&self, c: &Container) -> Inspect {
-        let net_gen = self.net_generation();
-        let version = c.version();
-        {
-            let kept = c.views.inspect.lock().unwrap_or_else(|p| p.into_inner());
+            let kept = slot.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(k) = kept.as_ref() {
                 if k.version == version && k.net_gen == net_gen {
                     return k.value.clone();
@@ -129,32 +95,59 @@ impl Containers {
             let r = c.lock();
             (r.clone(), c.version())
         };
-        let mut v = self.inspect_record(&rec, false);
-        if let Some(hc) = v.get_mut("HostConfig") {
-            crate::api::host_config_view::dockerd_shape(
-                hc,
-                crate::api::version::MAX_VERSION,
-                &crate::api::host_config_view::DEFAULT_MASKS,
-            );
-        }
-        let user_networks = v["NetworkSettings"]["Networks"]
-            .as_object()
-            .is_some_and(|m| {
-                m.keys()
-                    .any(|k| !matches!(k.as_str(), "bridge" | "host" | "none"))
-            });
-        let view = Inspect {
-            json: Bytes::from(v.to_string()),
-            user_networks,
-        };
-        let mut kept = c.views.inspect.lock().unwrap_or_else(|p| p.into_inner());
+        let value = build(rec);
+        let mut kept = slot.lock().unwrap_or_else(|p| p.into_inner());
+        // Never replace a newer view another request built meanwhile.
         if kept.as_ref().is_none_or(|k| k.version <= version) {
             *kept = Some(Kept {
                 version,
                 net_gen,
-                value: view.clone(),
+                value: value.clone(),
             });
         }
-        view
+        value
+    }
+
+    /// `c`'s list entry.
+    pub(super) fn summary_view(&self, c: &Container) -> Arc<Summary> {
+        self.kept(c, &c.views.summary, |rec| {
+            let mut v = self.summary(&rec, false);
+            if let Value::Object(m) = &mut v {
+                m.remove("Status");
+            }
+            let json = v.to_string();
+            let rest = json.strip_prefix('{').unwrap_or(&json).into();
+            Arc::new(Summary {
+                created: timefmt::parse(&rec.created)
+                    .and_then(|t| t.timestamp_nanos_opt())
+                    .unwrap_or(0),
+                state: rec.state,
+                rest,
+            })
+        })
+    }
+
+    /// `c`'s inspect document (without sizes), serialised.
+    pub(super) fn inspect_view(&self, c: &Container) -> Inspect {
+        self.kept(c, &c.views.inspect, |rec| {
+            let mut v = self.inspect_record(&rec, false);
+            if let Some(hc) = v.get_mut("HostConfig") {
+                super::host_config_view::dockerd_shape(
+                    hc,
+                    false,
+                    &super::host_config_view::DEFAULT_MASKS,
+                );
+            }
+            let user_networks = v["NetworkSettings"]["Networks"]
+                .as_object()
+                .is_some_and(|m| {
+                    m.keys()
+                        .any(|k| !matches!(k.as_str(), "bridge" | "host" | "none"))
+                });
+            Inspect {
+                json: Bytes::from(v.to_string()),
+                user_networks,
+            }
+        })
     }
 }

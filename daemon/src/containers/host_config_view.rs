@@ -5,8 +5,6 @@
 
 use serde_json::{json, Map, Value};
 
-use super::version::ApiVersion;
-
 /// Fields dockerd reports as `null` when nothing was given.
 const NULL_WHEN_UNSET: &[&str] = &[
     "Binds",
@@ -49,14 +47,15 @@ pub struct DefaultMasks<'a> {
     pub readonly: &'a [&'a str],
 }
 
-/// Rewrites `hc` (a stored HostConfig) into what dockerd answers at `version`.
 /// The masks of berth's container spec.
 pub const DEFAULT_MASKS: DefaultMasks<'static> = DefaultMasks {
-    masked: crate::containers::spec::MASKED_PATHS,
-    readonly: crate::containers::spec::READONLY_PATHS,
+    masked: super::spec::MASKED_PATHS,
+    readonly: super::spec::READONLY_PATHS,
 };
 
-pub fn dockerd_shape(hc: &mut Value, version: ApiVersion, masks: &DefaultMasks) {
+/// Rewrites `hc` (a stored HostConfig) into what dockerd answers; with
+/// `kernel_memory`, as before API 1.42, which still had `KernelMemory`.
+pub fn dockerd_shape(hc: &mut Value, kernel_memory: bool, masks: &DefaultMasks) {
     let Some(m) = hc.as_object_mut() else {
         return;
     };
@@ -108,7 +107,7 @@ pub fn dockerd_shape(hc: &mut Value, version: ApiVersion, masks: &DefaultMasks) 
     }
     // KernelMemory went away in API 1.42; KernelMemoryTCP is omitted when
     // empty from then on.
-    if version.at_least(1, 42) {
+    if !kernel_memory {
         m.remove("KernelMemory");
         if m.get("KernelMemoryTCP").and_then(Value::as_i64) == Some(0) {
             m.remove("KernelMemoryTCP");
@@ -142,7 +141,7 @@ mod tests {
             "ContainerIdFile": "", "MemorySwappiness": -1, "PidsLimit": 0,
             "IpcMode": "", "DeviceRequests": [{"Count": 1}], "Dns": ["1.1.1.1"],
         });
-        dockerd_shape(&mut hc, ApiVersion::new(1, 41), &MASKS);
+        dockerd_shape(&mut hc, true, &MASKS);
         assert_eq!(hc["ContainerIDFile"], "");
         assert!(hc.get("ContainerIdFile").is_none());
         assert!(hc["MemorySwappiness"].is_null() && hc["PidsLimit"].is_null());
@@ -162,7 +161,7 @@ mod tests {
     #[test]
     fn newer_versions_and_privileged_containers() {
         let mut hc = json!({"Privileged": true, "ContainerIDFile": "/id", "ContainerIdFile": "", "MemorySwappiness": 30});
-        dockerd_shape(&mut hc, ApiVersion::new(1, 50), &MASKS);
+        dockerd_shape(&mut hc, false, &MASKS);
         assert_eq!(hc["ContainerIDFile"], "/id");
         assert!(hc["MaskedPaths"].is_null() && hc["ReadonlyPaths"].is_null());
         assert!(hc.get("KernelMemory").is_none() && hc.get("KernelMemoryTCP").is_none());
