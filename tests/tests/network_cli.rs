@@ -1063,3 +1063,53 @@ fn auxiliary_addresses_are_reserved() {
     d.docker_ok(&["rm", "-f", "a1"]);
     d.docker_ok(&["network", "rm", "auxnet"]);
 }
+
+/// `"bridge": "none"` as dockerd's `--bridge none`: no default network and
+/// no link named `none`; a container that names no network is refused with
+/// dockerd's 404, one with `--network none` or a user network runs.
+#[test]
+fn bridge_none_turns_the_default_network_off() {
+    let g = NetGuard::new();
+    let d = Daemon::start_with(DaemonOptions {
+        config: Some(serde_json::json!({ "bridge": "none" })),
+        args: vec![],
+    });
+    d.load_busybox();
+    assert!(
+        !links().iter().any(|l| l == "none"),
+        "a bridge named none was made"
+    );
+    let nets = d.docker_ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.lines().any(|n| n == "bridge"), "{nets}");
+    // Through the API: the CLI takes any 404 at create for a missing image
+    // and tries a pull first.
+    let out = d.curl(&[
+        "-s",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"Image":"busybox","Cmd":["true"]}"#,
+        "http://d/containers/create",
+    ]);
+    assert!(
+        out.stdout.contains("network bridge not found"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.ends_with("404"), "{}", out.stdout);
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "--network", "none", "busybox", "echo", "ok"]),
+        "ok\n"
+    );
+    let bridge_opt = format!("com.docker.network.bridge.name={}", g.bridge("n"));
+    d.docker_ok(&["network", "create", "-o", &bridge_opt, "own"]);
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "--network", "own", "busybox", "echo", "ok"]),
+        "ok\n"
+    );
+    d.docker_ok(&["network", "rm", "own"]);
+}

@@ -111,6 +111,9 @@ impl std::ops::DerefMut for StateGuard<'_> {
     }
 }
 
+/// The `bridge` setting that turns the default bridge network off.
+pub const NO_BRIDGE: &str = "none";
+
 /// What `POST /networks/create` asks for.
 #[derive(Debug, Default)]
 pub struct CreateRequest {
@@ -237,6 +240,17 @@ impl Networks {
     fn ensure_default_network(&self) -> Result<()> {
         let mut st = self.lock();
         let existing = st.nets.values().find(|n| n.predefined).cloned();
+        if self.cfg.bridge == NO_BRIDGE {
+            // As dockerd's `--bridge none`: no default network (a container
+            // that names none is refused); one from an earlier start goes.
+            if let Some(n) = existing {
+                st.nets.remove(&n.id);
+                self.dirs
+                    .remove_network(&n.id)
+                    .map_err(|e| NetError::internal("removing the default network", e))?;
+            }
+            return Ok(());
+        }
         let wanted_subnet = match &self.cfg.bip {
             Some(bip) => Some(
                 Cidr::parse(bip).map_err(|e| NetError::InvalidParameter(format!("bip: {e}")))?,
