@@ -5,6 +5,7 @@
 //!   apiload SOCKET get PATH CLIENTS SECONDS
 //!   apiload SOCKET run IMAGE RUNS
 //!   apiload SOCKET exec CONTAINER RUNS
+//!   apiload SOCKET mixed IMAGE CONTAINER CLIENTS SECONDS
 //!
 //! get: CLIENTS threads each open one connection and send `GET PATH` back
 //! to back for SECONDS, reading every answer in full (Content-Length or
@@ -19,6 +20,10 @@
 //! attached) and `POST /exec/ID/start` without an upgrade (the output is
 //! the body), as client libraries do it. Both print `median p10 p90` in ms
 //! after one unmeasured warm-up.
+//! mixed: CLIENTS threads, each on its own keep-alive connection, repeat
+//! for SECONDS a round of what tools do all day: run `true` (create, start,
+//! wait, logs, delete), list all containers, inspect CONTAINER, exec `true`
+//! in it, list images, info. Prints `rounds requests errors`.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -152,6 +157,59 @@ fn one_exec(r: &mut Conn, container: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+fn one_mixed_round(r: &mut Conn, image: &str, container: &str) -> std::io::Result<usize> {
+    let body = format!("{{\"Image\":\"{image}\",\"Cmd\":[\"true\"],\"HostConfig\":{{\"NetworkMode\":\"none\"}}}}");
+    let id = id_of(&call(r, "POST", "/v1.41/containers/create", &body)?)?;
+    call(r, "POST", &format!("/v1.41/containers/{id}/start"), "")?;
+    call(r, "POST", &format!("/v1.41/containers/{id}/wait"), "")?;
+    call(r, "GET", &format!("/v1.41/containers/{id}/logs?stdout=1&stderr=1"), "")?;
+    call(r, "DELETE", &format!("/v1.41/containers/{id}"), "")?;
+    call(r, "GET", "/v1.41/containers/json?all=1", "")?;
+    call(r, "GET", &format!("/v1.41/containers/{container}/json"), "")?;
+    one_exec(r, container)?;
+    call(r, "GET", "/v1.41/images/json", "")?;
+    call(r, "GET", "/v1.41/info", "")?;
+    Ok(12)
+}
+
+/// CLIENTS threads of `one_mixed_round` until SECONDS have passed.
+fn mixed(sock: &str, image: &str, container: &str, clients: usize, secs: f64) {
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let (sock, image, container) = (sock.to_string(), image.to_string(), container.to_string());
+            std::thread::spawn(move || {
+                let mut r = Conn { sock, r: None };
+                let (mut rounds, mut requests, mut errors) = (0u64, 0u64, 0u64);
+                while Instant::now() < until {
+                    match one_mixed_round(&mut r, &image, &container) {
+                        Ok(n) => {
+                            rounds += 1;
+                            requests += n as u64;
+                        }
+                        Err(e) => {
+                            if errors == 0 {
+                                eprintln!("apiload mixed: {e}");
+                            }
+                            errors += 1;
+                            r.r = None;
+                        }
+                    }
+                }
+                (rounds, requests, errors)
+            })
+        })
+        .collect();
+    let (mut rounds, mut requests, mut errors) = (0, 0, 0);
+    for h in handles {
+        let (a, b, c) = h.join().expect("client thread");
+        rounds += a;
+        requests += b;
+        errors += c;
+    }
+    println!("{rounds} {requests} {errors}");
+}
+
 fn sequence(sock: &str, what: &str, arg: &str, runs: usize) -> std::io::Result<()> {
     let mut r = Conn { sock: sock.to_string(), r: None };
     let step = |r: &mut Conn| match what {
@@ -175,7 +233,7 @@ fn sequence(sock: &str, what: &str, arg: &str, runs: usize) -> std::io::Result<(
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
-        eprintln!("usage: apiload SOCKET get PATH CLIENTS SECONDS | SOCKET run IMAGE RUNS | SOCKET exec CONTAINER RUNS");
+        eprintln!("usage: apiload SOCKET get PATH CLIENTS SECONDS | SOCKET run IMAGE RUNS | SOCKET exec CONTAINER RUNS | SOCKET mixed IMAGE CONTAINER CLIENTS SECONDS");
         std::process::exit(2);
     };
     if args.len() == 5 && (args[2] == "run" || args[2] == "exec") {
@@ -187,6 +245,12 @@ fn main() {
             eprintln!("apiload {}: {e}", args[2]);
             std::process::exit(1);
         }
+        return;
+    }
+    if args.len() == 7 && args[2] == "mixed" {
+        let clients: usize = args[5].parse().unwrap_or_else(|_| usage());
+        let secs: f64 = args[6].parse().unwrap_or_else(|_| usage());
+        mixed(&args[1], &args[3], &args[4], clients, secs);
         return;
     }
     if args.len() != 6 || args[2] != "get" {
