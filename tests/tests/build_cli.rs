@@ -938,3 +938,42 @@ fn build_cancel_by_id_ends_the_build() {
     assert!(out.stdout.ends_with("400"), "{}", out.stdout);
     assert_nothing_left(&d);
 }
+
+/// A single file copied to a path without a trailing slash lands inside it
+/// when the base image has a directory there, and is that path otherwise;
+/// both stay right on a cached rebuild (the cache check of a directory copy
+/// does not look at the target, a single file's does).
+#[test]
+fn build_copy_destination_follows_the_base_image_on_rebuild() {
+    let d = Daemon::with_busybox();
+    let ctx = context(
+        &d,
+        "dest",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY a.txt /etc\nCOPY a.txt /renamed\nCOPY docs /etc\n\
+                 COPY --chown=nobody a.txt /owned\n",
+            ),
+            ("a.txt", "alpha\n"),
+            ("docs/readme", "docs\n"),
+        ],
+    );
+    let check = |d: &Daemon| {
+        let out = d.docker_ok(&[
+            "run",
+            "--rm",
+            "dest",
+            "sh",
+            "-c",
+            "cat /etc/a.txt /renamed /etc/readme; stat -c %U /owned; test -f /renamed && echo file",
+        ]);
+        assert_eq!(out, "alpha\nalpha\ndocs\nnobody\nfile\n");
+    };
+    d.docker_ok(&["build", "-q", "-t", "dest", &s(&ctx)]);
+    check(&d);
+    let again = d.docker_ok(&["build", "-t", "dest", &s(&ctx)]);
+    assert_eq!(again.matches("Using cache").count(), 4, "{again}");
+    check(&d);
+    assert_nothing_left(&d);
+}

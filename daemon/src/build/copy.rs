@@ -260,7 +260,7 @@ fn is_archive(view: &FsView, parts: &[OsString]) -> bool {
 }
 
 /// Does `dest` name an existing directory in the target?
-fn is_dir_in(target: &FsView, dest: &str) -> bool {
+pub fn is_dir_in(target: &FsView, dest: &str) -> bool {
     target
         .resolve(dest.as_bytes(), true)
         .ok()
@@ -268,7 +268,14 @@ fn is_dir_in(target: &FsView, dest: &str) -> bool {
         .is_some_and(|st| sys::file_type(&st) == libc::S_IFDIR)
 }
 
-pub fn plan(view: &FsView, target: &FsView, req: &CopyRequest<'_>) -> Result<CopyPlan, BuildError> {
+/// Plans a copy from `view`. `dest_is_dir_in_target` is asked only when
+/// the destination's existing type decides where a single file goes, so a
+/// caller can avoid mounting the target for the common directory copies.
+pub fn plan(
+    view: &FsView,
+    dest_is_dir_in_target: &mut dyn FnMut(&str) -> Result<bool, BuildError>,
+    req: &CopyRequest<'_>,
+) -> Result<CopyPlan, BuildError> {
     let mut matched: Vec<Vec<OsString>> = Vec::new();
     for src in req.sources {
         let found = expand_source(view, req, src)?;
@@ -299,7 +306,11 @@ pub fn plan(view: &FsView, target: &FsView, req: &CopyRequest<'_>) -> Result<Cop
             return Err(not_found(req.instruction, src));
         }
     }
-    let dest_is_dir = req.dest.ends_with('/') || matched.len() > 1 || is_dir_in(target, req.dest);
+    let single_file = matched.len() == 1
+        && lstat(view, &matched[0])?.is_some_and(|st| kind_of(&st) != Some(Kind::Dir));
+    let dest_is_dir = req.dest.ends_with('/')
+        || matched.len() > 1
+        || (single_file && dest_is_dir_in_target(req.dest)?);
     let dest_root = clean(req.dest);
     let mut entries = Vec::new();
     let mut archives = Vec::new();

@@ -17,8 +17,10 @@ use super::copy::{self, CopyRequest};
 use super::parser::{self, Instruction};
 use super::plan::{self, split_flags, Plan};
 use super::run::{self, RunSpec};
+use super::stepfs::StepRoot;
 use super::words;
 use super::{cache, BuildContext, BuildError, BuildOptions, Builder, Output};
+use crate::containers::archive::FsView;
 
 /// Messages a stage may run ahead of the client (it streams once the
 /// stages before it are through).
@@ -1148,10 +1150,20 @@ impl Prepared {
         let ignore = ignore.clone();
         let instr_s = instr.to_owned();
         let dest_for_blocking = dest.clone();
-        // Plan (and checksum) first; the target is mounted to see what
-        // the destination already is.
+        // Plan (and checksum) first. The target is mounted only where the
+        // plan must see it (a single file's destination, --chown's names):
+        // a cache hit of a directory copy then costs no mount at all.
         let prepared = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
-            let root = super::stepfs::StepRoot::mount(dir.join("root"), &layers)?;
+            let mut root: Option<StepRoot> = None;
+            let mounted = |root: &mut Option<StepRoot>| -> Result<FsView, BuildError> {
+                if root.is_none() {
+                    *root = Some(StepRoot::mount(dir.join("root"), &layers)?);
+                }
+                match root {
+                    Some(r) => r.view(),
+                    None => Err(BuildError::Internal("build step root not mounted".into())),
+                }
+            };
             let src_root = match &source_layers {
                 Some(l) => Some(super::stepfs::StepRoot::mount(dir.join("src"), l)?),
                 None => None,
@@ -1167,7 +1179,6 @@ impl Prepared {
                 ])
                 .map_err(step_err)?,
             };
-            let target = root.view()?;
             let req = CopyRequest {
                 instruction: &instr_s,
                 sources: &args,
@@ -1180,18 +1191,21 @@ impl Prepared {
                 chmod,
                 extract_archives: is_add && !from_url,
             };
-            let plan = copy::plan(&src_view, &target, &req)?;
+            let plan = copy::plan(
+                &src_view,
+                &mut |dest| Ok(copy::is_dir_in(&mounted(&mut root)?, dest)),
+                &req,
+            )?;
             let owner = match &chown {
-                Some(c) => copy::lookup_owner(&target, c)?,
+                Some(c) => copy::lookup_owner(&mounted(&mut root)?, c)?,
                 None => (0, 0),
             };
-            drop(target);
             drop(src_view);
-            Ok((plan, owner, root, src_root, dir))
+            Ok((plan, owner, root, layers, src_root, dir))
         })
         .await
         .map_err(|e| BuildError::Internal(e.to_string()))??;
-        let (cplan, owner, root, src_root, dir) = prepared;
+        let (cplan, owner, root, layers, src_root, dir) = prepared;
         let created_by = format!("/bin/sh -c #(nop) {instr} {} in {dest_raw} ", cplan.summary);
         let parent = st.parent_id();
         let key = cache::key(&[
@@ -1209,6 +1223,10 @@ impl Prepared {
         let store = self.builder.images.clone();
         let ctx_dir = heredoc_dir.unwrap_or_else(|| self.ctx.ctx());
         let img = tokio::task::spawn_blocking(move || -> Result<Arc<Image>, BuildError> {
+            let root = match root {
+                Some(r) => r,
+                None => StepRoot::mount(dir.join("root"), &layers)?,
+            };
             {
                 let src_dir = match &src_root {
                     Some(r) => r.merged(),
