@@ -270,6 +270,21 @@ impl Containers {
             .map_err(|e| ContainerError::internal(format!("saving container {}", rec.id), e))
     }
 
+    /// Persist a change that only matters while the host is up, without
+    /// forcing it to disk (call with the record lock held): the start
+    /// marker, a run's start and its exit, and the create marker. A killed
+    /// berthd loses nothing (the rename is atomic and the page cache
+    /// survives it); a host crash may lose the change, and the next daemon
+    /// repairs what that leaves, as nothing of a run survives a reboot:
+    /// a record still saying `running` gets its exit recorded (255), one
+    /// from before the start is settled, and a container directory whose
+    /// create never reached the durable record is removed (see `restore`).
+    pub fn save_run_state(&self, rec: &ContainerRecord) -> Result<()> {
+        self.records
+            .save_unsynced(rec)
+            .map_err(|e| ContainerError::internal(format!("saving container {}", rec.id), e))
+    }
+
     /// A container event with dockerd's attributes (name, image, labels).
     pub fn event(&self, rec: &ContainerRecord, action: &str) -> Event {
         Event::new(EventType::Container, action, &rec.id)

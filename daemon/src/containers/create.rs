@@ -290,7 +290,7 @@ impl Containers {
             // From here on a crash leaves files behind: the marked record
             // tells restore to remove them (see `restore`).
             rec.pending = Some(Pending::Creating);
-            self.save(&rec)?;
+            self.save_run_state(&rec)?;
             crashpoint::reached("create:after-record");
             self.write_host_files(&rec)?;
             rootfs::create_layer(&self.settings.data_root, &id)

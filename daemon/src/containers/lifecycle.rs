@@ -92,7 +92,7 @@ impl Containers {
             // the start a crash interrupts (mount, shim, runtime state).
             let mut r = c.lock();
             r.pending = Some(Pending::Starting);
-            if let Err(e) = self.save(&r) {
+            if let Err(e) = self.save_run_state(&r) {
                 r.pending = None;
                 return Err(e);
             }
@@ -146,7 +146,7 @@ impl Containers {
                     r.has_been_started = true;
                     r.pending = None;
                     crate::health::started(&mut r);
-                    self.save(&r)?;
+                    self.save_run_state(&r)?;
                     r.clone()
                 };
                 let _ = rec;
@@ -434,7 +434,7 @@ impl Containers {
                 Status::Exited
             };
             self.health.stop(&mut r);
-            if let Err(e) = self.save(&r) {
+            if let Err(e) = self.save_run_state(&r) {
                 tracing::error!(id = %r.id, error = %e, "recording the exit");
             }
             (r.clone(), delay)

@@ -29,11 +29,28 @@ impl RecordDir {
         self.root.join(id)
     }
 
+    /// Replace the record and force it to disk.
     pub fn save(&self, rec: &ContainerRecord) -> io::Result<()> {
+        self.write(rec, true)
+    }
+
+    /// Replace the record through a rename, without forcing it to disk: a
+    /// killed berthd never leaves a torn record, and a host crash may lose
+    /// the change (see `Containers::save_run_state`).
+    pub fn save_unsynced(&self, rec: &ContainerRecord) -> io::Result<()> {
+        self.write(rec, false)
+    }
+
+    fn write(&self, rec: &ContainerRecord, durable: bool) -> io::Result<()> {
         let dir = self.dir(&rec.id);
         fs::create_dir_all(&dir)?;
         let data = serde_json::to_vec_pretty(rec).map_err(io::Error::other)?;
-        berth_common::atomic::write_file(&dir.join(RECORD_FILE), &data)
+        let path = dir.join(RECORD_FILE);
+        if durable {
+            berth_common::atomic::write_file(&path, &data)
+        } else {
+            berth_common::atomic::write_file_volatile(&path, &data, 0o600)
+        }
     }
 
     /// Every readable record, and the IDs of directories without a record
