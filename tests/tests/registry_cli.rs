@@ -1108,7 +1108,6 @@ impl StallingUploads {
                 match l.accept() {
                     Ok((c, _)) => {
                         let (s, cl, h) = (st.clone(), cl.clone(), halt.clone());
-                        let serve = serve.clone();
                         conns.push(std::thread::spawn(move || {
                             let _ = serve(c, s, cl, h);
                         }));
