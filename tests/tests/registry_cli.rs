@@ -1183,6 +1183,12 @@ fn a_client_leaving_a_stalled_push_cancels_it() {
     assert!(dropped, "the stalled uploads were not abandoned");
     assert!(!d.log().contains("push failed"), "{}", d.log());
     drop(reg);
+    // The compressor thread notices the dropped upload at its next write.
+    let tmp = d.data_root.join("image/tmp");
+    let cleaned = berth_tests::wait_until(std::time::Duration::from_secs(30), || {
+        fs::read_dir(&tmp).map(|r| r.count() == 0).unwrap_or(true)
+    });
+    assert!(cleaned, "the compression was not stopped");
     assert_no_temp_files(&d);
     // The daemon still serves, and the image is untouched.
     let id = image_id(&d, &name);
