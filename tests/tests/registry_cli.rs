@@ -1194,3 +1194,31 @@ fn a_client_leaving_a_stalled_push_cancels_it() {
     let id = image_id(&d, &name);
     assert!(id.starts_with("sha256:"), "{id}");
 }
+
+/// The gzip made for a loaded layer is kept with its diff ID: a push after
+/// a restart finds it, so the manifest digest is the same and the layers
+/// are found on the registry without being compressed again.
+#[test]
+fn push_after_a_restart_gives_the_same_digest() {
+    let reg = Registry::start();
+    let mut d = Daemon::with_busybox();
+    let name = reg.image("again/bb:1");
+    // A committed layer is stored as a plain tar: the push compresses it.
+    let c = d.docker_ok(&["create", "busybox", "true"]);
+    d.docker_ok(&["commit", c.trim(), &name]);
+    d.docker_ok(&["rm", c.trim()]);
+    let first = d.docker_ok(&["push", &name]);
+    assert!(first.contains("Pushed"), "{first}");
+    let digest = reg.digest("again/bb:1");
+    let gz = d.data_root.join("image/distribution/gzip");
+    let count = |p: &Path| fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
+    let kept = count(&gz);
+    d.stop();
+    d.start_again();
+    let again = d.docker_ok(&["push", &name]);
+    assert!(again.contains("Layer already exists"), "{again}");
+    assert!(!again.contains("Pushed"), "{again}");
+    assert!(again.contains(&digest), "{again}");
+    assert_eq!(count(&gz), kept);
+    assert_no_temp_files(&d);
+}

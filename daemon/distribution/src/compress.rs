@@ -26,21 +26,25 @@ fn map_path(dir: &Path, diff_id: &Digest) -> PathBuf {
     dir.join("gzip").join(diff_id.hex())
 }
 
-/// The gzip blob made earlier for this diff ID, when it is still stored.
-pub(crate) fn known_gzip(store: &ImageStore, dir: &Path, diff_id: &Digest) -> Option<Digest> {
+/// The gzip blob made earlier for this diff ID and its size. The blob
+/// itself may be gone (a restart's clean-up removes blobs no layer names),
+/// but its digest still lets a push find it on the registry.
+pub(crate) fn known_gzip(dir: &Path, diff_id: &Digest) -> Option<(Digest, u64)> {
     let s = std::fs::read_to_string(map_path(dir, diff_id)).ok()?;
-    let d = Digest::parse(s.trim()).ok()?;
-    store.content().exists(&d).then_some(d)
+    let mut parts = s.split_whitespace();
+    let d = Digest::parse(parts.next()?).ok()?;
+    let size = parts.next()?.parse().ok()?;
+    Some((d, size))
 }
 
-fn remember(dir: &Path, diff_id: &Digest, blob: &Digest) -> Result<()> {
+fn remember(dir: &Path, diff_id: &Digest, blob: &Digest, size: u64) -> Result<()> {
     let map = map_path(dir, diff_id);
     if let Some(parent) = map.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::Internal(format!("create {}: {e}", parent.display())))?;
     }
     let tmp = map.with_extension("tmp");
-    std::fs::write(&tmp, blob.to_string())
+    std::fs::write(&tmp, format!("{blob} {size}"))
         .and_then(|()| std::fs::rename(&tmp, &map))
         .map_err(|e| Error::Internal(format!("write {}: {e}", map.display())))
 }
@@ -173,6 +177,6 @@ fn gzip_into(
         .map_err(|e| Error::Internal(format!("compress layer: {e}")))?;
     // The upload's last request goes out while the blob is made durable.
     let d = blob.commit(None)?;
-    remember(dir, &layer.record.diff_id, &d)?;
+    remember(dir, &layer.record.diff_id, &d, len)?;
     Ok((d, len))
 }

@@ -53,7 +53,8 @@ struct Prepared {
     digest: Digest,
     size: u64,
     kind: Kind,
-    path: PathBuf,
+    /// The local copy; `None` when only its digest is remembered.
+    path: Option<PathBuf>,
 }
 
 impl Distribution {
@@ -169,14 +170,22 @@ impl Distribution {
                         {
                             out.layer(&id, &format!("Mounted from {from}")).await;
                         } else {
-                            repo.upload_file(
-                                &prepared.path,
-                                &prepared.digest,
-                                prepared.size,
-                                &id,
-                                &out,
-                            )
-                            .await?;
+                            match &prepared.path {
+                                Some(path) => {
+                                    repo.upload_file(
+                                        path,
+                                        &prepared.digest,
+                                        prepared.size,
+                                        &id,
+                                        &out,
+                                    )
+                                    .await?
+                                }
+                                // Known gzip, local copy cleaned up: make it again.
+                                None => {
+                                    repo.upload_gzipped(&st, &layer, &dir2, &id, &out).await?;
+                                }
+                            }
                             out.layer(&id, "Pushed").await;
                         }
                         prepared
@@ -328,16 +337,19 @@ fn ready_blob(store: &ImageStore, layer: &Layer, dir: &Path) -> Result<Option<Pr
             digest: blob.clone(),
             size: content.size(blob)?,
             kind,
-            path,
+            path: Some(path),
         }));
     }
-    match compress::known_gzip(store, dir, &layer.record.diff_id) {
-        Some(d) => Ok(Some(Prepared {
-            size: content.size(&d)?,
-            path: content.path(&d),
-            digest: d,
-            kind: Kind::Gzip,
-        })),
+    match compress::known_gzip(dir, &layer.record.diff_id) {
+        Some((d, size)) => {
+            let path = content.path(&d);
+            Ok(Some(Prepared {
+                size,
+                path: content.exists(&d).then_some(path),
+                digest: d,
+                kind: Kind::Gzip,
+            }))
+        }
         None => Ok(None),
     }
 }
@@ -563,8 +575,7 @@ impl Repo {
             })
             .await?;
         self.finish(resp, &url).await?;
-        let (st, d) = (store.clone(), digest.clone());
-        let path = blocking(move || Ok(st.content().path(&d))).await?;
+        let path = Some(store.content().path(&digest));
         Ok(Prepared {
             digest,
             size,
