@@ -1028,3 +1028,197 @@ fn a_client_leaving_a_stalled_pull_cancels_it() {
     let ok = d.docker_ok(&["pull", &reg.image("test/busybox:1")]);
     assert!(ok.contains("Pull complete"), "{ok}");
 }
+
+/// A registry stand-in that takes a push up to the first blob upload and
+/// then never answers it; counts the stalled connections that were closed
+/// by the client.
+struct StallingUploads {
+    port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StallingUploads {
+    fn start() -> StallingUploads {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (st, cl, halt) = (stalled.clone(), closed.clone(), stop.clone());
+        let serve = move |mut c: TcpStream,
+                          stalled: Arc<AtomicUsize>,
+                          closed: Arc<AtomicUsize>,
+                          stop: Arc<AtomicBool>|
+              -> std::io::Result<()> {
+            c.set_nonblocking(false)?;
+            c.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
+            let mut b = [0u8; 4096];
+            loop {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    match c.read(&mut b[..1]) {
+                        Ok(0) => return Ok(()),
+                        Ok(_) => head.push(b[0]),
+                        Err(_) if !stop.load(Ordering::Relaxed) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                let answer = if line.starts_with("GET /v2/ ") {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
+                        .to_owned()
+                } else if line.starts_with("HEAD ") || line.starts_with("GET ") {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned()
+                } else if line.starts_with("POST ") && line.contains("/blobs/uploads/") {
+                    "HTTP/1.1 202 Accepted\r\nLocation: /v2/stall/blobs/uploads/u1\r\nContent-Length: 0\r\n\r\n"
+                        .to_owned()
+                } else {
+                    // The upload itself: take what comes, answer never.
+                    stalled.fetch_add(1, Ordering::Relaxed);
+                    loop {
+                        match c.read(&mut b) {
+                            Ok(0) => {
+                                closed.fetch_add(1, Ordering::Relaxed);
+                                return Ok(());
+                            }
+                            Ok(_) => {}
+                            Err(_) if !stop.load(Ordering::Relaxed) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                };
+                c.write_all(answer.as_bytes())?;
+            }
+        };
+        let thread = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            while !halt.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        let (s, cl, h) = (st.clone(), cl.clone(), halt.clone());
+                        conns.push(std::thread::spawn(move || {
+                            let _ = serve(c, s, cl, h);
+                        }));
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+            for t in conns {
+                let _ = t.join();
+            }
+        });
+        StallingUploads {
+            port,
+            stalled,
+            closed,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StallingUploads {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A client that hangs up while the registry sits on an upload cancels
+/// the push: berthd drops the upload (its connection to the registry is
+/// closed) and leaves nothing behind.
+#[test]
+fn a_client_leaving_a_stalled_push_cancels_it() {
+    use std::sync::atomic::Ordering;
+    let reg = StallingUploads::start();
+    let d = Daemon::with_busybox();
+    let name = format!("127.0.0.1:{}/stall/bb:1", reg.port);
+    d.docker_ok(&["tag", "busybox", &name]);
+    let url = format!(
+        "http://localhost/v1.50/images/127.0.0.1:{}/stall/bb/push?tag=1",
+        reg.port
+    );
+    let mut curl = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-X",
+            "POST",
+            "-H",
+            "X-Registry-Auth: e30=",
+            "--unix-socket",
+        ])
+        .arg(&d.socket)
+        .arg(&url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = berth_tests::wait_until(std::time::Duration::from_secs(60), || {
+        reg.stalled.load(Ordering::Relaxed) > 0
+    });
+    assert!(started, "the push never began uploading: {}", d.log());
+    curl.kill().unwrap();
+    curl.wait().unwrap();
+    let cancelled = berth_tests::wait_until(std::time::Duration::from_secs(60), || {
+        d.log().contains("push cancelled: the client went away")
+    });
+    assert!(cancelled, "{}", d.log());
+    let dropped = berth_tests::wait_until(std::time::Duration::from_secs(60), || {
+        reg.closed.load(Ordering::Relaxed) >= reg.stalled.load(Ordering::Relaxed)
+    });
+    assert!(dropped, "the stalled uploads were not abandoned");
+    assert!(!d.log().contains("push failed"), "{}", d.log());
+    drop(reg);
+    // The compressor thread notices the dropped upload at its next write.
+    let tmp = d.data_root.join("image/tmp");
+    let cleaned = berth_tests::wait_until(std::time::Duration::from_secs(30), || {
+        fs::read_dir(&tmp).map(|r| r.count() == 0).unwrap_or(true)
+    });
+    assert!(cleaned, "the compression was not stopped");
+    assert_no_temp_files(&d);
+    // The daemon still serves, and the image is untouched.
+    let id = image_id(&d, &name);
+    assert!(id.starts_with("sha256:"), "{id}");
+}
+
+/// The gzip made for a loaded layer is kept with its diff ID: a push after
+/// a restart finds it, so the manifest digest is the same and the layers
+/// are found on the registry without being compressed again.
+#[test]
+fn push_after_a_restart_gives_the_same_digest() {
+    let reg = Registry::start();
+    let mut d = Daemon::with_busybox();
+    let name = reg.image("again/bb:1");
+    // A committed layer is stored as a plain tar: the push compresses it.
+    let c = d.docker_ok(&["create", "busybox", "true"]);
+    d.docker_ok(&["commit", c.trim(), &name]);
+    d.docker_ok(&["rm", c.trim()]);
+    let first = d.docker_ok(&["push", &name]);
+    assert!(first.contains("Pushed"), "{first}");
+    let digest = reg.digest("again/bb:1");
+    let gz = d.data_root.join("image/distribution/gzip");
+    let count = |p: &Path| fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
+    let kept = count(&gz);
+    d.stop();
+    d.start_again();
+    let again = d.docker_ok(&["push", &name]);
+    assert!(again.contains("Layer already exists"), "{again}");
+    assert!(!again.contains("Pushed"), "{again}");
+    assert!(again.contains(&digest), "{again}");
+    assert_eq!(count(&gz), kept);
+    assert_no_temp_files(&d);
+}

@@ -9,6 +9,7 @@
 
 mod auth;
 mod client;
+mod compress;
 mod config;
 mod error;
 mod fetch;

@@ -374,7 +374,7 @@ impl Distribution {
 }
 
 /// Aborts tasks when dropped.
-struct AbortAll(Vec<tokio::task::AbortHandle>);
+pub(crate) struct AbortAll(pub Vec<tokio::task::AbortHandle>);
 
 impl Drop for AbortAll {
     fn drop(&mut self) {

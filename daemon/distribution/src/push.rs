@@ -4,8 +4,9 @@
 //! config and the manifest.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -19,11 +20,12 @@ use berth_images::{Digest, ImageStore, Reference};
 
 use crate::auth::AuthConfig;
 use crate::client::Session;
+use crate::compress;
 use crate::error::{Error, Result};
 use crate::fetch::Repo;
 use crate::manifest::{self, Descriptor};
 use crate::progress::{short_id, Progress};
-use crate::pull::blocking;
+use crate::pull::{blocking, AbortAll};
 use crate::Distribution;
 
 #[derive(Debug, Clone)]
@@ -51,7 +53,8 @@ struct Prepared {
     digest: Digest,
     size: u64,
     kind: Kind,
-    path: PathBuf,
+    /// The local copy; `None` when only its digest is remembered.
+    path: Option<PathBuf>,
 }
 
 impl Distribution {
@@ -156,16 +159,45 @@ impl Distribution {
                         .map_err(|_| Error::Internal("upload limiter closed".into()))?,
                 };
                 let dir2 = dir.clone();
-                let prepared = blocking(move || prepare(&st, &layer, &dir)).await?;
-                if repo.blob_exists(&prepared.digest).await? {
-                    out.layer(&id, "Layer already exists").await;
-                } else if let Some(from) = repo.mount_from_known(&dir2, &prepared.digest).await? {
-                    out.layer(&id, &format!("Mounted from {from}")).await;
-                } else {
-                    repo.upload_file(&prepared.path, &prepared.digest, prepared.size, &id, &out)
-                        .await?;
-                    out.layer(&id, "Pushed").await;
-                }
+                let (st2, layer2) = (st.clone(), layer.clone());
+                let ready = blocking(move || ready_blob(&st2, &layer2, &dir)).await?;
+                let prepared = match ready {
+                    Some(prepared) => {
+                        if repo.blob_exists(&prepared.digest).await? {
+                            out.layer(&id, "Layer already exists").await;
+                        } else if let Some(from) =
+                            repo.mount_from_known(&dir2, &prepared.digest).await?
+                        {
+                            out.layer(&id, &format!("Mounted from {from}")).await;
+                        } else {
+                            match &prepared.path {
+                                Some(path) => {
+                                    repo.upload_file(
+                                        path,
+                                        &prepared.digest,
+                                        prepared.size,
+                                        &id,
+                                        &out,
+                                    )
+                                    .await?
+                                }
+                                // Known gzip, local copy cleaned up: make it again.
+                                None => {
+                                    repo.upload_gzipped(&st, &layer, &dir2, &id, &out).await?;
+                                }
+                            }
+                            out.layer(&id, "Pushed").await;
+                        }
+                        prepared
+                    }
+                    None => {
+                        // Compressed while it goes out: its digest is known
+                        // only at the end, so there is nothing to check first.
+                        let prepared = repo.upload_gzipped(&st, &layer, &dir2, &id, &out).await?;
+                        out.layer(&id, "Pushed").await;
+                        prepared
+                    }
+                };
                 let (d, h, p) = (
                     prepared.digest.clone(),
                     repo.sess.host.clone(),
@@ -179,6 +211,8 @@ impl Distribution {
                 Ok::<_, Error>(prepared)
             }));
         }
+        // A cancelled push (this future dropped) stops its uploads too.
+        let _abort = AbortAll(handles.iter().map(|h| h.abort_handle()).collect());
         let mut prepared = Vec::new();
         let mut first_err = None;
         for h in handles {
@@ -291,62 +325,33 @@ fn sniff(path: &Path) -> Result<Option<Kind>> {
     })
 }
 
-/// The compressed blob of a layer: the stored blob when it is compressed,
-/// otherwise a gzip of it made with a fixed header (mtime 0, no name), so
-/// every push of the layer yields the same digest. The mapping from diff
-/// ID to the gzip blob is remembered in `dir`.
-fn prepare(store: &ImageStore, layer: &Layer, dir: &Path) -> Result<Prepared> {
+/// The compressed blob to push for a layer without compressing anything:
+/// the stored blob when it is compressed, or the gzip of it made by an
+/// earlier push. `None` when it has yet to be compressed.
+fn ready_blob(store: &ImageStore, layer: &Layer, dir: &Path) -> Result<Option<Prepared>> {
     let content = store.content();
     let blob = &layer.record.blob;
     let path = content.path(blob);
     if let Some(kind) = sniff(&path)? {
-        return Ok(Prepared {
+        return Ok(Some(Prepared {
             digest: blob.clone(),
             size: content.size(blob)?,
             kind,
-            path,
-        });
+            path: Some(path),
+        }));
     }
-    let map = dir.join("gzip").join(layer.record.diff_id.hex());
-    if let Ok(s) = std::fs::read_to_string(&map) {
-        if let Ok(d) = Digest::parse(s.trim()) {
-            if content.exists(&d) {
-                return Ok(Prepared {
-                    size: content.size(&d)?,
-                    path: content.path(&d),
-                    digest: d,
-                    kind: Kind::Gzip,
-                });
-            }
+    match compress::known_gzip(dir, &layer.record.diff_id) {
+        Some((d, size)) => {
+            let path = content.path(&d);
+            Ok(Some(Prepared {
+                size,
+                path: content.exists(&d).then_some(path),
+                digest: d,
+                kind: Kind::Gzip,
+            }))
         }
+        None => Ok(None),
     }
-    let mut src = io::BufReader::with_capacity(1 << 20, content.open_blob(blob)?);
-    let mut w = content.writer()?;
-    {
-        let mut gz = flate2::GzBuilder::new()
-            .mtime(0)
-            .operating_system(255)
-            .write(&mut w, flate2::Compression::fast());
-        io::copy(&mut src, &mut gz).map_err(|e| Error::Internal(format!("compress layer: {e}")))?;
-        gz.finish()
-            .and_then(|w| w.flush())
-            .map_err(|e| Error::Internal(format!("compress layer: {e}")))?;
-    }
-    let d = w.commit(None)?;
-    if let Some(parent) = map.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::Internal(format!("create {}: {e}", parent.display())))?;
-    }
-    let tmp = map.with_extension("tmp");
-    std::fs::write(&tmp, d.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &map))
-        .map_err(|e| Error::Internal(format!("write {}: {e}", map.display())))?;
-    Ok(Prepared {
-        size: content.size(&d)?,
-        path: content.path(&d),
-        digest: d,
-        kind: Kind::Gzip,
-    })
 }
 
 impl Repo {
@@ -495,6 +500,90 @@ impl Repo {
         self.finish(resp, &url).await
     }
 
+    /// Upload the deterministic gzip of a layer stored uncompressed while
+    /// it is being made: one streamed PATCH, then the PUT with the digest
+    /// the compression computed. `Pushing` counts the layer's tar bytes
+    /// read, of its tar size, as dockerd's compressing push does.
+    async fn upload_gzipped(
+        &self,
+        store: &Arc<ImageStore>,
+        layer: &Layer,
+        dir: &Path,
+        id: &str,
+        out: &Progress,
+    ) -> Result<Prepared> {
+        let loc = self.start_upload().await?;
+        let total = match layer.record.tar_size {
+            Some(n) => n,
+            None => {
+                let (st, b) = (store.clone(), layer.record.blob.clone());
+                blocking(move || Ok(st.content().size(&b)?)).await?
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(8);
+        let read = Arc::new(AtomicU64::new(0));
+        let job = {
+            let (st, layer, dir, read) =
+                (store.clone(), layer.clone(), dir.to_owned(), read.clone());
+            tokio::task::spawn_blocking(move || compress::gzip_layer(&st, &layer, &dir, tx, read))
+        };
+        let body = {
+            let (out, id) = (out.clone(), id.to_owned());
+            let mut reported = 0u64;
+            let stream = tokio_stream_of(rx).then(move |piece| {
+                let (out, id) = (out.clone(), id.clone());
+                if let Ok(p) = &piece {
+                    crate::stats::pushed(p.len());
+                }
+                let now = read.load(Ordering::Relaxed);
+                let report = now - reported >= 512 * 1024 || (now == total && reported != now);
+                if report {
+                    reported = now;
+                }
+                async move {
+                    if report {
+                        out.bar(&id, "Pushing", now, total).await;
+                    }
+                    piece
+                }
+            });
+            reqwest::Body::wrap_stream(stream)
+        };
+        let sent = self
+            .sess
+            .send(Method::PATCH, &loc, &self.scopes, |r| {
+                r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(body)
+            })
+            .await;
+        // The compression's own error says more than the broken request.
+        let made = job
+            .await
+            .map_err(|e| Error::Internal(format!("compress task: {e}")))?;
+        let resp = sent?;
+        let (digest, size) = made?;
+        if resp.status() != StatusCode::ACCEPTED {
+            let status = resp.status();
+            return Err(self.status_error(status, &loc, resp).await);
+        }
+        let loc = next_location(&resp, &loc)?;
+        let url = Self::finish_url(&loc, &digest);
+        let resp = self
+            .sess
+            .send(Method::PUT, &url, &self.scopes, |r| {
+                r.header(reqwest::header::CONTENT_LENGTH, 0)
+            })
+            .await?;
+        self.finish(resp, &url).await?;
+        let path = Some(store.content().path(&digest));
+        Ok(Prepared {
+            digest,
+            size,
+            kind: Kind::Gzip,
+            path,
+        })
+    }
+
     async fn upload_bytes(&self, data: Vec<u8>, d: &Digest) -> Result<()> {
         let loc = self.start_upload().await?;
         let url = Self::finish_url(&loc, d);
@@ -575,4 +664,11 @@ where
             }
         });
     reqwest::Body::wrap_stream(stream)
+}
+
+/// The pieces received on `rx`, as a stream.
+fn tokio_stream_of<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }

@@ -173,6 +173,7 @@ pub async fn push(
     name: &str,
     q: &QueryParams,
     headers: &HeaderMap,
+    client: ClientWatch,
 ) -> ApiResult<Response> {
     let mut r = Reference::parse_normalized(name)?;
     let tag = q.get("tag").unwrap_or("");
@@ -192,7 +193,21 @@ pub async fn push(
     let (progress, rx) = Progress::channel(64);
     let guard = progress.clone();
     let task = tokio::spawn(async move {
-        match state.registry.push(&opts, &progress).await {
+        // As a pull, a push whose client went away stops.
+        let client_left = async {
+            tokio::select! {
+                () = progress.closed() => {}
+                () = client.gone() => {}
+            }
+        };
+        let res = tokio::select! {
+            res = state.registry.push(&opts, &progress) => res,
+            () = client_left => {
+                tracing::info!(reference = %opts.reference, "push cancelled: the client went away");
+                return;
+            }
+        };
+        match res {
             Ok(out) => {
                 for (tag, _, _) in out.pushed {
                     let name = match opts.reference.clone().with_tag(&tag) {

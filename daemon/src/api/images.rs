@@ -151,12 +151,14 @@ async fn post_named(
     Path(rest): Path<String>,
     q: QueryParams,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
 ) -> ApiResult<Response> {
     let Some((name, action)) = split_action(&rest, &["tag", "push"]) else {
         return Err(ApiError::not_found("page not found"));
     };
     if action == "push" {
-        return super::distribution::push(state, name, &q, &headers).await;
+        let client = super::client_watch::ClientWatch::of(&ext);
+        return super::distribution::push(state, name, &q, &headers, client).await;
     }
     let target = repo_tag_reference(q.get("repo").unwrap_or(""), q.get("tag").unwrap_or(""))?;
     let name = name.to_owned();
