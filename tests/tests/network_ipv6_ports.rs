@@ -108,14 +108,12 @@ fn save(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A port free on both families (a dual-stack `::` bind holds both).
 fn free_port() -> u16 {
-    loop {
-        let l = std::net::TcpListener::bind("0.0.0.0:0").expect("free port");
-        let p = l.local_addr().expect("port").port();
-        if std::net::TcpListener::bind(("::", p)).is_ok() {
-            return p;
-        }
-    }
+    std::net::TcpListener::bind(("::", 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 const HTTPD: &[&str] = &["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"];
