@@ -156,17 +156,28 @@ fn published_tcp_port_answers_and_is_reported() {
         ip.trim().starts_with(&format!("{subnet}.")),
         "address {ip:?} not in {subnet}.0/24"
     );
+    // dockerd 28 publishes on `::` too when the host has IPv6.
+    let v6 = std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|s| !s.trim().is_empty());
     let ports = d.docker_ok(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "web"]);
+    let (json6, port6, ps6) = if v6 {
+        (
+            format!(r#",{{"HostIp":"::","HostPort":"{port}"}}"#),
+            format!("\n80/tcp -> [::]:{port}"),
+            format!(", [::]:{port}->80/tcp"),
+        )
+    } else {
+        Default::default()
+    };
     assert_eq!(
         ports.trim(),
-        format!(r#"{{"80/tcp":[{{"HostIp":"0.0.0.0","HostPort":"{port}"}}]}}"#)
+        format!(r#"{{"80/tcp":[{{"HostIp":"0.0.0.0","HostPort":"{port}"}}{json6}]}}"#)
     );
     assert_eq!(
         d.docker_ok(&["port", "web"]).trim(),
-        format!("80/tcp -> 0.0.0.0:{port}")
+        format!("80/tcp -> 0.0.0.0:{port}{port6}")
     );
     let ps = d.docker_ok(&["ps", "--format", "{{.Ports}}"]);
-    assert_eq!(ps.trim(), format!("0.0.0.0:{port}->80/tcp"));
+    assert_eq!(ps.trim(), format!("0.0.0.0:{port}->80/tcp{ps6}"));
     let gw = d.docker_ok(&[
         "inspect",
         "-f",
@@ -290,7 +301,10 @@ fn publish_all_random_ports_and_udp() {
         "EXEC:/bin/cat",
     ]);
     assert_eq!(
-        d.docker_ok(&["port", "udp"]).trim(),
+        d.docker_ok(&["port", "udp"])
+            .lines()
+            .next()
+            .unwrap_or_default(),
         format!("5353/udp -> 0.0.0.0:{uport}")
     );
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -765,7 +779,10 @@ fn restart_keeps_addresses_and_published_ports() {
     );
     wait_http(port, "/hostname");
     assert_eq!(
-        d.docker_ok(&["port", "keep"]).trim(),
+        d.docker_ok(&["port", "keep"])
+            .lines()
+            .next()
+            .unwrap_or_default(),
         format!("80/tcp -> 0.0.0.0:{port}")
     );
     // A new container does not get the kept address.

@@ -867,9 +867,28 @@ impl Networks {
                 ep.endpoint_id
             ))
         };
-        let mut bound = Vec::new();
+        let mut bound: Vec<(ports::Published, proxy::Bound)> = Vec::new();
         for r in reqs {
-            bound.push(proxy::bind(r, self.fwd.userland_proxy()).map_err(programming)?);
+            // `::` takes the port its 0.0.0.0 twin got (dockerd uses one
+            // host port for both families).
+            let twin = bound.iter().find(|(p, _)| {
+                r.host_ip.is_ipv6()
+                    && r.host_ip.is_unspecified()
+                    && p.host_ip.is_ipv4()
+                    && p.host_ip.is_unspecified()
+                    && p.proto == r.proto
+                    && p.container_port == r.container_port
+                    && (r.host_ports == (0, 0)
+                        || (r.host_ports.0..=r.host_ports.1).contains(&p.host_port))
+            });
+            let r = match twin {
+                Some((p, _)) => ports::PortRequest {
+                    host_ports: (p.host_port, p.host_port),
+                    ..r.clone()
+                },
+                None => r.clone(),
+            };
+            bound.push(proxy::bind(&r, self.fwd.userland_proxy()).map_err(programming)?);
         }
         if !bound.is_empty() {
             let ports: Vec<ports::Published> = bound.iter().map(|(p, _)| p.clone()).collect();

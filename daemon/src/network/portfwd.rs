@@ -155,6 +155,10 @@ impl Forwarder {
     /// The rules that forward one published port.
     fn rules(&self, m: &Mapping) -> Vec<Rule> {
         let p = m.port;
+        if p.host_ip.is_ipv6() {
+            // Left to the userland proxy (no ip6tables rules yet).
+            return Vec::new();
+        }
         let proto = p.proto.as_str();
         let (hport, cport) = (p.host_port.to_string(), p.container_port.to_string());
         let cip = format!("{}/32", m.container_ip);
@@ -521,7 +525,7 @@ mod tests {
         let p = Published {
             proto: Proto::Tcp,
             container_port: 80,
-            host_ip,
+            host_ip: host_ip.into(),
             host_port: 8080,
         };
         let m = Mapping {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,7 +48,7 @@ pub fn parse_port_key(key: &str) -> Result<(u16, Proto), String> {
 pub struct PortRequest {
     pub proto: Proto,
     pub container_port: u16,
-    pub host_ip: Ipv4Addr,
+    pub host_ip: IpAddr,
     pub host_ports: (u16, u16),
 }
 
@@ -57,7 +57,7 @@ pub struct PortRequest {
 pub struct Published {
     pub proto: Proto,
     pub container_port: u16,
-    pub host_ip: Ipv4Addr,
+    pub host_ip: IpAddr,
     pub host_port: u16,
 }
 
@@ -81,11 +81,48 @@ fn host_ports(s: &str) -> Result<(u16, u16), String> {
     }
 }
 
+/// Whether the host has IPv6 (an address on some interface), as dockerd
+/// checks before publishing on `::`.
+pub fn host_has_ipv6() -> bool {
+    std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|s| !s.trim().is_empty())
+}
+
+/// The addresses a binding's `HostIp` publishes on: empty is 0.0.0.0 and,
+/// with IPv6 on the host, `::` too (dockerd 28).
+fn host_ips(ip: &str, v6: bool) -> Result<Vec<IpAddr>, String> {
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if ip.is_empty() {
+        let mut ips = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
+        if v6 {
+            ips.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        }
+        return Ok(ips);
+    }
+    let parsed: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("invalid host IP address: {ip:?}"))?;
+    if parsed.is_ipv6() && !v6 {
+        return Err(format!(
+            "cannot publish on {parsed}: IPv6 is not available on this host"
+        ));
+    }
+    Ok(vec![parsed])
+}
+
 /// Everything to publish for a container.
 pub fn requests(
     port_bindings: Option<&Value>,
     publish_all: bool,
     exposed: Option<&BTreeMap<String, Value>>,
+) -> Result<Vec<PortRequest>, String> {
+    requests_with(port_bindings, publish_all, exposed, host_has_ipv6())
+}
+
+fn requests_with(
+    port_bindings: Option<&Value>,
+    publish_all: bool,
+    exposed: Option<&BTreeMap<String, Value>>,
+    v6: bool,
 ) -> Result<Vec<PortRequest>, String> {
     let mut out = Vec::new();
     let mut bound = std::collections::BTreeSet::new();
@@ -101,19 +138,15 @@ pub fn requests(
             };
             for e in entries {
                 let ip = e.get("HostIp").and_then(Value::as_str).unwrap_or("");
-                let host_ip = match ip {
-                    "" => Ipv4Addr::UNSPECIFIED,
-                    other => other.parse().map_err(|_| {
-                        format!("invalid host IP {other:?}: berth publishes on IPv4 addresses only")
-                    })?,
-                };
                 let hp = host_ports(e.get("HostPort").and_then(Value::as_str).unwrap_or(""))?;
-                out.push(PortRequest {
-                    proto,
-                    container_port,
-                    host_ip,
-                    host_ports: hp,
-                });
+                for host_ip in host_ips(ip, v6)? {
+                    out.push(PortRequest {
+                        proto,
+                        container_port,
+                        host_ip,
+                        host_ports: hp,
+                    });
+                }
             }
         }
     }
@@ -121,12 +154,14 @@ pub fn requests(
         for key in exposed.into_iter().flat_map(|m| m.keys()) {
             let (container_port, proto) = parse_port_key(key)?;
             if bound.insert((container_port, proto)) {
-                out.push(PortRequest {
-                    proto,
-                    container_port,
-                    host_ip: Ipv4Addr::UNSPECIFIED,
-                    host_ports: (0, 0),
-                });
+                for host_ip in host_ips("", v6)? {
+                    out.push(PortRequest {
+                        proto,
+                        container_port,
+                        host_ip,
+                        host_ports: (0, 0),
+                    });
+                }
             }
         }
     }
@@ -186,20 +221,33 @@ mod tests {
             ("443/tcp".to_string(), json!({})),
         ]
         .into();
-        let r = requests(Some(&pb), true, Some(&exposed)).unwrap();
+        let r = requests_with(Some(&pb), true, Some(&exposed), false).unwrap();
         assert_eq!(r.len(), 3);
         assert!(r.contains(&PortRequest {
             proto: Proto::Udp,
             container_port: 53,
-            host_ip: Ipv4Addr::LOCALHOST,
+            host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             host_ports: (0, 0)
         }));
         assert!(r.contains(&PortRequest {
             proto: Proto::Tcp,
             container_port: 443,
-            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             host_ports: (0, 0)
         }));
+        let both = requests_with(Some(&pb), true, Some(&exposed), true).unwrap();
+        assert_eq!(both.len(), 5);
+        assert!(both.contains(&PortRequest {
+            proto: Proto::Tcp,
+            container_port: 80,
+            host_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            host_ports: (5000, 5000)
+        }));
+        let v6 = json!({ "80/tcp": [{ "HostIp": "::1", "HostPort": "" }] });
+        assert!(requests_with(Some(&v6), false, None, false).is_err());
+        let r = requests_with(Some(&v6), false, None, true).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].host_ip, IpAddr::V6(Ipv6Addr::LOCALHOST));
         assert!(requests(Some(&json!({ "80/sctp": [] })), false, None).is_err());
         assert!(requests(
             Some(&json!({ "80/tcp": [{ "HostPort": "x" }] })),
@@ -214,7 +262,7 @@ mod tests {
         let p = vec![Published {
             proto: Proto::Tcp,
             container_port: 80,
-            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             host_port: 5000,
         }];
         let exposed: BTreeMap<String, Value> = [

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,10 +31,34 @@ pub enum Bound {
     Reserved(OwnedFd),
 }
 
-fn bind_one(proto: Proto, addr: SocketAddrV4, serve: bool) -> io::Result<(u16, Bound)> {
+/// A v6 socket bound with IPV6_V6ONLY, so that `::` and 0.0.0.0 are two
+/// separate bindings of the same port (as dockerd binds them).
+fn bind_v6_only(proto: Proto, addr: SocketAddr) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (ty, protocol) = match proto {
+        Proto::Tcp => (Type::STREAM, Protocol::TCP),
+        Proto::Udp => (Type::DGRAM, Protocol::UDP),
+    };
+    let s = Socket::new(Domain::IPV6, ty, Some(protocol))?;
+    s.set_only_v6(true)?;
+    if proto == Proto::Tcp {
+        s.set_reuse_address(true)?;
+    }
+    s.bind(&addr.into())?;
+    if proto == Proto::Tcp {
+        s.listen(1024)?;
+    }
+    Ok(s)
+}
+
+fn bind_one(proto: Proto, addr: SocketAddr, serve: bool) -> io::Result<(u16, Bound)> {
     let (port, fd): (u16, OwnedFd) = match proto {
         Proto::Tcp => {
-            let l = TcpListener::bind(addr)?;
+            let l = if addr.is_ipv6() {
+                TcpListener::from(bind_v6_only(proto, addr)?)
+            } else {
+                TcpListener::bind(addr)?
+            };
             if serve {
                 return Ok((l.local_addr()?.port(), Bound::Tcp(l)));
             }
@@ -43,7 +67,11 @@ fn bind_one(proto: Proto, addr: SocketAddrV4, serve: bool) -> io::Result<(u16, B
             (l.local_addr()?.port(), l.into())
         }
         Proto::Udp => {
-            let u = UdpSocket::bind(addr)?;
+            let u = if addr.is_ipv6() {
+                UdpSocket::from(bind_v6_only(proto, addr)?)
+            } else {
+                UdpSocket::bind(addr)?
+            };
             if serve {
                 return Ok((u.local_addr()?.port(), Bound::Udp(u)));
             }
@@ -54,12 +82,18 @@ fn bind_one(proto: Proto, addr: SocketAddrV4, serve: bool) -> io::Result<(u16, B
 }
 
 /// Open the host side of `req` (trying each port of a range); `serve`
-/// false only reserves the port.
+/// false only reserves the port. IPv6 ports are always served: no ip6tables
+/// rule forwards them, the proxy relays them to the container's v4 address.
 pub fn bind(req: &PortRequest, serve: bool) -> Result<(Published, Bound), String> {
     let (lo, hi) = req.host_ports;
+    let serve = serve || req.host_ip.is_ipv6();
+    let shown = match req.host_ip {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
     let mut last_err = None;
     for port in lo..=hi {
-        match bind_one(req.proto, SocketAddrV4::new(req.host_ip, port), serve) {
+        match bind_one(req.proto, SocketAddr::new(req.host_ip, port), serve) {
             Ok((actual, b)) => {
                 let p = Published {
                     proto: req.proto,
@@ -75,11 +109,10 @@ pub fn bind(req: &PortRequest, serve: bool) -> Result<(Published, Bound), String
     let (port, e) = last_err.unwrap_or((lo, io::Error::other("empty port range")));
     if e.kind() == io::ErrorKind::AddrInUse {
         Err(format!(
-            "Bind for {}:{port} failed: port is already allocated",
-            req.host_ip
+            "Bind for {shown}:{port} failed: port is already allocated"
         ))
     } else {
-        Err(format!("Bind for {}:{port} failed: {e}", req.host_ip))
+        Err(format!("Bind for {shown}:{port} failed: {e}"))
     }
 }
 
@@ -253,7 +286,7 @@ mod tests {
         let req = PortRequest {
             proto: Proto::Tcp,
             container_port: 80,
-            host_ip: Ipv4Addr::LOCALHOST,
+            host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             host_ports: (port, port),
         };
         assert_eq!(
@@ -300,7 +333,7 @@ mod tests {
         let req = PortRequest {
             proto: Proto::Tcp,
             container_port: target.port(),
-            host_ip: Ipv4Addr::LOCALHOST,
+            host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             host_ports: (0, 0),
         };
         let (p, b) = bind(&req, true).unwrap();
@@ -326,7 +359,7 @@ mod tests {
         let req = PortRequest {
             proto: Proto::Udp,
             container_port: utarget.port(),
-            host_ip: Ipv4Addr::LOCALHOST,
+            host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             host_ports: (0, 0),
         };
         let (p, b) = bind(&req, true).unwrap();

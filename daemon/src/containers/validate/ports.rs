@@ -91,7 +91,8 @@ pub fn check(config: &ContainerConfig, hc: &HostConfig) -> Result<()> {
             }
         }
     }
-    // What dockerd accepts but berth cannot publish (e.g. sctp, IPv6).
+    // What dockerd accepts but berth cannot publish (sctp), and v6 host
+    // addresses on a host without IPv6.
     crate::network::ports::requests(
         hc.port_bindings.as_ref(),
         hc.publish_all_ports,
