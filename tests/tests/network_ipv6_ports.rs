@@ -225,14 +225,35 @@ fn ipv6_published_ports() {
         "[::1] publishes on v6 only"
     );
 
-    // Random ports: the same on both families.
-    let mut args = vec!["run", "-d", "--name", "rnd", "-p", "80"];
+    // Random ports: the same on both families; the same container port
+    // published twice gets two host ports, each on both families.
+    let mut args = vec!["run", "-d", "--name", "rnd", "-p", "80", "-p", "80"];
     args.extend(HTTPD);
     ids.push(d.docker_ok(&args).trim().to_string());
     let ports = d.inspect("container", "rnd")["NetworkSettings"]["Ports"]["80/tcp"].clone();
-    assert_eq!(ports[0]["HostIp"], "0.0.0.0", "{ports}");
-    assert_eq!(ports[1]["HostIp"], "::", "{ports}");
-    assert_eq!(ports[0]["HostPort"], ports[1]["HostPort"], "{ports}");
+    let mut pairs: Vec<(String, String)> = ports
+        .as_array()
+        .expect("80/tcp bindings")
+        .iter()
+        .map(|b| {
+            (
+                b["HostPort"].as_str().unwrap_or("").to_string(),
+                b["HostIp"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    assert_eq!(pairs.len(), 4, "{ports}");
+    assert_eq!(pairs[0].0, pairs[1].0, "{ports}");
+    assert_eq!(pairs[2].0, pairs[3].0, "{ports}");
+    assert_ne!(pairs[0].0, pairs[2].0, "{ports}");
+    for pair in pairs.chunks(2) {
+        assert_eq!(
+            (pair[0].1.as_str(), pair[1].1.as_str()),
+            ("0.0.0.0", "::"),
+            "{ports}"
+        );
+    }
 
     d.docker_ok(&["rm", "-f", "web4", "web6", "lo6", "rnd"]);
     for id in &ids {

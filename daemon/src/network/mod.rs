@@ -870,9 +870,20 @@ impl Networks {
         let mut bound: Vec<(ports::Published, proxy::Bound)> = Vec::new();
         for r in reqs {
             // `::` takes the port its 0.0.0.0 twin got (dockerd uses one
-            // host port for both families).
+            // host port for both families); a twin pairs once, so `-p 80
+            // -p 80` gets two ports, each on both families.
+            let paired = |p: &ports::Published| {
+                bound.iter().any(|(q, _)| {
+                    q.host_ip.is_ipv6()
+                        && q.host_ip.is_unspecified()
+                        && q.proto == p.proto
+                        && q.container_port == p.container_port
+                        && q.host_port == p.host_port
+                })
+            };
             let twin = bound.iter().find(|(p, _)| {
-                r.host_ip.is_ipv6()
+                !paired(p)
+                    && r.host_ip.is_ipv6()
                     && r.host_ip.is_unspecified()
                     && p.host_ip.is_ipv4()
                     && p.host_ip.is_unspecified()
