@@ -7,6 +7,8 @@
 #     one source file changed
 #   - a multi-stage Dockerfile with two independent stages and a final one
 #     copying from both: cold build
+#   - the no-change rebuild through the API alone (bench/build_api.py posts
+#     the same context tar on the socket), without the CLI's start-up
 # Medians of BENCH_RUNS (cold builds use --no-cache). The Flask image of
 # SCENARIOS.md §3 is not a fixture yet, so the app is a shell script.
 # Needs root. Leaves nothing behind.
@@ -72,6 +74,11 @@ measure() { # name socket
     nochange=$(time_build : -t app "$APP")
     changed=$(time_build 'n=$((n+1)); echo "v$n" >"$APP/data.txt"' -t app "$APP")
     multi=$(time_build : --no-cache -t multi "$MULTI")
+    # The no-change rebuild again through the API alone (bench/build_api.py),
+    # where the CLI's own start-up does not hide the daemon's work.
+    tar -C "$APP" -cf "$WORK/app.tar" .
+    local api
+    api=$(python3 bench/build_api.py "$2" "$WORK/app.tar" app "$RUNS")
     local out
     out=$("$DOCKER" run --rm app)
     [ "$out" = "Hello World" ] || echo "$1: the app image printed: $out" >&2
@@ -79,8 +86,9 @@ measure() { # name socket
     bench_figure "build: no-change rebuild, ms" "$1" "$nochange" ms
     bench_figure "build: one file changed, ms" "$1" "$changed" ms
     bench_figure "build: two-stage cold, ms" "$1" "$multi" ms
-    printf '%-8s  app cold: %6s ms   no-change rebuild: %6s ms   one file changed: %6s ms   two-stage cold: %6s ms   (medians of %s)\n' \
-        "$1" "$cold" "$nochange" "$changed" "$multi" "$RUNS"
+    bench_figure "build: no-change rebuild via API, ms" "$1" "$api" ms
+    printf '%-8s  app cold: %6s ms   no-change rebuild: %6s ms   one file changed: %6s ms   two-stage cold: %6s ms   no-change rebuild via API: %6s ms   (medians of %s)\n' \
+        "$1" "$cold" "$nochange" "$changed" "$multi" "$api" "$RUNS"
     unset DOCKER_HOST
 }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 pub mod cleanup;
 pub mod containerd;
 pub mod dockerd;
+pub mod host_cmd;
 pub mod image_store;
 pub mod podman;
 pub mod py;

@@ -5,26 +5,8 @@
 //! v4-only network and on a `--ipv6` network. Nothing is left in
 //! ip6tables/iptables after rm.
 
-use std::process::Command;
-
+use berth_tests::host_cmd::{run, run_ok};
 use berth_tests::Daemon;
-
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-#[track_caller]
-fn run_ok(args: &[&str]) {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// `GET /hostname` of busybox httpd at `[ip]:port`, from the host or `ns`.
 fn curl6(ns: Option<&str>, ip: &str, port: u16) -> Option<String> {

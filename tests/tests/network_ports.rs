@@ -7,9 +7,9 @@
 //! bridge's own address, and a network namespace made by the test reaches
 //! it through a veth pair into the host.
 
-use std::process::Command;
 use std::time::Duration;
 
+use berth_tests::host_cmd::{run, run_ok};
 use berth_tests::{cleanup, wait_until, Daemon, DaemonOptions};
 
 fn rand_u32() -> u32 {
@@ -17,23 +17,6 @@ fn rand_u32() -> u32 {
     let f = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
     std::io::Read::read_exact(&mut &f, &mut b).expect("random bytes");
     u32::from_ne_bytes(b)
-}
-
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-#[track_caller]
-fn run_ok(args: &[&str]) {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// This test's bridge, subnet and client namespace; dropped after the

@@ -311,11 +311,12 @@ fn containerd_reports_the_oom_kill_of_a_berth_runtime_task() {
             "16777216",
             IMAGE,
             "oom",
-            "dd",
-            "if=/dev/zero",
-            "of=/dev/null",
-            "bs=64M",
-            "count=1",
+            // containerd-shim-runc-v2 arms its OOM watch only after the
+            // task has started; a hog that dies at once can beat it (seen
+            // on a loaded machine), so it waits a second first.
+            "sh",
+            "-c",
+            "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1",
         ],
     );
     assert_eq!(oom.code(), Some(137), "OOM-killed dd: {}", oom.stderr);
