@@ -158,53 +158,14 @@ impl Distribution {
                         .await
                         .map_err(|_| Error::Internal("upload limiter closed".into()))?,
                 };
-                let dir2 = dir.clone();
-                let (st2, layer2) = (st.clone(), layer.clone());
-                let ready = blocking(move || ready_blob(&st2, &layer2, &dir)).await?;
-                let prepared = match ready {
-                    Some(prepared) => {
-                        if repo.blob_exists(&prepared.digest).await? {
-                            out.layer(&id, "Layer already exists").await;
-                        } else if let Some(from) =
-                            repo.mount_from_known(&dir2, &prepared.digest).await?
-                        {
-                            out.layer(&id, &format!("Mounted from {from}")).await;
-                        } else {
-                            match &prepared.path {
-                                Some(path) => {
-                                    repo.upload_file(
-                                        path,
-                                        &prepared.digest,
-                                        prepared.size,
-                                        &id,
-                                        &out,
-                                    )
-                                    .await?
-                                }
-                                // Known gzip, local copy cleaned up: make it again.
-                                None => {
-                                    repo.upload_gzipped(&st, &layer, &dir2, &id, &out).await?;
-                                }
-                            }
-                            out.layer(&id, "Pushed").await;
-                        }
-                        prepared
-                    }
-                    None => {
-                        // Compressed while it goes out: its digest is known
-                        // only at the end, so there is nothing to check first.
-                        let prepared = repo.upload_gzipped(&st, &layer, &dir2, &id, &out).await?;
-                        out.layer(&id, "Pushed").await;
-                        prepared
-                    }
-                };
+                let prepared = repo.push_layer(&st, &layer, &dir, &id, &out).await?;
                 let (d, h, p) = (
                     prepared.digest.clone(),
                     repo.sess.host.clone(),
                     repo.path.clone(),
                 );
                 let _ = blocking(move || {
-                    crate::sources::record(&dir2, &d, &h, &p);
+                    crate::sources::record(&dir, &d, &h, &p);
                     Ok(())
                 })
                 .await;
@@ -498,6 +459,45 @@ impl Repo {
             })
             .await?;
         self.finish(resp, &url).await
+    }
+
+    /// Gets one layer onto the registry: nothing to send when it is there
+    /// already or can be mounted, else the kept compressed blob, else its
+    /// gzip made while it goes out.
+    async fn push_layer(
+        &self,
+        store: &Arc<ImageStore>,
+        layer: &Layer,
+        dir: &Path,
+        id: &str,
+        out: &Progress,
+    ) -> Result<Prepared> {
+        let ready = {
+            let (st, layer, dir) = (store.clone(), layer.clone(), dir.to_owned());
+            blocking(move || ready_blob(&st, &layer, &dir)).await?
+        };
+        if let Some(prepared) = ready {
+            if self.blob_exists(&prepared.digest).await? {
+                out.layer(id, "Layer already exists").await;
+                return Ok(prepared);
+            }
+            if let Some(from) = self.mount_from_known(dir, &prepared.digest).await? {
+                out.layer(id, &format!("Mounted from {from}")).await;
+                return Ok(prepared);
+            }
+            if let Some(path) = &prepared.path {
+                self.upload_file(path, &prepared.digest, prepared.size, id, out)
+                    .await?;
+                out.layer(id, "Pushed").await;
+                return Ok(prepared);
+            }
+        }
+        // Not compressed yet, or its kept gzip was cleaned up: compressed
+        // while it goes out, so its digest is known only at the end and
+        // there is nothing to check first.
+        let prepared = self.upload_gzipped(store, layer, dir, id, out).await?;
+        out.layer(id, "Pushed").await;
+        Ok(prepared)
     }
 
     /// Upload the deterministic gzip of a layer stored uncompressed while

@@ -133,20 +133,9 @@ pub async fn pull(
                     .map(|o| vec![(opts.reference.clone(), o)])
             }
         };
-        // As dockerd, a client that goes away cancels its pull: seen at
-        // the next progress message, or on the socket while none flows.
-        let client_left = async {
-            tokio::select! {
-                () = progress.closed() => {}
-                () = client.gone() => {}
-            }
-        };
-        let res = tokio::select! {
-            res = pull => res,
-            () = client_left => {
-                tracing::info!(reference = %opts.reference, "pull cancelled: the client went away");
-                return;
-            }
+        let Some(res) = unless_client_left(pull, &progress, &client).await else {
+            tracing::info!(reference = %opts.reference, "pull cancelled: the client went away");
+            return;
         };
         match res {
             Ok(pulled) => {
@@ -168,6 +157,21 @@ pub async fn pull(
 }
 
 /// `POST /images/{name}/push?tag=`.
+/// `work`'s result, or `None` once its client has gone: as dockerd, that
+/// cancels a pull or a push. Seen at the next progress message, or on the
+/// socket while none flows.
+async fn unless_client_left<T>(
+    work: impl std::future::Future<Output = T>,
+    progress: &Progress,
+    client: &ClientWatch,
+) -> Option<T> {
+    tokio::select! {
+        res = work => Some(res),
+        () = progress.closed() => None,
+        () = client.gone() => None,
+    }
+}
+
 pub async fn push(
     state: AppState,
     name: &str,
@@ -193,19 +197,10 @@ pub async fn push(
     let (progress, rx) = Progress::channel(64);
     let guard = progress.clone();
     let task = tokio::spawn(async move {
-        // As a pull, a push whose client went away stops.
-        let client_left = async {
-            tokio::select! {
-                () = progress.closed() => {}
-                () = client.gone() => {}
-            }
-        };
-        let res = tokio::select! {
-            res = state.registry.push(&opts, &progress) => res,
-            () = client_left => {
-                tracing::info!(reference = %opts.reference, "push cancelled: the client went away");
-                return;
-            }
+        let push = state.registry.push(&opts, &progress);
+        let Some(res) = unless_client_left(push, &progress, &client).await else {
+            tracing::info!(reference = %opts.reference, "push cancelled: the client went away");
+            return;
         };
         match res {
             Ok(out) => {
