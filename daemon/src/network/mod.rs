@@ -869,35 +869,14 @@ impl Networks {
         };
         let mut bound: Vec<(ports::Published, proxy::Bound)> = Vec::new();
         for r in reqs {
-            // `::` takes the port its 0.0.0.0 twin got (dockerd uses one
-            // host port for both families); a twin pairs once, so `-p 80
-            // -p 80` gets two ports, each on both families.
-            let paired = |p: &ports::Published| {
-                bound.iter().any(|(q, _)| {
-                    q.host_ip.is_ipv6()
-                        && q.host_ip.is_unspecified()
-                        && q.proto == p.proto
-                        && q.container_port == p.container_port
-                        && q.host_port == p.host_port
-                })
-            };
-            let twin = bound.iter().find(|(p, _)| {
-                !paired(p)
-                    && r.host_ip.is_ipv6()
-                    && r.host_ip.is_unspecified()
-                    && p.host_ip.is_ipv4()
-                    && p.host_ip.is_unspecified()
-                    && p.proto == r.proto
-                    && p.container_port == r.container_port
-                    && (r.host_ports == (0, 0)
-                        || (r.host_ports.0..=r.host_ports.1).contains(&p.host_port))
-            });
-            let r = match twin {
-                Some((p, _)) => ports::PortRequest {
+            // `::` takes the port its 0.0.0.0 twin, the binding just before
+            // it, got: dockerd uses one host port for both families.
+            let r = match bound.last() {
+                Some((p, _)) if r.is_v6_twin_of(p) => ports::PortRequest {
                     host_ports: (p.host_port, p.host_port),
                     ..r.clone()
                 },
-                None => r.clone(),
+                _ => r.clone(),
             };
             bound.push(proxy::bind(&r, self.fwd.userland_proxy()).map_err(programming)?);
         }

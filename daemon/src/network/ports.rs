@@ -81,6 +81,19 @@ fn host_ports(s: &str) -> Result<(u16, u16), String> {
     }
 }
 
+impl PortRequest {
+    /// Is this the `::` binding of an empty `HostIp` whose 0.0.0.0 binding
+    /// is `v4`? `requests` puts the two one after the other.
+    pub fn is_v6_twin_of(&self, v4: &Published) -> bool {
+        self.host_ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            && v4.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            && self.proto == v4.proto
+            && self.container_port == v4.container_port
+            && (self.host_ports == (0, 0)
+                || (self.host_ports.0..=self.host_ports.1).contains(&v4.host_port))
+    }
+}
+
 /// Whether the host has IPv6 (an address on some interface), as dockerd
 /// checks before publishing on `::`.
 pub fn host_has_ipv6() -> bool {
