@@ -105,6 +105,9 @@ fn pull_by_tag_and_digest_then_run_missing_image() {
     let always = d.docker_ok(&["create", "--pull", "always", &name, "true"]);
     assert!(!always.trim().is_empty());
 
+    // `--until 0s` is whole seconds (as with dockerd): events of the
+    // current second show once it has passed.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let events = d.docker_ok(&[
         "events",
         "--since",
@@ -170,6 +173,9 @@ fn push_then_pull_back_gives_the_same_image() {
     assert!(all.contains("v2: digest: "), "{all}");
     assert_eq!(reg.digest("pushed/bb:v2"), digest);
 
+    // `--until 0s` is whole seconds (as with dockerd): events of the
+    // current second show once it has passed.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let events = d.docker_ok(&[
         "events",
         "--since",
