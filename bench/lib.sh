@@ -4,7 +4,7 @@
 #   cd "$(dirname "$0")/.."
 #   . bench/lib.sh
 #   bench_need_root bench/x.sh
-#   bench_bins berthd berth-shim ...    # BIN: release binaries, built if missing
+#   bench_bins berthd berth-shim ...    # BIN: release binaries (target/dist)
 #   bench_fixtures                      # FIXTURES: busybox rootfs and busybox.tar
 #   bench_workdir bx-bench              # WORK, cleanup trap on EXIT
 #
@@ -35,17 +35,19 @@ bench_need() { # script-name command...
     done
 }
 
-# BIN = BERTH_BIN_DIR or target/release; builds the given packages (one
-# binary each, same name) when one of them is missing there.
+# BIN = BERTH_BIN_DIR, or target/dist as scripts/build-release.sh makes it
+# (rebuilt first, so the figures are about this tree). The packages named
+# must be there.
 bench_bins() { # package...
-    BIN=${BERTH_BIN_DIR:-$PWD/target/release}
-    local b args=()
-    for b in "$@"; do args+=(-p "$b"); done
+    if [ -n "${BERTH_BIN_DIR:-}" ]; then
+        BIN=$BERTH_BIN_DIR
+    else
+        BIN=$PWD/target/dist
+        scripts/build-release.sh >&2
+    fi
+    local b
     for b in "$@"; do
-        if [ ! -x "$BIN/$b" ]; then
-            cargo build --release "${args[@]}" >&2
-            return 0
-        fi
+        [ -x "$BIN/$b" ] || { echo "bench: no $b in $BIN" >&2; exit 1; }
     done
 }
 

@@ -10,8 +10,8 @@
 # (bench_figure in bench/lib.sh) is one line here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --workspace --bins
-export BERTH_BIN_DIR=$PWD/target/release
+scripts/build-release.sh
+export BERTH_BIN_DIR=$PWD/target/dist
 mkdir -p target/fixtures target/bench
 [ -f target/fixtures/busybox.tar ] || rootfs-fixtures/build.sh target/fixtures
 export BERTH_FIXTURES=$PWD/target/fixtures

@@ -16,8 +16,6 @@ bench_need_root bench/runtime.sh
 bench_need bench/runtime.sh jq
 
 RUNS=${1:-${BERTH_BENCH_RUNS:-50}}
-# Without BERTH_BIN_DIR, always (re)build: the figures are about this tree.
-[ -n "${BERTH_BIN_DIR:-}" ] || cargo build --release -p berth-runtime >&2
 bench_bins berth-runtime
 BERTH=$BIN/berth-runtime
 RUNC=$(command -v runc || true)

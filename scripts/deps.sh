@@ -30,6 +30,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     rm -f /usr/sbin/policy-rc.d
 fi
 
+# The static berth-shim (scripts/build-release.sh). Optional: without it
+# the shim is glibc-linked, which works the same and maps more memory.
+musl=x86_64-unknown-linux-musl
+if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+    rustup target add "$musl" || echo "deps: no $musl target, berth-shim stays glibc-linked" >&2
+fi
+
 venv=${BERTH_VENV:-$PWD/.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 # Idempotent: brings an existing venv up to tests/py/requirements.txt too.

@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
 
 scripts/deps.sh
-cargo build --release --workspace --bins
-install -m 0755 target/release/berthd target/release/berth-shim target/release/berth-runtime /usr/local/bin/
+scripts/build-release.sh
+install -m 0755 target/dist/berthd target/dist/berth-shim target/dist/berth-runtime /usr/local/bin/
 mkdir -p /etc/berth /var/lib/berth
 [ -f /etc/berth/daemon.json ] || echo '{}' >/etc/berth/daemon.json
 

@@ -70,7 +70,10 @@ impl Shim {
         // Start-up (runtime create) left freed heap behind; a shim lives as
         // long as its container, so hand it back.
         // SAFETY: malloc_trim only releases free memory.
-        unsafe { libc::malloc_trim(0) };
+        #[cfg(target_env = "gnu")]
+        unsafe {
+            libc::malloc_trim(0)
+        };
         // Allocated on the first output, so a silent container costs nothing.
         let mut buf = Vec::new();
         loop {
