@@ -158,9 +158,27 @@ async fn build(
         .filter(|id| !id.is_empty())
         .map(|id| state.builder.register(id));
     let (tx, resp) = streaming_response("application/json");
-    let (mtx, mut mrx) = mpsc::channel::<Message>(64);
+    let (mtx, mrx) = mpsc::channel::<Message>(64);
     let build = tokio::spawn(prepared.run(Output::new(mtx, quiet)));
+    let builder = state.builder.clone();
     tokio::spawn(async move {
+        relay(build, mrx, tx, registration).await;
+        // The answer has ended: the cache hits' usage figures are written
+        // now, off the client's time.
+        let _ = tokio::task::spawn_blocking(move || builder.flush_cache_usage()).await;
+    });
+    Ok(resp)
+}
+
+/// Sends the build's messages as JSON lines until it ends, then its error,
+/// if any, as an `errorDetail` message.
+async fn relay(
+    build: tokio::task::JoinHandle<Result<String, BuildError>>,
+    mut mrx: mpsc::Receiver<Message>,
+    tx: super::stream::ChunkSender,
+    registration: Option<crate::build::Registration>,
+) {
+    {
         let cancelled = registration.as_ref().map(|r| r.cancelled.clone());
         let cancel_requested = async {
             match &cancelled {
@@ -216,8 +234,7 @@ async fn build(
             serde_json::to_vec(&json!({ "errorDetail": detail, "error": msg })).unwrap_or_default();
         line.extend_from_slice(b"\r\n");
         let _ = tx.send(line).await;
-    });
-    Ok(resp)
+    }
 }
 
 async fn cancel(State(state): State<AppState>, q: QueryParams) -> ApiResult<StatusCode> {

@@ -1,5 +1,6 @@
 //! The build context: the request body (a tar, plain or compressed) is
-//! written to a file as it arrives, never held in memory, then extracted
+//! kept in memory when small and written to a file as it arrives when
+//! not (memory stays bounded), then extracted
 //! with the same in-root extraction as `docker cp` into a private
 //! directory that is removed with the build.
 
@@ -54,7 +55,14 @@ impl BuildContext {
 
 impl Drop for BuildContext {
     fn drop(&mut self) {
-        super::stepfs::unmount_below(&self.dir);
+        // Step roots are mounted in step directories next to `ctx`: a
+        // build that made none (a fully cached one) has nothing to unmount.
+        let steps = std::fs::read_dir(&self.dir)
+            .map(|rd| rd.flatten().any(|e| e.file_name() != "ctx"))
+            .unwrap_or(true);
+        if steps {
+            super::stepfs::unmount_below(&self.dir);
+        }
         if let Err(e) = berth_common::tree::remove_all(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "removing a build directory");
         }
@@ -99,66 +107,111 @@ pub fn new_build_dir(tmp: &Path) -> Result<BuildContext, BuildError> {
     Ok(BuildContext { dir })
 }
 
+/// Contexts up to this size are received in memory (a cached rebuild of a
+/// small app then touches the disk only to extract it); larger ones spill
+/// to a file as they arrive, so memory stays bounded whatever the size.
+const MEMORY_SPOOL: usize = 4 << 20;
+/// Writes to the spill file go out in chunks this large.
+const SPILL_CHUNK: usize = 1 << 20;
+
+/// A received context archive: in memory, or in a file of the build
+/// directory.
+pub enum Spool {
+    Memory(Vec<u8>),
+    File(PathBuf),
+}
+
 /// Receives the context tar of a request into a new build directory
 /// under `tmp`.
 pub async fn receive_context(body: Body, tmp: &Path) -> Result<BuildContext, BuildError> {
     let bc = new_build_dir(tmp)?;
-    let spool = bc.dir.join("context.tar");
-    let mut file = tokio::fs::File::create(&spool)
-        .await
-        .map_err(|e| BuildError::Internal(format!("spooling the context: {e}")))?;
+    let spill_err = |e: std::io::Error| BuildError::Internal(format!("spooling the context: {e}"));
+    let mut buf = Vec::new();
+    let mut file: Option<(PathBuf, tokio::io::BufWriter<tokio::fs::File>)> = None;
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| BuildError::Invalid(format!("reading the build context: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            file.write_all(&data)
-                .await
-                .map_err(|e| BuildError::Internal(format!("spooling the context: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match &mut file {
+            Some((_, w)) => w.write_all(&data).await.map_err(spill_err)?,
+            None if buf.len() + data.len() <= MEMORY_SPOOL => buf.extend_from_slice(&data),
+            None => {
+                let path = bc.dir.join("context.tar");
+                let f = tokio::fs::File::create(&path).await.map_err(spill_err)?;
+                let mut w = tokio::io::BufWriter::with_capacity(SPILL_CHUNK, f);
+                w.write_all(&buf).await.map_err(spill_err)?;
+                w.write_all(&data).await.map_err(spill_err)?;
+                buf = Vec::new();
+                file = Some((path, w));
+            }
         }
     }
-    file.flush()
-        .await
-        .map_err(|e| BuildError::Internal(format!("spooling the context: {e}")))?;
-    drop(file);
-    extract_spool(&bc, &spool).await?;
+    let spool = match file {
+        Some((path, mut w)) => {
+            w.flush().await.map_err(spill_err)?;
+            drop(w);
+            Spool::File(path)
+        }
+        None => Spool::Memory(buf),
+    };
+    extract_spool(&bc, spool).await?;
     Ok(bc)
 }
 
 /// Extracts a spooled context archive (any compression) into the
-/// context directory, then removes the spool. An empty file is an empty
-/// context.
-pub async fn extract_spool(bc: &BuildContext, spool: &Path) -> Result<(), BuildError> {
+/// context directory, then removes a spool file. An empty archive is an
+/// empty context.
+pub async fn extract_spool(bc: &BuildContext, spool: Spool) -> Result<(), BuildError> {
     let ctx = bc.ctx();
-    let spool2 = spool.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<(), BuildError> {
-        let file = std::fs::File::open(&spool2)
-            .map_err(|e| BuildError::Internal(format!("reading the context: {e}")))?;
-        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(false);
-        if empty {
-            return Ok(());
+        let read_err =
+            |e: std::io::Error| BuildError::Internal(format!("reading the context: {e}"));
+        let (reader, empty, path): (Box<dyn std::io::Read + Send>, bool, Option<PathBuf>) =
+            match spool {
+                Spool::Memory(data) => {
+                    let empty = data.is_empty();
+                    (Box::new(std::io::Cursor::new(data)), empty, None)
+                }
+                Spool::File(path) => {
+                    let file = std::fs::File::open(&path).map_err(read_err)?;
+                    let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(false);
+                    (Box::new(file), empty, Some(path))
+                }
+            };
+        let result = if empty {
+            Ok(())
+        } else {
+            extract_into(ctx, reader)
+        };
+        if let Some(path) = path {
+            let _ = std::fs::remove_file(path);
         }
-        let view = FsView::new(vec![ViewMount {
-            destination: "/".into(),
-            source: ctx,
-            read_only: false,
-        }])
-        .map_err(|e| BuildError::Internal(e.to_string()))?;
-        let root = archive::prepare_extract(&view, "/", false)
-            .map_err(|e| BuildError::Internal(e.to_string()))?;
-        let reader = decompress(file)?;
-        archive::extract(&view, &root, reader, ExtractOptions::default())
-            .map_err(|e| BuildError::Invalid(format!("failed to read the build context: {e}")))
+        result
     })
     .await
-    .map_err(|e| BuildError::Internal(format!("context task: {e}")))??;
-    let _ = std::fs::remove_file(spool);
-    Ok(())
+    .map_err(|e| BuildError::Internal(format!("context task: {e}")))?
+}
+
+fn extract_into(ctx: PathBuf, reader: Box<dyn std::io::Read + Send>) -> Result<(), BuildError> {
+    let view = FsView::new(vec![ViewMount {
+        destination: "/".into(),
+        source: ctx,
+        read_only: false,
+    }])
+    .map_err(|e| BuildError::Internal(e.to_string()))?;
+    let root = archive::prepare_extract(&view, "/", false)
+        .map_err(|e| BuildError::Internal(e.to_string()))?;
+    let reader = decompress(reader)?;
+    archive::extract(&view, &root, reader, ExtractOptions::default())
+        .map_err(|e| BuildError::Invalid(format!("failed to read the build context: {e}")))
 }
 
 /// bzip2 and xz streams are decompressed here; gzip, zstd and plain tars
 /// pass through to the archive extraction, which knows them.
-fn decompress(file: std::fs::File) -> Result<Box<dyn std::io::Read>, BuildError> {
+fn decompress(file: Box<dyn std::io::Read + Send>) -> Result<Box<dyn std::io::Read>, BuildError> {
     use std::io::{BufRead, BufReader};
     let mut buf = BufReader::with_capacity(64 * 1024, file);
     let head = buf

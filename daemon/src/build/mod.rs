@@ -281,6 +281,12 @@ impl Builder {
         res.map(|_| ()).map_err(|e| step(e.to_string()))
     }
 
+    /// Writes the cache usage figures of the builds that ended; called once
+    /// a build's answer is complete, so the client does not wait for it.
+    pub fn flush_cache_usage(&self) {
+        self.cache.flush_usage();
+    }
+
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
