@@ -146,7 +146,7 @@ async fn build(
     let tmp = state.builder.tmp_dir();
     let ctx = match q.get("remote").filter(|r| !r.is_empty()) {
         Some(remote) => remote_context(remote, &opts.dockerfile, &tmp).await,
-        None => receive_context(body, &tmp).await,
+        None => receive_context(body, &tmp, state.builder.memory_dirs()).await,
     }
     .map_err(api_error)?;
     tracing::debug!(

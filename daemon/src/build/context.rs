@@ -1,8 +1,9 @@
 //! The build context: the request body (a tar, plain or compressed) is
 //! kept in memory when small and written to a file as it arrives when
-//! not (memory stays bounded), then extracted
-//! with the same in-root extraction as `docker cp` into a private
-//! directory that is removed with the build.
+//! not (memory stays bounded), then extracted with the same in-root
+//! extraction as `docker cp` into a private directory that is removed
+//! with the build: for a small plain tar one on a tmpfs ([`MemoryDirs`]),
+//! else one on disk.
 
 use std::path::{Path, PathBuf};
 
@@ -14,15 +15,34 @@ use super::ignore::Ignore;
 use super::BuildError;
 use crate::containers::archive::{self, ExtractOptions, FsView, ViewMount};
 
-/// A build's private directory: `ctx/` holds the context, the rest is
-/// scratch space for its steps. Removed on drop.
+/// A build's private directories: the extracted context, and scratch
+/// space for its steps (on disk, made when a step first needs it).
+/// Removed on drop.
 pub struct BuildContext {
     pub dir: PathBuf,
+    /// `dir/ctx`, or for a small plain context a directory of
+    /// [`MemoryDirs`].
+    ctx: PathBuf,
 }
 
 impl BuildContext {
+    fn new(tmp: &Path) -> BuildContext {
+        let dir = tmp.join(hex::encode(rand::random::<[u8; 8]>()));
+        BuildContext {
+            ctx: dir.join("ctx"),
+            dir,
+        }
+    }
+
     pub fn ctx(&self) -> PathBuf {
-        self.dir.join("ctx")
+        self.ctx.clone()
+    }
+
+    /// The scratch directory, made if it is not there yet.
+    pub fn scratch(&self) -> Result<PathBuf, BuildError> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| BuildError::Internal(format!("creating the build directory: {e}")))?;
+        Ok(self.dir.clone())
     }
 
     pub fn view(&self) -> Result<FsView, BuildError> {
@@ -55,17 +75,81 @@ impl BuildContext {
 
 impl Drop for BuildContext {
     fn drop(&mut self) {
+        if !self.ctx.starts_with(&self.dir) {
+            remove_dir(&self.ctx);
+        }
         // Step roots are mounted in step directories next to `ctx`: a
         // build that made none (a fully cached one) has nothing to unmount.
-        let steps = std::fs::read_dir(&self.dir)
-            .map(|rd| rd.flatten().any(|e| e.file_name() != "ctx"))
-            .unwrap_or(true);
+        let steps = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd.flatten().any(|e| e.file_name() != "ctx"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => true,
+        };
         if steps {
             super::stepfs::unmount_below(&self.dir);
         }
-        if let Err(e) = berth_common::tree::remove_all(&self.dir) {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "removing a build directory");
+        remove_dir(&self.dir);
+    }
+}
+
+fn remove_dir(dir: &Path) {
+    if let Err(e) = berth_common::tree::remove_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "removing a build directory");
+    }
+}
+
+/// Where small plain contexts are extracted: directories on the tmpfs of
+/// `/dev/shm`, where making a file costs microseconds, not a wait for the
+/// journal of a busy disk (a cached rebuild's largest cost). Their names
+/// start with a digest of the data root, so the daemon's next start
+/// removes what a crash left.
+pub struct MemoryDirs {
+    prefix: PathBuf,
+}
+
+const SHM: &str = "/dev/shm";
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+impl MemoryDirs {
+    /// `None` when `/dev/shm` is not a tmpfs.
+    pub fn open(data_root: &Path) -> Option<MemoryDirs> {
+        use sha2::Digest as _;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        let shm = std::ffi::CString::new(SHM).ok()?;
+        // SAFETY: statfs on a NUL-terminated path into a zeroed struct.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(shm.as_ptr(), &mut st) } != 0 || st.f_type as i64 != TMPFS_MAGIC {
+            return None;
         }
+        let hash = sha2::Sha256::digest(data_root.as_os_str().as_bytes());
+        let name = format!("berthd-build-{}-", hex::encode(&hash[..8]));
+        let euid = unsafe { libc::geteuid() };
+        for e in std::fs::read_dir(SHM).ok()?.flatten() {
+            let ours = e.file_name().as_bytes().starts_with(name.as_bytes())
+                && e.path()
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.is_dir() && m.uid() == euid);
+            if ours {
+                remove_dir(&e.path());
+            }
+        }
+        Some(MemoryDirs {
+            prefix: Path::new(SHM).join(name),
+        })
+    }
+
+    /// A new private directory; `None` if it cannot be made.
+    fn create(&self) -> Option<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut path = self.prefix.clone().into_os_string();
+        path.push(hex::encode(rand::random::<[u8; 8]>()));
+        let path = PathBuf::from(path);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .ok()
+            .map(|()| path)
     }
 }
 
@@ -99,12 +183,12 @@ fn read_small(view: &Result<FsView, BuildError>, name: &str) -> Result<Option<St
     Ok(Some(text))
 }
 
-/// A new, empty build directory under `tmp`.
+/// A new build directory under `tmp`, with an empty `ctx/`.
 pub fn new_build_dir(tmp: &Path) -> Result<BuildContext, BuildError> {
-    let dir = tmp.join(hex::encode(rand::random::<[u8; 8]>()));
-    std::fs::create_dir_all(dir.join("ctx"))
+    let bc = BuildContext::new(tmp);
+    std::fs::create_dir_all(&bc.ctx)
         .map_err(|e| BuildError::Internal(format!("creating the build directory: {e}")))?;
-    Ok(BuildContext { dir })
+    Ok(bc)
 }
 
 /// Contexts up to this size are received in memory (a cached rebuild of a
@@ -117,14 +201,18 @@ const SPILL_CHUNK: usize = 1 << 20;
 /// A received context archive: in memory, or in a file of the build
 /// directory.
 pub enum Spool {
-    Memory(Vec<u8>),
+    Memory(bytes::Bytes),
     File(PathBuf),
 }
 
 /// Receives the context tar of a request into a new build directory
-/// under `tmp`.
-pub async fn receive_context(body: Body, tmp: &Path) -> Result<BuildContext, BuildError> {
-    let bc = new_build_dir(tmp)?;
+/// under `tmp` (a small plain tar into one of `memory`, if given).
+pub async fn receive_context(
+    body: Body,
+    tmp: &Path,
+    memory: Option<&MemoryDirs>,
+) -> Result<BuildContext, BuildError> {
+    let mut bc = BuildContext::new(tmp);
     let spill_err = |e: std::io::Error| BuildError::Internal(format!("spooling the context: {e}"));
     let mut buf = Vec::new();
     let mut file: Option<(PathBuf, tokio::io::BufWriter<tokio::fs::File>)> = None;
@@ -139,7 +227,7 @@ pub async fn receive_context(body: Body, tmp: &Path) -> Result<BuildContext, Bui
             Some((_, w)) => w.write_all(&data).await.map_err(spill_err)?,
             None if buf.len() + data.len() <= MEMORY_SPOOL => buf.extend_from_slice(&data),
             None => {
-                let path = bc.dir.join("context.tar");
+                let path = bc.scratch()?.join("context.tar");
                 let f = tokio::fs::File::create(&path).await.map_err(spill_err)?;
                 let mut w = tokio::io::BufWriter::with_capacity(SPILL_CHUNK, f);
                 w.write_all(&buf).await.map_err(spill_err)?;
@@ -155,17 +243,44 @@ pub async fn receive_context(body: Body, tmp: &Path) -> Result<BuildContext, Bui
             drop(w);
             Spool::File(path)
         }
-        None => Spool::Memory(buf),
+        None => Spool::Memory(bytes::Bytes::from(buf)),
     };
+    if let Spool::Memory(data) = &spool {
+        // Uncompressed, so what it extracts to is no larger than itself.
+        let plain = !is_compressed(data);
+        if let Some(dir) = memory.filter(|_| plain).and_then(MemoryDirs::create) {
+            match extract_to(dir.clone(), Spool::Memory(data.clone())).await {
+                Ok(()) => {
+                    bc.ctx = dir;
+                    return Ok(bc);
+                }
+                Err(e) => {
+                    // Full, or a bad archive: the disk has the last word.
+                    tracing::debug!(error = %e, "extracting the context in memory");
+                    remove_dir(&dir);
+                }
+            }
+        }
+    }
     extract_spool(&bc, spool).await?;
     Ok(bc)
+}
+
+fn is_compressed(head: &[u8]) -> bool {
+    head.starts_with(b"BZh")
+        || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00])
+        || head.starts_with(&[0x1f, 0x8b])
+        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
 }
 
 /// Extracts a spooled context archive (any compression) into the
 /// context directory, then removes a spool file. An empty archive is an
 /// empty context.
 pub async fn extract_spool(bc: &BuildContext, spool: Spool) -> Result<(), BuildError> {
-    let ctx = bc.ctx();
+    extract_to(bc.ctx(), spool).await
+}
+
+async fn extract_to(ctx: PathBuf, spool: Spool) -> Result<(), BuildError> {
     tokio::task::spawn_blocking(move || -> Result<(), BuildError> {
         let read_err =
             |e: std::io::Error| BuildError::Internal(format!("reading the context: {e}"));
@@ -181,11 +296,15 @@ pub async fn extract_spool(bc: &BuildContext, spool: Spool) -> Result<(), BuildE
                     (Box::new(file), empty, Some(path))
                 }
             };
-        let result = if empty {
-            Ok(())
-        } else {
-            extract_into(ctx, reader)
-        };
+        let result = std::fs::create_dir_all(&ctx)
+            .map_err(|e| BuildError::Internal(format!("creating the build directory: {e}")))
+            .and_then(|()| {
+                if empty {
+                    Ok(())
+                } else {
+                    extract_into(ctx, reader)
+                }
+            });
         if let Some(path) = path {
             let _ = std::fs::remove_file(path);
         }

@@ -908,7 +908,7 @@ impl Prepared {
         let upper = container.upper_dir();
         let opts = self.options(st, &created_by);
         let store = self.builder.images.clone();
-        let tmp = self.ctx.dir.clone();
+        let tmp = self.ctx.scratch()?;
         let committed =
             tokio::task::spawn_blocking(move || commit_upper(&store, &upper, &tmp, &opts))
                 .await
