@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,10 @@ pub struct Cache {
     /// Usage figures of hits not written yet, by key; it also serialises
     /// record updates.
     touched: Mutex<HashMap<String, Record>>,
+    flushing: AtomicBool,
+    /// Serialises writing and removing record files (taken before
+    /// `touched`), so a flush never brings back a removed record.
+    io: Mutex<()>,
 }
 
 /// The key of a step from its parts.
@@ -54,6 +59,8 @@ impl Cache {
         Ok(Cache {
             dir: dir.to_owned(),
             touched: Mutex::new(HashMap::new()),
+            flushing: AtomicBool::new(false),
+            io: Mutex::new(()),
         })
     }
 
@@ -90,6 +97,10 @@ impl Cache {
         self.touched.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn io(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The cached image of `key`, if `exists` says it is still there.
     pub fn lookup(&self, key: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
         let mut touched = self.touched();
@@ -98,7 +109,8 @@ impl Cache {
             None => self.read(key)?,
         };
         if !exists(&rec.image) {
-            let _ = fs::remove_file(self.path(key));
+            drop(touched);
+            self.remove(key);
             return None;
         }
         rec.last_used = now();
@@ -110,17 +122,37 @@ impl Cache {
 
     /// Writes the usage figures of the hits since the last flush. Not
     /// fsynced: a crash that loses them (or the record: then a miss) costs
-    /// nothing.
+    /// nothing. The lock is not held while writing, so the next build's
+    /// lookups do not wait for the disk; a record used again meanwhile
+    /// stays for the next flush.
     pub fn flush_usage(&self) {
-        let mut touched = self.touched();
-        for (_, rec) in touched.drain() {
-            self.write(&rec, false);
+        if self.flushing.swap(true, Ordering::AcqRel) {
+            // The running flush, or the next one, writes them.
+            return;
         }
+        let pending: Vec<Record> = self.touched().values().cloned().collect();
+        for rec in &pending {
+            let _io = self.io();
+            if self.touched().contains_key(&rec.key) {
+                self.write(rec, false);
+            }
+        }
+        let mut touched = self.touched();
+        for rec in pending {
+            if touched
+                .get(&rec.key)
+                .is_some_and(|t| t.usage_count == rec.usage_count)
+            {
+                touched.remove(&rec.key);
+            }
+        }
+        drop(touched);
+        self.flushing.store(false, Ordering::Release);
     }
 
     pub fn store(&self, key: &str, image: &str, parent: &str, description: &str) {
-        let mut touched = self.touched();
-        touched.remove(key);
+        let _io = self.io();
+        self.touched().remove(key);
         let t = now();
         self.write(
             &Record {
@@ -160,8 +192,8 @@ impl Cache {
     }
 
     pub fn remove(&self, key: &str) {
-        let mut touched = self.touched();
-        touched.remove(key);
+        let _io = self.io();
+        self.touched().remove(key);
         let _ = fs::remove_file(self.path(key));
     }
 }

@@ -385,3 +385,67 @@ impl std::io::Read for PadToBlocks {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    async fn receive(data: Vec<u8>, tmp: &Path, mem: Option<&MemoryDirs>) -> BuildContext {
+        receive_context(Body::from(data), tmp, mem).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn small_plain_contexts_in_memory_others_on_disk() {
+        let root = tempfile::tempdir().unwrap();
+        let tmp = root.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let mem = MemoryDirs::open(root.path());
+        let dockerfile: &[u8] = b"FROM scratch\n";
+        let small = tar_of(&[("Dockerfile", dockerfile)]);
+
+        let bc = receive(small.clone(), &tmp, mem.as_ref()).await;
+        assert_eq!(bc.dockerfile("Dockerfile").unwrap(), "FROM scratch\n");
+        if mem.is_some() {
+            assert!(bc.ctx().starts_with(SHM), "{}", bc.ctx().display());
+            assert!(
+                !bc.dir.exists(),
+                "no disk directory before a step needs one"
+            );
+        }
+        let ctx = bc.ctx();
+        drop(bc);
+        assert!(!ctx.exists());
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &small).unwrap();
+        let bc = receive(gz.finish().unwrap(), &tmp, mem.as_ref()).await;
+        assert!(bc.ctx().starts_with(&tmp), "compressed: on disk");
+        assert_eq!(bc.dockerfile("Dockerfile").unwrap(), "FROM scratch\n");
+        drop(bc);
+
+        let big_data = vec![7u8; MEMORY_SPOOL + 1];
+        let big = tar_of(&[("Dockerfile", dockerfile), ("big", &big_data)]);
+        let bc = receive(big, &tmp, mem.as_ref()).await;
+        assert!(bc.ctx().starts_with(&tmp), "large: spilled to disk");
+        let len = std::fs::metadata(bc.ctx().join("big")).unwrap().len();
+        assert_eq!(len, big_data.len() as u64);
+        assert!(!bc.dir.join("context.tar").exists(), "the spool is removed");
+        drop(bc);
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+}
