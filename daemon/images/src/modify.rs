@@ -76,8 +76,12 @@ impl ImageStore {
         let parsed = ImageRef::parse(source)?;
         let mut st = self.lock()?;
         let img = Self::resolve_in(&st, source, &parsed)?;
-        st.refs.add(target, &img.id)?;
-        self.set_last_tag_time(&mut st, &img.id)?;
+        // Tagging again what the tag already names (a cached rebuild)
+        // writes nothing: LastTagTime stays when the tag was set.
+        if st.refs.get(target) != Some(&img.id) {
+            st.refs.add(target, &img.id)?;
+            self.set_last_tag_time(&mut st, &img.id)?;
+        }
         drop(st);
         self.emit("tag", &img.id, &target.familiar());
         Ok(img.id.clone())

@@ -78,6 +78,15 @@ impl RefStore {
     /// Point `r` at `id`; returns the image it pointed at before, if other.
     pub fn add(&mut self, r: &Reference, id: &Digest) -> Result<Option<Digest>> {
         let key = Self::key(r);
+        // As dockerd's reference store: the same tag for the same image
+        // again changes nothing, on disk either.
+        if self
+            .refs
+            .get(&key.to_string())
+            .is_some_and(|(_, o)| o == id)
+        {
+            return Ok(None);
+        }
         let old = self.refs.insert(key.to_string(), (key, id.clone()));
         if let Err(e) = self.save() {
             // Keep memory and disk in agreement.

@@ -142,25 +142,57 @@ async fn build(
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     let quiet = opts.quiet;
+    let started = std::time::Instant::now();
     let tmp = state.builder.tmp_dir();
     let ctx = match q.get("remote").filter(|r| !r.is_empty()) {
         Some(remote) => remote_context(remote, &opts.dockerfile, &tmp).await,
-        None => receive_context(body, &tmp).await,
+        None => receive_context(body, &tmp, state.builder.memory_dirs()).await,
     }
     .map_err(api_error)?;
+    tracing::debug!(
+        ms = ms_since(started),
+        "build context received and extracted"
+    );
     let builder = state.builder.clone();
     let prepared = tokio::task::spawn_blocking(move || builder.prepare(ctx, opts))
         .await
         .map_err(|e| ApiError::from_internal("build task", e))?
         .map_err(api_error)?;
+    tracing::debug!(
+        ms = ms_since(started),
+        "build Dockerfile parsed and planned"
+    );
     let registration = q
         .get("buildid")
         .filter(|id| !id.is_empty())
         .map(|id| state.builder.register(id));
     let (tx, resp) = streaming_response("application/json");
-    let (mtx, mut mrx) = mpsc::channel::<Message>(64);
+    let (mtx, mrx) = mpsc::channel::<Message>(64);
     let build = tokio::spawn(prepared.run(Output::new(mtx, quiet)));
+    let builder = state.builder.clone();
     tokio::spawn(async move {
+        relay(build, mrx, tx, registration).await;
+        tracing::debug!(ms = ms_since(started), "build answer ended");
+        // The answer has ended: the cache hits' usage figures are written
+        // now, off the client's time.
+        let _ = tokio::task::spawn_blocking(move || builder.flush_cache_usage()).await;
+    });
+    Ok(resp)
+}
+
+fn ms_since(t: std::time::Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Sends the build's messages as JSON lines until it ends, then its error,
+/// if any, as an `errorDetail` message.
+async fn relay(
+    build: tokio::task::JoinHandle<Result<String, BuildError>>,
+    mut mrx: mpsc::Receiver<Message>,
+    tx: super::stream::ChunkSender,
+    registration: Option<crate::build::Registration>,
+) {
+    {
         let cancelled = registration.as_ref().map(|r| r.cancelled.clone());
         let cancel_requested = async {
             match &cancelled {
@@ -216,8 +248,7 @@ async fn build(
             serde_json::to_vec(&json!({ "errorDetail": detail, "error": msg })).unwrap_or_default();
         line.extend_from_slice(b"\r\n");
         let _ = tx.send(line).await;
-    });
-    Ok(resp)
+    }
 }
 
 async fn cancel(State(state): State<AppState>, q: QueryParams) -> ApiResult<StatusCode> {

@@ -3,10 +3,15 @@
 //! COPY/ADD, the checksum of the sources. Records are small JSON files
 //! under `<data-root>/build/cache/` (written atomically), so the cache
 //! survives a daemon restart; a record whose image is gone is a miss.
+//! A hit only counts its use in memory: the records it touched are
+//! written once the build's answer has ended ([`Cache::flush_usage`]), so
+//! a fully cached rebuild writes nothing while the client waits.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -25,8 +30,13 @@ pub struct Record {
 
 pub struct Cache {
     dir: PathBuf,
-    /// Serialises record updates (usage counts).
-    lock: Mutex<()>,
+    /// Usage figures of hits not written yet, by key; it also serialises
+    /// record updates.
+    touched: Mutex<HashMap<String, Record>>,
+    flushing: AtomicBool,
+    /// Serialises writing and removing record files (taken before
+    /// `touched`), so a flush never brings back a removed record.
+    io: Mutex<()>,
 }
 
 /// The key of a step from its parts.
@@ -48,7 +58,9 @@ impl Cache {
         fs::create_dir_all(dir)?;
         Ok(Cache {
             dir: dir.to_owned(),
-            lock: Mutex::new(()),
+            touched: Mutex::new(HashMap::new()),
+            flushing: AtomicBool::new(false),
+            io: Mutex::new(()),
         })
     }
 
@@ -81,22 +93,66 @@ impl Cache {
         }
     }
 
+    fn touched(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
+        self.touched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn io(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The cached image of `key`, if `exists` says it is still there.
     pub fn lookup(&self, key: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut rec = self.read(key)?;
+        let mut touched = self.touched();
+        let mut rec = match touched.remove(key) {
+            Some(rec) => rec,
+            None => self.read(key)?,
+        };
         if !exists(&rec.image) {
-            let _ = fs::remove_file(self.path(key));
+            drop(touched);
+            self.remove(key);
             return None;
         }
         rec.last_used = now();
         rec.usage_count += 1;
-        self.write(&rec, false);
-        Some(rec.image)
+        let image = rec.image.clone();
+        touched.insert(key.to_owned(), rec);
+        Some(image)
+    }
+
+    /// Writes the usage figures of the hits since the last flush. Not
+    /// fsynced: a crash that loses them (or the record: then a miss) costs
+    /// nothing. The lock is not held while writing, so the next build's
+    /// lookups do not wait for the disk; a record used again meanwhile
+    /// stays for the next flush.
+    pub fn flush_usage(&self) {
+        if self.flushing.swap(true, Ordering::AcqRel) {
+            // The running flush, or the next one, writes them.
+            return;
+        }
+        let pending: Vec<Record> = self.touched().values().cloned().collect();
+        for rec in &pending {
+            let _io = self.io();
+            if self.touched().contains_key(&rec.key) {
+                self.write(rec, false);
+            }
+        }
+        let mut touched = self.touched();
+        for rec in pending {
+            if touched
+                .get(&rec.key)
+                .is_some_and(|t| t.usage_count == rec.usage_count)
+            {
+                touched.remove(&rec.key);
+            }
+        }
+        drop(touched);
+        self.flushing.store(false, Ordering::Release);
     }
 
     pub fn store(&self, key: &str, image: &str, parent: &str, description: &str) {
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _io = self.io();
+        self.touched().remove(key);
         let t = now();
         self.write(
             &Record {
@@ -124,12 +180,20 @@ impl Cache {
                 self.read(&key)
             })
             .collect();
+        let touched = self.touched();
+        for r in out.iter_mut() {
+            if let Some(t) = touched.get(&r.key) {
+                *r = t.clone();
+            }
+        }
+        drop(touched);
         out.sort_by(|a, b| a.created.cmp(&b.created));
         out
     }
 
     pub fn remove(&self, key: &str) {
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _io = self.io();
+        self.touched().remove(key);
         let _ = fs::remove_file(self.path(key));
     }
 }
@@ -148,6 +212,9 @@ mod tests {
         c.store(&k, "sha256:i", "sha256:p", "RUN x");
         let c = Cache::open(dir.path()).unwrap();
         assert_eq!(c.lookup(&k, |_| true).as_deref(), Some("sha256:i"));
+        assert_eq!(c.all()[0].usage_count, 1);
+        c.flush_usage();
+        let c = Cache::open(dir.path()).unwrap();
         assert_eq!(c.all()[0].usage_count, 1);
         assert_eq!(c.lookup(&k, |_| false), None);
         assert!(c.all().is_empty());

@@ -279,7 +279,12 @@ impl Prepared {
                 .await?;
         }
         for t in &self.opts.tags {
+            let started = std::time::Instant::now();
             self.builder.images.tag(&id, t).map_err(step_err)?;
+            tracing::debug!(
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                "build tagged"
+            );
             out.stream(format!("Successfully tagged {}\n", t.familiar()))
                 .await?;
         }
@@ -325,8 +330,15 @@ impl Prepared {
             out.stream(format!("Step {n}/{total} : {}", ins.original))
                 .await?;
             out.stream("\n").await?;
+            let t = std::time::Instant::now();
             self.step(&mut st, ins, &out, ignore, &results, &mut used)
                 .await?;
+            tracing::debug!(
+                step = n,
+                instruction = %ins.keyword,
+                ms = t.elapsed().as_secs_f64() * 1000.0,
+                "build step done"
+            );
         }
         if si != self.plan.target {
             if let Some(img) = &st.image {
@@ -896,7 +908,7 @@ impl Prepared {
         let upper = container.upper_dir();
         let opts = self.options(st, &created_by);
         let store = self.builder.images.clone();
-        let tmp = self.ctx.dir.clone();
+        let tmp = self.ctx.scratch()?;
         let committed =
             tokio::task::spawn_blocking(move || commit_upper(&store, &upper, &tmp, &opts))
                 .await

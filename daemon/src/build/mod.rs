@@ -25,7 +25,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-pub use context::{receive_context, BuildContext};
+pub use context::{receive_context, BuildContext, MemoryDirs};
 pub use remote::context as remote_context;
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +151,8 @@ pub struct Builder {
     /// `cache/` for cache records.
     root: PathBuf,
     cache: cache::Cache,
+    /// Where small contexts are extracted, if the host has a tmpfs for it.
+    memory: Option<MemoryDirs>,
     /// Builds started with a `buildid`, for `POST /build/cancel`.
     running: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
@@ -236,6 +238,7 @@ impl Builder {
             registry,
             root,
             cache,
+            memory: MemoryDirs::open(data_root),
             running: Default::default(),
         })
     }
@@ -281,8 +284,18 @@ impl Builder {
         res.map(|_| ()).map_err(|e| step(e.to_string()))
     }
 
+    /// Writes the cache usage figures of the builds that ended; called once
+    /// a build's answer is complete, so the client does not wait for it.
+    pub fn flush_cache_usage(&self) {
+        self.cache.flush_usage();
+    }
+
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    pub fn memory_dirs(&self) -> Option<&MemoryDirs> {
+        self.memory.as_ref()
     }
 
     /// `/system/df` `BuildCache` entries.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::context::{extract_spool, new_build_dir, BuildContext};
+use super::context::{extract_spool, new_build_dir, BuildContext, Spool};
 use super::BuildError;
 
 /// Largest remote context or `ADD` download accepted.
@@ -121,7 +121,7 @@ pub async fn context(
             .map_err(|e| BuildError::Internal(format!("storing the remote Dockerfile: {e}")))?;
         return Ok(bc);
     }
-    extract_spool(&bc, &spool).await?;
+    extract_spool(&bc, Spool::File(spool)).await?;
     Ok(bc)
 }
 
