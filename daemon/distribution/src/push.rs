@@ -53,7 +53,8 @@ struct Prepared {
     digest: Digest,
     size: u64,
     kind: Kind,
-    /// The local copy; `None` when only its digest is remembered.
+    /// The local copy; `None` for a gzip made while pushing, which is
+    /// not kept.
     path: Option<PathBuf>,
 }
 
@@ -287,8 +288,8 @@ fn sniff(path: &Path) -> Result<Option<Kind>> {
 }
 
 /// The compressed blob to push for a layer without compressing anything:
-/// the stored blob when it is compressed, or the gzip of it made by an
-/// earlier push. `None` when it has yet to be compressed.
+/// the stored blob when it is compressed, or the digest of the gzip of it
+/// an earlier push made (to be found on the registry). `None` when it has yet to be compressed.
 fn ready_blob(store: &ImageStore, layer: &Layer, dir: &Path) -> Result<Option<Prepared>> {
     let content = store.content();
     let blob = &layer.record.blob;
@@ -301,18 +302,14 @@ fn ready_blob(store: &ImageStore, layer: &Layer, dir: &Path) -> Result<Option<Pr
             path: Some(path),
         }));
     }
-    match compress::known_gzip(dir, &layer.record.diff_id) {
-        Some((d, size)) => {
-            let path = content.path(&d);
-            Ok(Some(Prepared {
-                size,
-                path: content.exists(&d).then_some(path),
-                digest: d,
-                kind: Kind::Gzip,
-            }))
-        }
-        None => Ok(None),
-    }
+    Ok(
+        compress::known_gzip(dir, &layer.record.diff_id).map(|(digest, size)| Prepared {
+            digest,
+            size,
+            kind: Kind::Gzip,
+            path: None,
+        }),
+    )
 }
 
 impl Repo {
@@ -462,7 +459,7 @@ impl Repo {
     }
 
     /// Gets one layer onto the registry: nothing to send when it is there
-    /// already or can be mounted, else the kept compressed blob, else its
+    /// already or can be mounted, else the stored compressed blob, else its
     /// gzip made while it goes out.
     async fn push_layer(
         &self,
@@ -492,7 +489,7 @@ impl Repo {
                 return Ok(prepared);
             }
         }
-        // Not compressed yet, or its kept gzip was cleaned up: compressed
+        // Not compressed yet, or its gzip is not on this registry: compressed
         // while it goes out, so its digest is known only at the end and
         // there is nothing to check first.
         let prepared = self.upload_gzipped(store, layer, dir, id, out).await?;
@@ -575,12 +572,11 @@ impl Repo {
             })
             .await?;
         self.finish(resp, &url).await?;
-        let path = Some(store.content().path(&digest));
         Ok(Prepared {
             digest,
             size,
             kind: Kind::Gzip,
-            path,
+            path: None,
         })
     }
 
