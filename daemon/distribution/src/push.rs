@@ -135,6 +135,21 @@ impl Distribution {
         for id in ids.iter().rev() {
             out.layer(id, "Preparing").await;
         }
+        // The config blob goes up alongside the layers: only the manifest
+        // has to wait for all of them.
+        let config_job = {
+            let (st, repo, id) = (self.store.clone(), repo.clone(), image.id.clone());
+            tokio::spawn(async move {
+                let config = {
+                    let (st, id) = (st.clone(), id.clone());
+                    blocking(move || Ok(st.content().read(&id)?)).await?
+                };
+                if !repo.blob_exists(&id).await? {
+                    repo.upload_bytes(config.clone(), &id).await?;
+                }
+                Ok::<_, Error>(config.len())
+            })
+        };
         let sem = Arc::new(Semaphore::new(self.config().max_concurrent_uploads.max(1)));
         let mut handles = Vec::new();
         for (layer, id) in layers.iter().zip(&ids).rev() {
@@ -174,7 +189,13 @@ impl Distribution {
             }));
         }
         // A cancelled push (this future dropped) stops its uploads too.
-        let _abort = AbortAll(handles.iter().map(|h| h.abort_handle()).collect());
+        let _abort = AbortAll(
+            handles
+                .iter()
+                .map(|h| h.abort_handle())
+                .chain([config_job.abort_handle()])
+                .collect(),
+        );
         let mut prepared = Vec::new();
         let mut first_err = None;
         for h in handles {
@@ -188,17 +209,15 @@ impl Distribution {
                 }
             }
         }
+        let config_len = match config_job.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Internal(format!("config upload task: {e}"))),
+        };
         if let Some(e) = first_err {
             return Err(e);
         }
+        let config_len = config_len?;
         prepared.reverse();
-        // The config blob.
-        let st = self.store.clone();
-        let id = image.id.clone();
-        let config = blocking(move || Ok(st.content().read(&id)?)).await?;
-        if !repo.blob_exists(&image.id).await? {
-            repo.upload_bytes(config.clone(), &image.id).await?;
-        }
         let oci = prepared.iter().any(|p| p.kind == Kind::Zstd);
         let layer_type = |k: Kind| match (oci, k) {
             (false, _) => manifest::DOCKER_LAYER_GZIP,
@@ -220,7 +239,7 @@ impl Distribution {
                 }
                 .into(),
                 digest: image.id.to_string(),
-                size: config.len() as i64,
+                size: config_len as i64,
                 platform: None,
                 urls: None,
             },
