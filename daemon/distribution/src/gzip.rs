@@ -187,8 +187,9 @@ fn incompressible(b: &[u8]) -> bool {
     }
     let n = b.len() as f64;
     let mut bits = 0.0;
-    for v in 0..256 {
-        let c = counts[0][v] + counts[1][v] + counts[2][v] + counts[3][v];
+    let [c0, c1, c2, c3] = &counts;
+    for (((a, b), c), d) in c0.iter().zip(c1).zip(c2).zip(c3) {
+        let c = a + b + c + d;
         if c > 0 {
             let p = c as f64 / n;
             bits -= p * p.log2();
