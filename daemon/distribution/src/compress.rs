@@ -81,9 +81,16 @@ impl ToUpload {
 
 impl Write for ToUpload {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= PIECE {
-            self.send_buf()?;
+        // The compressor writes a whole chunk at once; pieces stay small
+        // so the queue to the upload holds little.
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = rest.len().min(PIECE - self.buf.len());
+            self.buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if self.buf.len() >= PIECE {
+                self.send_buf()?;
+            }
         }
         Ok(data.len())
     }
