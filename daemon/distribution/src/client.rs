@@ -73,6 +73,27 @@ fn add_certs(mut b: reqwest::ClientBuilder, dir: &Path) -> Result<reqwest::Clien
     Ok(b)
 }
 
+/// The system's root certificates (those rustls accepts), read once: a
+/// registry session is opened per pull or push, and reading the store
+/// (a file per certificate) took longer than the rest of a push of
+/// layers the registry already had. dockerd also reads them once.
+fn system_roots() -> &'static [reqwest::Certificate] {
+    static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::debug!(error = %e, "system root certificates");
+        }
+        let mut check = rustls::RootCertStore::empty();
+        found
+            .certs
+            .into_iter()
+            .filter(|c| check.add(c.clone()).is_ok())
+            .filter_map(|c| reqwest::Certificate::from_der(c.as_ref()).ok())
+            .collect()
+    })
+}
+
 pub(crate) fn build_client(
     cfg: &RegistryConfig,
     host: &str,
@@ -82,7 +103,11 @@ pub(crate) fn build_client(
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(120))
         .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-        .danger_accept_invalid_certs(insecure);
+        .danger_accept_invalid_certs(insecure)
+        .tls_built_in_root_certs(false);
+    for cert in system_roots() {
+        b = b.add_root_certificate(cert.clone());
+    }
     for d in &cfg.cert_dirs {
         b = add_certs(b, &d.join(host))?;
     }

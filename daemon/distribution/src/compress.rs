@@ -1,9 +1,11 @@
 //! The deterministic gzip of a layer stored uncompressed, made while it
-//! is uploaded: a blocking producer compresses the layer once, keeping the
-//! result in the content store and handing the same bytes to the upload
-//! as they come out. The diff ID → blob mapping is remembered on disk so
-//! later pushes (also after a restart) reuse the blob instead of
-//! compressing again.
+//! is uploaded: a blocking producer compresses the layer, handing the
+//! bytes to the upload as they come out and hashing them. The diff ID →
+//! blob digest mapping is remembered on disk so later pushes (also after
+//! a restart) find the blob on the registry without compressing again.
+//! The gzip itself is not kept: the daemon's start-up clean-up would
+//! remove it anyway (no layer names it), and making it again costs about
+//! what writing and re-reading it would.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use berth_images::digest::Hasher;
 use berth_images::layer::Layer;
 use berth_images::{Digest, ImageStore};
 
@@ -26,9 +29,8 @@ fn map_path(dir: &Path, diff_id: &Digest) -> PathBuf {
     dir.join("gzip").join(diff_id.hex())
 }
 
-/// The gzip blob made earlier for this diff ID and its size. The blob
-/// itself may be gone (a restart's clean-up removes blobs no layer names),
-/// but its digest still lets a push find it on the registry.
+/// The digest and size of the gzip made earlier for this diff ID: a push
+/// finds it on the registry with them.
 pub(crate) fn known_gzip(dir: &Path, diff_id: &Digest) -> Option<(Digest, u64)> {
     let s = std::fs::read_to_string(map_path(dir, diff_id)).ok()?;
     let mut parts = s.split_whitespace();
@@ -79,9 +81,16 @@ impl ToUpload {
 
 impl Write for ToUpload {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= PIECE {
-            self.send_buf()?;
+        // The compressor writes a whole chunk at once; pieces stay small
+        // so the queue to the upload holds little.
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = rest.len().min(PIECE - self.buf.len());
+            self.buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if self.buf.len() >= PIECE {
+                self.send_buf()?;
+            }
         }
         Ok(data.len())
     }
@@ -90,22 +99,20 @@ impl Write for ToUpload {
     }
 }
 
-/// Writes to both the stored blob and the upload.
-struct Both<'a, A, B> {
-    blob: &'a mut A,
-    upload: &'a mut B,
-    len: u64,
+/// Hashes and counts what goes to the upload.
+struct Hashed<'a, W> {
+    upload: &'a mut W,
+    hasher: Hasher,
 }
 
-impl<A: Write, B: Write> Write for Both<'_, A, B> {
+impl<W: Write> Write for Hashed<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.blob.write_all(data)?;
         self.upload.write_all(data)?;
-        self.len += data.len() as u64;
+        self.hasher.update(data);
         Ok(data.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.blob.flush()
+        Ok(())
     }
 }
 
@@ -123,10 +130,9 @@ impl<R: io::Read> io::Read for Counting<R> {
     }
 }
 
-/// Compress `layer` with a fixed gzip header (mtime 0, no name), so every
-/// push of it yields the same digest, sending the output on `tx` and
-/// storing it. Returns the blob's digest and size. On failure `tx` gets
-/// the error, so the upload's body fails instead of looking complete.
+/// Compress `layer` deterministically (see [`crate::gzip`]), so every
+/// push of it yields the same digest, sending the output on `tx`. Returns the blob's digest and size. On
+/// failure `tx` gets the error, so the upload's body fails instead of looking complete.
 pub(crate) fn gzip_layer(
     store: &ImageStore,
     layer: &Layer,
@@ -152,31 +158,19 @@ fn gzip_into(
     upload: &mut ToUpload,
     read: Arc<AtomicU64>,
 ) -> Result<(Digest, u64)> {
-    let content = store.content();
-    let src = content.open_blob(&layer.record.blob)?;
-    let mut src = io::BufReader::with_capacity(1 << 20, Counting { inner: src, read });
-    let mut blob = content.writer()?;
-    let len = {
-        let mut both = Both {
-            blob: &mut blob,
-            upload: &mut *upload,
-            len: 0,
-        };
-        let mut gz = flate2::GzBuilder::new()
-            .mtime(0)
-            .operating_system(255)
-            .write(&mut both, flate2::Compression::fast());
-        io::copy(&mut src, &mut gz).map_err(|e| Error::Internal(format!("compress layer: {e}")))?;
-        let both = gz
-            .finish()
-            .map_err(|e| Error::Internal(format!("compress layer: {e}")))?;
-        both.len
+    let src = store.content().open_blob(&layer.record.blob)?;
+    let mut src = Counting { inner: src, read };
+    let mut hashed = Hashed {
+        upload: &mut *upload,
+        hasher: Hasher::default(),
     };
+    crate::gzip::encode(&mut src, &mut hashed)
+        .map_err(|e| Error::Internal(format!("compress layer: {e}")))?;
+    let len = hashed.hasher.len();
+    let d = hashed.hasher.finish();
     upload
         .close()
         .map_err(|e| Error::Internal(format!("compress layer: {e}")))?;
-    // The upload's last request goes out while the blob is made durable.
-    let d = blob.commit(None)?;
     remember(dir, &layer.record.diff_id, &d, len)?;
     Ok((d, len))
 }

@@ -13,6 +13,7 @@ mod compress;
 mod config;
 mod error;
 mod fetch;
+mod gzip;
 mod inspect;
 mod login;
 mod manifest;

@@ -53,7 +53,8 @@ struct Prepared {
     digest: Digest,
     size: u64,
     kind: Kind,
-    /// The local copy; `None` when only its digest is remembered.
+    /// The local copy; `None` for a gzip made while pushing, which is
+    /// not kept.
     path: Option<PathBuf>,
 }
 
@@ -134,6 +135,21 @@ impl Distribution {
         for id in ids.iter().rev() {
             out.layer(id, "Preparing").await;
         }
+        // The config blob goes up alongside the layers: only the manifest
+        // has to wait for all of them.
+        let config_job = {
+            let (st, repo, id) = (self.store.clone(), repo.clone(), image.id.clone());
+            tokio::spawn(async move {
+                let config = {
+                    let (st, id) = (st.clone(), id.clone());
+                    blocking(move || Ok(st.content().read(&id)?)).await?
+                };
+                if !repo.blob_exists(&id).await? {
+                    repo.upload_bytes(config.clone(), &id).await?;
+                }
+                Ok::<_, Error>(config.len())
+            })
+        };
         let sem = Arc::new(Semaphore::new(self.config().max_concurrent_uploads.max(1)));
         let mut handles = Vec::new();
         for (layer, id) in layers.iter().zip(&ids).rev() {
@@ -173,7 +189,13 @@ impl Distribution {
             }));
         }
         // A cancelled push (this future dropped) stops its uploads too.
-        let _abort = AbortAll(handles.iter().map(|h| h.abort_handle()).collect());
+        let _abort = AbortAll(
+            handles
+                .iter()
+                .map(|h| h.abort_handle())
+                .chain([config_job.abort_handle()])
+                .collect(),
+        );
         let mut prepared = Vec::new();
         let mut first_err = None;
         for h in handles {
@@ -187,17 +209,15 @@ impl Distribution {
                 }
             }
         }
+        let config_len = match config_job.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Internal(format!("config upload task: {e}"))),
+        };
         if let Some(e) = first_err {
             return Err(e);
         }
+        let config_len = config_len?;
         prepared.reverse();
-        // The config blob.
-        let st = self.store.clone();
-        let id = image.id.clone();
-        let config = blocking(move || Ok(st.content().read(&id)?)).await?;
-        if !repo.blob_exists(&image.id).await? {
-            repo.upload_bytes(config.clone(), &image.id).await?;
-        }
         let oci = prepared.iter().any(|p| p.kind == Kind::Zstd);
         let layer_type = |k: Kind| match (oci, k) {
             (false, _) => manifest::DOCKER_LAYER_GZIP,
@@ -219,7 +239,7 @@ impl Distribution {
                 }
                 .into(),
                 digest: image.id.to_string(),
-                size: config.len() as i64,
+                size: config_len as i64,
                 platform: None,
                 urls: None,
             },
@@ -287,8 +307,8 @@ fn sniff(path: &Path) -> Result<Option<Kind>> {
 }
 
 /// The compressed blob to push for a layer without compressing anything:
-/// the stored blob when it is compressed, or the gzip of it made by an
-/// earlier push. `None` when it has yet to be compressed.
+/// the stored blob when it is compressed, or the digest of the gzip of it
+/// an earlier push made (to be found on the registry). `None` when it has yet to be compressed.
 fn ready_blob(store: &ImageStore, layer: &Layer, dir: &Path) -> Result<Option<Prepared>> {
     let content = store.content();
     let blob = &layer.record.blob;
@@ -301,18 +321,14 @@ fn ready_blob(store: &ImageStore, layer: &Layer, dir: &Path) -> Result<Option<Pr
             path: Some(path),
         }));
     }
-    match compress::known_gzip(dir, &layer.record.diff_id) {
-        Some((d, size)) => {
-            let path = content.path(&d);
-            Ok(Some(Prepared {
-                size,
-                path: content.exists(&d).then_some(path),
-                digest: d,
-                kind: Kind::Gzip,
-            }))
-        }
-        None => Ok(None),
-    }
+    Ok(
+        compress::known_gzip(dir, &layer.record.diff_id).map(|(digest, size)| Prepared {
+            digest,
+            size,
+            kind: Kind::Gzip,
+            path: None,
+        }),
+    )
 }
 
 impl Repo {
@@ -462,7 +478,7 @@ impl Repo {
     }
 
     /// Gets one layer onto the registry: nothing to send when it is there
-    /// already or can be mounted, else the kept compressed blob, else its
+    /// already or can be mounted, else the stored compressed blob, else its
     /// gzip made while it goes out.
     async fn push_layer(
         &self,
@@ -492,7 +508,7 @@ impl Repo {
                 return Ok(prepared);
             }
         }
-        // Not compressed yet, or its kept gzip was cleaned up: compressed
+        // Not compressed yet, or its gzip is not on this registry: compressed
         // while it goes out, so its digest is known only at the end and
         // there is nothing to check first.
         let prepared = self.upload_gzipped(store, layer, dir, id, out).await?;
@@ -575,12 +591,11 @@ impl Repo {
             })
             .await?;
         self.finish(resp, &url).await?;
-        let path = Some(store.content().path(&digest));
         Ok(Prepared {
             digest,
             size,
             kind: Kind::Gzip,
-            path,
+            path: None,
         })
     }
 
