@@ -12,6 +12,8 @@ use crate::error::{Context, Error, Result};
 pub enum Msg {
     /// Parent → child: carry on (cgroup joined, maps written, hooks run).
     Go,
+    /// Child → parent: joining the cgroup by itself failed; move me by pid.
+    WantCgroup,
     /// Child → parent: please write uid/gid maps for me.
     WantIdMaps,
     /// Stage 1 → parent: host pid of the process that becomes the container.

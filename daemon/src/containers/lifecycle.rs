@@ -13,6 +13,7 @@ use super::error::{ContainerError, Result};
 use super::record::{ContainerRecord, Pending, Status};
 use super::shim::{self as shimc, Connection, ShimError, SpawnArgs};
 use super::spec::{self, JoinTargets, SpecInput};
+use super::steps::Steps;
 use super::{crashpoint, rootfs, signals, subpath, timefmt};
 
 /// How long `stop` waits after SIGKILL before giving up.
@@ -87,6 +88,7 @@ impl Containers {
 
     /// Start with `c.op` held by the caller.
     pub(super) async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
+        let mut steps = Steps::new("start", &c.id);
         let rec = {
             // Before the first side effect: restore undoes whatever part of
             // the start a crash interrupts (mount, shim, runtime state).
@@ -99,6 +101,7 @@ impl Containers {
             r.clone()
         };
         crashpoint::reached("start:after-marker");
+        steps.done("starting marker saved");
         let bundle = self.settings.bundle_dir(&rec.id);
         let rootfs_dir = bundle.join("rootfs");
         // Leftovers of an earlier run that could not be cleaned.
@@ -110,6 +113,7 @@ impl Containers {
         }
         std::fs::create_dir_all(&bundle)
             .map_err(|e| ContainerError::internal(format!("creating {}", bundle.display()), e))?;
+        steps.done("host files, bundle directory");
         if let Err(e) = rootfs::mount_rootfs(
             &self.settings.data_root,
             &rec.id,
@@ -129,10 +133,12 @@ impl Containers {
             ));
         }
         crashpoint::reached("start:after-mount");
+        steps.done("rootfs mounted");
         let mut wait_conn = None;
         let result = self
             .launch(c, &rec, &bundle, &rootfs_dir, &mut wait_conn)
             .await;
+        steps = Steps::new("start", &c.id);
         match result {
             Ok(pid) => {
                 let rec = {
@@ -150,6 +156,7 @@ impl Containers {
                     r.clone()
                 };
                 let _ = rec;
+                steps.done("running state saved");
                 // Before the exit watch, whose exit handling ends it.
                 crate::health::watch(self, c);
                 if let Some(conn) = wait_conn {
@@ -199,6 +206,7 @@ impl Containers {
         rootfs_dir: &Path,
         wait_conn: &mut Option<Connection>,
     ) -> Result<i32> {
+        let mut steps = Steps::new("start", &rec.id);
         let join = self.join_targets(rec)?;
         let init = if rec.host_config.init == Some(true) {
             Some(self.settings.init_binary.clone().ok_or_else(|| {
@@ -244,6 +252,7 @@ impl Containers {
         // The bundle lives in the volatile exec root: no fsync needed.
         std::fs::write(bundle.join("config.json"), &data)
             .map_err(|e| ContainerError::internal("writing config.json", e))?;
+        steps.done("network prepared, links, config.json");
 
         let runtime = self.runtime_path(&rec.host_config.runtime)?;
         let runtime_root = self.settings.runtime_root();
@@ -267,7 +276,6 @@ impl Containers {
             })?),
             None => None,
         };
-        let t0 = std::time::Instant::now();
         shimc::spawn(&SpawnArgs {
             shim: &self.settings.shim_path,
             id: &rec.id,
@@ -289,6 +297,7 @@ impl Containers {
             other => shim_err("starting the shim", other),
         })?;
         crashpoint::reached("start:after-runtime-create");
+        steps.done("shim spawned, runtime create");
 
         let shim = self.shim(&rec.id);
         if let Some(n) = self.networks.get() {
@@ -300,6 +309,7 @@ impl Containers {
                 .unwrap_or(0);
             n.attach(rec, pid).map_err(network_err)?;
         }
+        steps.done("network attached");
         let pending: Vec<_> =
             std::mem::take(&mut *c.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
         for p in pending {
@@ -314,12 +324,13 @@ impl Containers {
                 .await
                 .map_err(|e| shim_err("waiting on the container", e))?,
         );
+        steps.done("attach clients, wait connection");
         let resp = shim.call(&Request::Start).await.map_err(|e| match e {
             ShimError::Refused(msg) => start_error(msg),
             other => shim_err("starting the container", other),
         })?;
         crashpoint::reached("start:after-runtime-start");
-        tracing::debug!(id = %rec.id, ms = t0.elapsed().as_secs_f64() * 1e3, "container started");
+        steps.done("runtime start");
         match resp.pid {
             Some(pid) => Ok(pid),
             // The shim tells the init's pid in `state`.
@@ -554,18 +565,20 @@ impl Containers {
             n.release(id);
         }
         let shim = self.shim(id);
-        let t0 = std::time::Instant::now();
+        let mut steps = Steps::new("exit clean-up", id);
         if !shim.wait_gone(SHIM_EXIT_GRACE).await {
             tracing::warn!(%id, "shim still running after the container exited");
         }
+        steps.done("shim gone");
         let bundle = self.settings.bundle_dir(id);
         subpath::unstage(&bundle);
         if let Err(e) = rootfs::unmount_rootfs(&bundle.join("rootfs")) {
             tracing::error!(%id, error = %e, "unmounting the container's rootfs");
             return;
         }
+        steps.done("rootfs unmounted");
         remove_bundle(&bundle);
-        tracing::debug!(%id, ms = t0.elapsed().as_secs_f64() * 1e3, "runtime state cleaned up");
+        steps.done("bundle removed");
     }
 
     // ---- signals ---------------------------------------------------
@@ -943,7 +956,7 @@ impl Containers {
 
     pub(super) async fn destroy(&self, c: &Container, volumes: bool) -> Result<()> {
         let rec = c.snapshot();
-        let t0 = std::time::Instant::now();
+        let mut steps = Steps::new("remove", &rec.id);
         self.cleanup_runtime(&rec.id).await;
         let bundle = self.settings.bundle_dir(&rec.id);
         if rootfs::is_mounted(&bundle.join("rootfs")) {
@@ -953,11 +966,13 @@ impl Containers {
             )));
         }
         self.force_delete_runtime_state(&rec).await;
+        steps.done("runtime state gone");
         self.mounts
             .release(&rec.id, &rec.mounts, volumes)
             .map_err(|e| ContainerError::internal("releasing volumes", e))?;
         rootfs::remove_layer(&self.settings.data_root, &rec.id)
             .map_err(|e| ContainerError::internal("removing the container layer", e))?;
+        steps.done("volumes released, layer removed");
         crashpoint::reached("remove:after-layer");
         self.images
             .release(&rec.id)
@@ -965,7 +980,7 @@ impl Containers {
         self.records
             .remove(&rec.id)
             .map_err(|e| ContainerError::internal("removing the container record", e))?;
-        tracing::debug!(id = %rec.id, ms = t0.elapsed().as_secs_f64() * 1e3, "container files removed");
+        steps.done("image layers released, record removed");
         Ok(())
     }
 

@@ -29,6 +29,7 @@ mod shim;
 mod shutdown;
 pub mod signals;
 pub mod spec;
+mod steps;
 mod store;
 mod subpath;
 pub mod timefmt;

@@ -483,7 +483,7 @@ fn prepared_cgroup_is_joined_by_the_child_itself() {
     require_root();
     let cg = Cgroup::new(Some(&unique_path()), "unused").unwrap();
     let r = resources(|b| b.pids(LinuxPidsBuilder::default().limit(7i64).build().unwrap()));
-    let join = cg.prepare(Some(&r)).unwrap();
+    let (_, join) = cg.prepare(Some(&r)).unwrap();
     assert!(cg.pids().unwrap().is_empty(), "prepare moves nobody");
     JOIN.set(join).expect("JOIN set once");
     let mut child = Child::spawn(|| {
@@ -619,7 +619,7 @@ fn join_v1_then_clone_into_cgroup_places_the_init_everywhere() {
     let h = Hierarchy::detect().unwrap();
     let path = unique_path();
     let cg = Cgroup::with_hierarchy(&path, h.clone()).unwrap();
-    let join = cg.prepare(None).unwrap();
+    let (_, join) = cg.prepare(None).unwrap();
     let v1_line = if h.v1.contains_key("pids") {
         format!("pids:{path}\n")
     } else {

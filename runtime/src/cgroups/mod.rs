@@ -273,10 +273,16 @@ impl Cgroup {
     /// global threadgroup lock, which costs an RCU grace period (~10 ms
     /// here) on the first move. A single-threaded process moving itself
     /// through v1 `tasks` ← "0" skips that lock.
-    pub fn prepare(&self, resources: Option<&LinuxResources>) -> Result<SelfJoin, CgroupError> {
+    ///
+    /// Returns the directories it created (as [`Cgroup::apply`] does) and
+    /// the child's paths.
+    pub fn prepare(
+        &self,
+        resources: Option<&LinuxResources>,
+    ) -> Result<(Vec<PathBuf>, SelfJoin), CgroupError> {
         let created = self.create_and_set(resources)?;
         match self.self_join() {
-            Ok(join) => Ok(join),
+            Ok(join) => Ok((created, join)),
             Err(e) => {
                 remove_created(&created);
                 Err(e)

@@ -14,7 +14,7 @@ use crate::cgroups::Cgroup;
 use crate::error::{Context, Error, Result};
 use crate::namespaces::Plan;
 use crate::process::init::{self, InitConfig};
-use crate::process::spawn::{become_subreaper, fork_child};
+use crate::process::spawn::{become_subreaper, fork_child_into};
 use crate::spec::Bundle;
 use crate::state::{self, Container, Root, Status};
 use crate::sync::{self, Channel, Msg};
@@ -132,11 +132,38 @@ fn build(
         preserve_fds: opts.preserve_fds,
         new_keyring: !opts.no_new_keyring,
     };
-    become_subreaper()?;
-    let (parent, child) = sync::pair()?;
-    let stage1 = fork_child(&child, Some(&parent), || init::stage1(&child, &cfg))?;
-    drop(child);
+    let resources = crate::devices_policy::with_required_devices(
+        linux.resources().as_ref(),
+        linux.devices().as_deref().unwrap_or_default(),
+    );
+    // The cgroup is made and limited before the init exists; the init's
+    // first stage joins it by itself (see `fork_child_into`).
+    let (created, join) = cgroup
+        .prepare(resources.as_ref())
+        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    container.cgroup_created = Some(created);
+    let unified = match join.open_unified() {
+        // SAFETY: a fresh fd that nothing else owns.
+        Some(Ok(fd)) => Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }),
+        _ => None,
+    };
+    let forked = become_subreaper()
+        .and_then(|()| sync::pair())
+        .and_then(|(parent, child)| {
+            let stage1 = fork_child_into(&child, Some(&parent), unified.as_ref(), |born_in| {
+                init::stage1(&child, &cfg, &join, born_in)
+            })?;
+            Ok((parent, stage1))
+        });
+    drop(unified);
     drop(cfg);
+    let (parent, stage1) = match forked {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = cgroup.destroy(container.cgroup_created.as_deref());
+            return Err(e);
+        }
+    };
     let mut init_pid: Option<Pid> = None;
     let result = drive(
         root,
@@ -176,19 +203,16 @@ fn drive(
     uid_maps: &[LinuxIdMapping],
     gid_maps: &[LinuxIdMapping],
 ) -> Result<()> {
-    let linux = container.spec.linux().clone().unwrap_or_default();
-    let resources = crate::devices_policy::with_required_devices(
-        linux.resources().as_ref(),
-        linux.devices().as_deref().unwrap_or_default(),
-    );
-    container.cgroup_created = Some(
-        cgroup
-            .apply(stage1.as_raw(), resources.as_ref())
-            .map_err(|e| Error::Cgroup(e.to_string()))?,
-    );
-    chan.send(&Msg::Go)?;
     let pid = loop {
-        match chan.expect("init pid", |m| matches!(m, Msg::Pid(_) | Msg::WantIdMaps))? {
+        match chan.expect("init pid", |m| {
+            matches!(m, Msg::Pid(_) | Msg::WantIdMaps | Msg::WantCgroup)
+        })? {
+            Msg::WantCgroup => {
+                cgroup
+                    .add_process(stage1.as_raw())
+                    .map_err(|e| Error::Cgroup(e.to_string()))?;
+                chan.send(&Msg::Go)?;
+            }
             Msg::WantIdMaps => {
                 write_id_maps(stage1, uid_maps, gid_maps)?;
                 chan.send(&Msg::Go)?;

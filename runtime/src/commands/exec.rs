@@ -1,5 +1,6 @@
 //! `exec`: run another process in a running container.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sys::signal::{kill, Signal};
@@ -8,7 +9,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Process, User};
 
 use crate::error::{Error, Result};
-use crate::process::spawn::{become_subreaper, fork_child};
+use crate::process::spawn::{become_subreaper, fork_child_into};
 use crate::process::tenant::{self, TenantConfig};
 use crate::process::{console_proxy, wait};
 use crate::state::{Root, Status};
@@ -81,23 +82,40 @@ pub fn exec(root: &Root, id: &str, opts: &ExecOptions) -> Result<i32> {
         preserve_fds: opts.preserve_fds,
     };
     let cgroup = super::lifecycle::cgroup(&c)?;
+    let join = cgroup
+        .self_join()
+        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    let unified = match join.open_unified() {
+        // SAFETY: a fresh fd that nothing else owns.
+        Some(Ok(fd)) => Some(unsafe { <OwnedFd as FromRawFd>::from_raw_fd(fd) }),
+        _ => None,
+    };
     become_subreaper()?;
     if !opts.detach {
         wait::block()?;
     }
     let (parent, child) = sync::pair()?;
-    let stage1 = fork_child(&child, Some(&parent), || tenant::stage1(&child, &cfg))?;
+    let stage1 = fork_child_into(&child, Some(&parent), unified.as_ref(), |born_in| {
+        tenant::stage1(&child, &cfg, &join, born_in)
+    })?;
+    drop(unified);
     drop(child);
     drop(cfg);
     let mut target: Option<Pid> = None;
     let started = (|| {
-        cgroup
-            .add_process(stage1.as_raw())
-            .map_err(|e| Error::Cgroup(e.to_string()))?;
-        parent.send(&Msg::Go)?;
-        let pid = match parent.expect("process pid", |m| matches!(m, Msg::Pid(_)))? {
-            Msg::Pid(p) => Pid::from_raw(p),
-            _ => unreachable!("filtered by expect"),
+        let pid = loop {
+            match parent.expect("process pid", |m| {
+                matches!(m, Msg::Pid(_) | Msg::WantCgroup)
+            })? {
+                Msg::WantCgroup => {
+                    cgroup
+                        .add_process(stage1.as_raw())
+                        .map_err(|e| Error::Cgroup(e.to_string()))?;
+                    parent.send(&Msg::Go)?;
+                }
+                Msg::Pid(p) => break Pid::from_raw(p),
+                _ => unreachable!("filtered by expect"),
+            }
         };
         target = Some(pid);
         let _ = waitpid(stage1, None);

@@ -1,6 +1,6 @@
 //! The two child stages of `create`.
 //!
-//! stage 1: joins namespaces given by path, creates a user namespace (the
+//! stage 1: joins the container's cgroup (see `spawn::join_cgroup`), joins namespaces given by path, creates a user namespace (the
 //! parent writes its id maps), unshares the other new namespaces, forks
 //! stage 2 (so a new pid namespace applies to it) and exits.
 //!
@@ -18,6 +18,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::finalize;
 use super::spawn::fork_child;
+use crate::cgroups::SelfJoin;
 use crate::error::{Context, Error, Result};
 use crate::namespaces::{self, Plan};
 use crate::rootfs::{self, MountContext};
@@ -36,9 +37,10 @@ pub struct InitConfig {
     pub new_keyring: bool,
 }
 
-pub fn stage1(chan: &Channel, cfg: &InitConfig) -> Result<()> {
+pub fn stage1(chan: &Channel, cfg: &InitConfig, join: &SelfJoin, born_in: bool) -> Result<()> {
     super::spawn::make_undumpable()?;
-    chan.expect("go", |m| matches!(m, Msg::Go))?;
+    // Before any namespace: a new cgroup namespace is rooted where we are.
+    super::spawn::join_cgroup(chan, join, born_in)?;
     // Read before any cgroup namespace hides the real paths.
     let cgroup_lines: Vec<String> = std::fs::read_to_string("/proc/self/cgroup")
         .ctx(|| "read /proc/self/cgroup")?

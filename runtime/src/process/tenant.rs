@@ -10,6 +10,7 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
 
 use super::finalize;
 use super::spawn::fork_child;
+use crate::cgroups::SelfJoin;
 use crate::error::{Context, Error, Result};
 use crate::namespaces::{self, Join, JOIN_ORDER};
 use crate::sync::{Channel, Msg};
@@ -30,9 +31,9 @@ fn same_ns(pid: i32, name: &str) -> bool {
     matches!((a, b), (Ok(a), Ok(b)) if a.ino() == b.ino() && a.dev() == b.dev())
 }
 
-pub fn stage1(chan: &Channel, cfg: &TenantConfig) -> Result<()> {
+pub fn stage1(chan: &Channel, cfg: &TenantConfig, join: &SelfJoin, born_in: bool) -> Result<()> {
     super::spawn::make_undumpable()?;
-    chan.expect("go", |m| matches!(m, Msg::Go))?;
+    super::spawn::join_cgroup(chan, join, born_in)?;
     let pid = cfg.init_pid;
     let mut joins = Vec::new();
     for t in JOIN_ORDER {
