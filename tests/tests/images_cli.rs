@@ -419,3 +419,23 @@ fn list_filters_before_since_label_dangling() {
         "{v}"
     );
 }
+
+#[test]
+fn tagging_again_moves_last_tag_time() {
+    let d = Daemon::start();
+    d.docker_ok(&["load", "-i", &busybox_tar().display().to_string()]);
+    let last_tag = |d: &Daemon| {
+        d.inspect("image", "busybox")["Metadata"]["LastTagTime"]
+            .as_str()
+            .expect("LastTagTime")
+            .to_owned()
+    };
+    d.docker_ok(&["tag", "busybox", "again:1"]);
+    let first = last_tag(&d);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // The same tag for the same image: dockerd moves LastTagTime too.
+    d.docker_ok(&["tag", "busybox", "again:1"]);
+    let second = last_tag(&d);
+    assert_ne!(first, second, "LastTagTime did not move");
+    assert_eq!(image_id(&d, "again:1"), image_id(&d, "busybox"));
+}

@@ -77,8 +77,11 @@ impl ImageStore {
         let mut st = self.lock()?;
         let img = Self::resolve_in(&st, source, &parsed)?;
         // Tagging again what the tag already names (a cached rebuild)
-        // writes nothing: LastTagTime stays when the tag was set.
-        if st.refs.get(target) != Some(&img.id) {
+        // writes nothing: LastTagTime moves in memory only, so after a
+        // restart it says when the tag last changed.
+        if st.refs.get(target) == Some(&img.id) {
+            Self::touch_last_tag_time(&mut st, &img.id);
+        } else {
             st.refs.add(target, &img.id)?;
             self.set_last_tag_time(&mut st, &img.id)?;
         }

@@ -360,6 +360,14 @@ impl ImageStore {
             .ctx(|| format!("write {}", meta_path.display()))
     }
 
+    pub(crate) fn touch_last_tag_time(st: &mut State, id: &Digest) {
+        if let Some(img) = st.images.get(id).cloned() {
+            let mut new = (*img).clone();
+            new.meta.last_tag_time = Some(Utc::now());
+            st.images.insert(id.clone(), Arc::new(new));
+        }
+    }
+
     pub(crate) fn set_last_tag_time(&self, st: &mut State, id: &Digest) -> Result<()> {
         let Some(img) = st.images.get(id).cloned() else {
             return Ok(());
