@@ -101,6 +101,23 @@ fn pull_by_tag_and_digest_then_run_missing_image() {
     let push = d.docker_ok(&["push", &copy]);
     assert!(push.contains("Mounted from test/busybox"), "{push}");
     assert!(push.contains(&reg.digest("test/mounted:1")), "{push}");
+    // The config blob is mounted too; nothing is uploaded, and blobs known
+    // only elsewhere are mounted without asking first.
+    let log = reg.log();
+    for needle in [
+        "\"PATCH /v2/test/mounted/blobs/uploads/",
+        "\"PUT /v2/test/mounted/blobs/uploads/",
+        "\"HEAD /v2/test/mounted/blobs/",
+    ] {
+        assert!(
+            !log.contains(needle),
+            "{needle} in the registry log:\n{log}"
+        );
+    }
+    assert!(
+        log.contains("\"POST /v2/test/mounted/blobs/uploads/?mount="),
+        "{log}"
+    );
     // --pull always pulls even though the image is there.
     let always = d.docker_ok(&["create", "--pull", "always", &name, "true"]);
     assert!(!always.trim().is_empty());

@@ -201,7 +201,12 @@ impl Distribution {
                 repo.sess.host.clone(),
                 repo.path.clone(),
             );
-            let blobs: Vec<Digest> = layers.iter().filter_map(|l| l.digest().ok()).collect();
+            // The config too: a later push can mount it like the layers.
+            let blobs: Vec<Digest> = layers
+                .iter()
+                .filter_map(|l| l.digest().ok())
+                .chain(Some(config_digest.clone()))
+                .collect();
             blocking(move || {
                 st.publish_pulled(&bytes, &tags)?;
                 drop(pins);

@@ -139,14 +139,21 @@ impl Distribution {
         // has to wait for all of them.
         let config_job = {
             let (st, repo, id) = (self.store.clone(), repo.clone(), image.id.clone());
+            let dir = self.config().data_dir.clone();
             tokio::spawn(async move {
                 let config = {
                     let (st, id) = (st.clone(), id.clone());
                     blocking(move || Ok(st.content().read(&id)?)).await?
                 };
-                if !repo.blob_exists(&id).await? {
+                if repo.place_known(&dir, &id).await?.is_none() {
                     repo.upload_bytes(config.clone(), &id).await?;
                 }
+                let (h, p) = (repo.sess.host.clone(), repo.path.clone());
+                let _ = blocking(move || {
+                    crate::sources::record(&dir, &id, &h, &p);
+                    Ok(())
+                })
+                .await;
                 Ok::<_, Error>(config.len())
             })
         };
@@ -331,6 +338,12 @@ fn ready_blob(store: &ImageStore, layer: &Layer, dir: &Path) -> Result<Option<Pr
     )
 }
 
+/// How a blob came to be on the registry without an upload.
+enum Placed {
+    Exists,
+    Mounted(String),
+}
+
 impl Repo {
     pub async fn blob_exists(&self, d: &Digest) -> Result<bool> {
         let url = self.sess.url(&format!("/v2/{}/blobs/{d}", self.path));
@@ -345,17 +358,39 @@ impl Repo {
         }
     }
 
-    /// Ask the registry to mount `d` from another repository on it that
-    /// is known to hold it. Returns that repository when it worked.
-    async fn mount_from_known(&self, dir: &Path, d: &Digest) -> Result<Option<String>> {
+    /// Is `d` on the registry already, or can it be mounted there from
+    /// another repository known to hold it? A blob known only elsewhere is
+    /// mounted straight away (the registry answers a mount of a blob the
+    /// repository has with 201 too), saving the HEAD's round trip.
+    async fn place_known(&self, dir: &Path, d: &Digest) -> Result<Option<Placed>> {
         let (dir, d2, host, path) = (
             dir.to_owned(),
             d.clone(),
             self.sess.host.clone(),
             self.path.clone(),
         );
-        let candidates =
+        let (here, others) =
             blocking(move || Ok(crate::sources::on_host(&dir, &d2, &host, &path))).await?;
+        let mount_first = !here && !others.is_empty();
+        if mount_first {
+            if let Some(from) = self.mount_from(&others, d).await? {
+                return Ok(Some(Placed::Mounted(from)));
+            }
+        }
+        if self.blob_exists(d).await? {
+            return Ok(Some(Placed::Exists));
+        }
+        if !mount_first {
+            if let Some(from) = self.mount_from(&others, d).await? {
+                return Ok(Some(Placed::Mounted(from)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Ask the registry to mount `d` from one of `candidates`. Returns the
+    /// one it worked from.
+    async fn mount_from(&self, candidates: &[String], d: &Digest) -> Result<Option<String>> {
         for from in candidates {
             let url = self.sess.url(&format!(
                 "/v2/{}/blobs/uploads/?mount={}&from={from}",
@@ -371,7 +406,7 @@ impl Repo {
                 })
                 .await?;
             if resp.status() == StatusCode::CREATED {
-                return Ok(Some(from));
+                return Ok(Some(from.clone()));
             }
         }
         Ok(None)
@@ -493,13 +528,16 @@ impl Repo {
             blocking(move || ready_blob(&st, &layer, &dir)).await?
         };
         if let Some(prepared) = ready {
-            if self.blob_exists(&prepared.digest).await? {
-                out.layer(id, "Layer already exists").await;
-                return Ok(prepared);
-            }
-            if let Some(from) = self.mount_from_known(dir, &prepared.digest).await? {
-                out.layer(id, &format!("Mounted from {from}")).await;
-                return Ok(prepared);
+            match self.place_known(dir, &prepared.digest).await? {
+                Some(Placed::Exists) => {
+                    out.layer(id, "Layer already exists").await;
+                    return Ok(prepared);
+                }
+                Some(Placed::Mounted(from)) => {
+                    out.layer(id, &format!("Mounted from {from}")).await;
+                    return Ok(prepared);
+                }
+                None => {}
             }
             if let Some(path) = &prepared.path {
                 self.upload_file(path, &prepared.digest, prepared.size, id, out)

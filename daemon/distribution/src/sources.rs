@@ -40,11 +40,17 @@ pub(crate) fn record(dir: &Path, blob: &Digest, host: &str, path: &str) {
     }
 }
 
-/// Other repositories on `host` known to hold `blob`.
-pub(crate) fn on_host(dir: &Path, blob: &Digest, host: &str, except: &str) -> Vec<String> {
-    read(dir, blob)
+/// Whether repository `path` on `host` is known to hold `blob`, and which
+/// other repositories there are.
+pub(crate) fn on_host(dir: &Path, blob: &Digest, host: &str, path: &str) -> (bool, Vec<String>) {
+    let mut here = false;
+    let others = read(dir, blob)
         .into_iter()
         .filter_map(|l| l.strip_prefix(&format!("{host}/")).map(str::to_owned))
-        .filter(|p| p != except)
-        .collect()
+        .filter(|p| {
+            here |= p == path;
+            p != path
+        })
+        .collect();
+    (here, others)
 }
