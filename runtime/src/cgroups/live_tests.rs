@@ -560,51 +560,19 @@ fn join_v1_and_clone_into_cgroup() -> i32 {
         Some(Ok(fd)) => fd,
         _ => return 12,
     };
-    #[repr(C)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: 0,
-        set_tid_size: 0,
-        cgroup: fd as u64,
-    };
-    // SAFETY: clone3 without a new stack behaves like fork; the grandchild
-    // only makes raw syscalls before _exit.
+    let cloned = crate::process::spawn::clone_into_cgroup(fd);
+    // SAFETY: the grandchild only makes raw syscalls before _exit; the
+    // parent closes its fd and reaps the grandchild.
     unsafe {
-        let pid = libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        );
-        if pid == 0 {
+        if let Ok(0) = cloned {
             libc::_exit(cgroup_lines_match());
         }
         libc::close(fd);
-        if pid < 0 {
+        let Ok(pid) = cloned else {
             return 13;
-        }
+        };
         let mut status = 0;
-        libc::waitpid(pid as i32, &mut status, 0);
+        libc::waitpid(pid, &mut status, 0);
         if libc::WIFEXITED(status) {
             libc::WEXITSTATUS(status)
         } else {

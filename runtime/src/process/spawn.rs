@@ -1,7 +1,7 @@
 //! fork(2) for the runtime's helper stages. The runtime is single-threaded,
 //! so the child may keep using the allocator and std.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::unistd::{fork, ForkResult, Pid};
 
@@ -41,7 +41,7 @@ pub fn fork_child_into(
     f: impl FnOnce(bool) -> Result<()>,
 ) -> Result<Pid> {
     if let Some(dir) = cgroup_dir {
-        match clone_into_cgroup(dir) {
+        match clone_into_cgroup(dir.as_raw_fd()) {
             Ok(0) => {
                 // SAFETY: the child's copy of the fd; the child never returns
                 // into code that would drop it.
@@ -59,7 +59,7 @@ pub fn fork_child_into(
 
 /// clone3(CLONE_INTO_CGROUP) without a new stack: fork semantics. Returns
 /// 0 in the child, the child's pid in the parent.
-fn clone_into_cgroup(dir: &OwnedFd) -> std::io::Result<i32> {
+pub(crate) fn clone_into_cgroup(dir: RawFd) -> std::io::Result<i32> {
     #[repr(C)]
     struct CloneArgs {
         flags: u64,
@@ -86,7 +86,7 @@ fn clone_into_cgroup(dir: &OwnedFd) -> std::io::Result<i32> {
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: dir.as_raw_fd() as u64,
+        cgroup: dir as u64,
     };
     // SAFETY: clone3 without CLONE_VM or a stack duplicates the (single-
     // threaded) process as fork does; the args outlive the call.
