@@ -148,12 +148,7 @@ impl Distribution {
                 if repo.place_known(&dir, &id).await?.is_none() {
                     repo.upload_bytes(config.clone(), &id).await?;
                 }
-                let (h, p) = (repo.sess.host.clone(), repo.path.clone());
-                let _ = blocking(move || {
-                    crate::sources::record(&dir, &id, &h, &p);
-                    Ok(())
-                })
-                .await;
+                repo.remember(&dir, &id).await;
                 Ok::<_, Error>(config.len())
             })
         };
@@ -182,16 +177,7 @@ impl Distribution {
                         .map_err(|_| Error::Internal("upload limiter closed".into()))?,
                 };
                 let prepared = repo.push_layer(&st, &layer, &dir, &id, &out).await?;
-                let (d, h, p) = (
-                    prepared.digest.clone(),
-                    repo.sess.host.clone(),
-                    repo.path.clone(),
-                );
-                let _ = blocking(move || {
-                    crate::sources::record(&dir, &d, &h, &p);
-                    Ok(())
-                })
-                .await;
+                repo.remember(&dir, &prepared.digest).await;
                 Ok::<_, Error>(prepared)
             }));
         }
@@ -356,6 +342,21 @@ impl Repo {
             StatusCode::NOT_FOUND => Ok(false),
             s => Err(self.status_error(s, &url, resp).await),
         }
+    }
+
+    /// Note that this repository now holds `d`, for later mounts.
+    async fn remember(&self, dir: &Path, d: &Digest) {
+        let (dir, d, h, p) = (
+            dir.to_owned(),
+            d.clone(),
+            self.sess.host.clone(),
+            self.path.clone(),
+        );
+        let _ = blocking(move || {
+            crate::sources::record(&dir, &d, &h, &p);
+            Ok(())
+        })
+        .await;
     }
 
     /// Is `d` on the registry already, or can it be mounted there from
