@@ -23,6 +23,7 @@ pub mod image_store;
 pub mod podman;
 pub mod py;
 pub mod registry;
+pub mod server_thread;
 pub mod tarball;
 
 /// The workspace checkout.

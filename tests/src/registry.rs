@@ -342,8 +342,7 @@ impl Drop for Registry {
 /// credentials; anyone else gets 401.
 pub struct TokenServer {
     pub port: u16,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: crate::server_thread::ServerThread,
 }
 
 fn b64url(data: &[u8]) -> String {
@@ -528,17 +527,7 @@ impl TokenServer {
         });
         TokenServer {
             port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _server: crate::server_thread::ServerThread::new(stop, thread),
         }
     }
 }

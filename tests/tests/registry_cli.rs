@@ -324,8 +324,7 @@ struct CorruptingProxy {
     spoil: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Requests that asked for a byte range.
     ranges: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: berth_tests::server_thread::ServerThread,
 }
 
 impl CorruptingProxy {
@@ -413,17 +412,7 @@ impl CorruptingProxy {
             port,
             spoil,
             ranges,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for CorruptingProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _server: berth_tests::server_thread::ServerThread::new(stop, thread),
         }
     }
 }
@@ -1059,8 +1048,7 @@ struct StallingUploads {
     port: u16,
     stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: berth_tests::server_thread::ServerThread,
 }
 
 impl StallingUploads {
@@ -1146,17 +1134,7 @@ impl StallingUploads {
             port,
             stalled,
             closed,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for StallingUploads {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _server: berth_tests::server_thread::ServerThread::new(stop, thread),
         }
     }
 }
