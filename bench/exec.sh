@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Exec figures through the real docker CLI: `docker exec C true` latency
-# (and the same exec through the raw API with curl, without the CLI's own
-# start-up), and the throughput of `docker exec C cat /bigfile > /dev/null`
+# (and the same exec through the raw API with bench/apiload.rs `exec`: one
+# keep-alive connection, create then start without an upgrade, as client
+# libraries do it -- without the CLI's or curl's own start-up), and the throughput of `docker exec C cat /bigfile > /dev/null`
 # for a 100 MB file -- for berthd (release build, berth-runtime) and, when
 # installed, Debian's dockerd (runc) on a private socket, data root, exec
 # root and cgroup parent (never /var/run/docker.sock). No assertions: this
@@ -12,26 +13,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 bench_need_root bench/exec.sh
-bench_need bench/exec.sh curl
 
 RUNS=${1:-${BENCH_RUNS:-30}}
 SIZE_MB=${BENCH_EXEC_MB:-100}
 bench_bins berthd berth-shim berth-runtime
 bench_fixtures
+bench_apiload
 bench_workdir bexec-bench
 PARENT=bexec-bench-$$
 cleanup_hook() { rm_containers_everywhere bexec; }
-
-# One exec through the API: create, then start without an upgrade (the
-# output is the response body), as a client library does it.
-api_exec() { # socket
-    local id
-    id=$(curl -sf --unix-socket "$1" -X POST -H 'Content-Type: application/json' \
-        -d '{"Cmd":["true"],"AttachStdout":true,"AttachStderr":true}' \
-        http://localhost/v1.41/containers/bexec/exec | sed -E 's/.*"Id":"([0-9a-f]+)".*/\1/')
-    curl -sf --unix-socket "$1" -X POST -H 'Content-Type: application/json' -d '{}' \
-        "http://localhost/v1.41/exec/$id/start" >/dev/null
-}
 
 declare -A RESULT
 measure() { # name socket
@@ -40,13 +30,13 @@ measure() { # name socket
     "$DOCKER" load -q -i "$FIXTURES/busybox.tar" >/dev/null
     "$DOCKER" run -d --name bexec --network none busybox sleep 100000 >/dev/null
     "$DOCKER" exec bexec dd if=/dev/urandom of=/bigfile bs=1M count="$SIZE_MB" 2>/dev/null
-    for _ in 1 2 3; do "$DOCKER" exec bexec true; api_exec "$sock"; done
+    for _ in 1 2 3; do "$DOCKER" exec bexec true; done
     : >"$WORK/$name-cli.ms"
-    : >"$WORK/$name-api.ms"
     for _ in $(seq "$RUNS"); do
         time_into "$WORK/$name-cli.ms" "$DOCKER" exec bexec true
-        time_into "$WORK/$name-api.ms" api_exec "$sock"
     done
+    local amed ap10 ap90
+    read -r amed ap10 ap90 < <("$APILOAD" "$sock" exec bexec "$RUNS")
     local tp=()
     for _ in 1 2 3; do
         t0=$(now_ns)
@@ -59,7 +49,6 @@ measure() { # name socket
     outside=$("$DOCKER" exec bexec cat /bigfile | md5sum | cut -d' ' -f1)
     [ "$inside" = "$outside" ] || echo "WARNING: $name: cat through exec corrupted the data" >&2
     read -r med p10 p90 < <(stats "$WORK/$name-cli.ms")
-    read -r amed ap10 ap90 < <(stats "$WORK/$name-api.ms")
     RESULT[$name]=$med
     bench_figure "docker exec true (CLI), ms" "$name" "$med" ms
     bench_figure "exec create+start (API), ms" "$name" "$amed" ms

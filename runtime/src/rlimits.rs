@@ -4,7 +4,12 @@ use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 
 use crate::error::{Error, Result};
 
-fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+#[cfg(target_env = "gnu")]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type Resource = libc::c_int;
+
+fn resource(t: PosixRlimitType) -> Resource {
     match t {
         PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
         PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
