@@ -29,17 +29,21 @@ cat "$BERTH_FIGURES_FILE"
 skips=()
 for t in "${reliability[@]}"; do skips+=(--skip "$t"); done
 cargo test --workspace --no-fail-fast -- --test-threads="$threads" "${skips[@]}" || status=1
-# The static berth-shim that install.sh ships (scripts/build-release.sh)
-# where the musl target is installed: the shim's own tests and the log,
-# exec and attach ones again, with it in place of the glibc-linked one.
+# The static berth-shim and berth-runtime that install.sh ships
+# (scripts/build-release.sh) where the musl target is installed: the shim's
+# and the runtime's own tests and the log, exec and attach ones again, with
+# them in place of the glibc-linked ones.
 musl=x86_64-unknown-linux-musl
 if [ -d "$(rustc --print sysroot)/lib/rustlib/$musl" ]; then
-    static=$PWD/target/static-shim
-    if cargo build -p berth-shim --target "$musl"; then
+    static=$PWD/target/static-bins
+    if cargo build -p berth-shim -p berth-runtime --target "$musl"; then
         mkdir -p "$static"
-        ln -f target/debug/berthd target/debug/berth-runtime "target/$musl/debug/berth-shim" "$static/"
+        ln -f target/debug/berthd "target/$musl/debug/berth-runtime" \
+            "target/$musl/debug/berth-shim" "$static/"
         BERTH_BIN_DIR=$static cargo test -p berth-tests --test shim_protocol --test logs_cli \
-            --test exec_cli --test attach_detach -- --test-threads="$threads" || status=1
+            --test exec_cli --test attach_detach --test runtime_lifecycle \
+            --test runtime_security --test runtime_seccomp --test runtime_cgroups \
+            --test runtime_tty -- --test-threads="$threads" || status=1
     else
         status=1
     fi

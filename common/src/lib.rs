@@ -3,5 +3,6 @@
 pub mod atomic;
 pub mod crashpoint;
 pub mod mux;
+pub mod readonly_exe;
 pub mod shim;
 pub mod tree;

@@ -2,10 +2,15 @@
 //! container code can see us, re-execute from a copy nobody can write, so
 //! /proc/<pid>/exe of a runtime process is read-only.
 //!
-//! Fast path: a helper thread makes a private mount namespace, binds our
-//! binary read-only, opens it O_PATH and exits; the mount lives on,
-//! detached, through that fd, and we execveat it. No bytes are copied.
-//! Fallback: a sealed memfd copy of the binary.
+//! Callers that can (berth-shim) start us from such a view already, and
+//! then nothing is done here.
+//!
+//! Fast path: a detached read-only bind mount of our binary
+//! (`berth_common::readonly_exe`), which we execveat. Before Linux 5.12: a
+//! helper thread makes a private mount namespace, binds our binary
+//! read-only, opens it O_PATH and exits; the mount lives on, detached,
+//! through that fd. No bytes are copied either way. Last resort: a sealed
+//! memfd copy of the binary.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -38,13 +43,21 @@ pub fn ensure_sealed() -> Result<()> {
     if is_sealed() {
         return Ok(());
     }
-    let exe = match readonly_bind() {
+    let exe = match berth_common::readonly_exe::open(std::path::Path::new("/proc/self/exe")) {
         Ok(fd) => fd,
         Err(e) => {
             crate::logging::debug(&format!(
-                "read-only bind of the runtime failed ({e}); copying to a memfd"
+                "detached read-only view of the runtime failed ({e}); binding it in a private namespace"
             ));
-            sealed_memfd()?
+            match readonly_bind() {
+                Ok(fd) => fd,
+                Err(e) => {
+                    crate::logging::debug(&format!(
+                        "read-only bind of the runtime failed ({e}); copying to a memfd"
+                    ));
+                    sealed_memfd()?
+                }
+            }
         }
     };
     reexec(exe.as_raw_fd())

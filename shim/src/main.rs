@@ -173,11 +173,11 @@ fn setup(cfg: &Config) -> Result<Shim> {
     }
 
     let reaper = Reaper::new()?;
-    let rt = Runtime {
-        path: cfg.runtime.clone(),
-        root: cfg.runtime_root.clone(),
-        id: cfg.id.clone(),
-    };
+    let rt = Runtime::new(
+        cfg.runtime.clone(),
+        cfg.runtime_root.clone(),
+        cfg.id.clone(),
+    );
     let log = match &cfg.log_path {
         Some(p) => Some(
             JsonLog::open(p, cfg.log_max_size, cfg.log_max_files)

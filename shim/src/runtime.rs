@@ -7,18 +7,24 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::io;
+use crate::{io, slog};
 
 pub struct Runtime {
     pub path: PathBuf,
     pub root: PathBuf,
     pub id: String,
+    /// `path` on a private read-only mount, opened once: the runtime runs
+    /// from it, so it need not protect itself (CVE-2019-5736) with a
+    /// re-exec on every call. None where the kernel or the file system
+    /// refuses; the runtime then seals itself as before.
+    view: Option<OwnedFd>,
 }
 
 /// The stdio a runtime command runs with; for `create` and `exec` these are
@@ -34,8 +40,39 @@ pub struct CommandStdio {
 const RUNTIME_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Runtime {
+    pub fn new(path: PathBuf, root: PathBuf, id: String) -> Runtime {
+        let view = match berth_common::readonly_exe::open(&path) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                slog!(
+                    "no read-only view of {} ({e}): the runtime seals itself",
+                    path.display()
+                );
+                None
+            }
+        };
+        Runtime {
+            path,
+            root,
+            id,
+            view,
+        }
+    }
+
+    /// The runtime binary, from the read-only view where there is one.
+    fn program(&self) -> Command {
+        match &self.view {
+            Some(fd) => {
+                let mut c = Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                c.arg0(&self.path);
+                c
+            }
+            None => Command::new(&self.path),
+        }
+    }
+
     fn command(&self) -> Command {
-        let mut c = Command::new(&self.path);
+        let mut c = self.program();
         c.arg("--root").arg(&self.root);
         c
     }
@@ -208,4 +245,34 @@ pub fn read_pid_file(path: &Path) -> Result<i32> {
         return Err(anyhow!("pid file {} holds pid {pid}", path.display()));
     }
     Ok(pid)
+}
+
+#[cfg(test)]
+mod view_tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_runs_from_a_read_only_view_of_its_binary() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        // Any ELF binary that can report on its own /proc/self/exe will do.
+        let python = PathBuf::from("/usr/bin/python3");
+        if !python.exists() {
+            return;
+        }
+        let rt = Runtime::new(python, PathBuf::from("/nonexistent"), "x".into());
+        assert!(rt.view.is_some(), "no read-only view was made");
+        let out = rt
+            .program()
+            .args([
+                "-c",
+                "import os; print(os.statvfs('/proc/self/exe').f_flag & os.ST_RDONLY)",
+            ])
+            .output()
+            .expect("run python3 through the view");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    }
 }
