@@ -310,12 +310,19 @@ fn a_large_profile_stays_within_jump_limits() {
         ],
     );
     let p = f.instructions();
-    let last = nr(names[names.len() - 1]);
-    assert_eq!(run(p, native_arch(), last, [0; 6]), RET_ALLOW);
-    assert_eq!(
-        run(p, native_arch(), last, [0, 77, 0, 0, 0, 0]),
-        RET_ERRNO | 5
+    assert!(
+        p.iter().any(|i| i.code == JMP_JA),
+        "the tree should need 32-bit jumps here"
     );
+    for name in &names {
+        let n = nr(name);
+        assert_eq!(run(p, native_arch(), n, [0; 6]), RET_ALLOW, "{name}");
+        assert_eq!(
+            run(p, native_arch(), n, [0, 77, 0, 0, 0, 0]),
+            RET_ERRNO | 5,
+            "{name}"
+        );
+    }
 }
 
 /// Forks a child that installs `f` and reports through its exit status.
@@ -434,4 +441,327 @@ fn trace_without_a_tracer_fails_with_enosys() {
         }
     });
     assert_eq!(libc::WEXITSTATUS(status), 0);
+}
+
+/// One profile entry, kept alongside the OCI form so the reference
+/// evaluation below reads the same data the compiler does.
+struct Entry {
+    names: Vec<&'static str>,
+    action: LinuxSeccompAction,
+    errno: Option<u32>,
+    args: Vec<LinuxSeccompArg>,
+}
+
+fn entry(
+    names: Vec<&'static str>,
+    action: LinuxSeccompAction,
+    errno: Option<u32>,
+    args: Vec<LinuxSeccompArg>,
+) -> Entry {
+    Entry {
+        names,
+        action,
+        errno,
+        args,
+    }
+}
+
+fn compile_entries(default: LinuxSeccompAction, default_errno: u32, entries: &[Entry]) -> Filter {
+    let syscalls = entries
+        .iter()
+        .map(|e| rule(&e.names, e.action, e.errno, e.args.clone()))
+        .collect();
+    filter(default, Some(default_errno), syscalls)
+}
+
+fn condition_holds(c: &LinuxSeccompArg, args: &[u64; 6]) -> bool {
+    use LinuxSeccompOperator as Op;
+    let a = args[c.index()];
+    let v = c.value();
+    match c.op() {
+        Op::ScmpCmpEq => a == v,
+        Op::ScmpCmpNe => a != v,
+        Op::ScmpCmpGt => a > v,
+        Op::ScmpCmpGe => a >= v,
+        Op::ScmpCmpLt => a < v,
+        Op::ScmpCmpLe => a <= v,
+        Op::ScmpCmpMaskedEq => a & v == c.value_two().unwrap_or(0),
+    }
+}
+
+/// Does an entry's argument list match? Conditions on the same index are
+/// alternatives, otherwise all must hold.
+fn entry_matches(e: &Entry, args: &[u64; 6]) -> bool {
+    let mut indexes: Vec<usize> = e.args.iter().map(|a| a.index()).collect();
+    indexes.sort_unstable();
+    let repeated = indexes.windows(2).any(|w| w[0] == w[1]);
+    if repeated {
+        e.args.iter().any(|c| condition_holds(c, args))
+    } else {
+        e.args.iter().all(|c| condition_holds(c, args))
+    }
+}
+
+/// The profile evaluated directly: the first matching conditional entry,
+/// else the first plain one, else the default.
+fn reference(
+    default: LinuxSeccompAction,
+    default_errno: u32,
+    entries: &[Entry],
+    nr: u32,
+    args: &[u64; 6],
+) -> u32 {
+    let ret = |action, errno| action_value(action, errno, libc::EPERM as u32).unwrap();
+    let names_nr = |e: &&Entry| e.names.iter().any(|n| syscall_number(n) == Some(nr));
+    let mine: Vec<&Entry> = entries.iter().filter(names_nr).collect();
+    mine.iter()
+        .find(|e| !e.args.is_empty() && entry_matches(e, args))
+        .or_else(|| mine.iter().find(|e| e.args.is_empty()))
+        .map_or(ret(default, Some(default_errno)), |e| {
+            ret(e.action, e.errno)
+        })
+}
+
+/// The native table's names ordered by syscall number.
+fn names_by_number() -> Vec<&'static str> {
+    let mut t = native().unwrap().table.to_vec();
+    t.sort_by_key(|(_, nr)| *nr);
+    t.into_iter().map(|(n, _)| n).collect()
+}
+
+fn assert_matches_reference(
+    f: &Filter,
+    default: LinuxSeccompAction,
+    default_errno: u32,
+    entries: &[Entry],
+    probes: &[[u64; 6]],
+) {
+    let max = names_by_number().last().map(|n| nr(n)).unwrap();
+    for n in 0..=max + 10 {
+        for args in probes {
+            let want = reference(default, default_errno, entries, n, args);
+            let got = run(f.instructions(), native_arch(), n, *args);
+            assert_eq!(got, want, "nr {n} args {args:x?}");
+        }
+    }
+}
+
+#[test]
+fn the_tree_answers_like_the_profile_for_every_number() {
+    use LinuxSeccompOperator as Op;
+    let s = names_by_number();
+    let n = s.len();
+    let pick = |r: std::ops::Range<usize>| s[r].to_vec();
+    let ev = |i: usize| vec![s[i]];
+    let sparse: Vec<&str> = (70..n - 1).filter(|i| i % 7 != 0).map(|i| s[i]).collect();
+    let entries = vec![
+        entry(pick(0..40), ALLOW, None, vec![]),
+        entry(pick(40..60), ERRNO, Some(5), vec![]),
+        // 60..70 is a hole, except one explicit rule equal to the default.
+        entry(ev(65), ERRNO, Some(1), vec![]),
+        entry(
+            pick(100..103),
+            LinuxSeccompAction::ScmpActKillProcess,
+            None,
+            vec![],
+        ),
+        entry(ev(150), LinuxSeccompAction::ScmpActTrap, None, vec![]),
+        entry(ev(151), LinuxSeccompAction::ScmpActLog, None, vec![]),
+        entry(sparse, ALLOW, None, vec![]),
+        // Conditional numbers: 0, both edges of the allow/errno boundary, the
+        // last number in the table (conditional only), and one in a hole.
+        entry(ev(0), ERRNO, Some(12), vec![arg(2, Op::ScmpCmpNe, 0, None)]),
+        entry(ev(39), ERRNO, Some(9), vec![arg(0, Op::ScmpCmpEq, 7, None)]),
+        entry(
+            ev(40),
+            ALLOW,
+            None,
+            vec![arg(1, Op::ScmpCmpMaskedEq, 0xff00, Some(0x1200))],
+        ),
+        entry(
+            ev(n - 1),
+            ERRNO,
+            Some(11),
+            vec![
+                arg(0, Op::ScmpCmpGt, 1 << 33, None),
+                arg(1, Op::ScmpCmpLe, 3, None),
+            ],
+        ),
+        entry(
+            ev(62),
+            ALLOW,
+            None,
+            vec![
+                arg(0, Op::ScmpCmpEq, 0, None),
+                arg(0, Op::ScmpCmpEq, 7, None),
+            ],
+        ),
+    ];
+    let probes = [
+        [0; 6],
+        [7, 0, 0, 0, 0, 0],
+        [0, 0x12ab, 1, 0, 0, 0],
+        [(1 << 33) + 1, 3, 0, 0, 0, 0],
+        [(1 << 33) + 1, 4, 0, 0, 0, 0],
+        [u64::MAX; 6],
+    ];
+    let f = compile_entries(ERRNO, 1, &entries);
+    assert_matches_reference(&f, ERRNO, 1, &entries, &probes);
+}
+
+/// Roughly Docker's default profile: deny by default, allow the native
+/// table except a few dangerous calls, with argument checks on clone and
+/// personality.
+fn docker_like() -> (Vec<Entry>, usize) {
+    use LinuxSeccompOperator as Op;
+    const DENIED: &[&str] = &[
+        "acct",
+        "add_key",
+        "bpf",
+        "clock_adjtime",
+        "clock_settime",
+        "clone",
+        "create_module",
+        "delete_module",
+        "finit_module",
+        "fsconfig",
+        "fsmount",
+        "fsopen",
+        "fspick",
+        "get_kernel_syms",
+        "get_mempolicy",
+        "init_module",
+        "ioperm",
+        "iopl",
+        "kcmp",
+        "kexec_file_load",
+        "kexec_load",
+        "keyctl",
+        "lookup_dcookie",
+        "mbind",
+        "mount",
+        "move_mount",
+        "move_pages",
+        "name_to_handle_at",
+        "nfsservctl",
+        "open_by_handle_at",
+        "open_tree",
+        "perf_event_open",
+        "personality",
+        "pivot_root",
+        "process_vm_readv",
+        "process_vm_writev",
+        "ptrace",
+        "query_module",
+        "quotactl",
+        "reboot",
+        "request_key",
+        "set_mempolicy",
+        "setns",
+        "settimeofday",
+        "stime",
+        "swapoff",
+        "swapon",
+        "sysfs",
+        "_sysctl",
+        "umount",
+        "umount2",
+        "unshare",
+        "uselib",
+        "userfaultfd",
+        "ustat",
+        "vm86",
+        "vm86old",
+    ];
+    let allowed: Vec<&'static str> = names_by_number()
+        .into_iter()
+        .filter(|n| !DENIED.contains(n))
+        .collect();
+    let count = allowed.len();
+    let ns_mask = 0x7E02_0000u64;
+    let entries = vec![
+        entry(allowed, ALLOW, None, vec![]),
+        entry(
+            vec!["personality"],
+            ALLOW,
+            None,
+            vec![arg(0, Op::ScmpCmpEq, 0, None)],
+        ),
+        entry(
+            vec!["personality"],
+            ALLOW,
+            None,
+            vec![arg(0, Op::ScmpCmpEq, 8, None)],
+        ),
+        entry(
+            vec!["clone"],
+            ALLOW,
+            None,
+            vec![arg(0, Op::ScmpCmpMaskedEq, ns_mask, Some(0))],
+        ),
+    ];
+    (entries, count)
+}
+
+#[test]
+fn a_docker_like_allow_list_compiles_to_a_small_tree() {
+    let (entries, allowed) = docker_like();
+    let f = compile_entries(ERRNO, 1, &entries);
+    let len = f.instructions().len();
+    assert!(
+        len < allowed / 2,
+        "{len} instructions for {allowed} allowed syscalls"
+    );
+    let probes = [
+        [0; 6],
+        [8, 0, 0, 0, 0, 0],
+        [0x2000_0011, 0, 0, 0, 0, 0],
+        [0x11, 0, 0, 0, 0, 0],
+    ];
+    assert_matches_reference(&f, ERRNO, 1, &entries, &probes);
+}
+
+/// Kernel load time of the Docker-like profile: one fresh child per sample,
+/// timing only the seccomp() call. Run with --ignored --nocapture.
+#[test]
+#[ignore]
+fn time_loading_a_docker_like_profile() {
+    let (entries, _) = docker_like();
+    let f = compile_entries(ERRNO, 1, &entries);
+    let mut samples: Vec<u64> = (0..50).map(|_| load_time_ns(&f)).collect();
+    samples.sort_unstable();
+    println!(
+        "{} instructions; seccomp() load: median {} µs, min {} µs",
+        f.instructions().len(),
+        samples[samples.len() / 2] / 1000,
+        samples[0] / 1000
+    );
+}
+
+fn load_time_ns(f: &Filter) -> u64 {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two fds into the array; the child only makes raw
+    // syscalls and _exits.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            let start = std::time::Instant::now();
+            let ok = f.apply().is_ok();
+            let ns = start.elapsed().as_nanos() as u64;
+            let out = if ok { ns } else { u64::MAX };
+            libc::write(fds[1], (&out as *const u64).cast(), 8);
+            libc::_exit(0);
+        }
+        libc::close(fds[1]);
+        let mut ns = 0u64;
+        let n = libc::read(fds[0], (&mut ns as *mut u64).cast(), 8);
+        libc::close(fds[0]);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        assert_eq!(n, 8);
+        assert_ne!(ns, u64::MAX, "applying the filter failed");
+        ns
+    }
 }
