@@ -4,6 +4,12 @@ use clap::Parser;
 
 use berth_runtime::{cli, logging};
 
+/// See Cargo.toml: musl's allocator unmaps freed memory at once, which a
+/// short-lived process pays for in system calls.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 /// `--log FILE` and `--log-format F` from raw arguments, for reporting a
 /// command line clap could not parse (callers like containerd read the log).
 fn log_flags(args: &[String]) -> (Option<std::path::PathBuf>, logging::Format) {
