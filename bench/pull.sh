@@ -126,6 +126,7 @@ podman_in() { "${PODMAN[@]}" "$@"; }
 measure_podman() {
     local pulls=() pushes=() peaks=() t0 n=0 out
     mkdir -p "$WORK/podman/home"
+    run_tmpfs "$WORK/podman/run"
     for _ in $(seq "$RUNS"); do
         podman_in rmi -af >/dev/null 2>&1 || true
         sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
