@@ -140,9 +140,10 @@ start_berthd() { # dir [cgroup-parent] [more berthd args...]
     [ $# -gt 0 ] && shift
     daemon_dir "$dir" "$parent" berth.sock
     # A private default bridge (never the host's berth0), removed with its
-    # NAT rules by bench_cleanup, unless the caller names one.
+    # NAT rules by bench_cleanup, unless the caller names one (a flag and
+    # daemon.json naming it both is an error, as in dockerd).
     local bridge=()
-    if [[ " $* " != *" --bridge "* ]]; then
+    if [[ " $* " != *" --bridge "* ]] && ! grep -q '"bridge"' "$dir/daemon.json"; then
         bridge=(--bridge "bb$$-${#SOCKS[@]}")
         BRIDGES+=("bb$$-${#SOCKS[@]}")
     fi
@@ -267,7 +268,7 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # better unless BETTER=higher is given in the environment of the call.
 bench_figure() { # figure engine value unit
     [ -n "${BENCH_FIGURES:-}" ] || return 0
-    [ -n "$3" ] || return 0
+    [[ $3 =~ ^[0-9]+(\.[0-9]+)?$ ]] || return 0 # "-": not measured
     local engine=${2%% *}
     engine=${engine%%+*}
     printf '{"figure": "%s", "engine": "%s", "value": %s, "unit": "%s", "better": "%s", "script": "%s"}\n' \

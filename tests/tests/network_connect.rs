@@ -434,6 +434,34 @@ fn endpoint_and_network_shapes() {
         "{}",
         old["NetworkSettings"]
     );
+    // Before 1.42 as well, and the HostConfig still has KernelMemory; the
+    // kept answer is the one built with sizes, less the sizes.
+    let older = d.curl(&["http://localhost/v1.41/containers/ss/json"]).ok();
+    let older: Value = serde_json::from_str(&older).expect("inspect JSON");
+    assert_eq!(
+        older["NetworkSettings"]["Networks"]["side"]["Aliases"],
+        serde_json::json!([short])
+    );
+    assert_eq!(
+        older["HostConfig"]["KernelMemory"], 0,
+        "{}",
+        older["HostConfig"]
+    );
+    assert!(old["HostConfig"].get("KernelMemory").is_none());
+    for v in ["1.41", "1.44", "1.50"] {
+        let kept = d
+            .curl(&[&format!("http://localhost/v{v}/containers/ss/json")])
+            .ok();
+        let sized = d
+            .curl(&[&format!("http://localhost/v{v}/containers/ss/json?size=1")])
+            .ok();
+        let kept: Value = serde_json::from_str(&kept).expect("inspect JSON");
+        let mut sized: Value = serde_json::from_str(&sized).expect("inspect JSON");
+        let m = sized.as_object_mut().expect("an object");
+        assert!(m.remove("SizeRw").is_some(), "{v}: no SizeRw");
+        m.remove("SizeRootFs");
+        assert_eq!(kept, sized, "API {v}");
+    }
     assert!(
         ep["DNSNames"]
             .as_array()

@@ -15,8 +15,7 @@ use super::stream::{streaming_response, Hijack};
 use super::version::ApiVersion;
 use crate::containers::config::{CreateBody, UpdateBody};
 use crate::containers::exec::detach;
-use crate::containers::host_config_view;
-use crate::containers::{AttachRequest, ContainerError, Containers, LIST_FILTERS};
+use crate::containers::{AttachRequest, ContainerError, Containers, InspectShape, LIST_FILTERS};
 use crate::daemon::AppState;
 
 impl From<ContainerError> for ApiError {
@@ -131,27 +130,13 @@ async fn inspect(
     version: super::version::ApiVersion,
     query: QueryParams,
 ) -> ApiResult<Response> {
-    let size = query.bool("size");
+    let shape = InspectShape::of(&version);
     let containers = store(&state);
-    let legacy = !version.at_least(1, 45);
-    // The kept document is shaped for the newest API; before 1.42 the
-    // HostConfig differs (KernelMemory), so those are built per request.
-    if !size && version.at_least(1, 42) {
-        if let Some(json) = containers.inspect_json(&id, legacy)? {
-            return Ok(json_bytes(json));
-        }
+    if !query.bool("size") {
+        return Ok(json_bytes(containers.inspect_json(&id, shape)?));
     }
-    let mut v = blocking(move || containers.inspect(&id, size)).await?;
-    if let Some(hc) = v.get_mut("HostConfig") {
-        host_config_view::dockerd_shape(
-            hc,
-            !version.at_least(1, 42),
-            &host_config_view::DEFAULT_MASKS,
-        );
-    }
-    if legacy {
-        crate::network::legacy_aliases(&mut v);
-    }
+    let mut v = blocking(move || containers.inspect(&id, true)).await?;
+    shape.apply(&mut v);
     Ok(Json(v).into_response())
 }
 

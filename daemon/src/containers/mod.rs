@@ -42,6 +42,7 @@ pub use error::ContainerError;
 pub use image_source::ImageUsers;
 pub use query::LIST_FILTERS;
 pub(crate) use validate::ulimit as check_ulimit;
+pub use views::InspectShape;
 pub mod archive;
 pub mod changes;
 pub mod exec;

@@ -180,13 +180,14 @@ impl Containers {
         Ok(self.inspect_record(&rec, size))
     }
 
-    /// Inspect without sizes, serialised, from the kept view; with
-    /// `legacy` (API before 1.45) None when that version's answer differs
-    /// (see `views::Inspect::user_networks`).
-    pub fn inspect_json(&self, reference: &str, legacy: bool) -> Result<Option<bytes::Bytes>> {
+    /// Inspect without sizes, serialised, from the kept view.
+    pub fn inspect_json(
+        &self,
+        reference: &str,
+        shape: super::views::InspectShape,
+    ) -> Result<bytes::Bytes> {
         let c = self.get(reference)?;
-        let view = self.inspect_view(&c);
-        Ok((!legacy || !view.user_networks).then_some(view.json))
+        Ok(self.inspect_view(&c, shape))
     }
 
     pub fn inspect_record(&self, rec: &ContainerRecord, size: bool) -> Value {

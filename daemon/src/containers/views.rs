@@ -21,7 +21,8 @@ use super::timefmt;
 #[derive(Default)]
 pub struct Views {
     summary: Mutex<Option<Kept<Arc<Summary>>>>,
-    inspect: Mutex<Option<Kept<Inspect>>>,
+    /// One per [`InspectShape`], each kept once asked for.
+    inspect: [Mutex<Option<Kept<Bytes>>>; 3],
 }
 
 /// A view and the record version and network generation it was built from.
@@ -31,13 +32,40 @@ struct Kept<T> {
     value: T,
 }
 
-/// A container's inspect document.
-#[derive(Clone)]
-pub struct Inspect {
-    pub json: Bytes,
-    /// On a network other than bridge, host and none: API versions before
-    /// 1.45 see different aliases there (see `network::legacy_aliases`).
-    pub user_networks: bool,
+/// How the inspect document differs by API version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InspectShape {
+    Current,
+    /// Before 1.45: other aliases on user networks (`network::legacy_aliases`).
+    Before145,
+    /// Before 1.42: that, and the HostConfig still has `KernelMemory`.
+    Before142,
+}
+
+impl InspectShape {
+    pub fn of(version: &crate::api::version::ApiVersion) -> InspectShape {
+        if !version.at_least(1, 42) {
+            InspectShape::Before142
+        } else if !version.at_least(1, 45) {
+            InspectShape::Before145
+        } else {
+            InspectShape::Current
+        }
+    }
+
+    /// `inspect_record`'s document, answered as this version's dockerd does.
+    pub fn apply(self, v: &mut Value) {
+        if let Some(hc) = v.get_mut("HostConfig") {
+            super::host_config_view::dockerd_shape(
+                hc,
+                self == InspectShape::Before142,
+                &super::host_config_view::DEFAULT_MASKS,
+            );
+        }
+        if self != InspectShape::Current {
+            crate::network::legacy_aliases(v);
+        }
+    }
 }
 
 /// A container's list entry.
@@ -127,27 +155,12 @@ impl Containers {
         })
     }
 
-    /// `c`'s inspect document (without sizes), serialised.
-    pub(super) fn inspect_view(&self, c: &Container) -> Inspect {
-        self.kept(c, &c.views.inspect, |rec| {
+    /// `c`'s inspect document (without sizes) in `shape`, serialised.
+    pub(super) fn inspect_view(&self, c: &Container, shape: InspectShape) -> Bytes {
+        self.kept(c, &c.views.inspect[shape as usize], |rec| {
             let mut v = self.inspect_record(&rec, false);
-            if let Some(hc) = v.get_mut("HostConfig") {
-                super::host_config_view::dockerd_shape(
-                    hc,
-                    false,
-                    &super::host_config_view::DEFAULT_MASKS,
-                );
-            }
-            let user_networks = v["NetworkSettings"]["Networks"]
-                .as_object()
-                .is_some_and(|m| {
-                    m.keys()
-                        .any(|k| !matches!(k.as_str(), "bridge" | "host" | "none"))
-                });
-            Inspect {
-                json: Bytes::from(v.to_string()),
-                user_networks,
-            }
+            shape.apply(&mut v);
+            Bytes::from(v.to_string())
         })
     }
 }
