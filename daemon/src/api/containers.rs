@@ -127,10 +127,10 @@ async fn list(State(state): State<AppState>, query: QueryParams) -> ApiResult<Re
 async fn inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    version: super::version::ApiVersion,
+    version: ApiVersion,
     query: QueryParams,
 ) -> ApiResult<Response> {
-    let shape = InspectShape::of(&version);
+    let shape = inspect_shape(version);
     let containers = store(&state);
     if !query.bool("size") {
         return Ok(json_bytes(containers.inspect_json(&id, shape)?));
@@ -138,6 +138,16 @@ async fn inspect(
     let mut v = blocking(move || containers.inspect(&id, true)).await?;
     shape.apply(&mut v);
     Ok(Json(v).into_response())
+}
+
+fn inspect_shape(version: ApiVersion) -> InspectShape {
+    if !version.at_least(1, 42) {
+        InspectShape::Before142
+    } else if !version.at_least(1, 45) {
+        InspectShape::Before145
+    } else {
+        InspectShape::Current
+    }
 }
 
 async fn start(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {

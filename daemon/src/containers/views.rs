@@ -43,16 +43,6 @@ pub enum InspectShape {
 }
 
 impl InspectShape {
-    pub fn of(version: &crate::api::version::ApiVersion) -> InspectShape {
-        if !version.at_least(1, 42) {
-            InspectShape::Before142
-        } else if !version.at_least(1, 45) {
-            InspectShape::Before145
-        } else {
-            InspectShape::Current
-        }
-    }
-
     /// `inspect_record`'s document, answered as this version's dockerd does.
     pub fn apply(self, v: &mut Value) {
         if let Some(hc) = v.get_mut("HostConfig") {
