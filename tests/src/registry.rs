@@ -147,6 +147,29 @@ impl Registry {
         reg
     }
 
+    /// Stop the registry and start it again on the same port, storage and
+    /// configuration (clients' open connections to it break).
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .expect("registry log");
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn docker-registry");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -26,6 +26,28 @@ fn image_id(d: &Daemon, name: &str) -> String {
 }
 
 #[test]
+fn operations_keep_working_across_a_registry_restart() {
+    // berthd keeps its client (and open connections) for a registry between
+    // operations: a restarted registry, whose old connections are gone,
+    // must not fail the next ones.
+    let mut reg = Registry::start();
+    reg.push_fixture("test/busybox:1");
+    let d = Daemon::start();
+    let name = reg.image("test/busybox:1");
+    d.docker_ok(&["pull", &name]);
+    reg.restart();
+    d.docker_ok(&["rmi", &name]);
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    let copy = reg.image("test/copy:1");
+    d.docker_ok(&["tag", &name, &copy]);
+    reg.restart();
+    let out = d.docker_ok(&["push", &copy]);
+    let pushed = reg.digest("test/copy:1");
+    assert!(out.contains(&format!("1: digest: {pushed}")), "{out}");
+}
+
+#[test]
 fn pull_by_tag_and_digest_then_run_missing_image() {
     let reg = Registry::start();
     reg.push_fixture("test/busybox:1");

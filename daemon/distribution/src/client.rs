@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::{AuthConfig, Challenge};
 use crate::config::{parse_mirror, RegistryConfig};
+use crate::endpoints::Stamp;
 use crate::error::{transport, Error, Result};
 
 /// Largest error body or token response read from a registry.
@@ -146,29 +147,33 @@ impl Session {
         insecure: bool,
         auth: AuthConfig,
     ) -> Result<Session> {
+        let stamp = Stamp::of(&cfg.cert_dirs, &host, insecure);
+        if let Some((http, base)) = cfg.endpoints.get(&host, &stamp) {
+            if bases.contains(&base) {
+                let mut sess = Session::new(host.clone(), base.clone(), http.clone(), auth.clone());
+                match sess.ping().await {
+                    Ok(resp) => {
+                        sess.take_challenge(&resp);
+                        cfg.endpoints.keep(&host, stamp, http, base);
+                        return Ok(sess);
+                    }
+                    Err(e) => {
+                        tracing::debug!(%base, error = %e, "kept registry endpoint failed its ping");
+                        cfg.endpoints.forget(&host);
+                    }
+                }
+            }
+        }
         let http = build_client(cfg, &host, insecure)?;
-        let mut sess = Session {
-            base: String::new(),
-            host,
-            http,
-            auth,
-            challenge: None,
-            tokens: Mutex::new(HashMap::new()),
-        };
+        let mut sess = Session::new(host, String::new(), http, auth);
         let mut last = None;
         for base in bases {
             sess.base = base.clone();
             match sess.ping().await {
                 Ok(resp) => {
-                    if resp.status() == StatusCode::UNAUTHORIZED {
-                        sess.challenge = resp
-                            .headers()
-                            .get_all(reqwest::header::WWW_AUTHENTICATE)
-                            .iter()
-                            .filter_map(|v| v.to_str().ok())
-                            .filter_map(Challenge::parse)
-                            .next();
-                    }
+                    sess.take_challenge(&resp);
+                    cfg.endpoints
+                        .keep(&sess.host, stamp, sess.http.clone(), base.clone());
                     return Ok(sess);
                 }
                 Err(e) => {
@@ -178,6 +183,30 @@ impl Session {
             }
         }
         Err(last.unwrap_or_else(|| Error::Internal("no registry endpoint to try".into())))
+    }
+
+    fn new(host: String, base: String, http: reqwest::Client, auth: AuthConfig) -> Session {
+        Session {
+            base,
+            host,
+            http,
+            auth,
+            challenge: None,
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The authentication a 401 answer to the ping asks for.
+    fn take_challenge(&mut self, ping: &Response) {
+        if ping.status() == StatusCode::UNAUTHORIZED {
+            self.challenge = ping
+                .headers()
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(Challenge::parse)
+                .next();
+        }
     }
 
     async fn ping(&self) -> Result<Response> {

@@ -11,6 +11,7 @@ mod auth;
 mod client;
 mod compress;
 mod config;
+mod endpoints;
 mod error;
 mod fetch;
 mod gzip;
@@ -30,6 +31,7 @@ use berth_images::ImageStore;
 
 pub use auth::AuthConfig;
 pub use config::RegistryConfig;
+pub use endpoints::Endpoints;
 pub use error::{Error, ErrorKind, Result};
 pub use login::LoginOutcome;
 pub use manifest::Platform;
