@@ -23,6 +23,24 @@ pub struct Registry {
     child: Option<Child>,
 }
 
+/// `docker-registry serve DIR/config.yml`, its output appended to
+/// DIR/registry.log.
+fn serve(dir: &std::path::Path) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("registry.log"))
+        .expect("registry log");
+    Command::new(REGISTRY_BIN)
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn docker-registry")
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()
@@ -127,15 +145,7 @@ impl Registry {
         );
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config).expect("write registry config");
-        let log = fs::File::create(dir.path().join("registry.log")).expect("registry log");
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn docker-registry");
+        let child = serve(dir.path());
         let mut reg = Registry {
             dir,
             port,
@@ -154,19 +164,7 @@ impl Registry {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let log = fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.path().join("registry.log"))
-            .expect("registry log");
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(self.dir.path().join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn docker-registry");
-        self.child = Some(child);
+        self.child = Some(serve(self.dir.path()));
         self.wait_ready();
     }
 
