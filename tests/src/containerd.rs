@@ -13,10 +13,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::{bin_path, cleanup, require_root, run_with_timeout, tail, wait_until, Output};
+use crate::{
+    bin_path, cleanup, require_root, run_with_timeout, spawn_logged, tail, wait_until, Output,
+};
 
 pub const CONTAINERD: &str = "/usr/bin/containerd";
 pub const CTR: &str = "/usr/bin/ctr";
@@ -70,15 +72,12 @@ impl PrivateContainerd {
             fs::create_dir_all(p.join(sub)).expect("mkdir");
         }
         fs::write(p.join("config.toml"), config_toml(p)).expect("config.toml");
-        let log = fs::File::create(p.join("containerd.log")).expect("log file");
-        let child = Command::new(CONTAINERD)
-            .arg("--config")
-            .arg(p.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd");
+        let child = spawn_logged(
+            Command::new(CONTAINERD)
+                .arg("--config")
+                .arg(p.join("config.toml")),
+            &p.join("containerd.log"),
+        );
         let c = PrivateContainerd {
             dir,
             child: Some(child),

@@ -10,11 +10,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::{
-    cleanup, docker_cli, require_root, run_with_timeout, tail, wait_until, Output, DEFAULT_TIMEOUT,
+    cleanup, docker_cli, require_root, run_with_timeout, spawn_logged, tail, wait_until, Output,
+    DEFAULT_TIMEOUT,
 };
 
 pub const DOCKERD: &str = "/usr/sbin/dockerd";
@@ -79,35 +80,32 @@ impl PrivateDockerd {
         // The trust key would otherwise be written to /etc/docker/key.json.
         let config = serde_json::json!({ "deprecated-key-path": p.join("key.json") });
         fs::write(p.join("daemon.json"), config.to_string()).expect("daemon.json");
-        let log = fs::File::create(p.join("dockerd.log")).expect("log file");
-        let child = Command::new(DOCKERD)
-            .arg("--host")
-            .arg(format!("unix://{}", p.join("docker.sock").display()))
-            .arg("--data-root")
-            .arg(p.join("data"))
-            .arg("--exec-root")
-            .arg(p.join("exec"))
-            .arg("--pidfile")
-            .arg(p.join("dockerd.pid"))
-            .arg("--config-file")
-            .arg(p.join("daemon.json"))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-masq=false",
-                "--ip-forward=false",
-                "--userland-proxy=false",
-                "--storage-driver=overlay2",
-                "--exec-opt=native.cgroupdriver=cgroupfs",
-            ])
-            .arg(format!("--cgroup-parent={cgroup_parent}"))
-            .args(extra_args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn dockerd");
+        let child = spawn_logged(
+            Command::new(DOCKERD)
+                .arg("--host")
+                .arg(format!("unix://{}", p.join("docker.sock").display()))
+                .arg("--data-root")
+                .arg(p.join("data"))
+                .arg("--exec-root")
+                .arg(p.join("exec"))
+                .arg("--pidfile")
+                .arg(p.join("dockerd.pid"))
+                .arg("--config-file")
+                .arg(p.join("daemon.json"))
+                .args([
+                    "--bridge=none",
+                    "--iptables=false",
+                    "--ip6tables=false",
+                    "--ip-masq=false",
+                    "--ip-forward=false",
+                    "--userland-proxy=false",
+                    "--storage-driver=overlay2",
+                    "--exec-opt=native.cgroupdriver=cgroupfs",
+                ])
+                .arg(format!("--cgroup-parent={cgroup_parent}"))
+                .args(extra_args),
+            &p.join("dockerd.log"),
+        );
         let d = PrivateDockerd {
             dir,
             child: Some(child),

@@ -189,6 +189,21 @@ impl Output {
 }
 
 /// Runs `cmd` with `stdin` fed to it, killing it after `timeout`.
+/// Start a server in the background: stdin from /dev/null, stdout and
+/// stderr appended to `log` (made if missing).
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("log file {}: {e}", log.display()));
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone().expect("dup log"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()))
+}
+
 pub fn run_with_timeout(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -378,23 +393,16 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_file)
-            .expect("berthd log file");
-        let child = Command::new(bin_path("berthd"))
-            .args(self.args())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
-            )
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn berthd");
+        let child = spawn_logged(
+            Command::new(bin_path("berthd"))
+                .args(self.args())
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
+                )
+                .envs(self.env.iter().map(|(k, v)| (k, v))),
+            &self.log_file,
+        );
         self.child = Some(child);
         self.wait_ready();
     }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{busybox_tar, run_with_timeout, Output};
+use crate::{busybox_tar, run_with_timeout, spawn_logged, Output};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
@@ -26,19 +26,12 @@ pub struct Registry {
 /// `docker-registry serve DIR/config.yml`, its output appended to
 /// DIR/registry.log.
 fn serve(dir: &std::path::Path) -> Child {
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("registry.log"))
-        .expect("registry log");
-    Command::new(REGISTRY_BIN)
-        .arg("serve")
-        .arg(dir.join("config.yml"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn docker-registry")
+    spawn_logged(
+        Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(dir.join("config.yml")),
+        &dir.join("registry.log"),
+    )
 }
 
 pub fn free_port() -> u16 {
