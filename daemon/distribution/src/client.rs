@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::{AuthConfig, Challenge};
 use crate::config::{parse_mirror, RegistryConfig};
-use crate::endpoints::Stamp;
+use crate::endpoints::{Endpoints, Stamp};
 use crate::error::{transport, Error, Result};
 
 /// Largest error body or token response read from a registry.
@@ -118,48 +118,55 @@ pub(crate) fn build_client(
 
 impl Session {
     /// Find the registry's endpoint and what authentication it wants.
-    pub async fn connect(cfg: &RegistryConfig, domain: &str, auth: AuthConfig) -> Result<Session> {
+    pub async fn connect(
+        cfg: &RegistryConfig,
+        endpoints: &Endpoints,
+        domain: &str,
+        auth: AuthConfig,
+    ) -> Result<Session> {
         let host = registry_host(domain).to_owned();
         let insecure = cfg.is_insecure(&host).await;
         let mut bases = vec![format!("https://{host}")];
         if insecure {
             bases.push(format!("http://{host}"));
         }
-        Session::open(cfg, host, &bases, insecure, auth).await
+        Session::open(cfg, endpoints, host, &bases, insecure, auth).await
     }
 
     /// A `registry-mirrors` entry, used as its URL says.
     pub async fn connect_mirror(
         cfg: &RegistryConfig,
+        endpoints: &Endpoints,
         mirror: &str,
         auth: AuthConfig,
     ) -> Result<Session> {
         let (base, host) = parse_mirror(mirror)?;
         let insecure = cfg.is_insecure(&host).await;
-        Session::open(cfg, host, &[base], insecure, auth).await
+        Session::open(cfg, endpoints, host, &[base], insecure, auth).await
     }
 
     /// Ping each base URL in turn; the first that answers is the endpoint.
     async fn open(
         cfg: &RegistryConfig,
+        endpoints: &Endpoints,
         host: String,
         bases: &[String],
         insecure: bool,
         auth: AuthConfig,
     ) -> Result<Session> {
         let stamp = Stamp::of(&cfg.cert_dirs, &host, insecure);
-        if let Some((http, base)) = cfg.endpoints.get(&host, &stamp) {
+        if let Some((http, base)) = endpoints.get(&host, &stamp) {
             if bases.contains(&base) {
                 let mut sess = Session::new(host.clone(), base.clone(), http.clone(), auth.clone());
                 match sess.ping().await {
                     Ok(resp) => {
                         sess.take_challenge(&resp);
-                        cfg.endpoints.keep(&host, stamp, http, base);
+                        endpoints.keep(&host, stamp, http, base);
                         return Ok(sess);
                     }
                     Err(e) => {
                         tracing::debug!(%base, error = %e, "kept registry endpoint failed its ping");
-                        cfg.endpoints.forget(&host);
+                        endpoints.forget(&host);
                     }
                 }
             }
@@ -172,8 +179,7 @@ impl Session {
             match sess.ping().await {
                 Ok(resp) => {
                     sess.take_challenge(&resp);
-                    cfg.endpoints
-                        .keep(&sess.host, stamp, sess.http.clone(), base.clone());
+                    endpoints.keep(&sess.host, stamp, sess.http.clone(), base.clone());
                     return Ok(sess);
                 }
                 Err(e) => {

@@ -23,9 +23,6 @@ pub struct RegistryConfig {
     pub max_download_attempts: usize,
     /// Where push remembers the gzip blob made for each uncompressed layer.
     pub data_dir: PathBuf,
-    /// Clients and endpoints kept between operations; a new configuration
-    /// starts with none.
-    pub endpoints: std::sync::Arc<crate::endpoints::Endpoints>,
 }
 
 impl Default for RegistryConfig {
@@ -41,7 +38,6 @@ impl Default for RegistryConfig {
             max_concurrent_uploads: 5,
             max_download_attempts: 5,
             data_dir: PathBuf::from("/var/lib/berth/image/distribution"),
-            endpoints: Default::default(),
         }
     }
 }

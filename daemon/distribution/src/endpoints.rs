@@ -7,8 +7,8 @@
 //! A kept endpoint is used only while the host's certificates in `certs.d`
 //! are the ones it was built with and for `KEEP_FOR` after its last good
 //! ping; a failed ping forgets it, and the caller probes every base again
-//! with a new client, as without the cache. A configuration reload makes a
-//! new `RegistryConfig`, hence an empty cache.
+//! with a new client, as without the cache. A configuration reload empties
+//! the cache.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,7 +61,7 @@ struct Kept {
 }
 
 #[derive(Debug, Default)]
-pub struct Endpoints {
+pub(crate) struct Endpoints {
     hosts: Mutex<HashMap<String, Kept>>,
     seq: AtomicU64,
 }
@@ -97,6 +97,10 @@ impl Endpoints {
                 seq: self.seq.fetch_add(1, Ordering::Relaxed),
             },
         );
+    }
+
+    pub(crate) fn clear(&self) {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     pub(crate) fn forget(&self, host: &str) {

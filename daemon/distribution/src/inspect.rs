@@ -25,7 +25,8 @@ struct TagList {
 
 impl Distribution {
     async fn repo(&self, r: &Reference, auth: &AuthConfig) -> Result<Repo> {
-        let sess = Session::connect(&self.config(), r.domain(), auth.clone()).await?;
+        let sess =
+            Session::connect(&self.config(), &self.endpoints, r.domain(), auth.clone()).await?;
         Ok(Repo {
             sess,
             path: r.path().to_owned(),

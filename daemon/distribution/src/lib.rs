@@ -31,7 +31,6 @@ use berth_images::ImageStore;
 
 pub use auth::AuthConfig;
 pub use config::RegistryConfig;
-pub use endpoints::Endpoints;
 pub use error::{Error, ErrorKind, Result};
 pub use login::LoginOutcome;
 pub use manifest::Platform;
@@ -45,6 +44,8 @@ pub struct Distribution {
     /// Replaced as a whole when the daemon reloads its configuration; an
     /// operation under way keeps the settings it started with.
     config: std::sync::RwLock<Arc<RegistryConfig>>,
+    /// Registry clients kept between operations.
+    endpoints: endpoints::Endpoints,
 }
 
 impl Distribution {
@@ -53,6 +54,7 @@ impl Distribution {
         Ok(Distribution {
             store,
             config: std::sync::RwLock::new(Arc::new(config)),
+            endpoints: Default::default(),
         })
     }
 
@@ -69,6 +71,8 @@ impl Distribution {
     pub fn set_config(&self, config: RegistryConfig) -> Result<()> {
         config.validate()?;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        // Clients were built for the old insecure list.
+        self.endpoints.clear();
         Ok(())
     }
 }

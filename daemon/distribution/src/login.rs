@@ -32,7 +32,7 @@ pub fn server_host(addr: &str) -> String {
 impl Distribution {
     pub async fn login(&self, auth: &AuthConfig) -> Result<LoginOutcome> {
         let host = server_host(&auth.serveraddress);
-        let sess = Session::connect(&self.config(), &host, auth.clone()).await?;
+        let sess = Session::connect(&self.config(), &self.endpoints, &host, auth.clone()).await?;
         let ok = LoginOutcome {
             status: "Login Succeeded".into(),
             identity_token: String::new(),

@@ -63,6 +63,7 @@ impl Distribution {
             for mirror in &self.config().mirrors {
                 let resolved = match Session::connect_mirror(
                     &self.config(),
+                    &self.endpoints,
                     mirror,
                     opts.auth.clone(),
                 )
@@ -79,7 +80,13 @@ impl Distribution {
                 }
             }
         }
-        let sess = Session::connect(&self.config(), r.domain(), opts.auth.clone()).await?;
+        let sess = Session::connect(
+            &self.config(),
+            &self.endpoints,
+            r.domain(),
+            opts.auth.clone(),
+        )
+        .await?;
         let res = self.resolve(sess, r, &want).await?;
         self.download(res, r, out).await
     }

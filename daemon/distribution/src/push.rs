@@ -61,37 +61,22 @@ struct Prepared {
 impl Distribution {
     /// The tags a push would send, checked before anything is streamed.
     pub fn push_tags(&self, r: &Reference) -> Result<Vec<Reference>> {
-        let tags = match r.tag() {
-            Some(_) => vec![r.clone()],
-            None => self.store.repository_tags(r)?,
-        };
-        let missing = tags.is_empty()
-            || tags
-                .iter()
-                .any(|t| self.store.resolve(&t.to_string()).is_err());
-        if missing {
-            return Err(Error::NotFound(format!(
-                "An image does not exist locally with the tag: {}",
-                r.familiar_name()
-            )));
-        }
-        Ok(tags)
+        tags_to_push(&self.store, r)
     }
 
     pub async fn push(&self, opts: &PushOptions, out: &Progress) -> Result<PushOutcome> {
         let r = &opts.reference;
         let tags = {
-            let (st, cfg, r) = (self.store.clone(), self.config(), r.clone());
-            blocking(move || {
-                Distribution {
-                    store: st,
-                    config: std::sync::RwLock::new(cfg),
-                }
-                .push_tags(&r)
-            })
-            .await?
+            let (st, r) = (self.store.clone(), r.clone());
+            blocking(move || tags_to_push(&st, &r)).await?
         };
-        let sess = Session::connect(&self.config(), r.domain(), opts.auth.clone()).await?;
+        let sess = Session::connect(
+            &self.config(),
+            &self.endpoints,
+            r.domain(),
+            opts.auth.clone(),
+        )
+        .await?;
         let repo = Arc::new(Repo {
             sess,
             path: r.path().to_owned(),
@@ -256,6 +241,21 @@ impl Distribution {
         blocking(move || Ok(st.add_digest_reference(&r, &id)?)).await?;
         Ok((digest, bytes.len()))
     }
+}
+
+fn tags_to_push(store: &ImageStore, r: &Reference) -> Result<Vec<Reference>> {
+    let tags = match r.tag() {
+        Some(_) => vec![r.clone()],
+        None => store.repository_tags(r)?,
+    };
+    let missing = tags.is_empty() || tags.iter().any(|t| store.resolve(&t.to_string()).is_err());
+    if missing {
+        return Err(Error::NotFound(format!(
+            "An image does not exist locally with the tag: {}",
+            r.familiar_name()
+        )));
+    }
+    Ok(tags)
 }
 
 #[derive(Serialize)]
