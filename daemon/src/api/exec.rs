@@ -178,8 +178,6 @@ async fn create(
         detach_keys: body.detach_keys,
         console_size: console_size(&body.console_size)?,
     };
-    // Execs of containers removed since are dropped here.
-    exec::store().retain_containers(|cid| state.containers.get(cid).is_ok());
     let e = exec::store().create(&rec.id, cfg);
     publish(
         &state.containers,

@@ -16,6 +16,16 @@ use tokio::sync::watch;
 /// How long an exited exec stays inspectable when its container lives on.
 const KEEP_EXITED: Duration = Duration::from_secs(10 * 60);
 
+/// Exited execs kept at most, the last to exit first. Clients inspect an
+/// exec for its exit code right after its stream ends; dockerd keeps them
+/// all until the container goes, which under steady `docker exec` load
+/// (or healthchecks) grows without end.
+const MAX_EXITED: usize = 256;
+
+/// The store is pruned when it has grown to twice its size after the last
+/// prune, and never below this: an exec create stays O(1) amortised.
+const PRUNE_FLOOR: usize = 2 * MAX_EXITED;
+
 /// What `POST /containers/{id}/exec` asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecConfig {
@@ -110,18 +120,46 @@ impl Exec {
         let _ = rx.wait_for(|done| *done).await;
     }
 
-    fn expired(&self, now: Instant) -> bool {
-        self.exited_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|at| now.duration_since(at) > KEEP_EXITED)
+    fn exited_at(&self) -> Option<Instant> {
+        *self.exited_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// Every exec of the daemon, by ID.
 #[derive(Default)]
 pub struct ExecStore {
-    map: Mutex<HashMap<String, Arc<Exec>>>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    map: HashMap<String, Arc<Exec>>,
+    /// The size at which the next create prunes.
+    prune_at: usize,
+}
+
+impl Kept {
+    /// Drop execs that exited more than [`KEEP_EXITED`] ago, then all but
+    /// the [`MAX_EXITED`] that exited last.
+    fn prune(&mut self, now: Instant) {
+        let mut exited: Vec<(Instant, String)> = Vec::new();
+        self.map.retain(|id, e| match e.exited_at() {
+            Some(at) if now.duration_since(at) > KEEP_EXITED => false,
+            Some(at) => {
+                exited.push((at, id.clone()));
+                true
+            }
+            None => true,
+        });
+        if exited.len() > MAX_EXITED {
+            exited.sort_unstable();
+            for (_, id) in &exited[..exited.len() - MAX_EXITED] {
+                self.map.remove(id);
+            }
+        }
+        self.prune_at = (2 * self.map.len()).max(PRUNE_FLOOR);
+        self.map.shrink_to(self.prune_at);
+    }
 }
 
 /// The daemon's exec store.
@@ -131,8 +169,8 @@ pub fn store() -> &'static ExecStore {
 }
 
 impl ExecStore {
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Exec>>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn kept(&self) -> MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn create(&self, container_id: &str, config: ExecConfig) -> Arc<Exec> {
@@ -146,23 +184,25 @@ impl ExecStore {
             exited,
             exited_at: Mutex::new(None),
         });
-        let now = Instant::now();
-        let mut map = self.map();
-        map.retain(|_, e| !e.expired(now));
-        map.insert(id, exec.clone());
+        let mut kept = self.kept();
+        if kept.map.len() >= kept.prune_at {
+            kept.prune(Instant::now());
+        }
+        kept.map.insert(id, exec.clone());
         exec
     }
 
     /// By full ID, as dockerd looks execs up.
     pub fn get(&self, id: &str) -> Option<Arc<Exec>> {
-        self.map().get(id).cloned()
+        self.kept().map.get(id).cloned()
     }
 
     /// IDs of a container's execs (inspect's `ExecIDs`, for the
     /// containers API).
     #[allow(dead_code)]
     pub fn ids_for(&self, container_id: &str) -> Vec<String> {
-        self.map()
+        self.kept()
+            .map
             .values()
             .filter(|e| e.container_id == container_id)
             .map(|e| e.id.clone())
@@ -171,12 +211,7 @@ impl ExecStore {
 
     /// Forget a removed container's execs.
     pub fn remove_container(&self, container_id: &str) {
-        self.map().retain(|_, e| e.container_id != container_id);
-    }
-
-    /// Keep only the execs whose container `exists`.
-    pub fn retain_containers(&self, exists: impl Fn(&str) -> bool) {
-        self.map().retain(|_, e| exists(&e.container_id));
+        self.kept().map.retain(|_, e| e.container_id != container_id);
     }
 }
 
@@ -268,6 +303,25 @@ mod tests {
             "OCI runtime exec failed: exec failed: unable to start container process: chdir to cwd (\"/nope\"): no such file or directory: unknown"
         );
         assert_eq!(code, 127);
+    }
+
+    #[test]
+    fn keeps_running_execs_and_the_last_to_exit() {
+        let s = ExecStore::default();
+        let running = s.create("c", ExecConfig::default());
+        let mut exited = Vec::new();
+        for _ in 0..3 * PRUNE_FLOOR {
+            let e = s.create("c", ExecConfig::default());
+            e.finish(0);
+            exited.push(e.id.clone());
+        }
+        let kept = s.kept().map.len();
+        assert!(kept <= 2 * PRUNE_FLOOR, "{kept} execs kept");
+        assert!(s.get(&running.id).is_some());
+        assert!(s.get(&exited[0]).is_none());
+        assert!(exited[exited.len() - MAX_EXITED..]
+            .iter()
+            .all(|id| s.get(id).is_some()));
     }
 
     #[tokio::test]

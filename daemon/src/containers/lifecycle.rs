@@ -980,6 +980,7 @@ impl Containers {
         self.records
             .remove(&rec.id)
             .map_err(|e| ContainerError::internal("removing the container record", e))?;
+        super::exec::store().remove_container(&rec.id);
         steps.done("image layers released, record removed");
         Ok(())
     }
