@@ -1140,8 +1140,12 @@ pub(super) fn remove_bundle(bundle: &Path) {
         } else {
             std::fs::remove_file(&path)
         };
-        if let Err(e) = res {
-            tracing::warn!(path = %path.display(), error = %e, "cleaning the bundle");
+        // NotFound: the exit's clean-up and a removal raced to it.
+        match res {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %path.display(), error = %e, "cleaning the bundle");
+            }
+            _ => {}
         }
     }
     let _ = std::fs::remove_dir(bundle);
