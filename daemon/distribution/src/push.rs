@@ -68,15 +68,14 @@ impl Distribution {
         let r = &opts.reference;
         let tags = {
             let (st, r) = (self.store.clone(), r.clone());
-            blocking(move || tags_to_push(&st, &r)).await?
+            blocking(move || tags_to_push(&st, &r))
         };
-        let sess = Session::connect(
-            &self.config(),
-            &self.endpoints,
-            r.domain(),
-            opts.auth.clone(),
-        )
-        .await?;
+        let cfg = self.config();
+        let sess = Session::connect(&cfg, &self.endpoints, r.domain(), opts.auth.clone());
+        // The registry is reached while the tags are looked up; a missing
+        // image is still the error reported first, as dockerd does.
+        let (tags, sess) = tokio::join!(tags, sess);
+        let (tags, sess) = (tags?, sess?);
         let repo = Arc::new(Repo {
             sess,
             path: r.path().to_owned(),
@@ -133,7 +132,6 @@ impl Distribution {
                 if repo.place_known(&dir, &id).await?.is_none() {
                     repo.upload_bytes(config.clone(), &id).await?;
                 }
-                repo.remember(&dir, &id).await;
                 Ok::<_, Error>(config.len())
             })
         };
@@ -161,9 +159,7 @@ impl Distribution {
                         .await
                         .map_err(|_| Error::Internal("upload limiter closed".into()))?,
                 };
-                let prepared = repo.push_layer(&st, &layer, &dir, &id, &out).await?;
-                repo.remember(&dir, &prepared.digest).await;
-                Ok::<_, Error>(prepared)
+                repo.push_layer(&st, &layer, &dir, &id, &out).await
             }));
         }
         // A cancelled push (this future dropped) stops its uploads too.
@@ -234,8 +230,19 @@ impl Distribution {
         };
         let bytes = to_indented_json(&doc)?;
         let digest = Digest::of(&bytes);
-        repo.put_manifest(tag, doc.media_type, bytes.clone())
-            .await?;
+        // The blobs are in the repository now, manifest or not: noted for
+        // later mounts while the manifest goes up.
+        let blobs: Vec<Digest> = prepared
+            .iter()
+            .map(|p| p.digest.clone())
+            .chain([image.id.clone()])
+            .collect();
+        let dir = self.config().data_dir.clone();
+        let (put, ()) = tokio::join!(
+            repo.put_manifest(tag, doc.media_type, bytes.clone()),
+            repo.remember(&dir, blobs),
+        );
+        put?;
         let st = self.store.clone();
         let (r, id) = (t.with_digest(digest.clone()), image.id.clone());
         blocking(move || Ok(st.add_digest_reference(&r, &id)?)).await?;
@@ -344,16 +351,13 @@ impl Repo {
         }
     }
 
-    /// Note that this repository now holds `d`, for later mounts.
-    async fn remember(&self, dir: &Path, d: &Digest) {
-        let (dir, d, h, p) = (
-            dir.to_owned(),
-            d.clone(),
-            self.sess.host.clone(),
-            self.path.clone(),
-        );
+    /// Note that this repository now holds `blobs`, for later mounts.
+    async fn remember(&self, dir: &Path, blobs: Vec<Digest>) {
+        let (dir, h, p) = (dir.to_owned(), self.sess.host.clone(), self.path.clone());
         let _ = blocking(move || {
-            crate::sources::record(&dir, &d, &h, &p);
+            for d in &blobs {
+                crate::sources::record(&dir, d, &h, &p);
+            }
             Ok(())
         })
         .await;

@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_images::Digest;
 
@@ -30,7 +31,10 @@ pub(crate) fn record(dir: &Path, blob: &Digest, host: &str, path: &str) {
         lines.remove(0);
     }
     let target = file(dir, blob);
-    let tmp = target.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per write: two pushes may record the same blob at once.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = target.with_extension(format!("tmp{}.{n}", std::process::id()));
     let res = fs::create_dir_all(dir.join("sources"))
         .and_then(|()| fs::write(&tmp, lines.join("\n") + "\n"))
         .and_then(|()| fs::rename(&tmp, &target));
