@@ -86,7 +86,13 @@ pub fn service(
        + 'static {
     let app = axum::middleware::from_fn(prepare).layer(router(state));
     tower::ServiceExt::map_request(app, |req: hyper::Request<hyper::body::Incoming>| {
-        req.map(|b| Body::new(body_timeout::IdleTimeout::new(b, body_timeout::IDLE)))
+        req.map(|b| {
+            if http_body::Body::is_end_stream(&b) {
+                Body::new(b)
+            } else {
+                Body::new(body_timeout::IdleTimeout::new(b, body_timeout::IDLE))
+            }
+        })
     })
 }
 
@@ -98,9 +104,9 @@ async fn prepare(req: Request, next: Next) -> Response {
     let (body, unread) = unread_body::wrap(body);
     let mut req = Request::from_parts(parts, body);
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
-    let mut resp = match version::split_prefix(&path) {
+    // A clone shares the request line's bytes: only logged, not copied.
+    let uri = req.uri().clone();
+    let mut resp = match version::split_prefix(uri.path()) {
         Err(e) => e.into_response(),
         Ok(Prefix::None) => next.run(req).await,
         Ok(Prefix::Version(v, rest)) => match strip_path(req.uri(), rest) {
@@ -133,6 +139,7 @@ async fn prepare(req: Request, next: Next) -> Response {
         .map_or(UNMATCHED_ROUTE, |r| r.0.as_str());
     crate::metrics::api_request(&method, route, status, took);
     let ms = took.as_secs_f64() * 1000.0;
+    let (path, query) = (uri.path(), uri.query().unwrap_or(""));
     if status >= 400 {
         tracing::info!(%method, %path, %query, status, ms, "request");
     } else {
@@ -144,7 +151,7 @@ async fn prepare(req: Request, next: Next) -> Response {
 /// The route template a request matched (e.g. `/containers/{id}/json`),
 /// passed out on the response for the metrics.
 #[derive(Clone)]
-struct RouteTemplate(String);
+struct RouteTemplate(axum::extract::MatchedPath);
 
 /// The metrics' route label of requests no route matched.
 const UNMATCHED_ROUTE: &str = "unmatched";
@@ -153,7 +160,7 @@ async fn note_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|m| RouteTemplate(m.as_str().to_owned()));
+        .map(|m| RouteTemplate(m.clone()));
     let mut resp = next.run(req).await;
     if let Some(route) = route {
         resp.extensions_mut().insert(route);

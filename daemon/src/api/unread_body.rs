@@ -30,24 +30,28 @@ pub struct ReturnOnDrop {
     back: Option<oneshot::Sender<Body>>,
 }
 
-/// Where the unread rest of a dropped body arrives.
-pub struct Unread(oneshot::Receiver<Body>);
+/// Where the unread rest of a dropped body arrives (nothing to wait for
+/// when the request had no body).
+pub struct Unread(Option<oneshot::Receiver<Body>>);
 
 pub fn wrap(body: Body) -> (Body, Unread) {
+    if body.is_end_stream() {
+        return (body, Unread(None));
+    }
     let (tx, rx) = oneshot::channel();
     let wrapped = ReturnOnDrop {
         finished: body.is_end_stream(),
         inner: Some(body),
         back: Some(tx),
     };
-    (Body::new(wrapped), Unread(rx))
+    (Body::new(wrapped), Unread(Some(rx)))
 }
 
 impl Unread {
     /// Reads and discards what the handler left of its body, if it has
     /// dropped it already (a body still held by a running task is left to it).
     pub async fn drain(mut self) {
-        let Ok(mut body) = self.0.try_recv() else {
+        let Some(Ok(mut body)) = self.0.as_mut().map(|rx| rx.try_recv()) else {
             return;
         };
         let mut read = 0usize;

@@ -211,7 +211,9 @@ impl ExecStore {
 
     /// Forget a removed container's execs.
     pub fn remove_container(&self, container_id: &str) {
-        self.kept().map.retain(|_, e| e.container_id != container_id);
+        self.kept()
+            .map
+            .retain(|_, e| e.container_id != container_id);
     }
 }
 

@@ -1,8 +1,9 @@
 //! The metrics themselves. Names follow dockerd's where it has the same
 //! figure (`engine_daemon_*`); the others are berth's own (`berth_*`).
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,14 +16,14 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
-    route: String,
+    route: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: &'static str,
-    route: String,
+    route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -127,22 +128,38 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 /// One API request: `route` is the router's template (e.g.
 /// `/containers/{id}/json`), so the label set stays bounded.
 pub fn api_request(method: &axum::http::Method, route: &str, status: u16, took: Duration) {
-    let method = method_label(method);
+    let (method, route) = (method_label(method), route_label(route));
     ENGINE
         .requests
         .get_or_create(&RequestLabels {
             method,
-            route: route.to_string(),
+            route,
             status,
         })
         .inc();
     ENGINE
         .latency
-        .get_or_create(&RouteLabels {
-            method,
-            route: route.to_string(),
-        })
+        .get_or_create(&RouteLabels { method, route })
         .observe(took.as_secs_f64());
+}
+
+/// A route template as a label value, kept for the daemon's life: the
+/// templates are the router's own, a fixed set, so each is allocated once
+/// instead of twice per request.
+fn route_label(route: &str) -> &'static str {
+    static ROUTES: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(Default::default);
+    if let Some(r) = ROUTES.read().unwrap_or_else(|p| p.into_inner()).get(route) {
+        return r;
+    }
+    let mut routes = ROUTES.write().unwrap_or_else(|p| p.into_inner());
+    match routes.get(route) {
+        Some(r) => r,
+        None => {
+            let r: &'static str = Box::leak(route.into());
+            routes.insert(r);
+            r
+        }
+    }
 }
 
 /// One healthcheck probe run and whether it passed.
