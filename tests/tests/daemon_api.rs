@@ -295,3 +295,79 @@ fn docker_py_system_calls() {
     let out = py::run_ok(&d, "daemon_system.py");
     assert!(out.stdout.contains("daemon_system ok"), "{}", out.stdout);
 }
+
+/// `GET /containers/{id}/json` without a query is answered before the
+/// router; with any query it goes through it. Both must answer alike:
+/// status, headers that matter and bytes, for every API shape, the
+/// unversioned path, a percent-escaped name and the errors.
+#[test]
+fn hot_inspect_answers_as_the_router_does() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let id = d.docker_ok(&["create", "--name", "hot1", "busybox", "true"]);
+    let id = id.trim();
+    // A second container sharing the first's leading hex digit makes that
+    // digit an ambiguous prefix whichever it is.
+    let mut other = String::new();
+    for _ in 0..64 {
+        let c = d.docker_ok(&["create", "busybox", "true"]);
+        if c.trim().as_bytes()[0] == id.as_bytes()[0] {
+            other = c.trim().to_string();
+            break;
+        }
+        d.docker_ok(&["rm", c.trim()]);
+    }
+    assert!(!other.is_empty(), "no second container starting like {id}");
+    let ambiguous = &id[..1];
+    for (hot, routed) in [
+        (
+            "/v1.50/containers/hot1/json",
+            "/v1.50/containers/hot1/json?size=0",
+        ),
+        (
+            "/v1.44/containers/hot1/json",
+            "/v1.44/containers/hot1/json?size=0",
+        ),
+        (
+            "/v1.41/containers/hot1/json",
+            "/v1.41/containers/hot1/json?size=0",
+        ),
+        ("/containers/hot1/json", "/containers/hot1/json?size=0"),
+        (
+            &format!("/v1.50/containers/{id}/json"),
+            "/v1.50/containers/%68ot1/json",
+        ),
+        (
+            "/v1.50/containers/nope/json",
+            "/v1.50/containers/nope/json?size=0",
+        ),
+        (
+            &format!("/v1.50/containers/{ambiguous}/json"),
+            &format!("/v1.50/containers/{ambiguous}/json?size=0"),
+        ),
+    ] {
+        let (hs, hh, hb) = http(d.curl(&["-i", &format!("http://localhost{hot}")]));
+        let (rs, rh, rb) = http(d.curl(&["-i", &format!("http://localhost{routed}")]));
+        assert_eq!(hs, rs, "{hot} against {routed}");
+        assert_eq!(hb, rb, "{hot} against {routed}");
+        for name in ["content-type", "api-version", "server", "ostype"] {
+            assert_eq!(header(&hh, name), header(&rh, name), "{name}: {hot}");
+        }
+    }
+    let (status, _, body) = http(d.curl(&["-i", "http://localhost/v1.50/containers/hot1/json"]));
+    assert!(status.contains(" 200"), "{status}");
+    assert_eq!(json(&body)["Id"], id);
+    let (status, _, body) = http(d.curl(&[
+        "-i",
+        &format!("http://localhost/v1.50/containers/{ambiguous}/json"),
+    ]));
+    assert!(status.contains(" 400"), "{status} {body}");
+    assert!(
+        body.contains("multiple IDs found with provided prefix"),
+        "{body}"
+    );
+    let (status, _, body) = http(d.curl(&["-i", "http://localhost/v1.50/containers/nope/json"]));
+    assert!(status.contains(" 404"), "{status}");
+    assert_eq!(json(&body)["message"], "No such container: nope");
+    d.docker_ok(&["rm", "hot1", &other]);
+}

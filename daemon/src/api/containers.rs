@@ -38,7 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/create", post(create))
         .route("/containers/json", get(list))
         .route("/containers/prune", post(prune))
-        .route("/containers/{id}/json", get(inspect))
+        .route(INSPECT_ROUTE, get(inspect))
         .route("/containers/{id}/start", post(start))
         .route("/containers/{id}/stop", post(stop))
         .route("/containers/{id}/restart", post(restart))
@@ -122,6 +122,35 @@ async fn list(State(state): State<AppState>, query: QueryParams) -> ApiResult<Re
         containers.list(all, limit, size, &filters)?
     };
     Ok(json_bytes(out))
+}
+
+/// The inspect route's template, also the metrics label of its hot path.
+pub(super) const INSPECT_ROUTE: &str = "/containers/{id}/json";
+
+/// `GET /containers/{id}/json` without a query, answered before the
+/// router (see `super::hot_answer`) with what [`inspect`] answers: the
+/// kept bytes, or the same error. None for any other request, and for an
+/// ID with a percent-escape, which the router's path extractor decodes.
+pub(super) fn inspect_hot(
+    state: &AppState,
+    method: &axum::http::Method,
+    path: &str,
+    query: Option<&str>,
+    version: ApiVersion,
+) -> Option<Response> {
+    if method != axum::http::Method::GET || query.is_some() {
+        return None;
+    }
+    let id = path.strip_prefix("/containers/")?.strip_suffix("/json")?;
+    if id.is_empty() || id.contains(['/', '%']) {
+        return None;
+    }
+    Some(
+        match state.containers.inspect_json(id, inspect_shape(version)) {
+            Ok(bytes) => json_bytes(bytes),
+            Err(e) => ApiError::from(e).into_response(),
+        },
+    )
 }
 
 async fn inspect(

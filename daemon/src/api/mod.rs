@@ -35,7 +35,7 @@ pub mod stream;
 pub mod version;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -84,7 +84,7 @@ pub fn service(
 > + Clone
        + Send
        + 'static {
-    let app = axum::middleware::from_fn(prepare).layer(router(state));
+    let app = axum::middleware::from_fn_with_state(state.clone(), prepare).layer(router(state));
     tower::ServiceExt::map_request(app, |req: hyper::Request<hyper::body::Incoming>| {
         req.map(|b| {
             if http_body::Body::is_end_stream(&b) {
@@ -96,27 +96,30 @@ pub fn service(
     })
 }
 
-/// Strips and checks the version prefix, reads what a handler left of
-/// its request body, then logs the request.
-async fn prepare(req: Request, next: Next) -> Response {
+/// Strips and checks the version prefix, answers a hot request or routes
+/// the others, reads what a handler left of its request body, then logs
+/// the request.
+async fn prepare(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let (body, unread) = unread_body::wrap(body);
-    let mut req = Request::from_parts(parts, body);
+    let req = Request::from_parts(parts, body);
     let method = req.method().clone();
     // A clone shares the request line's bytes: only logged, not copied.
     let uri = req.uri().clone();
     let mut resp = match version::split_prefix(uri.path()) {
         Err(e) => e.into_response(),
-        Ok(Prefix::None) => next.run(req).await,
-        Ok(Prefix::Version(v, rest)) => match strip_path(req.uri(), rest) {
-            Ok(uri) => {
-                *req.uri_mut() = uri;
-                req.extensions_mut().insert(v);
-                next.run(req).await
+        Ok(prefix) => {
+            let (version, path) = match prefix {
+                Prefix::None => (None, uri.path()),
+                Prefix::Version(v, rest) => (Some(v), rest),
+            };
+            let v = version.unwrap_or(version::DEFAULT_VERSION);
+            match hot_answer(&state, &method, path, uri.query(), v) {
+                Some(resp) => resp,
+                None => route(req, version, path, next).await,
             }
-            Err(e) => e.into_response(),
-        },
+        }
     };
     // Also after a success: a tar reader stops at the end-of-archive
     // blocks while the CLI may still be sending its padding.
@@ -136,7 +139,7 @@ async fn prepare(req: Request, next: Next) -> Response {
     let route = resp
         .extensions()
         .get::<RouteTemplate>()
-        .map_or(UNMATCHED_ROUTE, |r| r.0.as_str());
+        .map_or(UNMATCHED_ROUTE, |r| r.0);
     crate::metrics::api_request(&method, route, status, took);
     let ms = took.as_secs_f64() * 1000.0;
     let (path, query) = (uri.path(), uri.query().unwrap_or(""));
@@ -148,10 +151,51 @@ async fn prepare(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Requests clients poll in loops, answered before the router.
+///
+/// `docker inspect`, compose and testcontainers' wait loops poll a
+/// container's inspect document many times a second, and its answer is
+/// kept serialised: axum's routing, per-route middleware and extractors
+/// cost more than the answer. A hot request is recognised exactly and
+/// gets what its route would answer, with the route's metrics label; any
+/// other request, or a near miss, goes to the router.
+fn hot_answer(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    version: version::ApiVersion,
+) -> Option<Response> {
+    let mut resp = containers::inspect_hot(state, method, path, query, version)?;
+    resp.extensions_mut()
+        .insert(RouteTemplate(containers::INSPECT_ROUTE));
+    Some(resp)
+}
+
+/// Through the router, with the version prefix (if any) taken off the
+/// path and the version passed on to the extractors.
+async fn route(
+    mut req: Request,
+    version: Option<version::ApiVersion>,
+    path: &str,
+    next: Next,
+) -> Response {
+    if let Some(v) = version {
+        match strip_path(req.uri(), path) {
+            Ok(uri) => {
+                *req.uri_mut() = uri;
+                req.extensions_mut().insert(v);
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    next.run(req).await
+}
+
 /// The route template a request matched (e.g. `/containers/{id}/json`),
 /// passed out on the response for the metrics.
 #[derive(Clone)]
-struct RouteTemplate(axum::extract::MatchedPath);
+struct RouteTemplate(&'static str);
 
 /// The metrics' route label of requests no route matched.
 const UNMATCHED_ROUTE: &str = "unmatched";
@@ -160,7 +204,7 @@ async fn note_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|m| RouteTemplate(m.clone()));
+        .map(|m| RouteTemplate(crate::metrics::route_label(m.as_str())));
     let mut resp = next.run(req).await;
     if let Some(route) = route {
         resp.extensions_mut().insert(route);

@@ -127,8 +127,8 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 
 /// One API request: `route` is the router's template (e.g.
 /// `/containers/{id}/json`), so the label set stays bounded.
-pub fn api_request(method: &axum::http::Method, route: &str, status: u16, took: Duration) {
-    let (method, route) = (method_label(method), route_label(route));
+pub fn api_request(method: &axum::http::Method, route: &'static str, status: u16, took: Duration) {
+    let method = method_label(method);
     ENGINE
         .requests
         .get_or_create(&RequestLabels {
@@ -146,7 +146,7 @@ pub fn api_request(method: &axum::http::Method, route: &str, status: u16, took: 
 /// A route template as a label value, kept for the daemon's life: the
 /// templates are the router's own, a fixed set, so each is allocated once
 /// instead of twice per request.
-fn route_label(route: &str) -> &'static str {
+pub fn route_label(route: &str) -> &'static str {
     static ROUTES: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(Default::default);
     if let Some(r) = ROUTES.read().unwrap_or_else(|p| p.into_inner()).get(route) {
         return r;

@@ -9,5 +9,5 @@
 mod engine;
 mod listener;
 
-pub use engine::{api_request, health_probe};
+pub use engine::{api_request, health_probe, route_label};
 pub use listener::{bind, service};
