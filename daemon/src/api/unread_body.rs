@@ -119,7 +119,7 @@ mod tests {
             Ok(Bytes::from_static(b"b")),
         ])));
         drop(body);
-        let mut rx = unread.0;
+        let mut rx = unread.0.expect("a body to wait for");
         let mut rest = rx.try_recv().expect("the unread body comes back");
         let first = rest.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(first, "a");
@@ -127,7 +127,10 @@ mod tests {
         let (body, unread) = wrap(Body::from("whole"));
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(bytes, "whole");
-        let mut rx = unread.0;
+        let mut rx = unread.0.expect("a body to wait for");
         assert!(rx.try_recv().is_err(), "a finished body is not handed back");
+
+        let (_, unread) = wrap(Body::empty());
+        assert!(unread.0.is_none(), "no body, nothing to wait for");
     }
 }
