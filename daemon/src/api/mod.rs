@@ -36,7 +36,7 @@ pub mod version;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -131,9 +131,12 @@ async fn prepare(State(state): State<AppState>, req: Request, next: Next) -> Res
     }
     // As dockerd, every response names the server and its API version.
     let headers = resp.headers_mut();
-    headers.insert("Server", HeaderValue::from_static(system::SERVER_HEADER));
-    headers.insert("API-Version", HeaderValue::from_static(system::API_VERSION));
-    headers.insert("OSType", HeaderValue::from_static("linux"));
+    headers.insert(
+        axum::http::header::SERVER,
+        HeaderValue::from_static(system::SERVER_HEADER),
+    );
+    headers.insert(API_VERSION, HeaderValue::from_static(system::API_VERSION));
+    headers.insert(OS_TYPE, HeaderValue::from_static("linux"));
     let status = resp.status().as_u16();
     let took = started.elapsed();
     let route = resp
@@ -191,6 +194,10 @@ async fn route(
     }
     next.run(req).await
 }
+
+// Names parsed once, not at every response.
+const API_VERSION: HeaderName = HeaderName::from_static("api-version");
+const OS_TYPE: HeaderName = HeaderName::from_static("ostype");
 
 /// The route template a request matched (e.g. `/containers/{id}/json`),
 /// passed out on the response for the metrics.
