@@ -564,13 +564,18 @@ impl Containers {
         if let Some(n) = self.networks.get() {
             n.release(id);
         }
+        let bundle = self.settings.bundle_dir(id);
+        // Removed last, after the rootfs was unmounted and the shim (whose
+        // socket is in it) was gone: already cleaned after the exit.
+        if !bundle.exists() {
+            return;
+        }
         let shim = self.shim(id);
         let mut steps = Steps::new("exit clean-up", id);
         if !shim.wait_gone(SHIM_EXIT_GRACE).await {
             tracing::warn!(%id, "shim still running after the container exited");
         }
         steps.done("shim gone");
-        let bundle = self.settings.bundle_dir(id);
         subpath::unstage(&bundle);
         if let Err(e) = rootfs::unmount_rootfs(&bundle.join("rootfs")) {
             tracing::error!(%id, error = %e, "unmounting the container's rootfs");
