@@ -168,9 +168,18 @@ run_tmpfs() { # dir
     mountpoint -q "$1" || mount -t tmpfs -o mode=0711 bench-run "$1"
 }
 
+# Writes out dirty pages before an engine starts: the previous bench's or
+# engine's teardown (a thousand containers removed, a build's layers) is
+# otherwise written back during the next engine's timings, which then
+# vary by what ran before them rather than by the engine.
+quiesce_disk() {
+    sync
+}
+
 # For start_*: makes DIR with a default daemon.json, registers the cgroup
 # parent (CGROUP_ARGS: its flag, if any), sets DAEMON_SOCK and DAEMON_T0.
 daemon_dir() { # dir cgroup-parent socket-name
+    quiesce_disk
     mkdir -p "$1"
     run_tmpfs "$1/exec"
     [ -f "$1/daemon.json" ] || echo '{}' >"$1/daemon.json"
@@ -296,6 +305,7 @@ bench_apiload() {
 start_podman() { # dir
     command -v podman >/dev/null || return 1
     local dir=$1
+    quiesce_disk
     mkdir -p "$dir/root" "$dir/tmp" "$dir/net"
     run_tmpfs "$dir/run"
     printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]\n' >"$dir/containers.conf"
