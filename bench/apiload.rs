@@ -92,6 +92,18 @@ impl std::fmt::Display for ClosedBody {
 
 impl std::error::Error for ClosedBody {}
 
+/// No answer within this long is an error: an engine that stopped answering
+/// (dockerd 20.10 can deadlock under the mixed load) ends the run with
+/// errors counted instead of hanging it.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn connect(sock: &str) -> std::io::Result<UnixStream> {
+    let s = UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+    s.set_write_timeout(Some(ANSWER_TIMEOUT))?;
+    Ok(s)
+}
+
 /// A kept connection, opened again after an answer that closed it.
 struct Conn {
     sock: String,
@@ -106,7 +118,7 @@ fn call(c: &mut Conn, method: &str, path: &str, body: &str) -> std::io::Result<V
     );
     let r = match c.r.as_mut() {
         Some(r) => r,
-        None => c.r.insert(BufReader::new(UnixStream::connect(&c.sock)?)),
+        None => c.r.insert(BufReader::new(connect(&c.sock)?)),
     };
     r.get_mut().write_all(req.as_bytes())?;
     let (status, out) = match read_response(r) {
@@ -274,7 +286,7 @@ fn main() {
                 while Instant::now() < until {
                     let r = match conn.as_mut() {
                         Some(r) => r,
-                        None => match UnixStream::connect(&sock) {
+                        None => match connect(&sock) {
                             Ok(s) => conn.insert(BufReader::with_capacity(1 << 16, s)),
                             Err(_) => {
                                 errors += 1;

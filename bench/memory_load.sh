@@ -63,7 +63,7 @@ measure() { # name socket daemon-pid extra-comm
     printf '%-8s idle with %s running: %7s kB   right after load: %7s kB   %s s later: %7s kB   load: %s rounds, %s requests, %s errors%s\n' \
         "$name" "$N" "$idle" "$after" "$SETTLE" "$settled" "$rounds" "$requests" "$errors" \
         "$([ -n "$extra" ] && echo "   ($extra: $extra_idle / $extra_after / $extra_settled kB)")"
-    "$DOCKER" rm -f $("$DOCKER" ps -aq) >/dev/null
+    rm_containers_everywhere
     unset DOCKER_HOST
 }
 
