@@ -115,7 +115,12 @@ async fn prepare(State(state): State<AppState>, req: Request, next: Next) -> Res
                 Prefix::Version(v, rest) => (Some(v), rest),
             };
             let v = version.unwrap_or(version::DEFAULT_VERSION);
-            match hot_answer(&state, &method, path, uri.query(), v) {
+            // One with a body goes through the router, which reads it.
+            let hot = match http_body::Body::is_end_stream(req.body()) {
+                true => hot_answer(&state, &method, path, uri.query(), v),
+                false => None,
+            };
+            match hot {
                 Some(resp) => resp,
                 None => route(req, version, path, next).await,
             }
