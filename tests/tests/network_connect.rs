@@ -580,3 +580,43 @@ fn published_ports_follow_the_first_network() {
     );
     d.docker_ok(&["network", "rm", "side"]);
 }
+
+/// A client that sends `network connect` and goes away at once (hyper then
+/// drops the handler) still gets a whole connection: the interface plugged
+/// in is in the container's record too, so a restart plugs it in again and
+/// the list, inspect and a second connect agree.
+#[test]
+fn a_connect_whose_client_went_away_is_whole() {
+    let (d, _guard, _bridge, _base) = setup();
+    d.docker_ok(&["run", "-d", "--name", "gone1", "busybox", "sleep", "100000"]);
+    let sock = d.socket.display().to_string();
+    let out = d.python(&format!(
+        r#"
+import json, socket
+s = socket.socket(socket.AF_UNIX)
+s.connect({sock:?})
+body = json.dumps({{"Container": "gone1"}}).encode()
+s.sendall(b"POST /v1.50/networks/side/connect HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+s.shutdown(socket.SHUT_WR)
+s.close()
+"#
+    ));
+    assert!(out.success(), "{}", out.stderr);
+    assert!(
+        wait_until(Duration::from_secs(20), || network_names(&d, "gone1")
+            .contains(&"side".to_string())),
+        "never connected: {:?}",
+        network_names(&d, "gone1")
+    );
+    let again = d.docker(&["network", "connect", "side", "gone1"]);
+    assert!(!again.success());
+    assert!(
+        again.stderr.contains("already exists in network side"),
+        "{}",
+        again.stderr
+    );
+    d.docker_ok(&["restart", "-t", "0", "gone1"]);
+    assert_eq!(network_names(&d, "gone1"), ["bridge", "side"]);
+    assert!(addresses(&d, "gone1").contains("eth1"));
+    d.docker_ok(&["rm", "-f", "gone1"]);
+}
