@@ -35,7 +35,7 @@ pub mod stream;
 pub mod version;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -84,8 +84,8 @@ pub fn service(
 > + Clone
        + Send
        + 'static {
-    let app = axum::middleware::from_fn_with_state(state.clone(), prepare).layer(router(state));
-    tower::ServiceExt::map_request(app, |req: hyper::Request<hyper::body::Incoming>| {
+    let app = axum::middleware::from_fn(prepare).layer(router(state.clone()));
+    let app = tower::ServiceExt::map_request(app, |req: hyper::Request<hyper::body::Incoming>| {
         req.map(|b| {
             if http_body::Body::is_end_stream(&b) {
                 Body::new(b)
@@ -93,13 +93,78 @@ pub fn service(
                 Body::new(body_timeout::IdleTimeout::new(b, body_timeout::IDLE))
             }
         })
-    })
+    });
+    HotFirst { state, routed: app }
 }
 
-/// Strips and checks the version prefix, answers a hot request or routes
-/// the others, reads what a handler left of its request body, then logs
-/// the request.
-async fn prepare(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Answers a hot request (see [`hot_answer`]) at once, without the
+/// middleware and the router; passes every other to `routed`.
+#[derive(Clone)]
+struct HotFirst<S> {
+    state: AppState,
+    routed: S,
+}
+
+impl<S> tower::Service<hyper::Request<hyper::body::Incoming>> for HotFirst<S>
+where
+    S: tower::Service<
+        hyper::Request<hyper::body::Incoming>,
+        Response = Response,
+        Error = std::convert::Infallible,
+    >,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        std::future::Ready<Result<Response, std::convert::Infallible>>,
+        S::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.routed.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        use futures_util::future::Either;
+        let started = Instant::now();
+        // One with a body goes through the router, which reads it.
+        if !http_body::Body::is_end_stream(req.body()) {
+            return Either::Right(self.routed.call(req));
+        }
+        let hot = match version::split_prefix(req.uri().path()) {
+            Ok(Prefix::None) => {
+                let path = req.uri().path();
+                hot_answer(
+                    &self.state,
+                    req.method(),
+                    path,
+                    req.uri().query(),
+                    version::DEFAULT_VERSION,
+                )
+            }
+            Ok(Prefix::Version(v, path)) => {
+                hot_answer(&self.state, req.method(), path, req.uri().query(), v)
+            }
+            Err(_) => None,
+        };
+        match hot {
+            Some(resp) => Either::Left(std::future::ready(Ok(finish(
+                resp,
+                req.method(),
+                req.uri(),
+                started,
+            )))),
+            None => Either::Right(self.routed.call(req)),
+        }
+    }
+}
+
+/// Strips and checks the version prefix, routes the request, reads what
+/// a handler left of its request body, then logs the request.
+async fn prepare(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let (body, unread) = unread_body::wrap(body);
@@ -114,16 +179,7 @@ async fn prepare(State(state): State<AppState>, req: Request, next: Next) -> Res
                 Prefix::None => (None, uri.path()),
                 Prefix::Version(v, rest) => (Some(v), rest),
             };
-            let v = version.unwrap_or(version::DEFAULT_VERSION);
-            // One with a body goes through the router, which reads it.
-            let hot = match http_body::Body::is_end_stream(req.body()) {
-                true => hot_answer(&state, &method, path, uri.query(), v),
-                false => None,
-            };
-            match hot {
-                Some(resp) => resp,
-                None => route(req, version, path, next).await,
-            }
+            route(req, version, path, next).await
         }
     };
     // Also after a success: a tar reader stops at the end-of-archive
@@ -134,6 +190,11 @@ async fn prepare(State(state): State<AppState>, req: Request, next: Next) -> Res
     {
         resp = json_error(resp).await;
     }
+    finish(resp, &method, &uri, started)
+}
+
+/// The headers every answer carries, then the metrics and the log line.
+fn finish(mut resp: Response, method: &Method, uri: &Uri, started: Instant) -> Response {
     // As dockerd, every response names the server and its API version.
     let headers = resp.headers_mut();
     headers.insert(
@@ -148,7 +209,7 @@ async fn prepare(State(state): State<AppState>, req: Request, next: Next) -> Res
         .extensions()
         .get::<RouteTemplate>()
         .map_or(UNMATCHED_ROUTE, |r| r.0);
-    crate::metrics::api_request(&method, route, status, took);
+    crate::metrics::api_request(method, route, status, took);
     let ms = took.as_secs_f64() * 1000.0;
     let (path, query) = (uri.path(), uri.query().unwrap_or(""));
     if status >= 400 {
