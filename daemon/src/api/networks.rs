@@ -273,22 +273,11 @@ async fn connect(
     JsonBody(body): JsonBody<ConnectBody>,
 ) -> ApiResult<StatusCode> {
     let epc = body.endpoint_config.unwrap_or(Value::Null);
-    let containers = state.containers.clone();
-    to_the_end(async move { containers.connect_network(&body.container, &id, epc).await }).await?;
+    state
+        .containers
+        .connect_network(&body.container, &id, epc)
+        .await?;
     Ok(StatusCode::OK)
-}
-
-/// Runs a change of the container's networks to its end even when the
-/// client goes away meanwhile (hyper then drops the handler): the
-/// interface is plugged in on a blocking thread, which finishes anyway,
-/// and the container's record must then say so too.
-async fn to_the_end<T: Send + 'static>(
-    change: impl std::future::Future<Output = Result<T, crate::network::NetError>> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::spawn(change)
-        .await
-        .map_err(|e| ApiError::internal(format!("network change: {e}")))?
-        .map_err(ApiError::from)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,12 +292,9 @@ async fn disconnect(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<DisconnectBody>,
 ) -> ApiResult<StatusCode> {
-    let containers = state.containers.clone();
-    to_the_end(async move {
-        containers
-            .disconnect_network(&body.container, &id, body.force)
-            .await
-    })
-    .await?;
+    state
+        .containers
+        .disconnect_network(&body.container, &id, body.force)
+        .await?;
     Ok(StatusCode::OK)
 }
