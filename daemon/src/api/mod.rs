@@ -134,22 +134,13 @@ where
         if !http_body::Body::is_end_stream(req.body()) {
             return Either::Right(self.routed.call(req));
         }
-        let hot = match version::split_prefix(req.uri().path()) {
-            Ok(Prefix::None) => {
-                let path = req.uri().path();
-                hot_answer(
-                    &self.state,
-                    req.method(),
-                    path,
-                    req.uri().query(),
-                    version::DEFAULT_VERSION,
-                )
-            }
-            Ok(Prefix::Version(v, path)) => {
-                hot_answer(&self.state, req.method(), path, req.uri().query(), v)
-            }
+        let uri = req.uri();
+        let hot = match version::split_prefix(uri.path()) {
+            Ok(Prefix::None) => Some((version::DEFAULT_VERSION, uri.path())),
+            Ok(Prefix::Version(v, path)) => Some((v, path)),
             Err(_) => None,
-        };
+        }
+        .and_then(|(v, path)| hot_answer(&self.state, req.method(), path, uri.query(), v));
         match hot {
             Some(resp) => Either::Left(std::future::ready(Ok(finish(
                 resp,
@@ -168,19 +159,21 @@ async fn prepare(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let (body, unread) = unread_body::wrap(body);
-    let req = Request::from_parts(parts, body);
+    let mut req = Request::from_parts(parts, body);
     let method = req.method().clone();
     // A clone shares the request line's bytes: only logged, not copied.
     let uri = req.uri().clone();
     let mut resp = match version::split_prefix(uri.path()) {
         Err(e) => e.into_response(),
-        Ok(prefix) => {
-            let (version, path) = match prefix {
-                Prefix::None => (None, uri.path()),
-                Prefix::Version(v, rest) => (Some(v), rest),
-            };
-            route(req, version, path, next).await
-        }
+        Ok(Prefix::None) => next.run(req).await,
+        Ok(Prefix::Version(v, rest)) => match strip_path(req.uri(), rest) {
+            Ok(uri) => {
+                *req.uri_mut() = uri;
+                req.extensions_mut().insert(v);
+                next.run(req).await
+            }
+            Err(e) => e.into_response(),
+        },
     };
     // Also after a success: a tar reader stops at the end-of-archive
     // blocks while the CLI may still be sending its padding.
@@ -220,7 +213,8 @@ fn finish(mut resp: Response, method: &Method, uri: &Uri, started: Instant) -> R
     resp
 }
 
-/// Requests clients poll in loops, answered before the router.
+/// Requests clients poll in loops, answered before the middleware and
+/// the router (by [`HotFirst`]).
 ///
 /// `docker inspect`, compose and testcontainers' wait loops poll a
 /// container's inspect document many times a second, and its answer is
@@ -239,26 +233,6 @@ fn hot_answer(
     resp.extensions_mut()
         .insert(RouteTemplate(containers::INSPECT_ROUTE));
     Some(resp)
-}
-
-/// Through the router, with the version prefix (if any) taken off the
-/// path and the version passed on to the extractors.
-async fn route(
-    mut req: Request,
-    version: Option<version::ApiVersion>,
-    path: &str,
-    next: Next,
-) -> Response {
-    if let Some(v) = version {
-        match strip_path(req.uri(), path) {
-            Ok(uri) => {
-                *req.uri_mut() = uri;
-                req.extensions_mut().insert(v);
-            }
-            Err(e) => return e.into_response(),
-        }
-    }
-    next.run(req).await
 }
 
 // Names parsed once, not at every response.

@@ -40,7 +40,7 @@ pub fn wrap(body: Body) -> (Body, Unread) {
     }
     let (tx, rx) = oneshot::channel();
     let wrapped = ReturnOnDrop {
-        finished: body.is_end_stream(),
+        finished: false,
         inner: Some(body),
         back: Some(tx),
     };
