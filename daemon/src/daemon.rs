@@ -84,6 +84,7 @@ impl Daemon {
             images.clone(),
             volumes.clone(),
         );
+        containers.keep_cgroup_parent();
         containers
             .restore()
             .with_context(|| format!("loading containers from {}", config.data_root.display()))?;

@@ -168,6 +168,7 @@ fn run(config: Config, source: reload::Source) -> Result<()> {
         ));
         server::serve("API", listeners, api::service(daemon.clone()), stop_rx).await;
         shut_down_containers(&daemon).await;
+        daemon.containers.release_cgroup_parent();
         // Build cache usage figures not written yet (they are written after
         // each build's answer, in the background).
         daemon.builder.flush_cache_usage();

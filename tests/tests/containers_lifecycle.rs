@@ -56,6 +56,51 @@ fn run_rm_prints_and_cleans_up() {
     assert_nothing_left(&d);
 }
 
+/// berthd keeps its cgroup parent while it runs (the last container's
+/// removal leaves it), knows after a crash that it made it, and removes
+/// it when it stops.
+#[test]
+fn the_cgroup_parent_lives_as_long_as_berthd() {
+    let mut d = Daemon::with_busybox();
+    let parents = cgroup_dirs(&d.cgroup_parent);
+    assert!(!parents.is_empty(), "no cgroup parent made at start");
+    d.docker_ok(&["run", "--rm", "busybox", "true"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .docker_ok(&["ps", "-aq"])
+            .trim()
+            .is_empty()),
+        "--rm container still listed"
+    );
+    assert_nothing_left(&d);
+    assert_eq!(
+        cgroup_dirs(&d.cgroup_parent),
+        parents,
+        "the parent went with the container"
+    );
+    // An exec after the restart starts from the bundle berthd wrote before.
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "-e",
+        "FROM_RUN=1",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    d.kill9();
+    d.start_again();
+    assert_eq!(cgroup_dirs(&d.cgroup_parent), parents);
+    let env = d.docker_ok(&["exec", "live", "sh", "-c", "echo $FROM_RUN"]);
+    assert_eq!(env.trim(), "1");
+    d.docker_ok(&["rm", "-f", "live"]);
+    d.stop();
+    let left = cgroup_dirs(&d.cgroup_parent);
+    assert!(left.is_empty(), "left after berthd stopped: {left:?}");
+}
+
 #[test]
 fn exit_codes_pass_through() {
     let d = Daemon::with_busybox();

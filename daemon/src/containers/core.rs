@@ -222,6 +222,8 @@ pub struct Containers {
     pub health: crate::health::Monitors,
     /// berthd is going down: restart policies wait for the next start.
     pub shutting_down: std::sync::atomic::AtomicBool,
+    /// The cgroup parent while berthd runs (see `cgroup_parent`).
+    pub(super) kept_parent: std::sync::OnceLock<super::cgroup_parent::KeptParent>,
     live: std::sync::RwLock<Arc<Live>>,
 }
 
@@ -243,6 +245,7 @@ impl Containers {
             networks: std::sync::OnceLock::new(),
             health: Default::default(),
             shutting_down: Default::default(),
+            kept_parent: std::sync::OnceLock::new(),
         })
     }
 

@@ -6,6 +6,8 @@
 //! events or the others.
 
 mod attach;
+mod cgroup_parent;
+mod cgroupfs;
 mod commit_pause;
 pub mod config;
 pub mod core;

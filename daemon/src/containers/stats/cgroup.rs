@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::StatsError;
+use crate::containers::cgroupfs;
 
 /// Nanoseconds per `USER_HZ` tick (100 Hz on Linux, fixed in the ABI).
 const NANOS_PER_TICK: u64 = 10_000_000;
@@ -274,28 +275,7 @@ pub fn parse_io_stat_v2(text: &str) -> (Vec<BlkioEntry>, Vec<BlkioEntry>) {
 
 /// Map `/proc/PID/cgroup` through `/proc/self/mountinfo` to directories.
 fn locate(proc_cgroup: &str, mountinfo: &str) -> Dirs {
-    // (mount root, mount point, super options or "" for cgroup2)
-    let mut v1_mounts: Vec<(String, PathBuf, Vec<String>)> = Vec::new();
-    let mut v2_mount: Option<(String, PathBuf)> = None;
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let (root, mountpoint) = (unescape(pre[3]), PathBuf::from(unescape(pre[4])));
-        match post[0] {
-            "cgroup" => {
-                let opts = post[2].split(',').map(str::to_string).collect();
-                v1_mounts.push((root, mountpoint, opts));
-            }
-            "cgroup2" if v2_mount.is_none() => v2_mount = Some((root, mountpoint)),
-            _ => {}
-        }
-    }
+    let mounts = cgroupfs::parse(mountinfo);
     let mut dirs = Dirs::default();
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
@@ -304,18 +284,19 @@ fn locate(proc_cgroup: &str, mountinfo: &str) -> Dirs {
             continue;
         };
         if controllers.is_empty() {
-            if let Some((root, mp)) = &v2_mount {
-                dirs.unified = Some(under_mount(mp, root, path));
+            if let Some(m) = &mounts.unified {
+                dirs.unified = Some(under_mount(&m.mountpoint, &m.root, path));
             }
             continue;
         }
         for ctrl in controllers.split(',') {
-            if let Some((root, mp, _)) = v1_mounts
+            if let Some(m) = mounts
+                .v1
                 .iter()
-                .find(|(_, _, opts)| opts.iter().any(|o| o == ctrl))
+                .find(|m| m.options.iter().any(|o| o == ctrl))
             {
                 dirs.v1
-                    .insert(ctrl.to_string(), under_mount(mp, root, path));
+                    .insert(ctrl.to_string(), under_mount(&m.mountpoint, &m.root, path));
             }
         }
     }
@@ -337,25 +318,6 @@ fn under_mount(mountpoint: &Path, root: &str, path: &str) -> PathBuf {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// dockerd's `system_cpu_usage` (user..softirq of the `cpu` line, in ns)
 /// and the number of `cpuN` lines.
 pub fn parse_proc_stat(text: &str) -> (u64, u32) {
