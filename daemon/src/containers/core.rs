@@ -139,6 +139,9 @@ pub struct Container {
     /// The restart policy's current back-off (zero: none yet), as
     /// dockerd's restart manager keeps it: in memory, reset by a start.
     pub restart_backoff: Mutex<std::time::Duration>,
+    /// The `process` of the bundle's config.json as the last start wrote
+    /// it: what an exec starts from, without reading the file each time.
+    pub exec_base: Mutex<Option<Arc<serde_json::Value>>>,
 }
 
 impl Container {
@@ -159,6 +162,7 @@ impl Container {
             pending_attach: Mutex::new(Vec::new()),
             manually_stopped: std::sync::atomic::AtomicBool::new(manually_stopped),
             restart_backoff: Mutex::new(std::time::Duration::ZERO),
+            exec_base: Mutex::new(None),
         })
     }
 

@@ -247,11 +247,13 @@ impl Containers {
             init_binary: init.as_deref(),
             default_ulimits: &self.live().default_ulimits,
         })?;
-        let data = serde_json::to_vec_pretty(&spec)
+        let data = serde_json::to_vec(&spec)
             .map_err(|e| ContainerError::internal("encoding config.json", e))?;
         // The bundle lives in the volatile exec root: no fsync needed.
         std::fs::write(bundle.join("config.json"), &data)
             .map_err(|e| ContainerError::internal("writing config.json", e))?;
+        *c.exec_base.lock().unwrap_or_else(|p| p.into_inner()) =
+            spec.get("process").cloned().map(Arc::new);
         steps.done("network prepared, links, config.json");
 
         let runtime = self.runtime_path(&rec.host_config.runtime)?;

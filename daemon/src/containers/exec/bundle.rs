@@ -1,27 +1,37 @@
 //! The OCI process of an exec, from the running container's bundle: its
 //! own process settings with the exec's overrides (see [`super::process`]).
 
+use std::path::Path;
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::{process, ExecConfig};
 use crate::containers::core::Containers;
 use crate::containers::record::ContainerRecord;
 
-/// Reads the bundle's `config.json` and resolves `cfg.user` in the
-/// container's root; errors are messages for the client.
+/// The container's process settings as its start wrote them (from the
+/// bundle's `config.json` after a daemon restart), with `cfg.user`
+/// resolved in the container's root; errors are messages for the client.
 pub async fn process_for(
     containers: &Containers,
     rec: &ContainerRecord,
     cfg: &ExecConfig,
 ) -> Result<Value, String> {
     let bundle = containers.settings.bundle_dir(&rec.id);
-    let spec_path = bundle.join("config.json");
-    let data = tokio::fs::read(&spec_path)
-        .await
-        .map_err(|err| format!("reading {}: {err}", spec_path.display()))?;
-    let spec: Value = serde_json::from_slice(&data)
-        .map_err(|err| format!("parsing {}: {err}", spec_path.display()))?;
-    let base = spec.get("process").cloned().unwrap_or_else(|| json!({}));
+    let base = match base_process(containers, &rec.id) {
+        Some(base) => base,
+        None => {
+            let read = read_base_process(&bundle).await?;
+            if let Ok(c) = containers.get(&rec.id) {
+                c.exec_base
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert_with(|| read.clone());
+            }
+            read
+        }
+    };
     let user = if cfg.user.is_empty() {
         None
     } else {
@@ -44,9 +54,31 @@ pub async fn process_for(
         })
     };
     Ok(process::build(
-        &base,
+        base.as_ref(),
         cfg,
         user.as_ref(),
         &process::privileged_caps(crate::containers::spec::caps::ALL),
+    ))
+}
+
+fn base_process(containers: &Containers, id: &str) -> Option<Arc<Value>> {
+    let c = containers.get(id).ok()?;
+    let kept = c
+        .exec_base
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    kept
+}
+
+async fn read_base_process(bundle: &Path) -> Result<Arc<Value>, String> {
+    let spec_path = bundle.join("config.json");
+    let data = tokio::fs::read(&spec_path)
+        .await
+        .map_err(|err| format!("reading {}: {err}", spec_path.display()))?;
+    let spec: Value = serde_json::from_slice(&data)
+        .map_err(|err| format!("parsing {}: {err}", spec_path.display()))?;
+    Ok(Arc::new(
+        spec.get("process").cloned().unwrap_or_else(|| json!({})),
     ))
 }
