@@ -113,3 +113,32 @@ pub fn setns(j: &Join) -> Result<()> {
     nix::sched::setns(&j.fd, clone_flag(j.typ))
         .ctx(|| format!("join {} namespace", proc_name(j.typ)))
 }
+
+/// Brings up `lo` in the network namespace this process just created, as
+/// runc does: a new network namespace starts with it down.
+pub fn loopback_up() -> Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ctx(|| "socket for bringing up lo")?;
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `req`, which
+    // outlives both calls.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error()).ctx(|| "read the flags of lo");
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) < 0 {
+            return Err(std::io::Error::last_os_error()).ctx(|| "bring up lo");
+        }
+    }
+    Ok(())
+}

@@ -86,6 +86,25 @@ fn cgroup_view_and_update() {
     assert!(b.rt(&["delete", "--force", &id]).success());
 }
 
+/// As with runc: a new network namespace has its loopback up.
+#[test]
+fn a_new_network_namespace_has_loopback_up() {
+    let mut b = Bundle::new();
+    b.set_args(&["cat", "/sys/class/net/lo/flags"]);
+    let id = b.id("lo");
+    b.write_config(&id);
+    let bundle = b.bundle.display().to_string();
+    let out = b.rt(&["run", "--bundle", &bundle, &id]);
+    assert!(out.success(), "{}", out.stderr);
+    let flags = u32::from_str_radix(out.stdout.trim().trim_start_matches("0x"), 16)
+        .unwrap_or_else(|e| panic!("flags {:?}: {e}", out.stdout));
+    assert_eq!(
+        flags & libc::IFF_UP as u32,
+        libc::IFF_UP as u32,
+        "lo is down"
+    );
+}
+
 #[test]
 fn no_pivot_runs_in_a_chroot() {
     let mut b = Bundle::new();

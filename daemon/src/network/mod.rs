@@ -1069,6 +1069,17 @@ impl Networks {
         if mode == "host" || mode.starts_with("container:") {
             return Ok(());
         }
+        // Without endpoints (`none`) there is nothing to plug: the runtime
+        // brought up the loopback of the namespace it made (as runc does).
+        let Some(cn) = self
+            .lock()
+            .conts
+            .get(&rec.id)
+            .filter(|cn| !cn.endpoints.is_empty())
+            .cloned()
+        else {
+            return Ok(());
+        };
         let ns = netns::open(pid).map_err(|e| {
             NetError::internal(format!("opening the network namespace of pid {pid}"), e)
         })?;
@@ -1080,9 +1091,6 @@ impl Networks {
             Ok(())
         })
         .map_err(|e| NetError::internal("bringing up loopback in the container", e))?;
-        let Some(cn) = self.lock().conts.get(&rec.id).cloned() else {
-            return Ok(());
-        };
         for (i, ep) in cn.endpoints.iter().enumerate() {
             self.plug(ep, &ns, i == 0)?;
         }

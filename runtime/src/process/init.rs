@@ -71,6 +71,9 @@ pub fn stage1(chan: &Channel, cfg: &InitConfig, join: &SelfJoin, born_in: bool) 
         }
     }
     unshare(flags).ctx(|| format!("create namespaces {flags:?}"))?;
+    if cfg.plan.creates(LinuxNamespaceType::Network) {
+        namespaces::loopback_up()?;
+    }
     let child = fork_child(chan, None, || match stage2(chan, cfg, &cgroup_lines) {
         Ok(never) => match never {},
         Err(e) => Err(e),
