@@ -12,7 +12,8 @@
 //! The process berthd spawns forks: the grandchild detaches (setsid, becomes
 //! child subreaper, stdio to /dev/null, its own log in `STATE_DIR/shim.log`),
 //! runs `runtime create`, listens on `STATE_DIR/shim.sock`, and only then tells
-//! the intermediate process, which exits 0. A non-zero exit means the container
+//! the intermediate process, which prints the container init's pid (decimal,
+//! one line) on its stdout and exits 0. A non-zero exit means the container
 //! could not be created; the reason is on the intermediate's stderr. So when the
 //! spawned command returns success, the container is `created` and the socket
 //! accepts connections.

@@ -35,7 +35,8 @@ use crate::reaper::{OomWatch, Reaper};
 use crate::runtime::{read_pid_file, Runtime};
 use crate::server::Shim;
 
-const READY: &[u8] = b"ok";
+/// What the shim tells the intermediate on success, followed by the pid.
+const READY: &[u8] = b"ok ";
 
 fn main() {
     let cfg = match Config::parse(std::env::args().skip(1)).and_then(absolute_paths) {
@@ -93,11 +94,13 @@ fn close_inherited_fds(keep: i32) {
     }
 }
 
-/// The intermediate process: relays the shim's verdict as exit status.
+/// The intermediate process: relays the shim's verdict as exit status,
+/// and the init's pid on stdout.
 fn wait_for_ready(ready: OwnedFd) -> i32 {
     let mut msg = Vec::new();
     let _ = File::from(ready).read_to_end(&mut msg);
-    if msg == READY {
+    if let Some(pid) = msg.strip_prefix(READY) {
+        println!("{}", String::from_utf8_lossy(pid));
         return 0;
     }
     if msg.is_empty() {
@@ -112,7 +115,7 @@ fn shim_main(cfg: Config, ready: OwnedFd) -> ! {
     let mut ready = File::from(ready);
     match setup(&cfg) {
         Ok(shim) => {
-            let _ = ready.write_all(READY);
+            let _ = ready.write_all(&[READY, shim.init_pid.to_string().as_bytes()].concat());
             drop(ready);
             shim.run();
             std::process::exit(0);

@@ -3,7 +3,7 @@
 //! workspace's berth-runtime.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -677,13 +677,17 @@ fn shim_survives_sigkill_of_its_parent_and_keeps_logging() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn stand-in daemon");
-    let mut out = parent.stdout.take().expect("stdout");
-    let mut buf = [0u8; 8];
-    let n = out.read(&mut buf).expect("read");
-    assert_eq!(&buf[..n], b"spawned\n");
+    let mut out = std::io::BufReader::new(parent.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read the init's pid");
+    let init_pid: i32 = line.trim().parse().expect("the shim prints the init's pid");
+    line.clear();
+    out.read_line(&mut line).expect("read");
+    assert_eq!(line, "spawned\n");
     let mut c = c;
     let pid = fs::read_to_string(c.state_dir().join("shim.pid")).expect("shim.pid");
     c.shim_pid = Some(pid.trim().parse().expect("pid"));
+    assert_eq!(c.ok(json!({"op": "state"}))["pid"], init_pid);
     c.ok(json!({"op": "start"}));
     assert!(wait_until(TIMEOUT, || c.log_entries().len() >= 3));
 

@@ -278,7 +278,7 @@ impl Containers {
             })?),
             None => None,
         };
-        shimc::spawn(&SpawnArgs {
+        let spawned_pid = shimc::spawn(&SpawnArgs {
             shim: &self.settings.shim_path,
             id: &rec.id,
             bundle,
@@ -303,12 +303,15 @@ impl Containers {
 
         let shim = self.shim(&rec.id);
         if let Some(n) = self.networks.get() {
-            let pid = shim
-                .call(&Request::State)
-                .await
-                .map_err(|e| shim_err("reading the created container's pid", e))?
-                .pid
-                .unwrap_or(0);
+            let pid = match spawned_pid {
+                Some(pid) => pid,
+                None => shim
+                    .call(&Request::State)
+                    .await
+                    .map_err(|e| shim_err("reading the created container's pid", e))?
+                    .pid
+                    .unwrap_or(0),
+            };
             n.attach(rec, pid).map_err(network_err)?;
         }
         steps.done("network attached");

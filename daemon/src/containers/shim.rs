@@ -85,18 +85,23 @@ impl SpawnArgs<'_> {
 
 /// Run the shim; when this returns Ok the container is created and the
 /// shim's socket accepts connections.
-pub async fn spawn(args: &SpawnArgs<'_>) -> Result<(), ShimError> {
+pub async fn spawn(args: &SpawnArgs<'_>) -> Result<Option<i32>, ShimError> {
     let out = tokio::process::Command::new(args.shim)
         .args(args.to_args())
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false)
         .output()
         .await
         .map_err(|e| ShimError::Spawn(format!("{}: {e}", args.shim.display())))?;
     if out.status.success() {
-        return Ok(());
+        // The init's pid; None from a shim that does not print it.
+        let pid = std::str::from_utf8(&out.stdout)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|p| *p > 0);
+        return Ok(pid);
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let msg = stderr.trim();
