@@ -577,16 +577,19 @@ impl Containers {
         }
         let shim = self.shim(id);
         let mut steps = Steps::new("exit clean-up", id);
-        if !shim.wait_gone(SHIM_EXIT_GRACE).await {
-            tracing::warn!(%id, "shim still running after the container exited");
-        }
-        steps.done("shim gone");
+        // Unmounted while the shim runs `runtime delete`, which touches only
+        // the runtime's state and the cgroups (berthd's specs carry no
+        // poststop hooks that could look at the rootfs).
         subpath::unstage(&bundle);
         if let Err(e) = rootfs::unmount_rootfs(&bundle.join("rootfs")) {
             tracing::error!(%id, error = %e, "unmounting the container's rootfs");
             return;
         }
         steps.done("rootfs unmounted");
+        if !shim.wait_gone(SHIM_EXIT_GRACE).await {
+            tracing::warn!(%id, "shim still running after the container exited");
+        }
+        steps.done("shim gone");
         remove_bundle(&bundle);
         steps.done("bundle removed");
     }
