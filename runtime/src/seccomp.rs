@@ -26,6 +26,7 @@
 //!   ENOSYS (kernel behaviour); SCMP_ACT_NOTIFY needs a seccomp agent and is
 //!   refused.
 
+pub mod cache;
 mod tables;
 
 use std::collections::BTreeMap;

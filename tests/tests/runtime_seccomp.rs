@@ -43,6 +43,34 @@ fn denied_syscall_fails_with_the_configured_errno() {
     );
 }
 
+/// An exec'd process gets the container's filter: the first exec
+/// compiles and keeps it, later ones install the kept one.
+#[test]
+fn exec_runs_under_the_container_filter() {
+    let mut b = Bundle::new();
+    with_seccomp(
+        &mut b,
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                { "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122 }
+            ]
+        }),
+    );
+    b.set_args(&["sleep", "1000"]);
+    let id = b.start_detached("execfilter");
+    for round in 0..2 {
+        let out = b.rt(&["exec", &id, "sh", "-c", "mkdir /tmp/x$$; echo rc=$?"]);
+        assert!(
+            out.stderr.contains("Disk quota exceeded") && out.stdout.contains("rc=1"),
+            "exec {round}: mkdir should fail with EDQUOT: {out:?}"
+        );
+    }
+    let out = b.rt(&["exec", &id, "sh", "-c", "ls / >/dev/null && echo listed"]);
+    assert!(out.stdout.contains("listed"), "{out:?}");
+    assert!(b.rt(&["delete", "--force", &id]).success());
+}
+
 #[test]
 fn errno_action_without_errno_ret_is_eperm() {
     let mut b = Bundle::new();

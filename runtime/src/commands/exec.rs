@@ -77,7 +77,13 @@ pub fn exec(root: &Root, id: &str, opts: &ExecOptions) -> Result<i32> {
             .map(|n| n.typ())
             .collect(),
         process,
-        seccomp: linux.seccomp().clone(),
+        seccomp: match linux.seccomp() {
+            Some(profile) => Some(crate::seccomp::cache::filter(
+                &root.container_dir(&c.id),
+                profile,
+            )?),
+            None => None,
+        },
         console,
         preserve_fds: opts.preserve_fds,
     };

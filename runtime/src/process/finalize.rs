@@ -28,7 +28,14 @@ fn cstring(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::invalid(format!("{s:?} contains a NUL byte")))
 }
 
-pub fn plan(process: &Process, seccomp: Option<&LinuxSeccomp>) -> Result<ExecPlan> {
+/// The filter compiled from the spec's `linux.seccomp`, if any.
+pub fn seccomp_filter(seccomp: Option<&LinuxSeccomp>) -> Result<Option<crate::seccomp::Filter>> {
+    seccomp
+        .map(|s| crate::seccomp::compile(s).map_err(|e| Error::Seccomp(e.to_string())))
+        .transpose()
+}
+
+pub fn plan(process: &Process, seccomp: Option<crate::seccomp::Filter>) -> Result<ExecPlan> {
     let args = process.args().as_deref().unwrap_or_default();
     let first = args
         .first()
@@ -46,10 +53,6 @@ pub fn plan(process: &Process, seccomp: Option<&LinuxSeccomp>) -> Result<ExecPla
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH);
     let path = lookup(first, path_var)?;
-    let seccomp = match seccomp {
-        Some(s) => Some(crate::seccomp::compile(s).map_err(|e| Error::Seccomp(e.to_string()))?),
-        None => None,
-    };
     Ok(ExecPlan {
         path: cstring(&path.to_string_lossy())?,
         argv: args.iter().map(|a| cstring(a)).collect::<Result<_>>()?,

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
-use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::finalize;
 use super::spawn::fork_child;
@@ -20,7 +20,8 @@ pub struct TenantConfig {
     /// Namespace types the container was configured with.
     pub namespaces: Vec<LinuxNamespaceType>,
     pub process: Process,
-    pub seccomp: Option<LinuxSeccomp>,
+    /// Compiled by the parent (see `seccomp::cache`).
+    pub seccomp: Option<crate::seccomp::Filter>,
     pub console: Option<OwnedFd>,
     pub preserve_fds: u32,
 }
@@ -75,7 +76,7 @@ fn stage2(chan: &Channel, cfg: &TenantConfig) -> Result<Infallible> {
             .map(|b| (b.height() as u16, b.width() as u16));
         crate::tty::setup(console, size, false)?;
     }
-    let mut plan = finalize::plan(process, cfg.seccomp.as_ref())?;
+    let mut plan = finalize::plan(process, cfg.seccomp.clone())?;
     finalize::prepare_process(process, false)?;
     plan.apply_seccomp_early()?;
     crate::identity::switch(process)?;
