@@ -3,7 +3,6 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,6 +12,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::api;
 use crate::api::client_watch::ConnFd;
 use crate::config::{Config, Host, DEFAULT_GROUP};
 use crate::tls::TlsAcceptor;
@@ -400,6 +400,46 @@ where
     }
 }
 
+/// hyper's side of the API service. hyper drops a request's future,
+/// unpolled even, when the client's end of file follows the request at
+/// once; the requests [`api::must_finish`] names are handed to a task of
+/// their own right here, as hyper dispatches them, and run to their end.
+struct ToHyper<S>(S);
+
+type Answer = Result<axum::response::Response, std::convert::Infallible>;
+type Joined = fn(Result<Answer, tokio::task::JoinError>) -> Answer;
+
+impl<S: ApiService> hyper::service::Service<hyper::Request<hyper::body::Incoming>> for ToHyper<S> {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        tower::util::Oneshot<S, hyper::Request<hyper::body::Incoming>>,
+        futures_util::future::Map<tokio::task::JoinHandle<Answer>, Joined>,
+    >;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        use futures_util::future::Either;
+        use futures_util::FutureExt;
+        use tower::ServiceExt;
+        let detach = api::must_finish(req.method(), req.uri().path());
+        let answer = self.0.clone().oneshot(req);
+        if !detach {
+            return Either::Left(answer);
+        }
+        let joined: Joined = |r| {
+            r.unwrap_or_else(|e| {
+                let body =
+                    axum::Json(serde_json::json!({ "message": format!("request task: {e}") }));
+                Ok(axum::response::IntoResponse::into_response((
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    body,
+                )))
+            })
+        };
+        Either::Right(tokio::spawn(answer).map(joined))
+    }
+}
+
 async fn serve_connection<IO, S>(io: IO, service: S, mut shutdown: watch::Receiver<bool>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -407,7 +447,7 @@ where
 {
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .serve_connection(TokioIo::new(io), ToHyper(service))
         .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {

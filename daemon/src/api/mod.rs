@@ -153,6 +153,27 @@ where
     }
 }
 
+/// Changes a client must not cut in half by leaving, as dockerd carries
+/// them out: `network connect` and `disconnect`. hyper drops a request's
+/// future, unpolled even, when the client's end of file follows the
+/// request at once; the server hands these to a task of their own as hyper
+/// dispatches them.
+pub fn must_finish(method: &Method, path: &str) -> bool {
+    if method != Method::POST {
+        return false;
+    }
+    let path = match version::split_prefix(path) {
+        Ok(Prefix::Version(_, rest)) => rest,
+        Ok(Prefix::None) => path,
+        Err(_) => return false,
+    };
+    let mut parts = path.split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(""), Some("networks"), Some(id), Some("connect" | "disconnect"), None) if !id.is_empty()
+    )
+}
+
 /// Strips and checks the version prefix, routes the request, reads what
 /// a handler left of its request body, then logs the request.
 async fn prepare(req: Request, next: Next) -> Response {
@@ -305,5 +326,31 @@ async fn fallback(method: Method, uri: Uri) -> ApiError {
             ApiError::not_implemented(format!("not implemented: {method} {template}"))
         }
         None => ApiError::not_found("page not found"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_connect_and_disconnect_must_finish() {
+        for path in [
+            "/networks/n/connect",
+            "/v1.50/networks/n/connect",
+            "/v1.41/networks/abc/disconnect",
+        ] {
+            assert!(must_finish(&Method::POST, path), "{path}");
+        }
+        for (method, path) in [
+            (Method::GET, "/networks/n/connect"),
+            (Method::POST, "/networks//connect"),
+            (Method::POST, "/networks/n/connect/x"),
+            (Method::POST, "/networks/create"),
+            (Method::POST, "/containers/n/start"),
+            (Method::POST, "/vx/networks/n/connect"),
+        ] {
+            assert!(!must_finish(&method, path), "{method} {path}");
+        }
     }
 }
