@@ -41,18 +41,26 @@ fn assert_nothing_left(d: &Daemon) {
     assert_eq!(n, 0, "bundles left");
 }
 
-#[test]
-fn run_rm_prints_and_cleans_up() {
-    let d = Daemon::with_busybox();
-    let out = d.docker_ok(&["run", "--rm", "busybox", "echo", "hello"]);
-    assert_eq!(out, "hello\n");
+/// `docker ps -a` lists nothing within 10 s (an `--rm` container goes
+/// after its exit).
+#[track_caller]
+fn assert_none_listed(d: &Daemon) {
     assert!(
         wait_until(Duration::from_secs(10), || d
             .docker_ok(&["ps", "-aq"])
             .trim()
             .is_empty()),
-        "--rm container still listed"
+        "containers still listed: {}",
+        d.docker_ok(&["ps", "-a"])
     );
+}
+
+#[test]
+fn run_rm_prints_and_cleans_up() {
+    let d = Daemon::with_busybox();
+    let out = d.docker_ok(&["run", "--rm", "busybox", "echo", "hello"]);
+    assert_eq!(out, "hello\n");
+    assert_none_listed(&d);
     assert_nothing_left(&d);
 }
 
@@ -65,13 +73,7 @@ fn the_cgroup_parent_lives_as_long_as_berthd() {
     let parents = cgroup_dirs(&d.cgroup_parent);
     assert!(!parents.is_empty(), "no cgroup parent made at start");
     d.docker_ok(&["run", "--rm", "busybox", "true"]);
-    assert!(
-        wait_until(Duration::from_secs(10), || d
-            .docker_ok(&["ps", "-aq"])
-            .trim()
-            .is_empty()),
-        "--rm container still listed"
-    );
+    assert_none_listed(&d);
     assert_nothing_left(&d);
     assert_eq!(
         cgroup_dirs(&d.cgroup_parent),

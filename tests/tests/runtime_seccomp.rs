@@ -11,6 +11,19 @@ fn with_seccomp(b: &mut Bundle, seccomp: serde_json::Value) {
     b.config["linux"]["seccomp"] = seccomp;
 }
 
+/// mkdir fails with `errno` (SCMP_ACT_ERRNO's own default without one);
+/// everything else is allowed.
+fn deny_mkdir(b: &mut Bundle, errno: Option<u32>) {
+    let mut rule = json!({ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO" });
+    if let Some(e) = errno {
+        rule["errnoRet"] = json!(e);
+    }
+    with_seccomp(
+        b,
+        json!({ "defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule] }),
+    );
+}
+
 #[test]
 fn denied_syscall_fails_with_the_configured_errno() {
     let mut b = Bundle::new();
@@ -48,15 +61,7 @@ fn denied_syscall_fails_with_the_configured_errno() {
 #[test]
 fn exec_runs_under_the_container_filter() {
     let mut b = Bundle::new();
-    with_seccomp(
-        &mut b,
-        json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [
-                { "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122 }
-            ]
-        }),
-    );
+    deny_mkdir(&mut b, Some(122));
     b.set_args(&["sleep", "1000"]);
     let id = b.start_detached("execfilter");
     for round in 0..2 {
@@ -74,15 +79,7 @@ fn exec_runs_under_the_container_filter() {
 #[test]
 fn errno_action_without_errno_ret_is_eperm() {
     let mut b = Bundle::new();
-    with_seccomp(
-        &mut b,
-        json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [
-                { "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO" }
-            ]
-        }),
-    );
+    deny_mkdir(&mut b, None);
     // Without seccomp this would be EROFS (read-only rootfs).
     b.set_args(&["sh", "-c", "mkdir /x; echo rc=$?"]);
     let out = b.run("deferrno");
