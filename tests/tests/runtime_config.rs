@@ -91,13 +91,9 @@ fn cgroup_view_and_update() {
 fn a_new_network_namespace_has_loopback_up() {
     let mut b = Bundle::new();
     b.set_args(&["cat", "/sys/class/net/lo/flags"]);
-    let id = b.id("lo");
-    b.write_config(&id);
-    let bundle = b.bundle.display().to_string();
-    let out = b.rt(&["run", "--bundle", &bundle, &id]);
-    assert!(out.success(), "{}", out.stderr);
-    let flags = u32::from_str_radix(out.stdout.trim().trim_start_matches("0x"), 16)
-        .unwrap_or_else(|e| panic!("flags {:?}: {e}", out.stdout));
+    let out = b.run_ok("lo");
+    let flags = u32::from_str_radix(out.trim().trim_start_matches("0x"), 16)
+        .unwrap_or_else(|e| panic!("flags {out:?}: {e}"));
     assert_eq!(
         flags & libc::IFF_UP as u32,
         libc::IFF_UP as u32,
