@@ -26,6 +26,12 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl From<crate::seccomp::SeccompError> for Error {
+    fn from(e: crate::seccomp::SeccompError) -> Error {
+        Error::Seccomp(e.to_string())
+    }
+}
+
 impl Error {
     pub fn invalid(msg: impl Display) -> Error {
         Error::Invalid(msg.to_string())

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
-use oci_spec::runtime::{LinuxSeccomp, Process};
+use oci_spec::runtime::Process;
 
 use crate::error::{Context, Error, Result};
 
@@ -26,13 +26,6 @@ pub struct ExecPlan {
 
 fn cstring(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::invalid(format!("{s:?} contains a NUL byte")))
-}
-
-/// The filter compiled from the spec's `linux.seccomp`, if any.
-pub fn seccomp_filter(seccomp: Option<&LinuxSeccomp>) -> Result<Option<crate::seccomp::Filter>> {
-    seccomp
-        .map(|s| crate::seccomp::compile(s).map_err(|e| Error::Seccomp(e.to_string())))
-        .transpose()
 }
 
 pub fn plan(process: &Process, seccomp: Option<crate::seccomp::Filter>) -> Result<ExecPlan> {
@@ -148,7 +141,7 @@ impl ExecPlan {
 
     fn apply_seccomp(&mut self) -> Result<()> {
         if let Some(f) = self.seccomp.take() {
-            f.apply().map_err(|e| Error::Seccomp(e.to_string()))?;
+            f.apply()?;
         }
         Ok(())
     }

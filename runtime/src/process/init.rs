@@ -146,7 +146,10 @@ fn stage2(chan: &Channel, cfg: &InitConfig, cgroup_lines: &[String]) -> Result<I
     }
     rootfs::write_sysctls(spec)?;
     rootfs::finish(spec)?;
-    let filter = finalize::seccomp_filter(linux.and_then(|l| l.seccomp().as_ref()))?;
+    let filter = linux
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::compile)
+        .transpose()?;
     let mut plan = finalize::plan(process, filter)?;
     finalize::prepare_process(process, true)?;
     plan.apply_seccomp_early()?;

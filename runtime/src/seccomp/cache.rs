@@ -8,7 +8,7 @@ use std::path::Path;
 use oci_spec::runtime::LinuxSeccomp;
 
 use super::Filter;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 const FILE: &str = "seccomp.bpf";
 const MAGIC: &[u8; 4] = b"BPF1";
@@ -21,7 +21,7 @@ pub fn filter(state_dir: &Path, profile: &LinuxSeccomp) -> Result<Filter> {
     if let Some(f) = std::fs::read(&path).ok().and_then(|b| decode(&b)) {
         return Ok(f);
     }
-    let f = super::compile(profile).map_err(|e| Error::Seccomp(e.to_string()))?;
+    let f = super::compile(profile)?;
     // Best effort: without it the next exec compiles again.
     let tmp = state_dir.join(format!(".{FILE}.{}", std::process::id()));
     if write_private(&tmp, &encode(&f)).is_err() || std::fs::rename(&tmp, &path).is_err() {
