@@ -428,12 +428,9 @@ impl<S: ApiService> hyper::service::Service<hyper::Request<hyper::body::Incoming
         }
         let joined: Joined = |r| {
             r.unwrap_or_else(|e| {
-                let body =
-                    axum::Json(serde_json::json!({ "message": format!("request task: {e}") }));
-                Ok(axum::response::IntoResponse::into_response((
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    body,
-                )))
+                Ok(axum::response::IntoResponse::into_response(
+                    api::error::ApiError::internal(format!("request task: {e}")),
+                ))
             })
         };
         Either::Right(tokio::spawn(answer).map(joined))

@@ -2,9 +2,6 @@
 //! record's `EndpointsConfig` says which networks the container is on at
 //! its next start; a running container is also plugged in or out now.
 
-use std::future::Future;
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use super::core::Containers;
@@ -19,16 +16,6 @@ fn lookup_err(e: ContainerError) -> NetError {
     }
 }
 
-/// `change` in a task of its own, so dropping the caller does not cut it
-/// in half.
-async fn to_the_end<T: Send + 'static>(
-    change: impl Future<Output = Result<T>> + Send + 'static,
-) -> Result<T> {
-    tokio::spawn(change)
-        .await
-        .map_err(|e| NetError::internal("network change task", e))?
-}
-
 fn removal(id: &str) -> NetError {
     NetError::Conflict(format!(
         "Container {id} is marked for removal and cannot be connected or disconnected to the network"
@@ -36,27 +23,21 @@ fn removal(id: &str) -> NetError {
 }
 
 impl Containers {
-    fn net(&self) -> Result<&Arc<crate::network::Networks>> {
+    fn net(&self) -> Result<&std::sync::Arc<crate::network::Networks>> {
         self.networks
             .get()
             .ok_or_else(|| NetError::Internal("networking is not set up".into()))
     }
 
-    /// Returns the network's ID. Runs to its end even when the caller's
-    /// future is dropped (a client that went away): the interface is
-    /// plugged in on a blocking thread, which finishes anyway, and the
-    /// record must then say so too.
+    /// Returns the network's ID. Not to be dropped half-way (the interface
+    /// is plugged in before the record says so): the API server runs it in
+    /// a task of its own (`api::must_finish`), as `disconnect_network`.
     pub async fn connect_network(
-        self: &Arc<Self>,
+        &self,
         container: &str,
         net_ref: &str,
         epc: Value,
     ) -> Result<String> {
-        let (this, container, net_ref) = (self.clone(), container.to_owned(), net_ref.to_owned());
-        to_the_end(async move { this.connect_now(&container, &net_ref, epc).await }).await
-    }
-
-    async fn connect_now(&self, container: &str, net_ref: &str, epc: Value) -> Result<String> {
         let networks = self.net()?.clone();
         let c = self.get(container).map_err(lookup_err)?;
         let _op = c.op.lock().await;
@@ -108,18 +89,12 @@ impl Containers {
         Ok(net_id)
     }
 
-    /// Runs to its end, as [`Containers::connect_network`] does.
     pub async fn disconnect_network(
-        self: &Arc<Self>,
+        &self,
         container: &str,
         net_ref: &str,
         force: bool,
     ) -> Result<()> {
-        let (this, container, net_ref) = (self.clone(), container.to_owned(), net_ref.to_owned());
-        to_the_end(async move { this.disconnect_now(&container, &net_ref, force).await }).await
-    }
-
-    async fn disconnect_now(&self, container: &str, net_ref: &str, force: bool) -> Result<()> {
         let networks = self.net()?.clone();
         let c = self.get(container).map_err(lookup_err)?;
         let _op = c.op.lock().await;
