@@ -1061,16 +1061,16 @@ impl Networks {
         Ok(upstream)
     }
 
-    /// The runtime has created the container (init `pid`): plug its
-    /// endpoints in, bring loopback up, start the embedded DNS.
+    /// The runtime has created the container (init `pid`) and brought up
+    /// the loopback of its namespace (as runc does): plug its endpoints in,
+    /// start the embedded DNS.
     pub fn attach(self: &Arc<Self>, rec: &ContainerRecord, pid: i32) -> Result<()> {
         let _t = scopeguard_log("attach", &rec.id, std::time::Instant::now());
         let mode = rec.host_config.network_mode();
         if mode == "host" || mode.starts_with("container:") {
             return Ok(());
         }
-        // Without endpoints (`none`) there is nothing to plug: the runtime
-        // brought up the loopback of the namespace it made (as runc does).
+        // Without endpoints (`none`) there is nothing to do.
         let Some(cn) = self
             .lock()
             .conts
@@ -1083,14 +1083,6 @@ impl Networks {
         let ns = netns::open(pid).map_err(|e| {
             NetError::internal(format!("opening the network namespace of pid {pid}"), e)
         })?;
-        netns::run_in(&ns, || {
-            let mut nl = netlink::Netlink::open()?;
-            if let Some(lo) = netlink::link_index("lo")? {
-                nl.set_up(lo)?;
-            }
-            Ok(())
-        })
-        .map_err(|e| NetError::internal("bringing up loopback in the container", e))?;
         for (i, ep) in cn.endpoints.iter().enumerate() {
             self.plug(ep, &ns, i == 0)?;
         }
