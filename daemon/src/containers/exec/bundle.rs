@@ -19,11 +19,18 @@ pub async fn process_for(
     cfg: &ExecConfig,
 ) -> Result<Value, String> {
     let bundle = containers.settings.bundle_dir(&rec.id);
-    let base = match base_process(containers, &rec.id) {
+    let container = containers.get(&rec.id).ok();
+    let kept = container.as_ref().and_then(|c| {
+        c.exec_base
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    });
+    let base = match kept {
         Some(base) => base,
         None => {
             let read = read_base_process(&bundle).await?;
-            if let Ok(c) = containers.get(&rec.id) {
+            if let Some(c) = &container {
                 c.exec_base
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -59,16 +66,6 @@ pub async fn process_for(
         user.as_ref(),
         &process::privileged_caps(crate::containers::spec::caps::ALL),
     ))
-}
-
-fn base_process(containers: &Containers, id: &str) -> Option<Arc<Value>> {
-    let c = containers.get(id).ok()?;
-    let kept = c
-        .exec_base
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    kept
 }
 
 async fn read_base_process(bundle: &Path) -> Result<Arc<Value>, String> {
