@@ -20,6 +20,13 @@
 //! attached) and `POST /exec/ID/start` without an upgrade (the output is
 //! the body), as client libraries do it. Both print `median p10 p90` in ms
 //! after one unmeasured warm-up.
+//!
+//! Every client waits for an answer in poll(2), as Go's netpoller (the
+//! docker CLI) and curl do, and reads only once it is there. A client that
+//! sleeps in read(2) instead is woken for nothing each time the engine reads
+//! the request (the kernel wakes a unix socket's blocked readers when its
+//! send space frees), and on these 2 cores those wake-ups cost the engine
+//! under test as much CPU as its own work.
 //! mixed: CLIENTS threads, each on its own keep-alive connection, repeat
 //! for SECONDS a round of what tools do all day: run `true` (create, start,
 //! wait, logs, delete), list all containers, inspect CONTAINER, exec `true`
@@ -29,6 +36,9 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 fn read_response(r: &mut BufReader<UnixStream>) -> std::io::Result<(u16, Vec<u8>)> {
+    if r.buffer().is_empty() {
+        wait_readable(r.get_ref())?;
+    }
     let mut line = String::new();
     r.read_line(&mut line)?;
     let status: u16 = line
@@ -91,6 +101,36 @@ impl std::fmt::Display for ClosedBody {
 }
 
 impl std::error::Error for ClosedBody {}
+
+#[repr(C)]
+struct PollFd {
+    fd: i32,
+    events: i16,
+    revents: i16,
+}
+
+extern "C" {
+    fn poll(fds: *mut PollFd, nfds: u64, timeout_ms: i32) -> i32;
+}
+
+const POLLIN: i16 = 1;
+
+/// Waits until `s` has something to read, its peer closed it, or
+/// ANSWER_TIMEOUT passed (the read that follows then times out too).
+fn wait_readable(s: &UnixStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut fd = PollFd { fd: s.as_raw_fd(), events: POLLIN, revents: 0 };
+    loop {
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { poll(&mut fd, 1, ANSWER_TIMEOUT.as_millis() as i32) } >= 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
 
 /// No answer within this long is an error: an engine that stopped answering
 /// (dockerd 20.10 can deadlock under the mixed load) ends the run with
