@@ -103,6 +103,15 @@ fn assert_nothing_left(d: &Daemon) {
             dir.display()
         );
     }
+    // Removed containers' directories are deleted after the removal
+    // answered, by a thread of berthd's own.
+    let trash = d.data_root.join("trash");
+    assert!(
+        wait_until(Duration::from_secs(10), || entries(trash.clone())
+            .is_empty()),
+        "the trash keeps {:?}",
+        entries(trash.clone())
+    );
 }
 
 fn status(d: &Daemon, name: &str) -> String {
@@ -218,6 +227,17 @@ fn create_interrupted_is_removed() {
     fs::write(&d.log_file, "").unwrap();
     d.start_again();
     assert!(!dir.exists(), "record-less container directory kept");
+    // What a berthd killed while emptying its trash left there is deleted
+    // by the next one.
+    d.stop();
+    let left = d.data_root.join("trash/0123-left-behind");
+    fs::create_dir_all(left.join("upper/deep")).unwrap();
+    fs::write(left.join("upper/deep/f"), "x").unwrap();
+    d.start_again();
+    assert!(
+        wait_until(Duration::from_secs(10), || !left.exists()),
+        "the trash was not emptied at start"
+    );
     assert!(!d.log().contains("skipping unreadable container record"));
     d.stop();
     d.start_again();

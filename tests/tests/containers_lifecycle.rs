@@ -35,6 +35,13 @@ fn assert_nothing_left(d: &Daemon) {
             .unwrap_or(0);
         assert_eq!(n, 0, "{dir} not empty");
     }
+    let trash = d.data_root.join("trash");
+    assert!(
+        wait_until(Duration::from_secs(10), || fs::read_dir(&trash)
+            .map(|r| r.count() == 0)
+            .unwrap_or(true)),
+        "removed containers' directories stay in the trash"
+    );
     let n = fs::read_dir(d.exec_root.join("shims"))
         .map(|r| r.count())
         .unwrap_or(0);

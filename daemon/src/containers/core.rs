@@ -228,6 +228,8 @@ pub struct Containers {
     pub shutting_down: std::sync::atomic::AtomicBool,
     /// The cgroup parent while berthd runs (see `cgroup_parent`).
     pub(super) kept_parent: std::sync::OnceLock<super::cgroup_parent::KeptParent>,
+    /// Where removed containers' directories are deleted (see `trash`).
+    pub(super) trash: super::trash::Trash,
     live: std::sync::RwLock<Arc<Live>>,
 }
 
@@ -241,6 +243,7 @@ impl Containers {
         Arc::new(Containers {
             live: std::sync::RwLock::new(Arc::new(Live::of(&settings))),
             records: RecordDir::new(settings.data_root.join("containers")),
+            trash: super::trash::Trash::open(&settings.data_root),
             settings,
             index: SharedIndex::default(),
             events,

@@ -983,18 +983,20 @@ impl Containers {
         self.mounts
             .release(&rec.id, &rec.mounts, volumes)
             .map_err(|e| ContainerError::internal("releasing volumes", e))?;
-        rootfs::remove_layer(&self.settings.data_root, &rec.id)
+        self.trash
+            .take(&rootfs::layer_dir(&self.settings.data_root, &rec.id))
             .map_err(|e| ContainerError::internal("removing the container layer", e))?;
-        steps.done("volumes released, layer removed");
+        steps.done("volumes released, layer to the trash");
         crashpoint::reached("remove:after-layer");
         self.images
             .release(&rec.id)
             .map_err(|e| ContainerError::internal("releasing the image layers", e))?;
-        self.records
-            .remove(&rec.id)
+        // The record goes last: until it has, restore finishes the removal.
+        self.trash
+            .take(&self.container_dir(&rec.id))
             .map_err(|e| ContainerError::internal("removing the container record", e))?;
         super::exec::store().remove_container(&rec.id);
-        steps.done("image layers released, record removed");
+        steps.done("image layers released, record to the trash");
         Ok(())
     }
 

@@ -35,6 +35,7 @@ mod steps;
 mod store;
 mod subpath;
 pub mod timefmt;
+mod trash;
 mod validate;
 mod views;
 
