@@ -8,6 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use berth_common::atomic::Swapped;
+
 use super::error::ContainerError;
 use super::record::ContainerRecord;
 use super::Container;
@@ -34,9 +36,9 @@ impl RecordDir {
         self.write(rec, true)
     }
 
-    /// Replace the record through a rename, without forcing it to disk: a
-    /// killed berthd never leaves a torn record, and a host crash may lose
-    /// the change (see `Containers::save_run_state`).
+    /// Replace the record (an exchange of names, see `Swapped`) without
+    /// forcing it to disk: a killed berthd never leaves a torn record, and
+    /// a host crash may lose the change (see `Containers::save_run_state`).
     pub fn save_unsynced(&self, rec: &ContainerRecord) -> io::Result<()> {
         self.write(rec, false)
     }
@@ -46,11 +48,7 @@ impl RecordDir {
         fs::create_dir_all(&dir)?;
         let data = serde_json::to_vec_pretty(rec).map_err(io::Error::other)?;
         let path = dir.join(RECORD_FILE);
-        if durable {
-            berth_common::atomic::write_file(&path, &data)
-        } else {
-            berth_common::atomic::write_file_volatile(&path, &data, 0o600)
-        }
+        Swapped::new(&path).write(&data, 0o600, durable)
     }
 
     /// Every readable record, and the IDs of directories without a record
@@ -97,8 +95,7 @@ fn is_container_id(name: &str) -> bool {
 }
 
 fn read_record(path: &Path) -> io::Result<ContainerRecord> {
-    let data = fs::read(path)?;
-    serde_json::from_slice(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    Swapped::new(path).read(|d| serde_json::from_slice::<ContainerRecord>(d))
 }
 
 #[derive(Default)]
