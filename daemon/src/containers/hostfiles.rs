@@ -5,10 +5,16 @@ use std::io;
 use std::path::Path;
 
 /// These files are derived (rewritten at every start), so a plain write
-/// is enough: no fsync on the create path.
+/// is enough: no fsync on the create path. A file that already says
+/// `data` is left alone: on ext4 truncating a written file makes its
+/// close force a write-out (`auto_da_alloc`), which a start that finds
+/// the files as the create wrote them need not pay.
 fn write_file_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    if std::fs::read(path).is_ok_and(|old| old == data) {
+        return Ok(());
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -116,6 +122,25 @@ pub fn write_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unchanged_file_is_not_written_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hostname");
+        write_file_mode(&p, b"one\n", 0o644).unwrap();
+        let stamp = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.mtime(), m.mtime_nsec())
+        };
+        let before = stamp(&p);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_file_mode(&p, b"one\n", 0o644).unwrap();
+        assert_eq!(stamp(&p), before, "rewritten with the same content");
+        write_file_mode(&p, b"two\n", 0o644).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two\n");
+        assert_ne!(stamp(&p), before);
+    }
 
     #[test]
     fn resolv_drops_loopback_servers() {
