@@ -565,3 +565,27 @@ fn kill9_at_random_points_converges() {
         names.len()
     ));
 }
+
+/// A container's hold on its image layers is not forced to disk at create
+/// (the record is): after a host crash that lost it, the next berthd holds
+/// the layers again, so `rmi -f` of the image cannot take them.
+#[test]
+fn a_hold_lost_to_a_host_crash_is_made_again() {
+    let mut d = Daemon::with_busybox();
+    let id = d
+        .docker_ok(&["create", "--name", "ctr", "busybox", "true"])
+        .trim()
+        .to_string();
+    let hold = d.data_root.join("overlay/holds").join(&id);
+    assert!(hold.exists(), "create made no hold");
+    d.stop();
+    fs::remove_file(&hold).unwrap();
+    d.start_again();
+    assert!(hold.exists(), "restore did not hold the layers again");
+    d.docker_ok(&["rmi", "-f", "busybox"]);
+    assert_eq!(d.docker_ok(&["images", "-q"]).trim(), "");
+    d.docker_ok(&["start", "-a", "ctr"]);
+    assert_eq!(status(&d, "ctr"), "exited");
+    d.docker_ok(&["rm", "ctr"]);
+    assert_nothing_left(&d);
+}

@@ -247,6 +247,7 @@ impl Containers {
                 networking_config,
                 image_id: image.id.clone(),
                 layers: image.layers.clone(),
+                top_layer: image.top_layer.clone(),
                 state: State::default(),
                 restart_count: 0,
                 has_been_started: false,
@@ -297,7 +298,7 @@ impl Containers {
                 .map_err(|e| ContainerError::internal("creating the container layer", e))?;
             crashpoint::reached("create:after-layer");
             self.images
-                .hold(&id, &image)
+                .hold(&id, image.top_layer.as_deref())
                 .map_err(|e| ContainerError::internal("holding the image layers", e))?;
             rec.pending = None;
             self.save(&rec)?;

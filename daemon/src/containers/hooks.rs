@@ -38,9 +38,11 @@ pub trait ImageSource: Send + Sync {
     /// make sure its layers are unpacked.
     fn lookup(&self, reference: &str) -> Result<ImageInfo, ImageLookupError>;
 
-    /// Keep the image's layers while container `owner` exists, even if the
-    /// image is deleted (`docker rmi -f`).
-    fn hold(&self, owner: &str, image: &ImageInfo) -> Result<(), ImageLookupError>;
+    /// Keep the layer chain ending at `top_layer` (an image's
+    /// `top_layer`) while container `owner` exists, even if the image is
+    /// deleted (`docker rmi -f`). Not forced to disk: restore holds each
+    /// container's layers again (the record is durable).
+    fn hold(&self, owner: &str, top_layer: Option<&str>) -> Result<(), ImageLookupError>;
 
     /// The container is gone.
     fn release(&self, owner: &str) -> Result<(), ImageLookupError>;

@@ -42,8 +42,8 @@ impl ImageSource for ImageStore {
         })
     }
 
-    fn hold(&self, owner: &str, image: &ImageInfo) -> Result<(), ImageLookupError> {
-        match &image.top_layer {
+    fn hold(&self, owner: &str, top_layer: Option<&str>) -> Result<(), ImageLookupError> {
+        match top_layer {
             Some(top) => {
                 let digest = berth_images::Digest::parse(top)
                     .map_err(|e| ImageLookupError::Internal(e.to_string()))?;

@@ -108,6 +108,12 @@ pub struct ContainerRecord {
     pub image_id: String,
     /// Image layer directories, lowest first, resolved at create time.
     pub layers: Vec<PathBuf>,
+    /// Chain ID of the top image layer, which the image store holds for
+    /// the container (see `ImageSource::hold`): restore holds it again,
+    /// as the hold itself is not forced to disk. Absent in records of
+    /// berthds before it, whose holds were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_layer: Option<String>,
     pub state: State,
     pub restart_count: u64,
     pub has_been_started: bool,

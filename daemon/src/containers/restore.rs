@@ -66,6 +66,14 @@ impl Containers {
                 }
                 None => Task::Settle,
             };
+            // The hold is not forced to disk at create (see
+            // `ImageSource::hold`); the record is. Held again here, before
+            // the API serves anything that could collect the layers.
+            if !matches!(task, Task::FinishRemoval { .. }) {
+                if let Err(e) = self.images.hold(&rec.id, rec.top_layer.as_deref()) {
+                    tracing::warn!(id = %rec.id, error = %e, "holding the container's image layers");
+                }
+            }
             let name = rec.name.clone();
             let c = Container::new(rec);
             let Ok(guard) = Arc::clone(&c.op).try_lock_owned() else {

@@ -454,12 +454,19 @@ impl LayerStore {
     }
 
     /// Record that `owner` (a container) needs the chain ending at `top`
-    /// even if every image using it is deleted.
+    /// even if every image using it is deleted. Not forced to disk: the
+    /// owner holds again after a reboot (a container's record is durable
+    /// and restore holds its layers again before anything can be
+    /// collected). A hold that is there already is left alone.
     pub fn hold(&self, owner: &str, top: &Digest) -> Result<()> {
         check_owner(owner)?;
         self.require(top)?;
         let p = self.root.join("holds").join(owner);
-        berth_common::atomic::write_file(&p, top.to_string().as_bytes())
+        let data = top.to_string();
+        if fs::read(&p).is_ok_and(|held| held == data.as_bytes()) {
+            return Ok(());
+        }
+        berth_common::atomic::write_file_volatile(&p, data.as_bytes(), 0o600)
             .ctx(|| format!("write {}", p.display()))
     }
 
@@ -474,6 +481,20 @@ impl LayerStore {
                 source: e,
             }),
         }
+    }
+
+    /// Holds are not forced to disk when made (see `hold`); before a
+    /// layer goes, every hold that kept another is: a host crash must not
+    /// leave a container whose layers a collection after the reboot takes
+    /// because its hold never reached the disk.
+    fn sync_holds(&self) -> Result<()> {
+        let dir = self.root.join("holds");
+        let f = fs::File::open(&dir).ctx(|| format!("open {}", dir.display()))?;
+        // SAFETY: a valid open descriptor.
+        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
+            return Err(io::Error::last_os_error()).ctx(|| format!("syncfs {}", dir.display()));
+        }
+        Ok(())
     }
 
     fn held_tops(&self) -> Result<Vec<Digest>> {
@@ -508,6 +529,9 @@ impl LayerStore {
                 }
                 cur = by_chain.get(&c).and_then(|l| l.record.parent.clone());
             }
+        }
+        if all.iter().any(|l| !needed.contains(&l.record.chain_id)) {
+            self.sync_holds()?;
         }
         let mut removed = Vec::new();
         for layer in &all {

@@ -508,6 +508,7 @@ mod tests {
             networking_config: serde_json::json!({}),
             image_id: String::new(),
             layers: Vec::new(),
+            top_layer: None,
             state: State::default(),
             restart_count: 0,
             has_been_started: false,
