@@ -114,10 +114,30 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// One async worker per two CPUs (at least one); `TOKIO_WORKER_THREADS`
+/// overrides it. The workers only move bytes between sockets and answer
+/// from kept state (file system work and anything slow runs on blocking
+/// threads), while the clients that talk to berthd, the shims and the
+/// containers run on the same CPUs: a worker per CPU mostly bounces a
+/// connection's work between CPUs the rest needs. Measured on 2 CPUs
+/// against one worker per CPU, two runs each: the userland proxy's
+/// requests/s +30-40% and its download +30-100%, `docker run` on the
+/// bridge 43 and 35 against 55 and 48 ms; inspect, pulls and pushes no
+/// different; the full list of 1000 containers -35% (one core copies the
+/// 700 kB answers), still 75x dockerd's.
+fn async_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / 2).max(1)
+}
+
 fn run(config: Config, source: reload::Source) -> Result<()> {
     private_dirs::prepare(&config.data_root, &config.exec_root)?;
     let _instance = instance::Instance::acquire(&config.data_root, &config.pidfile)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(async_workers());
+    }
+    let runtime = builder
         .enable_all()
         .thread_name("berthd")
         .build()
