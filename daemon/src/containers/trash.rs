@@ -36,14 +36,8 @@ impl Trash {
             }
         }
         let (tx, rx) = channel::<PathBuf>();
-        let leftovers: Vec<PathBuf> = fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        for p in leftovers {
-            let _ = tx.send(p);
+        for leftover in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let _ = tx.send(leftover.path());
         }
         let worker = std::thread::Builder::new()
             .name("berthd-trash".into())
