@@ -105,6 +105,7 @@ impl<'a> Swapped<'a> {
             .create(true)
             .truncate(false)
             .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&prev)?;
         f.write_all_at(data, 0)?;
         f.set_len(data.len() as u64)?;

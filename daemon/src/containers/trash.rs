@@ -15,13 +15,12 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Mutex;
 
 pub struct Trash {
     dir: PathBuf,
     /// The deleting thread's queue; `None` when the thread could not start
     /// (then whatever comes is deleted on the spot).
-    queue: Mutex<Option<Sender<PathBuf>>>,
+    queue: Option<Sender<PathBuf>>,
 }
 
 impl Trash {
@@ -55,18 +54,14 @@ impl Trash {
                 None
             }
         };
-        Trash {
-            dir,
-            queue: Mutex::new(queue),
-        }
+        Trash { dir, queue }
     }
 
     /// Move `path` (a directory of a removed container) into the trash to
     /// be deleted there, or delete it here when it cannot be moved (another
     /// file system). A missing `path` is fine.
     pub fn take(&self, path: &Path) -> io::Result<()> {
-        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(queue) = queue else {
+        let Some(queue) = &self.queue else {
             return berth_common::tree::remove_all(path);
         };
         let dest = self.dir.join(Self::entry_name(path));
