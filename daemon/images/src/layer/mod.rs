@@ -457,7 +457,8 @@ impl LayerStore {
     /// even if every image using it is deleted. Not forced to disk: the
     /// owner holds again after a reboot (a container's record is durable
     /// and restore holds its layers again before anything can be
-    /// collected). A hold that is there already is left alone.
+    /// collected, and an image is removed only once the holds are on
+    /// disk). A hold that is there already is left alone.
     pub fn hold(&self, owner: &str, top: &Digest) -> Result<()> {
         check_owner(owner)?;
         self.require(top)?;
@@ -483,12 +484,15 @@ impl LayerStore {
         }
     }
 
-    /// Holds are not forced to disk when made (see `hold`); before a
-    /// layer goes, every hold that kept another is: a host crash must not
-    /// leave a container whose layers a collection after the reboot takes
-    /// because its hold never reached the disk.
-    fn sync_holds(&self) -> Result<()> {
+    /// Holds are not forced to disk when made (see `hold`); before an
+    /// image goes, they are: after a host crash the image must not be gone
+    /// while a hold on its layers is, or the collection at the next start
+    /// would take layers a container needs.
+    pub(crate) fn sync_holds(&self) -> Result<()> {
         let dir = self.root.join("holds");
+        if fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none()) {
+            return Ok(());
+        }
         let f = fs::File::open(&dir).ctx(|| format!("open {}", dir.display()))?;
         // SAFETY: a valid open descriptor.
         if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
@@ -529,9 +533,6 @@ impl LayerStore {
                 }
                 cur = by_chain.get(&c).and_then(|l| l.record.parent.clone());
             }
-        }
-        if all.iter().any(|l| !needed.contains(&l.record.chain_id)) {
-            self.sync_holds()?;
         }
         let mut removed = Vec::new();
         for layer in &all {
