@@ -93,6 +93,7 @@ impl ImageStore {
     /// `DELETE /images/{name}`: untag, and delete when nothing refers to
     /// the image any more; `prune` also removes untagged parents.
     pub fn delete(&self, name: &str, force: bool, prune: bool) -> Result<Vec<DeleteItem>> {
+        self.layers.sync_holds()?;
         let result = self.delete_locked(name, force, prune);
         self.layers.reap()?;
         result
@@ -303,6 +304,7 @@ impl ImageStore {
     /// `POST /images/prune`: dangling images by default, every unused image
     /// with `dangling=false`; `until` and `label`/`label!` narrow it.
     pub fn prune(&self, f: &Filters) -> Result<PruneReport> {
+        self.layers.sync_holds()?;
         let result = self.prune_locked(f);
         self.layers.reap()?;
         result
