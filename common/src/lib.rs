@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod crashpoint;
+pub mod mounts;
 pub mod mux;
 pub mod readonly_exe;
 pub mod shim;

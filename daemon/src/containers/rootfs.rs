@@ -1,7 +1,7 @@
 //! The container's root filesystem: an overlay of the image layers with a
 //! per-container upper layer, mounted in the bundle while it runs.
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -45,13 +45,7 @@ fn escape(path: &str) -> String {
 }
 
 pub fn is_mounted(target: &Path) -> bool {
-    let Ok(mounts) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let t = target.to_string_lossy();
-    mounts
-        .lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|m| m == t))
+    berth_common::mounts::is_mount_point(target)
 }
 
 /// How a container's overlay is mounted.
@@ -128,11 +122,7 @@ pub fn mount_rootfs(
 /// Unmount whatever is at `target` (lazily, so a straggling process in
 /// another namespace cannot make it fail). Not mounted is fine.
 pub fn unmount_rootfs(target: &Path) -> io::Result<()> {
-    while is_mounted(target) {
-        umount2(target, MntFlags::MNT_DETACH)
-            .map_err(|e| io::Error::other(format!("unmounting {}: {e}", target.display())))?;
-    }
-    Ok(())
+    berth_common::mounts::unmount_all(target)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! `_data` gets `device` mounted on it while a container uses it, as
 //! dockerd's local driver does.
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -67,13 +67,8 @@ fn parse_o(o: &str) -> (MsFlags, String) {
     (flags, data.join(","))
 }
 
-/// Whether `path` is a mount point (listed in our mountinfo).
 pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let p = path.to_string_lossy();
-    info.lines().any(|l| l.split(' ').nth(4) == Some(&*p))
+    berth_common::mounts::is_mount_point(path)
 }
 
 pub fn mount_device(opts: &BTreeMap<String, String>, target: &Path) -> Result<()> {
@@ -93,13 +88,10 @@ pub fn mount_device(opts: &BTreeMap<String, String>, target: &Path) -> Result<()
 }
 
 pub fn unmount_device(target: &Path) -> Result<()> {
-    while is_mount_point(target) {
-        umount2(target, MntFlags::MNT_DETACH).map_err(|e| VolumeError::Io {
-            context: format!("unmounting volume '{}'", target.display()),
-            source: e.into(),
-        })?;
-    }
-    Ok(())
+    berth_common::mounts::unmount_all(target).map_err(VolumeError::io(format!(
+        "unmounting volume '{}'",
+        target.display()
+    )))
 }
 
 #[cfg(test)]
