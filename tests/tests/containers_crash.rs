@@ -74,44 +74,49 @@ fn entries(dir: PathBuf) -> Vec<String> {
 /// layers or image holds.
 #[track_caller]
 fn assert_nothing_left(d: &Daemon) {
-    assert_eq!(
-        mounts_under(d.dir.path()),
-        Vec::<PathBuf>::new(),
-        "mounts left"
-    );
-    let procs: Vec<i32> = processes_under(&d.exec_root, &d.cgroup_parent)
+    // A removal answers before its shim has finished its own teardown and
+    // before the trash is emptied: both follow within moments.
+    let mut left = leftovers(d);
+    wait_until(Duration::from_secs(10), || {
+        left = leftovers(d);
+        left.is_empty()
+    });
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+/// Everything of a container still there: mounts, processes, cgroups,
+/// records, layers, holds, bundles, runtime state and trash entries.
+fn leftovers(d: &Daemon) -> Vec<String> {
+    let mut left: Vec<String> = mounts_under(d.dir.path())
         .into_iter()
-        .filter(|p| Some(*p as u32) != d.pid())
+        .map(|m| format!("mount {}", m.display()))
         .collect();
-    assert!(procs.is_empty(), "processes left: {procs:?}");
-    assert_eq!(
-        container_cgroups(&d.cgroup_parent),
-        Vec::<PathBuf>::new(),
-        "cgroups left"
+    left.extend(
+        processes_under(&d.exec_root, &d.cgroup_parent)
+            .into_iter()
+            .filter(|p| Some(*p as u32) != d.pid())
+            .map(|p| format!("process {p}")),
+    );
+    left.extend(
+        container_cgroups(&d.cgroup_parent)
+            .into_iter()
+            .map(|c| format!("cgroup {}", c.display())),
     );
     for dir in [
         d.data_root.join("containers"),
         d.data_root.join("overlay/containers"),
         d.data_root.join("overlay/holds"),
+        d.data_root.join("trash"),
         d.exec_root.join("shims"),
         d.exec_root.join("runtime"),
     ] {
-        assert_eq!(
-            entries(dir.clone()),
-            Vec::<String>::new(),
-            "{} not empty",
-            dir.display()
+        left.extend(
+            entries(dir.clone())
+                .into_iter()
+                .map(|e| format!("{}/{e}", dir.display())),
         );
     }
-    // Removed containers' directories are deleted after the removal
-    // answered, by a thread of berthd's own.
-    let trash = d.data_root.join("trash");
-    assert!(
-        wait_until(Duration::from_secs(10), || entries(trash.clone())
-            .is_empty()),
-        "the trash keeps {:?}",
-        entries(trash.clone())
-    );
+    left
 }
 
 fn status(d: &Daemon, name: &str) -> String {
@@ -269,6 +274,49 @@ fn remove_interrupted_is_finished() {
         d.docker_ok(&["create", "--name", "ctr", "busybox", "true"]);
         d.docker_ok(&["rm", "ctr"]);
     }
+}
+
+/// A removal answers while the container's shim may still be in its own
+/// teardown, and waits for it behind the answer. A berthd killed there
+/// has already removed the record: the next one sweeps the shim's bundle
+/// and runtime state out of its exec root.
+#[test]
+fn what_a_removal_left_behind_its_answer_is_swept_at_start() {
+    let mut d = Daemon::with_busybox();
+    let point = "remove:behind-answer";
+    let mut reached = false;
+    // The shim is usually still finishing when the removal gets there; a
+    // removal that finds it gone does it all before the answer.
+    for _ in 0..10 {
+        d.docker_ok(&["run", "-d", "--name", "ctr", "busybox", "sleep", "1000"]);
+        d.kill9();
+        d.set_env(CRASH_ENV, Some(point));
+        d.start_again();
+        // Answered or cut off: either way the container is gone for good.
+        let _ = d.docker(&["rm", "-f", "ctr"]);
+        reached = wait_until(Duration::from_secs(3), || d.exited());
+        if !reached {
+            d.set_env(CRASH_ENV, None);
+            continue;
+        }
+        assert!(
+            d.log().contains(point),
+            "{}",
+            berth_tests::tail(&d.log(), 30)
+        );
+        d.set_env(CRASH_ENV, None);
+        d.start_again();
+        break;
+    }
+    assert!(reached, "no removal got to {point} in 10 tries");
+    assert!(d.docker_ok(&["ps", "-aq"]).trim().is_empty());
+    assert_nothing_left(&d);
+    assert!(
+        d.log()
+            .contains("removing what a removed container left in the exec root"),
+        "{}",
+        berth_tests::tail(&d.log(), 30)
+    );
 }
 
 fn wait_status(d: &Daemon, name: &str, want: &str) {

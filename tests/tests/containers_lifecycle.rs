@@ -12,6 +12,15 @@ use berth_tests::{wait_until, Daemon};
 /// processes, no container cgroups, no bundles, records or rw layers.
 #[track_caller]
 fn assert_nothing_left(d: &Daemon) {
+    // A removal answers before its shim has finished its own teardown
+    // (`runtime delete`, the bundle): that follows within moments.
+    let settled = || {
+        processes_under(&d.exec_root, &d.cgroup_parent)
+            .into_iter()
+            .all(|p| Some(p as u32) == d.pid())
+            && fs::read_dir(d.exec_root.join("shims")).map_or(true, |mut r| r.next().is_none())
+    };
+    wait_until(Duration::from_secs(10), settled);
     assert_eq!(
         mounts_under(d.dir.path()),
         Vec::<std::path::PathBuf>::new(),
@@ -132,6 +141,40 @@ fn exit_codes_pass_through() {
     let missing = d.docker(&["run", "busybox", "/no/such/binary"]);
     assert_eq!(missing.code(), Some(127), "stderr: {}", missing.stderr);
     d.docker_ok(&["rm", "three"]);
+}
+
+/// An exit answers its waiters before the shim has finished its own
+/// teardown; a start or a copy right after waits for that. Through the
+/// API on one connection (docker-py), each start follows the last wait
+/// within a millisecond or two: every run must work and see the files of
+/// the runs before it.
+#[test]
+fn a_container_is_used_again_the_moment_it_exits() {
+    let d = Daemon::with_busybox();
+    let out = d.python(
+        r#"
+import os, docker
+c = docker.APIClient(base_url=os.environ["DOCKER_HOST"], version="auto")
+ctr = c.create_container("busybox", ["sh", "-c", "echo run >> /runs"], name="again")
+for n in range(1, 41):
+    c.start(ctr)
+    assert c.wait(ctr)["StatusCode"] == 0, n
+    if n % 4 == 0:
+        tar, _ = c.get_archive(ctr, "/runs")
+        data = b"".join(tar)
+        assert data.count(b"run\n") == n, (n, data[-200:])
+print("ok")
+"#,
+    );
+    assert_eq!(
+        out.stdout.trim(),
+        "ok",
+        "{}\n{}",
+        out.stderr,
+        berth_tests::tail(&d.log(), 20)
+    );
+    d.docker_ok(&["rm", "again"]);
+    assert_nothing_left(&d);
 }
 
 #[test]

@@ -98,6 +98,9 @@ async fn with_fs<T: Send + 'static>(
     let rec = c.snapshot();
     let live = rec.state.status.is_live();
     let _op = if live { None } else { Some(c.op.lock().await) };
+    if !live {
+        containers.exit_cleanup_done(&c).await;
+    }
     // Re-read: it may have started while we waited for the lock.
     let rec = if live { rec } else { c.snapshot() };
     let live = rec.state.status.is_live();

@@ -166,6 +166,9 @@ async fn container_export(
         let live = rec.state.status.is_live();
         // A stopped container's layers get mounted: keep it from starting.
         let _op = if live { None } else { Some(c.op.lock().await) };
+        if !live {
+            containers.exit_cleanup_done(&c).await;
+        }
         let rec = c.snapshot();
         let live = rec.state.status.is_live();
         let work = tokio::task::spawn_blocking(move || {

@@ -142,6 +142,10 @@ pub struct Container {
     /// The `process` of the bundle's config.json as the last start wrote
     /// it: what an exec starts from, without reading the file each time.
     pub exec_base: Mutex<Option<Arc<serde_json::Value>>>,
+    /// The part of the last exit's clean-up that runs after the waiters
+    /// were answered (see `Containers::handle_exit`); whatever reuses or
+    /// removes the bundle waits for it first, with `op` held.
+    pub(super) exit_cleanup: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Container {
@@ -163,6 +167,7 @@ impl Container {
             manually_stopped: std::sync::atomic::AtomicBool::new(manually_stopped),
             restart_backoff: Mutex::new(std::time::Duration::ZERO),
             exec_base: Mutex::new(None),
+            exit_cleanup: Mutex::new(None),
         })
     }
 
@@ -230,6 +235,9 @@ pub struct Containers {
     pub(super) kept_parent: std::sync::OnceLock<super::cgroup_parent::KeptParent>,
     /// Where removed containers' directories are deleted (see `trash`).
     pub(super) trash: super::trash::Trash,
+    /// Clean-ups that finish after their request was answered (exits,
+    /// removals); a graceful shutdown waits for them.
+    pub(super) background: tokio_util::task::TaskTracker,
     live: std::sync::RwLock<Arc<Live>>,
 }
 
@@ -253,6 +261,7 @@ impl Containers {
             health: Default::default(),
             shutting_down: Default::default(),
             kept_parent: std::sync::OnceLock::new(),
+            background: tokio_util::task::TaskTracker::new(),
         })
     }
 

@@ -4,7 +4,8 @@
 //! Points: `create:after-record`, `create:after-layer`, `start:after-marker`,
 //! `start:after-mount`, `start:after-runtime-create`,
 //! `start:after-runtime-start`, `stop:after-signal`, `remove:after-marker`,
-//! `remove:after-layer`, `commit:after-pause`, `commit:after-diff`; in the
+//! `remove:after-layer`, `remove:behind-answer` (after the answer),
+//! `commit:after-pause`, `commit:after-diff`; in the
 //! image store: `image:after-layer` (commit, load, import),
 //! `image:after-record`, `load:after-spool`.
 

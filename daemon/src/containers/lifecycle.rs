@@ -88,6 +88,8 @@ impl Containers {
 
     /// Start with `c.op` held by the caller.
     pub(super) async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
+        // The last run's shim and bundle must be gone before this one's.
+        self.exit_cleanup_done(c).await;
         let mut steps = Steps::new("start", &c.id);
         let rec = {
             // Before the first side effect: restore undoes whatever part of
@@ -179,7 +181,7 @@ impl Containers {
                     }
                     shim.wait_gone(SHIM_EXIT_GRACE).await;
                 }
-                self.cleanup_runtime(&rec.id).await;
+                self.cleanup_runtime(c).await;
                 let (code, message) = classify_start_error(&e);
                 {
                     let mut r = c.lock();
@@ -464,7 +466,19 @@ impl Containers {
                 .attr("exitCode", rec.state.exit_code.to_string())
                 .attr("execDuration", ran.max(0).to_string()),
         );
-        self.cleanup_runtime(&rec.id).await;
+        // Waiters are answered once the rootfs is off; the shim's own
+        // teardown (`runtime delete`, about 2 ms) and the bundle's removal
+        // go on behind, and whatever reuses the bundle waits for them.
+        let mut steps = Steps::new("exit clean-up", &rec.id);
+        if let Some(released) = self.release_run(&rec.id, &mut steps) {
+            let this = Arc::clone(self);
+            let id = rec.id.clone();
+            let rest = self.background.spawn(async move {
+                let mut steps = Steps::new("exit clean-up", &id);
+                this.drop_bundle(&id, released, &mut steps).await
+            });
+            *c.exit_cleanup.lock().unwrap_or_else(|p| p.into_inner()) = Some(rest);
+        }
         c.progress.send_modify(|p| {
             p.exits += 1;
             p.exit_code = rec.state.exit_code;
@@ -565,7 +579,34 @@ impl Containers {
 
     /// After the container's process is gone: unmount its rootfs and drop
     /// the bundle (once the shim has finished with it).
-    pub(super) async fn cleanup_runtime(&self, id: &str) {
+    pub(super) async fn cleanup_runtime(&self, c: &Container) {
+        self.exit_cleanup_done(c).await;
+        let mut steps = Steps::new("exit clean-up", &c.id);
+        if let Some(released) = self.release_run(&c.id, &mut steps) {
+            self.drop_bundle(&c.id, released, &mut steps).await;
+        }
+    }
+
+    /// Waits for what the last exit's clean-up left running (see
+    /// `handle_exit`): before the rootfs is mounted again or the bundle
+    /// reused. Callers hold `c.op`, as every taker does.
+    pub async fn exit_cleanup_done(&self, c: &Container) {
+        let rest = c
+            .exit_cleanup
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(rest) = rest {
+            if let Err(e) = rest.await {
+                tracing::warn!(id = %c.id, error = %e, "the exit's clean-up task failed");
+            }
+        }
+    }
+
+    /// What an exit's waiters may count on: the network released and the
+    /// rootfs unmounted. None when there is no bundle left to drop, or when
+    /// the rootfs could not be unmounted (the bundle then stays).
+    pub(super) fn release_run(&self, id: &str, steps: &mut Steps<'_>) -> Option<Released> {
         if let Some(n) = self.networks.get() {
             n.release(id);
         }
@@ -573,24 +614,38 @@ impl Containers {
         // Removed last, after the rootfs was unmounted and the shim (whose
         // socket is in it) was gone: already cleaned after the exit.
         if !bundle.exists() {
-            return;
+            return None;
         }
-        let shim = self.shim(id);
-        let mut steps = Steps::new("exit clean-up", id);
         // Unmounted while the shim runs `runtime delete`, which touches only
         // the runtime's state and the cgroups (berthd's specs carry no
         // poststop hooks that could look at the rootfs).
         subpath::unstage(&bundle);
-        if let Err(e) = rootfs::unmount_rootfs(&bundle.join("rootfs")) {
-            tracing::error!(%id, error = %e, "unmounting the container's rootfs");
-            return;
+        match rootfs::detach_rootfs(&bundle.join("rootfs")) {
+            Ok(overlay) => {
+                steps.done("rootfs unmounted");
+                Some(Released { overlay })
+            }
+            Err(e) => {
+                tracing::error!(%id, error = %e, "unmounting the container's rootfs");
+                None
+            }
         }
-        steps.done("rootfs unmounted");
-        if !shim.wait_gone(SHIM_EXIT_GRACE).await {
+    }
+
+    /// The rest of a run's clean-up: the overlay let go (its sync), and
+    /// once the shim is gone (its socket is in the bundle) the bundle.
+    pub(super) async fn drop_bundle(&self, id: &str, released: Released, steps: &mut Steps<'_>) {
+        if let Some(overlay) = released.overlay {
+            if let Err(e) = tokio::task::spawn_blocking(move || drop(overlay)).await {
+                tracing::warn!(%id, error = %e, "letting go of the unmounted overlay");
+            }
+            steps.done("overlay synced");
+        }
+        if !self.shim(id).wait_gone(SHIM_EXIT_GRACE).await {
             tracing::warn!(%id, "shim still running after the container exited");
         }
         steps.done("shim gone");
-        remove_bundle(&bundle);
+        remove_bundle(&self.settings.bundle_dir(id));
         steps.done("bundle removed");
     }
 
@@ -944,7 +999,7 @@ impl Containers {
             }
         }
         crashpoint::reached("remove:after-marker");
-        let result = self.destroy(&c, volumes).await;
+        let result = self.destroy(&c, volumes, true).await;
         if let Err(e) = &result {
             let mut r = c.lock();
             r.state.status = Status::Dead;
@@ -967,10 +1022,22 @@ impl Containers {
         Ok(())
     }
 
-    pub(super) async fn destroy(&self, c: &Container, volumes: bool) -> Result<()> {
+    /// A removal. What is on disk and what the API or other objects can
+    /// see goes before the answer: the rootfs mount, volumes, rw layer,
+    /// image hold and, last, the record. A shim still in its own teardown
+    /// (it runs `runtime delete` after the exit, about 2 ms) is waited for
+    /// behind the answer when `behind`, and then its bundle and runtime
+    /// state go; if a crash cuts that off, restore's sweep of the exec root
+    /// removes what is left.
+    pub(super) async fn destroy(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        volumes: bool,
+        behind: bool,
+    ) -> Result<()> {
         let rec = c.snapshot();
         let mut steps = Steps::new("remove", &rec.id);
-        self.cleanup_runtime(&rec.id).await;
+        self.release_run(&rec.id, &mut steps);
         let bundle = self.settings.bundle_dir(&rec.id);
         if rootfs::is_mounted(&bundle.join("rootfs")) {
             return Err(ContainerError::Internal(format!(
@@ -978,8 +1045,15 @@ impl Containers {
                 rec.id
             )));
         }
-        self.force_delete_runtime_state(&rec).await;
-        steps.done("runtime state gone");
+        // A shim that is gone leaves nothing to wait for, only runtime state
+        // if it died without cleaning. In a shared pid namespace processes
+        // can outlive the init until the runtime's delete kills them: they
+        // must be gone before their volumes are released.
+        let settled = !behind || !self.shim(&rec.id).is_alive() || shares_pid_namespace(&rec);
+        if settled {
+            self.settle_runtime(c, &rec).await;
+            steps.done("runtime state gone");
+        }
         self.mounts
             .release(&rec.id, &rec.mounts, volumes)
             .map_err(|e| ContainerError::internal("releasing volumes", e))?;
@@ -997,27 +1071,47 @@ impl Containers {
             .map_err(|e| ContainerError::internal("removing the container record", e))?;
         super::exec::store().remove_container(&rec.id);
         steps.done("image layers released, record to the trash");
+        if !settled {
+            let (this, c) = (Arc::clone(self), Arc::clone(c));
+            self.background.spawn(async move {
+                crashpoint::reached("remove:behind-answer");
+                let mut steps = Steps::new("remove", &rec.id);
+                this.settle_runtime(&c, &rec).await;
+                steps.done("shim gone, runtime state gone");
+            });
+        }
         Ok(())
+    }
+
+    /// The shim gone, its bundle and the runtime's state removed.
+    async fn settle_runtime(&self, c: &Container, rec: &ContainerRecord) {
+        self.cleanup_runtime(c).await;
+        self.force_delete_runtime_state(rec).await;
     }
 
     /// A shim that died without `runtime delete` leaves runtime state; clear it.
     pub(super) async fn force_delete_runtime_state(&self, rec: &ContainerRecord) {
+        self.force_delete_runtime_state_of(&rec.id, &rec.host_config.runtime)
+            .await;
+    }
+
+    pub(super) async fn force_delete_runtime_state_of(&self, id: &str, runtime: &str) {
         let root = self.settings.runtime_root();
-        if !root.join(&rec.id).exists() {
+        if !root.join(id).exists() {
             return;
         }
-        let Ok(runtime) = self.runtime_path(&rec.host_config.runtime) else {
+        let Ok(runtime) = self.runtime_path(runtime) else {
             return;
         };
         let out = tokio::process::Command::new(runtime)
             .arg("--root")
             .arg(&root)
-            .args(["delete", "--force", &rec.id])
+            .args(["delete", "--force", id])
             .output()
             .await;
         if let Ok(o) = out {
             if !o.status.success() {
-                tracing::warn!(id = %rec.id, stderr = %String::from_utf8_lossy(&o.stderr), "runtime delete --force failed");
+                tracing::warn!(%id, stderr = %String::from_utf8_lossy(&o.stderr), "runtime delete --force failed");
             }
         }
     }
@@ -1130,6 +1224,19 @@ fn next_backoff(current: Duration, ran_secs: i64) -> Duration {
     } else {
         (current * 2).min(MAX)
     }
+}
+
+/// A run's bundle once its rootfs is unmounted, with the overlay that the
+/// unmount left alive (see `rootfs::detach_rootfs`).
+pub(super) struct Released {
+    overlay: Option<std::os::fd::OwnedFd>,
+}
+
+/// The container's processes share a pid namespace with others (the
+/// host's or another container's), so its init's exit does not end them.
+fn shares_pid_namespace(rec: &ContainerRecord) -> bool {
+    let mode = rec.host_config.pid_mode.as_str();
+    mode == "host" || mode.starts_with("container:")
 }
 
 /// Remove a bundle directory without ever descending into a mount: the

@@ -14,6 +14,8 @@ use super::core::{Container, Containers};
 use super::lifecycle::{cgroup_path, SHIM_EXIT_GRACE};
 use super::record::{Pending, Status};
 use super::shim::Shim;
+use super::steps::Steps;
+use super::store::is_container_id;
 use super::timefmt;
 
 /// How long a shim found alive may take to answer (it may still be in
@@ -97,6 +99,7 @@ impl Containers {
             );
             return Ok(());
         };
+        runtime.spawn(Arc::clone(self).sweep_exec_root());
         for (c, guard, task) in work {
             let this = Arc::clone(self);
             runtime.spawn(async move {
@@ -108,7 +111,7 @@ impl Containers {
                     Task::Restart => {
                         let rec = c.snapshot();
                         this.force_delete_runtime_state(&rec).await;
-                        this.cleanup_runtime(&rec.id).await;
+                        this.cleanup_runtime(&c).await;
                         remove_cgroups(&cgroup_path(&this.settings.cgroup_parent, &rec));
                         this.schedule_restart(c, RESTART_AFTER_RESTORE);
                     }
@@ -184,6 +187,39 @@ impl Containers {
         self.handle_exit(&c, exit, error).await;
     }
 
+    /// What a removal that a crash cut off after its answer left in the
+    /// exec root (see `destroy`): for a container without a record, its
+    /// shim is ended if it still runs, then the runtime's state and the
+    /// bundle go. A directory with an unreadable record is left alone.
+    async fn sweep_exec_root(self: Arc<Self>) {
+        let mut orphans = std::collections::BTreeSet::new();
+        for dir in [
+            self.settings.exec_root.join("shims"),
+            self.settings.runtime_root(),
+        ] {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let Ok(id) = entry.file_name().into_string() else {
+                    continue;
+                };
+                if is_container_id(&id) && !self.container_dir(&id).exists() {
+                    orphans.insert(id);
+                }
+            }
+        }
+        for id in orphans {
+            tracing::info!(%id, "removing what a removed container left in the exec root");
+            let shim = self.shim(&id);
+            if shim.is_alive() {
+                end_shim(&shim).await;
+            }
+            self.force_delete_runtime_state_of(&id, "").await;
+            let mut steps = Steps::new("sweep", &id);
+            if let Some(released) = self.release_run(&id, &mut steps) {
+                self.drop_bundle(&id, released, &mut steps).await;
+            }
+        }
+    }
+
     /// A commit that paused the container was interrupted: resume it.
     async fn resume_interrupted_commit(&self, c: &Container) {
         if c.snapshot().pending != Some(Pending::Committing) {
@@ -221,7 +257,7 @@ impl Containers {
             end_shim(&shim).await;
         }
         self.force_delete_runtime_state(&rec).await;
-        self.cleanup_runtime(&rec.id).await;
+        self.cleanup_runtime(c).await;
         remove_cgroups(&cgroup_path(&self.settings.cgroup_parent, &rec));
         if rec.pending == Some(Pending::Committing) {
             let mut r = c.lock();
@@ -252,7 +288,7 @@ impl Containers {
         if shim.is_alive() {
             end_shim(&shim).await;
         }
-        match self.destroy(c, volumes).await {
+        match self.destroy(c, volumes, false).await {
             Ok(()) => {
                 tracing::info!(id = %rec.id, "finished a removal that was interrupted");
                 self.publish(&rec, "destroy");

@@ -4,6 +4,8 @@
 use nix::mount::{mount, MsFlags};
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// `<data-root>/overlay/containers/<id>/{upper,work}`.
@@ -117,6 +119,27 @@ pub fn mount_rootfs(
         }),
     };
     mounted.map_err(|e| io::Error::other(format!("mounting overlay at {}: {e}", target.display())))
+}
+
+/// Unmount the rootfs at `target` and return what keeps its overlay alive
+/// (None when nothing was mounted there). Unmounting an overlay that is
+/// not `volatile` syncs its upper file system, all of the data root's,
+/// when the last reference goes: dropping the returned descriptor does
+/// that, so a caller can do it off its answer's path. Until then the
+/// upper and work directories are in use; mount them again only after.
+pub fn detach_rootfs(target: &Path) -> io::Result<Option<OwnedFd>> {
+    let held = if is_mounted(target) {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(target)
+            .ok()
+            .map(OwnedFd::from)
+    } else {
+        None
+    };
+    unmount_rootfs(target)?;
+    Ok(held)
 }
 
 /// Unmount whatever is at `target` (lazily, so a straggling process in

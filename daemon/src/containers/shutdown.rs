@@ -75,6 +75,9 @@ impl Containers {
         while let Some(done) = stops.join_next().await {
             stopped += usize::from(done.unwrap_or(false));
         }
+        // The clean-ups that were still running behind their answers.
+        self.background.close();
+        self.background.wait().await;
         stopped
     }
 

@@ -90,7 +90,7 @@ impl RecordDir {
 }
 
 /// 64 lower-case hex digits, as generated at create.
-fn is_container_id(name: &str) -> bool {
+pub(super) fn is_container_id(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
