@@ -176,6 +176,23 @@ quiesce_disk() {
     sync
 }
 
+# Waits (5 s at most) until the machine is idle: 200 ms windows until one
+# is 90% idle or more, so what one engine still does after its timing (a
+# backlog of answers, a garbage collection) does not fall on the next.
+wait_idle() {
+    local a b k total idle
+    for _ in $(seq 25); do
+        read -ra a </proc/stat
+        sleep 0.2
+        read -ra b </proc/stat
+        total=0
+        for k in 1 2 3 4 5 6 7 8; do total=$((total + b[k] - a[k])); done
+        idle=$((b[4] - a[4] + b[5] - a[5]))
+        [ "$total" -gt 0 ] && [ $((idle * 100 / total)) -ge 90 ] && return 0
+    done
+    return 0
+}
+
 # For start_*: makes DIR with a default daemon.json, registers the cgroup
 # parent (CGROUP_ARGS: its flag, if any), sets DAEMON_SOCK and DAEMON_T0.
 daemon_dir() { # dir cgroup-parent socket-name

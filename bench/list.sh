@@ -11,7 +11,8 @@
 #   - `GET /containers/NAME/json` (inspect) with 8 clients at the first N.
 # Each figure is the median of BENCH_LIST_ROUNDS (3) rounds; a round
 # measures every engine in turn, starting with a different one each time,
-# so a noisy minute on this machine does not fall on one engine only.
+# so a noisy minute on this machine does not fall on one engine only, and
+# each timing waits until the machine is idle (`wait_idle`).
 # Every client reads each answer in full. Needs root. Leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,13 +62,16 @@ create_all() { # from to
 # $WORK/fig.<engine>.<name> (one value per round).
 measure_round() { # engine n
     local e=$1 n=$2 f=$WORK/fig.$1
+    wait_idle
     read -r _ rps _ p99 err bytes < <("$APILOAD" "${SOCK[$e]}" get '/v1.41/containers/json?all=1' 8 "$SECS")
     echo "$rps" >>"$f.list8.$n"
     echo "$p99" >>"$f.list8p99.$n"
     echo "$err $bytes" >"$f.list8info.$n"
+    wait_idle
     read -r _ _ one _ _ _ < <("$APILOAD" "${SOCK[$e]}" get '/v1.41/containers/json?all=1' 1 "$SECS")
     echo "$one" >>"$f.list1.$n"
     if [ "$n" = "${SIZES%% *}" ]; then
+        wait_idle
         read -r _ rps _ p99 err bytes < <("$APILOAD" "${SOCK[$e]}" get '/v1.41/containers/l3/json' 8 "$SECS")
         echo "$rps" >>"$f.inspect.$n"
         echo "$p99" >>"$f.inspectp99.$n"
