@@ -8,6 +8,7 @@ use super::core::{Container, Containers};
 use super::error::{ContainerError, Result};
 use super::hooks::{ImageLookupError, MountError, MountRequest};
 use super::record::{ContainerRecord, Pending, State};
+use super::steps::Steps;
 use super::{crashpoint, hostfiles, names, rootfs, spec, timefmt};
 
 /// Image defaults under the user's settings, as dockerd merges them.
@@ -157,6 +158,8 @@ fn random_id() -> String {
 impl Containers {
     /// Create a container; returns its ID and warnings.
     pub fn create(&self, name: Option<&str>, body: CreateBody) -> Result<(String, Vec<String>)> {
+        // Logged under the ID once there is one.
+        let steps = Steps::new("create", "");
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 if !names::is_valid(n) {
@@ -230,6 +233,8 @@ impl Containers {
         host_config.runtime = runtime.clone();
 
         let id = random_id();
+        let mut steps = steps.with_id(&id);
+        steps.done("request checked, image looked up");
         if config.hostname.is_empty() && !host_config.network_mode().starts_with("container:") {
             config.hostname = id[..12].to_string();
         }
@@ -288,20 +293,25 @@ impl Containers {
                     MountError::Internal(m) => ContainerError::Internal(m),
                 })?;
             resolved = rec.mounts.clone();
+            steps.done("name reserved, mounts resolved");
             // From here on a crash leaves files behind: the marked record
             // tells restore to remove them (see `restore`).
             rec.pending = Some(Pending::Creating);
             self.save_run_state(&rec)?;
             crashpoint::reached("create:after-record");
+            steps.done("creating marker saved");
             self.write_host_files(&rec)?;
+            steps.done("host files");
             rootfs::create_layer(&self.settings.data_root, &id)
                 .map_err(|e| ContainerError::internal("creating the container layer", e))?;
             crashpoint::reached("create:after-layer");
+            steps.done("container layer");
             self.images
                 .hold(&id, image.top_layer.as_deref())
                 .map_err(|e| ContainerError::internal("holding the image layers", e))?;
             rec.pending = None;
             self.save(&rec)?;
+            steps.done("image layers held, record saved");
             Ok(rec)
         })();
         let rec = match created {

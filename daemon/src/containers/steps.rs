@@ -18,6 +18,15 @@ impl<'a> Steps<'a> {
         }
     }
 
+    /// The same timing, logged under the container's ID once it has one.
+    pub(super) fn with_id<'b>(self, id: &'b str) -> Steps<'b> {
+        Steps {
+            op: self.op,
+            id,
+            last: self.last,
+        }
+    }
+
     /// Logs the time since the previous step (or the start).
     pub(super) fn done(&mut self, step: &'static str) {
         let now = Instant::now();
