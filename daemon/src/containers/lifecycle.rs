@@ -1039,7 +1039,7 @@ impl Containers {
         let mut steps = Steps::new("remove", &rec.id);
         self.release_run(&rec.id, &mut steps);
         let bundle = self.settings.bundle_dir(&rec.id);
-        if rootfs::is_mounted(&bundle.join("rootfs")) {
+        if berth_common::mounts::is_mount_point(&bundle.join("rootfs")) {
             return Err(ContainerError::Internal(format!(
                 "the root filesystem of {} is still mounted",
                 rec.id
@@ -1250,7 +1250,7 @@ pub(super) fn remove_bundle(bundle: &Path) {
         let path = entry.path();
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
         let res = if is_dir {
-            if rootfs::is_mounted(&path) {
+            if berth_common::mounts::is_mount_point(&path) {
                 tracing::warn!(path = %path.display(), "leaving a mounted directory in place");
                 continue;
             }

@@ -1,6 +1,7 @@
 //! The container's root filesystem: an overlay of the image layers with a
 //! per-container upper layer, mounted in the bundle while it runs.
 
+use berth_common::mounts::is_mount_point;
 use nix::mount::{mount, MsFlags};
 use std::fs;
 use std::io;
@@ -46,10 +47,6 @@ fn escape(path: &str) -> String {
         .replace(',', "\\,")
 }
 
-pub fn is_mounted(target: &Path) -> bool {
-    berth_common::mounts::is_mount_point(target)
-}
-
 /// How a container's overlay is mounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -72,7 +69,7 @@ pub fn mount_rootfs(
     durability: Durability,
 ) -> io::Result<()> {
     fs::create_dir_all(target)?;
-    if is_mounted(target) {
+    if is_mount_point(target) {
         return Ok(());
     }
     let dir = layer_dir(data_root, id);
@@ -128,7 +125,7 @@ pub fn mount_rootfs(
 /// that, so a caller can do it off its answer's path. Until then the
 /// upper and work directories are in use; mount them again only after.
 pub fn detach_rootfs(target: &Path) -> io::Result<Option<OwnedFd>> {
-    let held = if is_mounted(target) {
+    let held = if is_mount_point(target) {
         fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
@@ -146,6 +143,7 @@ pub fn detach_rootfs(target: &Path) -> io::Result<Option<OwnedFd>> {
 /// another namespace cannot make it fail). Not mounted is fine.
 pub fn unmount_rootfs(target: &Path) -> io::Result<()> {
     berth_common::mounts::unmount_all(target)
+        .map_err(|e| io::Error::new(e.kind(), format!("unmounting {}: {e}", target.display())))
 }
 
 #[cfg(test)]

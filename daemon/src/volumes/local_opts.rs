@@ -3,6 +3,7 @@
 //! `_data` gets `device` mounted on it while a container uses it, as
 //! dockerd's local driver does.
 
+use berth_common::mounts::is_mount_point;
 use nix::mount::{mount, MsFlags};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -65,10 +66,6 @@ fn parse_o(o: &str) -> (MsFlags, String) {
         }
     }
     (flags, data.join(","))
-}
-
-pub fn is_mount_point(path: &Path) -> bool {
-    berth_common::mounts::is_mount_point(path)
 }
 
 pub fn mount_device(opts: &BTreeMap<String, String>, target: &Path) -> Result<()> {

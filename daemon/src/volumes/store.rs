@@ -606,11 +606,11 @@ mod tests {
         .unwrap();
         let p = s.mount("t1", "c1", "/data", true).unwrap();
         s.mount("t1", "c2", "/data", true).unwrap();
-        assert!(local_opts::is_mount_point(&p));
+        assert!(berth_common::mounts::is_mount_point(&p));
         s.unmount("t1", "c1").unwrap();
-        assert!(local_opts::is_mount_point(&p));
+        assert!(berth_common::mounts::is_mount_point(&p));
         s.unmount("t1", "c2").unwrap();
-        assert!(!local_opts::is_mount_point(&p));
+        assert!(!berth_common::mounts::is_mount_point(&p));
         s.remove("t1", false).unwrap();
     }
 }

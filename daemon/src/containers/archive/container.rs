@@ -44,7 +44,7 @@ impl ContainerRootfs {
         purpose: &'static str,
     ) -> Result<ContainerRootfs, ArchiveError> {
         let bundle_rootfs = containers.settings.bundle_dir(&rec.id).join("rootfs");
-        if live && rootfs::is_mounted(&bundle_rootfs) {
+        if live && berth_common::mounts::is_mount_point(&bundle_rootfs) {
             return Ok(ContainerRootfs {
                 path: bundle_rootfs,
                 _temp_mount: None,
