@@ -151,11 +151,8 @@ impl<'a> Swapped<'a> {
 
 /// renameat2(RENAME_EXCHANGE): NotFound when `b` does not exist.
 fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let a = std::ffi::CString::new(a.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    let b = std::ffi::CString::new(b.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let a = crate::c_string(a.as_os_str())?;
+    let b = crate::c_string(b.as_os_str())?;
     // SAFETY: two valid C strings; renameat2 only reads them.
     let r = unsafe {
         libc::renameat2(

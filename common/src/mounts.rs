@@ -5,9 +5,7 @@
 //! mount table, which grows with every running container and used to be
 //! read several times per container run; older kernels fall back to it.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// How many mounts stacked on one point an unmount takes off at most, so
@@ -22,7 +20,7 @@ pub fn is_mount_point(path: &Path) -> bool {
 /// Lazily unmount everything stacked at `path`; nothing mounted (or no
 /// such path) is fine. Errors carry no path: callers say what it was.
 pub fn unmount_all(path: &Path) -> io::Result<()> {
-    let c = c_path(path)?;
+    let c = crate::c_string(path.as_os_str())?;
     for _ in 0..MAX_STACKED {
         // SAFETY: a NUL-terminated path; umount2 reads nothing else.
         if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
@@ -40,14 +38,9 @@ pub fn unmount_all(path: &Path) -> io::Result<()> {
     )))
 }
 
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))
-}
-
 /// None when the kernel does not report the attribute.
 fn mount_root_attribute(path: &Path) -> Option<bool> {
-    let c = c_path(path).ok()?;
+    let c = crate::c_string(path.as_os_str()).ok()?;
     // SAFETY: plain data; statx fills it.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: a NUL-terminated path and a buffer of statx's own type.
@@ -80,8 +73,8 @@ mod tests {
     use super::*;
 
     fn tmpfs(at: &Path) {
-        let src = CString::new("tmpfs").unwrap();
-        let target = c_path(at).unwrap();
+        let src = std::ffi::CString::new("tmpfs").unwrap();
+        let target = crate::c_string(at.as_os_str()).unwrap();
         // SAFETY: NUL-terminated strings; no data argument.
         let rc = unsafe {
             libc::mount(

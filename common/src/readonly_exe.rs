@@ -10,10 +10,8 @@
 //! descriptor or a process executed from it. Needs CAP_SYS_ADMIN and
 //! Linux 5.12; callers fall back to other means where it fails.
 
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -33,8 +31,7 @@ struct MountAttr {
 /// mount. Execute it with execveat(fd, "", AT_EMPTY_PATH) or through
 /// /proc/self/fd/N.
 pub fn open(path: &Path) -> io::Result<OwnedFd> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let c_path = crate::c_string(path.as_os_str())?;
     // SAFETY: open_tree with a valid C string; the result is a new fd.
     let fd = unsafe {
         libc::syscall(
@@ -74,7 +71,7 @@ pub fn open(path: &Path) -> io::Result<OwnedFd> {
 
 /// Is the file `path` names on a read-only mount?
 pub fn is_readonly(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+    let Ok(c_path) = crate::c_string(path.as_os_str()) else {
         return false;
     };
     // SAFETY: statvfs into a zeroed struct we own.

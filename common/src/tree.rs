@@ -10,7 +10,6 @@ use std::ffi::OsStr;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Open file descriptors kept for the levels above the one being emptied;
@@ -31,8 +30,7 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 }
 
 fn remove_in(dir: RawFd, name: &OsStr) -> io::Result<()> {
-    let c = CString::new(name.as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let c = crate::c_string(name)?;
     // SAFETY: valid fd, C string and stat buffer.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatat(dir, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } < 0 {
@@ -234,11 +232,7 @@ mod tests {
         let top = tmp.join("t");
         fs::create_dir(&top).unwrap();
         // 3000 levels through relative mkdirs (paths beyond PATH_MAX).
-        let mut fd = open_dir(
-            libc::AT_FDCWD,
-            &CString::new(top.as_os_str().as_bytes()).unwrap(),
-        )
-        .unwrap();
+        let mut fd = open_dir(libc::AT_FDCWD, &crate::c_string(top.as_os_str()).unwrap()).unwrap();
         for i in 0..3000 {
             let d = CString::new(if i % 2 == 0 { "d" } else { "e" }).unwrap();
             assert_eq!(
